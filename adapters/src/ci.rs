@@ -1,0 +1,261 @@
+//! CI targets: where a build trigger goes. The daemon builds one [`BuildTrigger`]
+//! per delivery; each target puts it on the wire in its own dialect
+//! (Buildbot's `base` change hook form, a signed JSON webhook). Any 2xx is success.
+
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use serde_json::{Map, Value};
+use sha2::Sha256;
+
+use crate::http::{error_chain, one_line};
+use crate::{BoxFuture, Secret};
+
+/// The Buildbot change fields (SPEC §7), also sent as top-level webhook keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TriggerFields {
+    pub author: String,
+    pub committer: String,
+    pub branch: String,
+    /// `pull_request` or `push`.
+    pub category: String,
+    pub codebase: String,
+    pub comments: String,
+    pub project: String,
+    pub repository: String,
+    pub revision: String,
+    pub revlink: String,
+    pub when_timestamp: i64,
+}
+
+impl TriggerFields {
+    fn pairs(&self) -> [(&'static str, String); 11] {
+        [
+            ("author", self.author.clone()),
+            ("committer", self.committer.clone()),
+            ("branch", self.branch.clone()),
+            ("category", self.category.clone()),
+            ("codebase", self.codebase.clone()),
+            ("comments", self.comments.clone()),
+            ("project", self.project.clone()),
+            ("repository", self.repository.clone()),
+            ("revision", self.revision.clone()),
+            ("revlink", self.revlink.clone()),
+            ("when_timestamp", self.when_timestamp.to_string()),
+        ]
+    }
+}
+
+/// One delivery of one build.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BuildTrigger {
+    /// Stable across retries of the same delivery.
+    pub delivery_id: String,
+    pub fields: TriggerFields,
+    /// The `properties` object (SPEC §7).
+    pub properties: Map<String, Value>,
+}
+
+impl BuildTrigger {
+    /// The webhook body: the properties, `"event": "build"` and the change fields.
+    pub fn webhook_json(&self) -> Value {
+        let mut object = self.properties.clone();
+        object.insert("event".into(), Value::from("build"));
+        for (name, value) in self.fields.pairs() {
+            let value = if name == "when_timestamp" {
+                Value::from(self.fields.when_timestamp)
+            } else {
+                Value::from(value)
+            };
+            object.insert(name.into(), value);
+        }
+        Value::Object(object)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("rejected with HTTP {status}: {message}")]
+    Rejected { status: u16, message: String },
+    #[error("timed out")]
+    Timeout,
+    #[error("{0}")]
+    Transport(String),
+}
+
+/// A CI system that accepts build triggers.
+pub trait CiTarget: Send + Sync {
+    fn deliver<'a>(&'a self, trigger: &'a BuildTrigger) -> BoxFuture<'a, Result<(), DeliveryError>>;
+}
+
+fn http_client(timeout: Duration) -> Result<reqwest::Client, DeliveryError> {
+    reqwest::Client::builder()
+        .user_agent(concat!("forgewatch/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(timeout)
+        .build()
+        .map_err(|e| DeliveryError::Transport(format!("cannot build the HTTP client: {e}")))
+}
+
+async fn send(request: reqwest::RequestBuilder) -> Result<(), DeliveryError> {
+    let response = request.send().await.map_err(|e| {
+        if e.is_timeout() {
+            DeliveryError::Timeout
+        } else {
+            DeliveryError::Transport(error_chain(&e))
+        }
+    })?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let body = response.bytes().await.unwrap_or_default();
+    Err(DeliveryError::Rejected {
+        status: status.as_u16(),
+        message: one_line(&String::from_utf8_lossy(&body), 300),
+    })
+}
+
+/// Buildbot's `base` change hook: a form POST, `properties` as a JSON object string.
+pub struct Buildbot {
+    url: String,
+    basic_auth: Option<(String, Secret)>,
+    http: reqwest::Client,
+}
+
+impl Buildbot {
+    pub fn new(
+        url: String,
+        basic_auth: Option<(String, Secret)>,
+        timeout: Duration,
+    ) -> Result<Buildbot, DeliveryError> {
+        Ok(Buildbot {
+            url,
+            basic_auth,
+            http: http_client(timeout)?,
+        })
+    }
+
+    /// The form fields, in a stable order.
+    pub fn form(trigger: &BuildTrigger) -> Vec<(&'static str, String)> {
+        let mut form = trigger.fields.pairs().to_vec();
+        form.push(("properties", Value::Object(trigger.properties.clone()).to_string()));
+        form
+    }
+}
+
+impl CiTarget for Buildbot {
+    fn deliver<'a>(&'a self, trigger: &'a BuildTrigger) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            let mut request = self.http.post(&self.url).form(&Self::form(trigger));
+            if let Some((user, password)) = &self.basic_auth {
+                request = request.basic_auth(user, Some(password.expose()));
+            }
+            send(request).await
+        })
+    }
+}
+
+/// A JSON POST signed like GitHub signs its webhooks.
+pub struct Webhook {
+    url: String,
+    secret: Secret,
+    http: reqwest::Client,
+}
+
+impl Webhook {
+    pub fn new(url: String, secret: Secret, timeout: Duration) -> Result<Webhook, DeliveryError> {
+        Ok(Webhook {
+            url,
+            secret,
+            http: http_client(timeout)?,
+        })
+    }
+}
+
+/// `sha256=HEX` of HMAC-SHA256(secret, body).
+pub fn signature_256(secret: &Secret, body: &[u8]) -> String {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.expose().as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+impl CiTarget for Webhook {
+    fn deliver<'a>(&'a self, trigger: &'a BuildTrigger) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            let body = trigger.webhook_json().to_string().into_bytes();
+            let request = self
+                .http
+                .post(&self.url)
+                .header("Content-Type", "application/json")
+                .header("X-Forgewatch-Delivery", &trigger.delivery_id)
+                .header("X-Forgewatch-Event", "build")
+                .header("X-Forgewatch-Signature-256", signature_256(&self.secret, &body))
+                .body(body);
+            send(request).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signs_like_github() {
+        // The test vector of GitHub's documentation.
+        let secret = Secret::new("It's a Secret to Everybody");
+        assert_eq!(
+            signature_256(&secret, b"Hello, World!"),
+            "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+        );
+    }
+
+    fn trigger() -> BuildTrigger {
+        let mut properties = Map::new();
+        properties.insert("workspace".into(), Value::from("ws"));
+        BuildTrigger {
+            delivery_id: "d".into(),
+            fields: TriggerFields {
+                author: "forgewatch".into(),
+                committer: "forgewatch".into(),
+                branch: "main".into(),
+                category: "push".into(),
+                codebase: String::new(),
+                comments: String::new(),
+                project: "ws".into(),
+                repository: "https://github.com/acme/a".into(),
+                revision: "abc".into(),
+                revlink: "https://github.com/acme/a".into(),
+                when_timestamp: 17,
+            },
+            properties,
+        }
+    }
+
+    #[test]
+    fn buildbot_form_has_every_field_and_properties_as_an_object_string() {
+        let form = Buildbot::form(&trigger());
+        let names: Vec<_> = form.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            [
+                "author", "committer", "branch", "category", "codebase", "comments", "project",
+                "repository", "revision", "revlink", "when_timestamp", "properties"
+            ]
+        );
+        assert_eq!(form[10].1, "17");
+        assert_eq!(form[11].1, r#"{"workspace":"ws"}"#);
+    }
+
+    #[test]
+    fn webhook_body_merges_properties_event_and_fields() {
+        let json = trigger().webhook_json();
+        assert_eq!(json["event"], "build");
+        assert_eq!(json["workspace"], "ws");
+        assert_eq!(json["when_timestamp"], 17);
+        assert_eq!(json["repository"], "https://github.com/acme/a");
+    }
+}

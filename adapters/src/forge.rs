@@ -1,0 +1,150 @@
+//! What the daemon asks of a forge, independent of which forge it is: the head of a
+//! watched branch and the open pull/merge requests against it. GitHub and (later)
+//! GitLab clients implement [`Forge`]; the daemon cannot tell them apart.
+
+use std::time::{Duration, SystemTime};
+
+use crate::{BoxFuture, RepoId};
+
+/// A polled unit: one branch of one repository.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WatchTarget {
+    pub repo: RepoId,
+    pub branch: String,
+}
+
+impl std::fmt::Display for WatchTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.repo, self.branch)
+    }
+}
+
+/// An open pull request (GitHub) or merge request (GitLab), forge-neutral.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PullRequest {
+    /// The visible number (GitLab: the IID).
+    pub number: u64,
+    pub title: String,
+    pub body: Option<String>,
+    pub author: String,
+    /// GitHub's `author_association` (`OWNER`, `MEMBER`, …); `None` on GitLab.
+    pub author_association: Option<String>,
+    pub labels: Vec<String>,
+    pub draft: bool,
+    /// `updated_at` as unix seconds, when the forge sent a parseable one.
+    pub updated_at: Option<i64>,
+    pub head_sha: String,
+    /// The source branch name.
+    pub head_ref: String,
+    /// The repository the head lives in; `None` when it was deleted (a deleted fork).
+    pub head_repo: Option<RepoId>,
+    /// The forge's numeric id of the head repository (`source_project_id`).
+    pub head_repo_numeric_id: Option<u64>,
+    pub base_repo: RepoId,
+    pub base_branch: String,
+    pub web_url: String,
+    /// Only known from single-PR endpoints; `None` until computed.
+    pub mergeable: Option<bool>,
+    /// Where the forge keeps the PR's refs in the base repository:
+    /// `refs/pull/N` (GitHub), `refs/merge-requests/N` (GitLab).
+    pub refs_prefix: String,
+}
+
+/// Which ref of a pull request the CI builds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TestRef {
+    /// The PR head as pushed (survives deletion of a fork).
+    Head,
+    /// The forge's test merge of the head into the base.
+    Merge,
+}
+
+impl TestRef {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TestRef::Head => "head",
+            TestRef::Merge => "merge",
+        }
+    }
+}
+
+impl PullRequest {
+    /// The full ref name, e.g. `refs/pull/12/merge`.
+    pub fn test_ref(&self, which: TestRef) -> String {
+        format!("{}/{}", self.refs_prefix, which.as_str())
+    }
+}
+
+/// The last rate-limit figures a forge reported (`x-ratelimit-*` / `RateLimit-*`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub limit: Option<u64>,
+    pub remaining: Option<u64>,
+    pub used: Option<u64>,
+    pub reset_at: Option<SystemTime>,
+    pub resource: Option<String>,
+}
+
+/// Counts of responses by outcome since the client was created.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestStats {
+    /// 2xx with a body.
+    pub fresh: u64,
+    /// 304 Not Modified.
+    pub not_modified: u64,
+    /// Any other status, or no response at all.
+    pub failed: u64,
+}
+
+impl RequestStats {
+    pub fn total(&self) -> u64 {
+        self.fresh + self.not_modified + self.failed
+    }
+}
+
+/// Errors a caller acts on. A 304 is not one of them: it is an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ForgeError {
+    #[error("{url}: not found (HTTP 404){}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    NotFound { url: String, message: Option<String> },
+    #[error("{url}: rate limited (HTTP {status}){}", retry_after.map(|d| format!(", retry after {}s", d.as_secs())).unwrap_or_default())]
+    RateLimited {
+        url: String,
+        status: u16,
+        retry_after: Option<Duration>,
+        reset_at: Option<SystemTime>,
+    },
+    #[error("{url}: HTTP {status}: {message}")]
+    Http {
+        url: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{url}: timed out")]
+    Timeout { url: String },
+    #[error("{url}: {message}")]
+    Transport { url: String, message: String },
+    #[error("{url}: unexpected response: {message}")]
+    Decode { url: String, message: String },
+}
+
+/// A forge client. One instance per configured forge (and so per credential).
+pub trait Forge: Send + Sync {
+    /// The host whose repositories this forge owns (`github.com`).
+    fn host(&self) -> &str;
+
+    /// The commit sha at the head of the target's branch.
+    fn branch_head<'a>(&'a self, target: &'a WatchTarget) -> BoxFuture<'a, Result<String, ForgeError>>;
+
+    /// Every open pull request whose base is the target's branch, all pages.
+    fn open_pull_requests<'a>(
+        &'a self,
+        target: &'a WatchTarget,
+    ) -> BoxFuture<'a, Result<Vec<PullRequest>, ForgeError>>;
+
+    /// The last rate-limit figures seen.
+    fn rate_limit(&self) -> Option<RateLimit>;
+
+    /// Response counts so far.
+    fn stats(&self) -> RequestStats;
+}

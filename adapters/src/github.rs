@@ -1,0 +1,293 @@
+//! The GitHub REST client (github.com and GitHub Enterprise): branch heads and open
+//! pull requests of watch targets, every request conditional, every list paginated.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::forge::{Forge, ForgeError, PullRequest, RateLimit, RequestStats, WatchTarget};
+use crate::http::{ClientOptions, ConditionalClient, ValidatorStore};
+use crate::{BoxFuture, RepoId, Secret};
+
+/// What a GitHub client needs to know.
+#[derive(Clone, Debug)]
+pub struct GitHubOptions {
+    /// The host of the repositories (`github.com`, `ghe.example.org`).
+    pub host: String,
+    /// `https://api.github.com`, or `https://HOST/api/v3` for Enterprise.
+    pub api_url: String,
+    pub token: Option<Secret>,
+    pub client: ClientOptions,
+}
+
+pub struct GitHubClient {
+    host: String,
+    api_url: url::Url,
+    http: ConditionalClient,
+}
+
+impl GitHubClient {
+    pub fn new(
+        options: GitHubOptions,
+        store: Arc<dyn ValidatorStore>,
+    ) -> Result<GitHubClient, ForgeError> {
+        let api_url = url::Url::parse(options.api_url.trim_end_matches('/')).map_err(|e| {
+            ForgeError::Transport {
+                url: options.api_url.clone(),
+                message: format!("invalid API URL: {e}"),
+            }
+        })?;
+        let auth = options
+            .token
+            .map(|t| ("Authorization", Secret::new(format!("Bearer {}", t.expose()))));
+        let headers = vec![
+            ("Accept", "application/vnd.github+json"),
+            ("X-GitHub-Api-Version", "2022-11-28"),
+        ];
+        let http = ConditionalClient::new(&options.client, store, auth, headers)?;
+        Ok(GitHubClient {
+            host: options.host,
+            api_url,
+            http,
+        })
+    }
+
+    /// `API/repos/OWNER/REPO/…segments`, each segment percent-encoded as one
+    /// path segment (a branch `feature/x` becomes `feature%2Fx`).
+    fn repo_url(&self, repo: &RepoId, segments: &[&str]) -> String {
+        let mut url = self.api_url.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().push("repos");
+            for part in repo.path().split('/') {
+                path.push(part);
+            }
+            for s in segments {
+                path.push(s);
+            }
+        }
+        url.to_string()
+    }
+
+    fn decode<T: for<'de> Deserialize<'de>>(url: &str, body: &[u8]) -> Result<T, ForgeError> {
+        serde_json::from_slice(body).map_err(|e| ForgeError::Decode {
+            url: url.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    async fn fetch_branch_head(&self, target: &WatchTarget) -> Result<String, ForgeError> {
+        let url = self.repo_url(&target.repo, &["branches", &target.branch]);
+        let page = self.http.get(&url).await?;
+        let branch: GhBranch = Self::decode(&url, &page.body)?;
+        Ok(branch.commit.sha)
+    }
+
+    async fn fetch_open_pulls(&self, target: &WatchTarget) -> Result<Vec<PullRequest>, ForgeError> {
+        let mut url = url::Url::parse(&self.repo_url(&target.repo, &["pulls"])).map_err(|e| {
+            ForgeError::Decode {
+                url: target.repo.to_string(),
+                message: e.to_string(),
+            }
+        })?;
+        url.query_pairs_mut()
+            .append_pair("state", "open")
+            .append_pair("base", &target.branch)
+            .append_pair("per_page", "100");
+        let url = url.to_string();
+        let pages = self.http.get_all_pages(&url).await?;
+        let mut pulls = Vec::new();
+        for page in pages {
+            let items: Vec<serde_json::Value> = Self::decode(&url, &page.body)?;
+            for item in items {
+                // Garbage in one item is confined to that item.
+                match serde_json::from_value::<GhPull>(item) {
+                    Ok(pr) => match pr.into_pull_request(&self.host, target) {
+                        Ok(pr) => pulls.push(pr),
+                        Err(message) => tracing::warn!(target = %target, "skipping a pull request: {message}"),
+                    },
+                    Err(e) => tracing::warn!(target = %target, "skipping an unreadable pull request: {e}"),
+                }
+            }
+        }
+        pulls.sort_by_key(|p| p.number);
+        pulls.dedup_by_key(|p| p.number);
+        Ok(pulls)
+    }
+}
+
+impl Forge for GitHubClient {
+    fn host(&self) -> &str {
+        &self.host
+    }
+
+    fn branch_head<'a>(&'a self, target: &'a WatchTarget) -> BoxFuture<'a, Result<String, ForgeError>> {
+        Box::pin(self.fetch_branch_head(target))
+    }
+
+    fn open_pull_requests<'a>(
+        &'a self,
+        target: &'a WatchTarget,
+    ) -> BoxFuture<'a, Result<Vec<PullRequest>, ForgeError>> {
+        Box::pin(self.fetch_open_pulls(target))
+    }
+
+    fn rate_limit(&self) -> Option<RateLimit> {
+        self.http.rate_limit()
+    }
+
+    fn stats(&self) -> RequestStats {
+        self.http.stats()
+    }
+}
+
+#[derive(Deserialize)]
+struct GhBranch {
+    commit: GhCommitRef,
+}
+
+#[derive(Deserialize)]
+struct GhCommitRef {
+    sha: String,
+}
+
+#[derive(Deserialize)]
+struct GhPull {
+    number: u64,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    user: Option<GhUser>,
+    #[serde(default)]
+    labels: Vec<GhLabel>,
+    #[serde(default)]
+    draft: Option<bool>,
+    #[serde(default)]
+    updated_at: Option<String>,
+    head: GhRef,
+    base: GhRef,
+    #[serde(default)]
+    author_association: Option<String>,
+    #[serde(default)]
+    html_url: Option<String>,
+    #[serde(default)]
+    mergeable: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct GhUser {
+    login: String,
+}
+
+#[derive(Deserialize)]
+struct GhLabel {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct GhRef {
+    #[serde(rename = "ref")]
+    name: String,
+    sha: String,
+    #[serde(default)]
+    repo: Option<GhRepo>,
+}
+
+#[derive(Deserialize)]
+struct GhRepo {
+    #[serde(default)]
+    id: Option<u64>,
+    full_name: String,
+}
+
+impl GhPull {
+    fn into_pull_request(self, host: &str, target: &WatchTarget) -> Result<PullRequest, String> {
+        if self.base.name != target.branch {
+            return Err(format!(
+                "#{} has base `{}`, asked for `{}`",
+                self.number, self.base.name, target.branch
+            ));
+        }
+        let head_repo = match &self.head.repo {
+            Some(r) => Some(RepoId::from_host_path(host, &r.full_name).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let web_url = self
+            .html_url
+            .unwrap_or_else(|| format!("{}/pull/{}", target.repo.web_url(), self.number));
+        Ok(PullRequest {
+            number: self.number,
+            title: self.title.unwrap_or_default(),
+            body: self.body,
+            author: self.user.map(|u| u.login).unwrap_or_else(|| "ghost".to_owned()),
+            author_association: self.author_association,
+            labels: self.labels.into_iter().map(|l| l.name).collect(),
+            draft: self.draft.unwrap_or(false),
+            updated_at: self
+                .updated_at
+                .as_deref()
+                .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+                .map(crate::http::unix_seconds),
+            head_sha: self.head.sha,
+            head_ref: self.head.name,
+            head_repo_numeric_id: self.head.repo.as_ref().and_then(|r| r.id),
+            head_repo,
+            base_repo: target.repo.clone(),
+            base_branch: self.base.name,
+            web_url,
+            mergeable: self.mergeable,
+            refs_prefix: format!("refs/pull/{}", self.number),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::MemoryStore;
+
+    fn client(api: &str) -> GitHubClient {
+        GitHubClient::new(
+            GitHubOptions {
+                host: "github.com".into(),
+                api_url: api.into(),
+                token: None,
+                client: ClientOptions::default(),
+            },
+            Arc::new(MemoryStore::default()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn builds_api_urls_with_encoded_segments() {
+        let c = client("https://ghe.example.org/api/v3/");
+        let repo = RepoId::parse("https://ghe.example.org/Acme/Repo").unwrap();
+        assert_eq!(
+            c.repo_url(&repo, &["branches", "feature/x"]),
+            "https://ghe.example.org/api/v3/repos/acme/repo/branches/feature%2Fx"
+        );
+    }
+
+    #[test]
+    fn a_deleted_fork_is_a_pull_request_without_head_repository() {
+        let target = WatchTarget {
+            repo: RepoId::parse("https://github.com/acme/repo").unwrap(),
+            branch: "main".into(),
+        };
+        let json = serde_json::json!({
+            "number": 7, "title": "t", "body": null, "user": {"login": "bob"},
+            "labels": [{"name": "x"}], "draft": false, "updated_at": "2026-01-01T00:00:00Z",
+            "head": {"ref": "fix", "sha": "abc", "repo": null},
+            "base": {"ref": "main", "sha": "def", "repo": {"id": 1, "full_name": "acme/repo"}},
+            "author_association": "CONTRIBUTOR", "html_url": "https://github.com/acme/repo/pull/7"
+        });
+        let pr: GhPull = serde_json::from_value(json).unwrap();
+        let pr = pr.into_pull_request("github.com", &target).unwrap();
+        assert_eq!(pr.head_repo, None);
+        assert_eq!(pr.head_repo_numeric_id, None);
+        assert_eq!(pr.updated_at, Some(1_767_225_600));
+        assert_eq!(pr.test_ref(crate::forge::TestRef::Head), "refs/pull/7/head");
+    }
+}

@@ -1,0 +1,457 @@
+//! Conditional GETs against a forge API: the stored `ETag` and `Last-Modified` of
+//! every URL are sent back, a 304 is answered from the stored body, `Link`
+//! pagination is followed page by page (each page revalidated on its own), and
+//! the rate-limit headers of every response are recorded.
+//!
+//! Validators and bodies live in a [`ValidatorStore`] the caller provides (the daemon
+//! keeps them in its state database, so a restart costs no rate limit). Keys are
+//! partitioned per credential, since GitHub ETags are per token.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reqwest::header::{self, HeaderMap};
+use tokio::sync::Semaphore;
+
+use crate::Secret;
+use crate::forge::{ForgeError, RateLimit, RequestStats};
+
+/// Largest response body read from a forge; beyond it the answer is an error.
+const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+/// Largest number of pages followed for one list (100 items each).
+const MAX_PAGES: usize = 200;
+
+/// What is remembered of one URL.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CachedResponse {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    /// The `rel="next"` link of that response, for paginated lists.
+    pub next_url: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// Where validators and bodies are kept between requests (and restarts).
+pub trait ValidatorStore: Send + Sync {
+    fn load(&self, key: &str) -> Option<CachedResponse>;
+    /// Failures are the store's to report; the request already succeeded.
+    fn save(&self, key: &str, response: &CachedResponse);
+}
+
+/// A store that forgets everything at exit.
+#[derive(Default)]
+pub struct MemoryStore(Mutex<std::collections::HashMap<String, CachedResponse>>);
+
+impl ValidatorStore for MemoryStore {
+    fn load(&self, key: &str) -> Option<CachedResponse> {
+        self.0.lock().ok()?.get(key).cloned()
+    }
+    fn save(&self, key: &str, response: &CachedResponse) {
+        if let Ok(mut map) = self.0.lock() {
+            map.insert(key.to_owned(), response.clone());
+        }
+    }
+}
+
+/// Connection settings of one forge client.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    pub max_concurrency: usize,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub user_agent: String,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            max_concurrency: 8,
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            user_agent: concat!("forgewatch/", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
+}
+
+/// One answer: fresh from the server or revalidated from the store.
+#[derive(Debug)]
+pub struct Page {
+    pub body: Vec<u8>,
+    pub next: Option<String>,
+    pub not_modified: bool,
+}
+
+/// An HTTP client bound to one credential of one forge.
+pub struct ConditionalClient {
+    http: reqwest::Client,
+    store: Arc<dyn ValidatorStore>,
+    /// Header name and full value (e.g. `Authorization`, `Bearer …`).
+    auth: Option<(&'static str, Secret)>,
+    default_headers: Vec<(&'static str, &'static str)>,
+    scope: String,
+    permits: Semaphore,
+    stats: Mutex<RequestStats>,
+    rate: Mutex<Option<RateLimit>>,
+}
+
+impl ConditionalClient {
+    pub fn new(
+        options: &ClientOptions,
+        store: Arc<dyn ValidatorStore>,
+        auth: Option<(&'static str, Secret)>,
+        default_headers: Vec<(&'static str, &'static str)>,
+    ) -> Result<ConditionalClient, ForgeError> {
+        let http = reqwest::Client::builder()
+            .user_agent(options.user_agent.clone())
+            .connect_timeout(options.connect_timeout)
+            .timeout(options.request_timeout)
+            .build()
+            .map_err(|e| ForgeError::Transport {
+                url: String::new(),
+                message: format!("cannot build the HTTP client: {e}"),
+            })?;
+        let scope = auth
+            .as_ref()
+            .map_or_else(|| "anonymous".to_owned(), |(_, s)| s.fingerprint());
+        Ok(ConditionalClient {
+            http,
+            store,
+            auth,
+            default_headers,
+            scope,
+            permits: Semaphore::new(options.max_concurrency.max(1)),
+            stats: Mutex::new(RequestStats::default()),
+            rate: Mutex::new(None),
+        })
+    }
+
+    pub fn stats(&self) -> RequestStats {
+        self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn rate_limit(&self) -> Option<RateLimit> {
+        self.rate.lock().ok().and_then(|r| r.clone())
+    }
+
+    fn count(&self, f: impl FnOnce(&mut RequestStats)) {
+        if let Ok(mut stats) = self.stats.lock() {
+            f(&mut stats);
+        }
+    }
+
+    /// One conditional GET.
+    pub async fn get(&self, url: &str) -> Result<Page, ForgeError> {
+        use tracing::Instrument;
+        let span = tracing::debug_span!("forge_request", url);
+        self.get_in_span(url).instrument(span).await
+    }
+
+    async fn get_in_span(&self, url: &str) -> Result<Page, ForgeError> {
+        let _permit = self.permits.acquire().await.map_err(|_| ForgeError::Transport {
+            url: url.to_owned(),
+            message: "client closed".to_owned(),
+        })?;
+        let key = format!("{}|{}", self.scope, url);
+        let cached = self.store.load(&key);
+
+        let mut request = self.http.get(url);
+        for (name, value) in &self.default_headers {
+            request = request.header(*name, *value);
+        }
+        if let Some((name, value)) = &self.auth {
+            request = request.header(*name, value.expose());
+        }
+        if let Some(cached) = &cached {
+            if let Some(etag) = &cached.etag {
+                request = request.header(header::IF_NONE_MATCH, etag);
+            }
+            if let Some(lm) = &cached.last_modified {
+                request = request.header(header::IF_MODIFIED_SINCE, lm);
+            }
+        }
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                self.count(|s| s.failed += 1);
+                return Err(transport_error(url, e));
+            }
+        };
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        if let Some(rate) = parse_rate_limit(&headers) {
+            if let Ok(mut slot) = self.rate.lock() {
+                *slot = Some(rate);
+            }
+        }
+
+        if status == 304 {
+            let Some(mut cached) = cached else {
+                self.count(|s| s.failed += 1);
+                return Err(ForgeError::Decode {
+                    url: url.to_owned(),
+                    message: "304 Not Modified to an unconditional request".to_owned(),
+                });
+            };
+            self.count(|s| s.not_modified += 1);
+            tracing::debug!(status, "not modified");
+            // A 304 may omit the ETag (keep ours) or carry a newer one (take it).
+            let new_etag = header_string(&headers, header::ETAG);
+            if new_etag.is_some() && new_etag != cached.etag {
+                cached.etag = new_etag;
+                self.store.save(&key, &cached);
+            }
+            return Ok(Page {
+                body: cached.body,
+                next: cached.next_url,
+                not_modified: true,
+            });
+        }
+
+        let body = match read_body(url, response).await {
+            Ok(b) => b,
+            Err(e) => {
+                self.count(|s| s.failed += 1);
+                return Err(e);
+            }
+        };
+        if !(200..300).contains(&status) {
+            self.count(|s| s.failed += 1);
+            tracing::debug!(status, "request failed");
+            return Err(status_error(url, status, &headers, &body));
+        }
+        self.count(|s| s.fresh += 1);
+        tracing::debug!(status, bytes = body.len(), "fresh");
+        let fresh = CachedResponse {
+            etag: header_string(&headers, header::ETAG),
+            last_modified: header_string(&headers, header::LAST_MODIFIED),
+            next_url: next_link(&headers),
+            body,
+        };
+        if fresh.etag.is_some() || fresh.last_modified.is_some() {
+            self.store.save(&key, &fresh);
+        }
+        Ok(Page {
+            body: fresh.body,
+            next: fresh.next_url,
+            not_modified: false,
+        })
+    }
+
+    /// Every page of a list, following `rel="next"` verbatim; each page is a
+    /// conditional request of its own.
+    pub async fn get_all_pages(&self, first_url: &str) -> Result<Vec<Page>, ForgeError> {
+        let mut pages = Vec::new();
+        let mut url = Some(first_url.to_owned());
+        while let Some(current) = url {
+            if pages.len() >= MAX_PAGES {
+                return Err(ForgeError::Decode {
+                    url: first_url.to_owned(),
+                    message: format!("more than {MAX_PAGES} pages"),
+                });
+            }
+            let page = self.get(&current).await?;
+            url = page.next.clone();
+            pages.push(page);
+        }
+        Ok(pages)
+    }
+}
+
+fn transport_error(url: &str, e: reqwest::Error) -> ForgeError {
+    if e.is_timeout() {
+        ForgeError::Timeout { url: url.to_owned() }
+    } else {
+        ForgeError::Transport {
+            url: url.to_owned(),
+            message: error_chain(&e.without_url()),
+        }
+    }
+}
+
+/// An error and its sources on one line (`a: b: c`).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}
+
+async fn read_body(url: &str, mut response: reqwest::Response) -> Result<Vec<u8>, ForgeError> {
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_BODY_BYTES {
+                    return Err(ForgeError::Decode {
+                        url: url.to_owned(),
+                        message: format!("response body larger than {MAX_BODY_BYTES} bytes"),
+                    });
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => return Err(transport_error(url, e)),
+        }
+    }
+}
+
+fn status_error(url: &str, status: u16, headers: &HeaderMap, body: &[u8]) -> ForgeError {
+    let message = error_message(body);
+    let retry_after = header_string(headers, header::RETRY_AFTER)
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let rate = parse_rate_limit(headers);
+    let exhausted = rate.as_ref().and_then(|r| r.remaining) == Some(0);
+    let says_rate_limit = message.to_ascii_lowercase().contains("rate limit");
+    match status {
+        404 => ForgeError::NotFound {
+            url: url.to_owned(),
+            message: Some(message).filter(|m| !m.is_empty()),
+        },
+        429 => ForgeError::RateLimited {
+            url: url.to_owned(),
+            status,
+            retry_after,
+            reset_at: rate.and_then(|r| r.reset_at),
+        },
+        403 if retry_after.is_some() || exhausted || says_rate_limit => ForgeError::RateLimited {
+            url: url.to_owned(),
+            status,
+            retry_after,
+            reset_at: rate.and_then(|r| r.reset_at),
+        },
+        _ => ForgeError::Http {
+            url: url.to_owned(),
+            status,
+            message,
+        },
+    }
+}
+
+/// The `message` of a JSON error body, or the start of the body as one line.
+fn error_message(body: &[u8]) -> String {
+    if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(body) {
+        if let Some(serde_json::Value::String(m)) = map.get("message") {
+            return one_line(m, 200);
+        }
+    }
+    one_line(&String::from_utf8_lossy(body), 200)
+}
+
+/// Collapses whitespace and cuts `text` to `max` characters.
+pub fn one_line(text: &str, max: usize) -> String {
+    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if collapsed.chars().count() > max {
+        let mut cut: String = collapsed.chars().take(max).collect();
+        cut.push('…');
+        cut
+    } else {
+        collapsed
+    }
+}
+
+fn header_string(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers.get(name)?.to_str().ok().map(str::to_owned)
+}
+
+fn header_u64(headers: &HeaderMap, names: &[&str]) -> Option<u64> {
+    names
+        .iter()
+        .find_map(|n| headers.get(*n)?.to_str().ok()?.trim().parse().ok())
+}
+
+/// GitHub's `x-ratelimit-*` or GitLab's `RateLimit-*`.
+pub fn parse_rate_limit(headers: &HeaderMap) -> Option<RateLimit> {
+    let rate = RateLimit {
+        limit: header_u64(headers, &["x-ratelimit-limit", "ratelimit-limit"]),
+        remaining: header_u64(headers, &["x-ratelimit-remaining", "ratelimit-remaining"]),
+        used: header_u64(headers, &["x-ratelimit-used", "ratelimit-observed"]),
+        reset_at: header_u64(headers, &["x-ratelimit-reset", "ratelimit-reset"])
+            .map(|s| UNIX_EPOCH + Duration::from_secs(s)),
+        resource: ["x-ratelimit-resource", "ratelimit-name"]
+            .iter()
+            .find_map(|n| headers.get(*n)?.to_str().ok().map(str::to_owned)),
+    };
+    (rate.limit.is_some() || rate.remaining.is_some()).then_some(rate)
+}
+
+/// The `rel="next"` target of a `Link` header.
+pub fn next_link(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::LINK)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|part| {
+            let (target, params) = part.split_once(';')?;
+            let is_next = params.split(';').any(|p| {
+                let p = p.trim().to_ascii_lowercase();
+                p == "rel=\"next\"" || p == "rel=next"
+            });
+            let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+            is_next.then(|| target.to_owned())
+        })
+}
+
+/// Seconds since the epoch of a [`SystemTime`], saturating at 0.
+pub fn unix_seconds(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn finds_the_next_link_among_others() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::LINK,
+            HeaderValue::from_static(
+                "<https://api.github.com/x?page=1>; rel=\"prev\", <https://api.github.com/x?page=3&per_page=100>; rel=\"next\", <https://api.github.com/x?page=5>; rel=\"last\"",
+            ),
+        );
+        assert_eq!(
+            next_link(&h).as_deref(),
+            Some("https://api.github.com/x?page=3&per_page=100")
+        );
+        h.insert(header::LINK, HeaderValue::from_static("<https://a/x?page=1>; rel=\"first\""));
+        assert_eq!(next_link(&h), None);
+    }
+
+    #[test]
+    fn reads_both_rate_limit_dialects() {
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-limit", HeaderValue::from_static("5000"));
+        h.insert("x-ratelimit-remaining", HeaderValue::from_static("4990"));
+        h.insert("x-ratelimit-reset", HeaderValue::from_static("1767225600"));
+        let r = parse_rate_limit(&h).unwrap();
+        assert_eq!((r.limit, r.remaining), (Some(5000), Some(4990)));
+        assert_eq!(r.reset_at, Some(UNIX_EPOCH + Duration::from_secs(1_767_225_600)));
+
+        let mut g = HeaderMap::new();
+        g.insert("RateLimit-Limit", HeaderValue::from_static("2000"));
+        g.insert("RateLimit-Remaining", HeaderValue::from_static("0"));
+        let r = parse_rate_limit(&g).unwrap();
+        assert_eq!(r.remaining, Some(0));
+        assert!(parse_rate_limit(&HeaderMap::new()).is_none());
+    }
+
+    #[test]
+    fn classifies_rate_limit_answers() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("30"));
+        let e = status_error("u", 403, &h, b"{\"message\":\"secondary\"}");
+        assert!(matches!(e, ForgeError::RateLimited { retry_after: Some(d), .. } if d.as_secs() == 30));
+        let e = status_error("u", 403, &HeaderMap::new(), b"{\"message\":\"Resource not accessible\"}");
+        assert!(matches!(e, ForgeError::Http { status: 403, .. }));
+        let e = status_error("u", 502, &HeaderMap::new(), b"<html>\n<h1>Bad   gateway</h1></html>");
+        assert!(matches!(e, ForgeError::Http { ref message, .. } if message == "<html> <h1>Bad gateway</h1></html>"));
+    }
+}

@@ -1,0 +1,25 @@
+//! Forge clients and CI targets behind traits.
+//!
+//! This crate talks to the outside world and knows nothing of forgewatch's
+//! configuration file, its state database or its scheduling: the daemon hands it
+//! plain values (URLs, secrets, a validator store) and gets plain values back.
+//!
+//! - [`repo_id`]: repository identity normalisation.
+//! - [`secret`]: a string type that never prints its value.
+//! - [`http`]: conditional GETs (ETag / Last-Modified), `Link` pagination, rate-limit headers.
+//! - [`forge`]: the [`forge::Forge`] trait and the forge-neutral data it returns.
+//! - [`github`]: the GitHub REST client.
+//! - [`ci`]: the [`ci::CiTarget`] trait, Buildbot change hook and signed webhook.
+
+pub mod ci;
+pub mod forge;
+pub mod github;
+pub mod http;
+pub mod repo_id;
+pub mod secret;
+
+pub use repo_id::RepoId;
+pub use secret::Secret;
+
+/// A boxed, sendable future: the traits here are used as trait objects.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

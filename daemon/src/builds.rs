@@ -1,0 +1,173 @@
+//! From configuration and poll answers to the builds a workspace owns right now:
+//! its mainline and one build per open pull request against a watched target, each
+//! with its inputs (and so its fingerprint). Pure: no I/O.
+
+use std::collections::BTreeSet;
+
+use forgewatch_adapters::forge::{PullRequest, TestRef, WatchTarget};
+
+use crate::config::{PackageConfig, WorkspaceConfig};
+use crate::fingerprint::{BuildInputs, PackageHead, PullRequestInputs};
+use crate::ids::BuildKey;
+use crate::poller::PollResults;
+
+/// A build as computed this cycle.
+#[derive(Clone, Debug)]
+pub struct PlannedBuild {
+    pub key: BuildKey,
+    pub inputs: BuildInputs,
+    pub subject: Subject,
+}
+
+/// What the build is about, for its payload.
+#[derive(Clone, Debug)]
+pub enum Subject {
+    /// The workspace's packages with their current heads, in name order.
+    Mainline(Vec<(PackageConfig, String)>),
+    PullRequest {
+        pr: Box<PullRequest>,
+        test_ref: TestRef,
+        /// The workspace's packages whose repository and branch are the PR's base.
+        packages: Vec<PackageConfig>,
+    },
+}
+
+/// A build that could not be computed this cycle, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    pub key: BuildKey,
+    pub reason: String,
+}
+
+/// The builds of one workspace.
+#[derive(Debug, Default)]
+pub struct WorkspaceBuilds {
+    pub builds: Vec<PlannedBuild>,
+    pub skipped: Vec<Skipped>,
+    /// Pull-request key prefixes whose open-PR lists were all read this cycle: any
+    /// stored PR build under them that is not in `builds` belongs to a closed PR.
+    pub complete_pr_prefixes: Vec<String>,
+}
+
+fn target_of(pkg: &PackageConfig) -> WatchTarget {
+    WatchTarget {
+        repo: pkg.repo.clone(),
+        branch: pkg.branch.clone(),
+    }
+}
+
+pub fn plan_workspace(ws: &WorkspaceConfig, poll: &PollResults) -> WorkspaceBuilds {
+    let mut out = WorkspaceBuilds::default();
+    if !ws.packages.is_empty() {
+        plan_mainline(ws, poll, &mut out);
+    }
+    if ws.pull_requests.enabled {
+        plan_pull_requests(ws, poll, &mut out);
+    }
+    out.builds.sort_by(|a, b| a.key.cmp(&b.key));
+    out
+}
+
+fn plan_mainline(ws: &WorkspaceConfig, poll: &PollResults, out: &mut WorkspaceBuilds) {
+    let key = BuildKey::mainline(&ws.name);
+    let mut heads = Vec::new();
+    for pkg in &ws.packages {
+        match poll.heads.get(&target_of(pkg)) {
+            Some(Ok(sha)) => heads.push((pkg.clone(), sha.clone())),
+            Some(Err(e)) => {
+                out.skipped.push(Skipped {
+                    key,
+                    reason: format!("head of {} unknown: {e}", pkg.name),
+                });
+                return;
+            }
+            None => {
+                out.skipped.push(Skipped {
+                    key,
+                    reason: format!("head of {} not polled", pkg.name),
+                });
+                return;
+            }
+        }
+    }
+    heads.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    let inputs = BuildInputs::mainline(
+        heads
+            .iter()
+            .map(|(pkg, sha)| PackageHead {
+                name: pkg.name.clone(),
+                repository: pkg.repo.to_string(),
+                branch: pkg.branch.clone(),
+                head: sha.clone(),
+            })
+            .collect(),
+    );
+    out.builds.push(PlannedBuild {
+        key,
+        inputs,
+        subject: Subject::Mainline(heads),
+    });
+}
+
+fn plan_pull_requests(ws: &WorkspaceConfig, poll: &PollResults, out: &mut WorkspaceBuilds) {
+    let targets: BTreeSet<WatchTarget> = ws.packages.iter().map(target_of).collect();
+    let mut complete_repos = BTreeSet::new();
+    let mut incomplete_repos = BTreeSet::new();
+    for target in &targets {
+        match poll.pulls.get(target) {
+            Some(Ok(pulls)) => {
+                complete_repos.insert(target.repo.clone());
+                for pr in pulls {
+                    out.builds.push(plan_pull_request(ws, pr));
+                }
+            }
+            Some(Err(_)) | None => {
+                incomplete_repos.insert(target.repo.clone());
+            }
+        }
+    }
+    out.complete_pr_prefixes = complete_repos
+        .difference(&incomplete_repos)
+        .map(|repo| BuildKey::pull_request_prefix(&ws.name, repo))
+        .collect();
+}
+
+fn plan_pull_request(ws: &WorkspaceConfig, pr: &PullRequest) -> PlannedBuild {
+    // The test merge is only known to exist when the forge says the PR is mergeable;
+    // drafts are always built at their head.
+    let test_ref = if !pr.draft && pr.mergeable == Some(true) {
+        TestRef::Merge
+    } else {
+        TestRef::Head
+    };
+    let packages: Vec<PackageConfig> = ws
+        .packages
+        .iter()
+        .filter(|p| p.repo == pr.base_repo && p.branch == pr.base_branch)
+        .cloned()
+        .collect();
+    let ref_name = pr.test_ref(test_ref);
+    let mut overrides: Vec<(String, String)> = packages
+        .iter()
+        .map(|p| (p.name.clone(), ref_name.clone()))
+        .collect();
+    overrides.sort();
+    let inputs = BuildInputs::PullRequest(PullRequestInputs {
+        id: format!("{}#{}", pr.base_repo, pr.number),
+        head_sha: pr.head_sha.clone(),
+        base_branch: pr.base_branch.clone(),
+        draft: pr.draft,
+        test_ref: test_ref.as_str().to_owned(),
+        dependencies: Vec::new(),
+        overrides,
+    });
+    PlannedBuild {
+        key: BuildKey::pull_request(&ws.name, &pr.base_repo, pr.number),
+        inputs,
+        subject: Subject::PullRequest {
+            pr: Box::new(pr.clone()),
+            test_ref,
+            packages,
+        },
+    }
+}

@@ -1,0 +1,209 @@
+//! The command line (SPEC §6): `check`, `once`, `run`. Parses arguments, sets up
+//! logging, and maps outcomes to exit codes: 0 success (also with failed deliveries,
+//! which are reported), 1 failure of the job itself, 2 usage or configuration error.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config};
+use crate::cycle::{CycleReport, Mode};
+use crate::lock::StateLock;
+use crate::state::State;
+use crate::supervisor::Supervisor;
+
+const DEFAULT_CONFIG: &str = "/etc/forgewatch/config.yml";
+
+#[derive(Parser, Debug)]
+#[command(name = "forgewatch", version, about = "Watches forges for many build workspaces and triggers CI when a build changes")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon: one cycle every poll_interval until SIGTERM or SIGINT.
+    Run {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Validate the configuration and print a summary.
+    Check {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Run one full cycle in the foreground, then exit.
+    Once {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Send nothing, record nothing: print what would be delivered.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print a JSON array instead of tab-separated lines.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The entry point of the `forgewatch` binary.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    init_logging();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("forgewatch: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(dispatch(cli.command))
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn dispatch(command: Command) -> ExitCode {
+    let config_path = match &command {
+        Command::Run { config } | Command::Check { config } | Command::Once { config, .. } => {
+            config.clone()
+        }
+    };
+    let config = match load_config(&config_path) {
+        Some(c) => c,
+        None => return ExitCode::from(2),
+    };
+    let result = match command {
+        Command::Check { .. } => {
+            print_summary(&config);
+            Ok(())
+        }
+        Command::Once { dry_run, json, .. } => once(config, dry_run, json).await,
+        Command::Run { .. } => run(config).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("forgewatch: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn load_config(path: &Path) -> Option<Config> {
+    match config::load(path) {
+        Ok(c) => Some(c),
+        Err(errors) => {
+            eprintln!("{errors}");
+            None
+        }
+    }
+}
+
+fn print_summary(config: &Config) {
+    let targets = crate::poller::watch_targets(config);
+    println!("{}: ok", config.path.display());
+    println!("forges: {}", config.forges.len());
+    for (name, forge) in &config.forges {
+        let auth = if forge.token.is_some() { "token" } else { "no token" };
+        println!("  {name}: {:?} {} ({}, {auth})", forge.kind, forge.host, forge.api_url);
+    }
+    println!("ci targets: {}", config.ci.len());
+    println!("workspaces: {}", config.workspaces.len());
+    for ws in &config.workspaces {
+        println!("  {}: {} packages → {}", ws.name, ws.packages.len(), ws.ci);
+    }
+    println!("watch targets: {}", targets.len());
+    for target in targets.keys() {
+        println!("  {target}");
+    }
+}
+
+async fn once(config: Config, dry_run: bool, json: bool) -> anyhow::Result<()> {
+    let (_lock, state, mode) = if dry_run {
+        (None, State::open_read_only(&config.state_dir)?, Mode::DryRun)
+    } else {
+        let lock = StateLock::acquire(&config.state_dir)?;
+        (Some(lock), State::open(&config.state_dir)?, Mode::Deliver)
+    };
+    let supervisor = Supervisor::new(config, Arc::new(state))?;
+    let report = supervisor.cycle(mode, &CancellationToken::new()).await?;
+    print_report(&report, json)
+}
+
+fn print_report(report: &CycleReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report.outcomes)?);
+    } else {
+        for o in &report.outcomes {
+            println!("{}\t{}\t{}", o.build_key, o.status.as_str(), o.reason);
+        }
+    }
+    Ok(())
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let _lock = StateLock::acquire(&config.state_dir)?;
+    let state = State::open(&config.state_dir)?;
+    let interval = config.poll_interval;
+    let supervisor = Supervisor::new(config, Arc::new(state))?;
+    let shutdown = CancellationToken::new();
+    let signals = tokio::spawn(shutdown_on_signal(shutdown.clone()));
+    tracing::info!(interval = ?interval, workspaces = supervisor.config.workspaces.len(), "forgewatch running");
+    let mut number: u64 = 0;
+    while !shutdown.is_cancelled() {
+        number += 1;
+        let span = tracing::info_span!("cycle", number);
+        let started = std::time::Instant::now();
+        match tracing::Instrument::instrument(supervisor.cycle(Mode::Deliver, &shutdown), span.clone()).await {
+            Ok(report) => span.in_scope(|| {
+                tracing::info!(
+                    elapsed = ?started.elapsed(),
+                    delivered = report.outcomes.iter().filter(|o| o.status == crate::cycle::Status::Delivered).count(),
+                    failed = report.outcomes.iter().filter(|o| o.status == crate::cycle::Status::Failed).count(),
+                    poll_errors = report.poll_errors.len(),
+                    "cycle done"
+                );
+            }),
+            Err(e) => span.in_scope(|| tracing::error!("cycle failed: {e:#}")),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+    signals.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Cancels `shutdown` on the first SIGTERM or SIGINT.
+async fn shutdown_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!("{name} received: stopping");
+    shutdown.cancel();
+}

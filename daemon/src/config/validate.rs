@@ -1,0 +1,607 @@
+//! Second stage of loading: from the [`raw`](super::raw) file to a [`Config`] whose
+//! references are resolved and whose secrets are read, or to every error found.
+//!
+//! A YAML syntax or type error stops serde, so it is reported alone; everything after
+//! that (missing keys, unknown kinds, dangling names, unreadable secrets ...) is
+//! collected, so that `forgewatch check` shows all the problems of a file at once,
+//! each as `file:line:col: message`. Messages never contain a secret: inline secrets
+//! are skipped unread by serde, and names of variables or files that may be a pasted
+//! secret are not echoed.
+
+#[cfg(test)]
+mod tests;
+mod values;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use forgewatch_adapters::RepoId;
+use serde_saphyr::{Location, Spanned};
+
+use super::raw::{
+    self, RawBasicAuth, RawCi, RawConfig, RawForge, RawPackage, RawWorkspace, line_col, q,
+};
+use super::{
+    BasicAuth, CiConfig, Config, ForgeConfig, ForgeKind, PackageConfig, PullRequestsConfig,
+    WorkspaceConfig,
+};
+
+const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(60);
+const DEFAULT_MAX_CONCURRENCY: usize = 8;
+const FORGE_KINDS: &str = "github";
+const CI_KINDS: &str = "buildbot, webhook";
+
+/// One located problem of a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based; 0 when the error concerns the whole file (e.g. it cannot be read).
+    pub line: u32,
+    /// 1-based; 0 when unknown.
+    pub column: u32,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            let (file, line, column) = (self.file.display(), self.line, self.column);
+            write!(f, "{file}:{line}:{column}: {}", self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Every problem found in a configuration file, in file order; never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Reads and validates the configuration file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read the configuration file: {e}"),
+        }])
+    })?;
+    load_str(&text, path)
+}
+
+/// Validates `text` as if read from `path`: `path` names the file in messages, and
+/// relative paths of the file are resolved against its directory.
+pub fn load_str(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    load_with_env(text, path, &|name| std::env::var(name).ok())
+}
+
+/// [`load_str`] with the environment as a function, so that tests need not modify the
+/// process environment.
+pub fn load_with_env(
+    text: &str,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let raw = match raw::parse(text) {
+        Ok(raw) => raw,
+        Err((line, column, message)) => {
+            let file = path.to_path_buf();
+            let error = ConfigError {
+                file,
+                line,
+                column,
+                message,
+            };
+            return Err(ConfigErrors(vec![error]));
+        }
+    };
+    let mut checker = Checker {
+        file: path,
+        dir: config_dir(path),
+        env,
+        errors: Vec::new(),
+    };
+    let config = checker.config(raw);
+    let mut errors = checker.errors;
+    match config {
+        Some(config) if errors.is_empty() => Ok(config),
+        _ => {
+            if errors.is_empty() {
+                errors.push(ConfigError {
+                    file: path.to_path_buf(),
+                    line: 0,
+                    column: 0,
+                    message: "internal error: invalid configuration without a message".into(),
+                });
+            }
+            errors.sort_by_key(|e| (e.line, e.column));
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+/// The directory relative paths are resolved against, absolute when possible.
+fn config_dir(path: &Path) -> PathBuf {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+/// The message for `key: VALUE` where a secret was written inline; never the value.
+fn inline_secret_message(key: &str, use_instead: &str) -> String {
+    format!("`{key}` must not be written inline: use {use_instead}")
+}
+
+fn env_or_file(prefix: &str) -> String {
+    format!("`{prefix}_env` (an environment variable name) or `{prefix}_file` (a path)")
+}
+
+/// Marker: the problem has been recorded in [`Checker::errors`].
+struct Reported;
+
+type Checked<T> = Result<T, Reported>;
+
+struct Checker<'a> {
+    file: &'a Path,
+    dir: PathBuf,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    errors: Vec<ConfigError>,
+}
+
+/// Where a configured forge is, for package lookups and duplicate detection.
+struct ForgeHost {
+    forge: String,
+    line: u32,
+}
+
+impl Checker<'_> {
+    fn error(&mut self, at: Location, message: impl Into<String>) -> Reported {
+        let (line, column) = line_col(at);
+        self.errors.push(ConfigError {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            message: message.into(),
+        });
+        Reported
+    }
+
+    fn config(&mut self, raw: Spanned<RawConfig>) -> Option<Config> {
+        let top = raw.referenced;
+        let raw = raw.value;
+        let state_dir = match &raw.state_dir {
+            None => Err(self.error(
+                top,
+                "missing key `state_dir` (the directory of the state database, HTTP cache and lock file)",
+            )),
+            Some(s) if s.value.is_empty() => Err(self.error(s.referenced, "`state_dir` is empty")),
+            Some(s) => Ok(self.resolve(&s.value)),
+        };
+        let poll_interval = match &raw.poll_interval {
+            None => Ok(DEFAULT_POLL_INTERVAL),
+            Some(s) => self.duration(s).and_then(|d| {
+                if d < Duration::from_secs(1) {
+                    let msg = format!("`poll_interval` must be at least 1s, not {}", q(&s.value));
+                    Err(self.error(s.referenced, msg))
+                } else {
+                    Ok(d)
+                }
+            }),
+        };
+
+        let mut forges = BTreeMap::new();
+        let mut hosts: BTreeMap<String, ForgeHost> = BTreeMap::new();
+        let mut forges_ok = true;
+        for (name, forge) in raw.forges.iter().flat_map(|f| &f.0) {
+            match self.forge(name, forge, &mut hosts) {
+                Ok(f) => {
+                    forges.insert(name.value.clone(), f);
+                }
+                Err(Reported) => forges_ok = false,
+            }
+        }
+
+        let mut ci = BTreeMap::new();
+        let mut ci_ok = true;
+        let ci_names: Vec<&str> = raw
+            .ci
+            .iter()
+            .flat_map(|c| &c.0)
+            .map(|(n, _)| n.value.as_str())
+            .collect();
+        for (name, target) in raw.ci.iter().flat_map(|c| &c.0) {
+            match self.ci(name, target) {
+                Ok(c) => {
+                    ci.insert(name.value.clone(), c);
+                }
+                Err(Reported) => ci_ok = false,
+            }
+        }
+
+        let mut workspaces = Vec::new();
+        let mut workspaces_ok = true;
+        let mut names: BTreeMap<String, u32> = BTreeMap::new();
+        for (index, ws) in raw.workspaces.iter().flatten().enumerate() {
+            match self.workspace(index + 1, ws, &mut names, &ci_names, &hosts) {
+                Ok(w) => workspaces.push(w),
+                Err(Reported) => workspaces_ok = false,
+            }
+        }
+
+        let (Ok(state_dir), Ok(poll_interval), true, true, true) =
+            (state_dir, poll_interval, forges_ok, ci_ok, workspaces_ok)
+        else {
+            return None;
+        };
+        Some(Config {
+            path: self.file.to_path_buf(),
+            state_dir,
+            poll_interval,
+            forges,
+            ci,
+            workspaces,
+        })
+    }
+
+    fn forge(
+        &mut self,
+        name: &Spanned<String>,
+        entry: &Spanned<RawForge>,
+        hosts: &mut BTreeMap<String, ForgeHost>,
+    ) -> Checked<ForgeConfig> {
+        let raw = &entry.value;
+        let inline = self.refuse_inline(raw.inline_secrets(), &env_or_file("token"));
+        let forge = q(&name.value);
+        let kind = match &raw.kind {
+            None => Err(self.error(
+                name.referenced,
+                format!("forge {forge} needs `kind` (this version supports: {FORGE_KINDS})"),
+            )),
+            Some(k) if k.value == "github" => Ok(ForgeKind::GitHub),
+            Some(k) => Err(self.error(
+                k.referenced,
+                format!(
+                    "unknown forge kind {}; this version supports: {FORGE_KINDS}",
+                    q(&k.value)
+                ),
+            )),
+        };
+        let host = match &raw.host {
+            None => Err(self.error(
+                name.referenced,
+                format!("forge {forge} needs `host` (e.g. `github.com`)"),
+            )),
+            Some(h) => self.host(h).and_then(|host| match hosts.get(&host) {
+                Some(first) => {
+                    let msg = format!(
+                        "forge {forge} has the same host {} as forge {} (line {}): \
+                         a host belongs to one forge",
+                        q(&host),
+                        q(&first.forge),
+                        first.line
+                    );
+                    Err(self.error(h.referenced, msg))
+                }
+                None => {
+                    let line = line_col(h.referenced).0;
+                    hosts.insert(
+                        host.clone(),
+                        ForgeHost {
+                            forge: name.value.clone(),
+                            line,
+                        },
+                    );
+                    Ok(host)
+                }
+            }),
+        };
+        let api_url = match (&raw.api_url, &host) {
+            (Some(url), _) => self
+                .url(url, "api_url", &env_or_file("token"))
+                .map(|u| u.as_str().trim_end_matches('/').to_owned()),
+            (None, Ok(host)) if host == "github.com" => Ok("https://api.github.com".to_owned()),
+            (None, Ok(host)) => Ok(format!("https://{host}/api/v3")),
+            (None, Err(Reported)) => Err(Reported),
+        };
+        let token = self.secret("token", raw.token_env.as_ref(), raw.token_file.as_ref());
+        let max_concurrency = match &raw.max_concurrency {
+            None => Ok(DEFAULT_MAX_CONCURRENCY),
+            Some(n) if n.value == 0 => {
+                Err(self.error(n.referenced, "`max_concurrency` must be at least 1"))
+            }
+            Some(n) => Ok(n.value),
+        };
+        inline?;
+        Ok(ForgeConfig {
+            name: name.value.clone(),
+            kind: kind?,
+            host: host?,
+            api_url: api_url?,
+            token: token?,
+            max_concurrency: max_concurrency?,
+        })
+    }
+
+    fn ci(&mut self, name: &Spanned<String>, entry: &Spanned<RawCi>) -> Checked<CiConfig> {
+        let raw = &entry.value;
+        let target = q(&name.value);
+        let kind = raw.kind.as_ref().map(|k| k.value.as_str());
+        let use_instead = if kind == Some("buildbot") {
+            format!("`basic_auth` with {}", env_or_file("password"))
+        } else {
+            env_or_file("secret")
+        };
+        let inline = self.refuse_inline(raw.inline_secrets(), &use_instead);
+        let url = match &raw.url {
+            None => Err(self.error(name.referenced, format!("CI target {target} needs `url`"))),
+            Some(url) => self
+                .url(url, "url", &use_instead)
+                .map(|_| url.value.clone()),
+        };
+        let result = match (kind, &raw.kind) {
+            (Some("buildbot"), _) => {
+                let mut ok = Ok(());
+                for (key, value) in [
+                    ("secret_env", &raw.secret_env),
+                    ("secret_file", &raw.secret_file),
+                ] {
+                    if let Some(value) = value {
+                        let msg = format!("`{key}` does not apply to a `buildbot` target");
+                        ok = Err(self.error(value.referenced, msg));
+                    }
+                }
+                let basic_auth = match &raw.basic_auth {
+                    None => Ok(None),
+                    Some(auth) => self.basic_auth(auth).map(Some),
+                };
+                ok.and(basic_auth).and_then(|basic_auth| {
+                    Ok(CiConfig::Buildbot {
+                        url: url?,
+                        basic_auth,
+                    })
+                })
+            }
+            (Some("webhook"), _) => {
+                let no_auth = match &raw.basic_auth {
+                    Some(auth) => Err(self.error(
+                        auth.referenced,
+                        "`basic_auth` does not apply to a `webhook` target",
+                    )),
+                    None => Ok(()),
+                };
+                let (env, file) = (raw.secret_env.as_ref(), raw.secret_file.as_ref());
+                let secret = match self.secret("secret", env, file) {
+                    Ok(Some(secret)) => Ok(secret),
+                    Ok(None) => {
+                        let msg = format!(
+                            "CI target {target} of kind `webhook` needs `secret_env` or \
+                             `secret_file` (the key its deliveries are signed with)"
+                        );
+                        Err(self.error(name.referenced, msg))
+                    }
+                    Err(Reported) => Err(Reported),
+                };
+                no_auth
+                    .and(secret)
+                    .and_then(|secret| Ok(CiConfig::Webhook { url: url?, secret }))
+            }
+            (_, Some(k)) => Err(self.error(
+                k.referenced,
+                format!(
+                    "unknown CI target kind {}; this version supports: {CI_KINDS}",
+                    q(&k.value)
+                ),
+            )),
+            (_, None) => Err(self.error(
+                name.referenced,
+                format!("CI target {target} needs `kind` (this version supports: {CI_KINDS})"),
+            )),
+        };
+        inline.and(result)
+    }
+
+    fn basic_auth(&mut self, auth: &Spanned<RawBasicAuth>) -> Checked<BasicAuth> {
+        let raw = &auth.value;
+        let inline = self.refuse_inline(raw.inline_secrets(), &env_or_file("password"));
+        let user = match &raw.user {
+            None => Err(self.error(auth.referenced, "`basic_auth` needs `user`")),
+            Some(u) if u.value.is_empty() => Err(self.error(u.referenced, "`user` is empty")),
+            Some(u) => Ok(u.value.clone()),
+        };
+        let password = match self.secret(
+            "password",
+            raw.password_env.as_ref(),
+            raw.password_file.as_ref(),
+        ) {
+            Ok(Some(password)) => Ok(password),
+            Ok(None) => Err(self.error(
+                auth.referenced,
+                "`basic_auth` needs `password_env` or `password_file`",
+            )),
+            Err(Reported) => Err(Reported),
+        };
+        inline?;
+        Ok(BasicAuth {
+            user: user?,
+            password: password?,
+        })
+    }
+
+    fn workspace(
+        &mut self,
+        number: usize,
+        entry: &Spanned<RawWorkspace>,
+        names: &mut BTreeMap<String, u32>,
+        ci_names: &[&str],
+        hosts: &BTreeMap<String, ForgeHost>,
+    ) -> Checked<WorkspaceConfig> {
+        let raw = &entry.value;
+        let name = match &raw.name {
+            None => Err(self.error(entry.referenced, "a workspace needs `name`")),
+            Some(n) => self.workspace_name(n, names),
+        };
+        let label = raw
+            .name
+            .as_ref()
+            .map_or_else(|| format!("#{number}"), |n| q(&n.value));
+        let ci = match &raw.ci {
+            None => Err(self.error(
+                entry.referenced,
+                format!("workspace {label} needs `ci` (the name of an entry of `ci`)"),
+            )),
+            Some(c) if ci_names.contains(&c.value.as_str()) => Ok(c.value.clone()),
+            Some(c) => {
+                let defined = if ci_names.is_empty() {
+                    "no CI target is defined".to_owned()
+                } else {
+                    format!("defined: {}", ci_names.join(", "))
+                };
+                let msg = format!(
+                    "workspace {label} names CI target {}, which is not defined ({defined})",
+                    q(&c.value)
+                );
+                Err(self.error(c.referenced, msg))
+            }
+        };
+        let mut packages = Ok(Vec::new());
+        let mut package_names: BTreeMap<String, u32> = BTreeMap::new();
+        for (index, package) in raw.packages.iter().flatten().enumerate() {
+            let checked = self.package(index + 1, package, &label, &mut package_names, hosts);
+            match (checked, &mut packages) {
+                (Ok(p), Ok(list)) => list.push(p),
+                (Ok(_), Err(Reported)) => {}
+                (Err(Reported), _) => packages = Err(Reported),
+            }
+        }
+        let enabled = raw
+            .pull_requests
+            .as_ref()
+            .and_then(|pr| pr.enabled.as_ref())
+            .is_none_or(|e| e.value);
+        Ok(WorkspaceConfig {
+            name: name?,
+            ci: ci?,
+            packages: packages?,
+            pull_requests: PullRequestsConfig { enabled },
+        })
+    }
+
+    fn workspace_name(
+        &mut self,
+        n: &Spanned<String>,
+        names: &mut BTreeMap<String, u32>,
+    ) -> Checked<String> {
+        let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+        if n.value.is_empty() || !n.value.chars().all(valid) {
+            let msg = format!(
+                "workspace name {} may only contain letters, digits, `_`, `-` and `.` (it is part of build keys)",
+                q(&n.value)
+            );
+            return Err(self.error(n.referenced, msg));
+        }
+        if let Some(first) = names.get(&n.value) {
+            let msg = format!(
+                "workspace {} is defined twice (first at line {first})",
+                q(&n.value)
+            );
+            return Err(self.error(n.referenced, msg));
+        }
+        names.insert(n.value.clone(), line_col(n.referenced).0);
+        Ok(n.value.clone())
+    }
+
+    fn package(
+        &mut self,
+        number: usize,
+        entry: &Spanned<RawPackage>,
+        workspace: &str,
+        names: &mut BTreeMap<String, u32>,
+        hosts: &BTreeMap<String, ForgeHost>,
+    ) -> Checked<PackageConfig> {
+        let raw = &entry.value;
+        let name = match &raw.name {
+            None => Err(self.error(entry.referenced, "a package needs `name`")),
+            Some(n) if n.value.is_empty() => {
+                Err(self.error(n.referenced, "package `name` is empty"))
+            }
+            Some(n) => match names.get(&n.value) {
+                Some(first) => {
+                    let msg = format!(
+                        "package {} is defined twice in workspace {workspace} (first at line {first})",
+                        q(&n.value)
+                    );
+                    Err(self.error(n.referenced, msg))
+                }
+                None => {
+                    names.insert(n.value.clone(), line_col(n.referenced).0);
+                    Ok(n.value.clone())
+                }
+            },
+        };
+        let label = raw
+            .name
+            .as_ref()
+            .map_or_else(|| format!("#{number}"), |n| q(&n.value));
+        let repo = match &raw.repo {
+            None => Err(self.error(
+                entry.referenced,
+                format!("package {label} needs `repo` (its clone or web URL)"),
+            )),
+            Some(r) => match RepoId::parse(&r.value) {
+                Err(e) => Err(self.error(r.referenced, e.to_string())),
+                Ok(repo) => match hosts.get(repo.host()) {
+                    Some(forge) => Ok((repo, forge.forge.clone())),
+                    None => {
+                        let configured: BTreeSet<&str> = hosts.keys().map(String::as_str).collect();
+                        let configured = if configured.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            configured.into_iter().collect::<Vec<_>>().join(", ")
+                        };
+                        let msg = format!(
+                            "no forge is configured for host {} (configured: {configured})",
+                            q(repo.host())
+                        );
+                        Err(self.error(r.referenced, msg))
+                    }
+                },
+            },
+        };
+        let branch = match &raw.branch {
+            None => Err(self.error(
+                entry.referenced,
+                format!("package {label} needs `branch` (a tag or commit is not watched)"),
+            )),
+            Some(b) if b.value.is_empty() => Err(self.error(b.referenced, "`branch` is empty")),
+            Some(b) => Ok(b.value.clone()),
+        };
+        let (repo, forge) = repo?;
+        Ok(PackageConfig {
+            name: name?,
+            repo,
+            forge,
+            branch: branch?,
+        })
+    }
+}

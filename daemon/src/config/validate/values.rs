@@ -1,0 +1,162 @@
+//! Checks of single values (paths, durations, host names, URLs, secrets), apart from
+//! the structure walk of the parent module so that each file stays readable.
+
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use forgewatch_adapters::Secret;
+use serde_saphyr::Spanned;
+
+use super::super::parse_duration;
+use super::super::raw::{InlineSecrets, q};
+use super::{Checked, Checker, inline_secret_message};
+
+impl Checker<'_> {
+    /// A path of the file, resolved against the file's directory, without `.` parts.
+    pub(super) fn resolve(&self, path: &str) -> PathBuf {
+        let path = Path::new(path);
+        let joined = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.dir.join(path)
+        };
+        joined
+            .components()
+            .filter(|c| !matches!(c, Component::CurDir))
+            .collect()
+    }
+
+    pub(super) fn duration(&mut self, s: &Spanned<String>) -> Checked<Duration> {
+        parse_duration(&s.value).map_err(|reason| {
+            let msg = format!("invalid duration {}: {reason}", q(&s.value));
+            self.error(s.referenced, msg)
+        })
+    }
+
+    /// Records one error per inline secret key present.
+    pub(super) fn refuse_inline(
+        &mut self,
+        keys: InlineSecrets<'_>,
+        use_instead: &str,
+    ) -> Checked<()> {
+        let mut result = Ok(());
+        for (key, value) in keys {
+            if let Some(value) = value {
+                result = Err(self.error(value.referenced, inline_secret_message(key, use_instead)));
+            }
+        }
+        result
+    }
+
+    /// A forge's `host`, normalised like the host of a [`RepoId`].
+    pub(super) fn host(&mut self, h: &Spanned<String>) -> Checked<String> {
+        let lower = h.value.to_ascii_lowercase();
+        let host = lower.strip_prefix("www.").unwrap_or(&lower);
+        if h.value.contains("://") {
+            let msg = format!(
+                "`host` is a host name such as `github.com`, not a URL like {}",
+                q(&h.value)
+            );
+            return Err(self.error(h.referenced, msg));
+        }
+        let valid = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.';
+        if host.is_empty()
+            || !host.chars().all(valid)
+            || host.starts_with('.')
+            || host.ends_with('.')
+        {
+            let msg = format!(
+                "{} is not a host name (expected e.g. `github.com`)",
+                q(&h.value)
+            );
+            return Err(self.error(h.referenced, msg));
+        }
+        Ok(host.to_owned())
+    }
+
+    /// An http(s) URL; one with an embedded password is refused without echoing it.
+    pub(super) fn url(
+        &mut self,
+        s: &Spanned<String>,
+        key: &str,
+        use_instead: &str,
+    ) -> Checked<url::Url> {
+        let message = match url::Url::parse(&s.value) {
+            Ok(url) if url.password().is_some() => format!(
+                "`{key}` must not contain a password (secrets are never written inline): use {use_instead}"
+            ),
+            Ok(url) if matches!(url.scheme(), "http" | "https") => return Ok(url),
+            Ok(url) => format!(
+                "`{key}` must be an http:// or https:// URL, not a {} URL",
+                q(url.scheme())
+            ),
+            Err(e) => format!("`{key}`: {} is not a valid URL ({e})", q(&s.value)),
+        };
+        Err(self.error(s.referenced, message))
+    }
+
+    /// The secret named by `{what}_env` or `{what}_file`, if either is given.
+    pub(super) fn secret(
+        &mut self,
+        what: &str,
+        env: Option<&Spanned<String>>,
+        file: Option<&Spanned<String>>,
+    ) -> Checked<Option<Secret>> {
+        let (value, at, source) = match (env, file) {
+            (None, None) => return Ok(None),
+            (Some(_), Some(file)) => {
+                let msg = format!("give either `{what}_env` or `{what}_file`, not both");
+                return Err(self.error(file.referenced, msg));
+            }
+            (Some(var), None) => {
+                let name = &var.value;
+                if name.is_empty() || name.contains(['=', '\0']) {
+                    let msg = format!("`{what}_env` must be the name of an environment variable");
+                    return Err(self.error(var.referenced, msg));
+                }
+                // A value that does not look like a variable name may be a pasted secret.
+                let conventional = name
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+                let source = if conventional {
+                    format!("environment variable {}", q(name))
+                } else {
+                    format!("the environment variable named by `{what}_env`")
+                };
+                let Some(value) = (self.env)(name) else {
+                    return Err(self.error(var.referenced, format!("{source} is not set")));
+                };
+                (value, var.referenced, source)
+            }
+            (None, Some(file)) => {
+                let path = self.resolve(&file.value);
+                // A value without a slash may be a pasted secret rather than a path.
+                let source = if file.value.contains('/') {
+                    format!("{what} file {}", q(&path.display().to_string()))
+                } else {
+                    format!("the file named by `{what}_file`")
+                };
+                let bytes = match std::fs::read(&path) {
+                    Ok(bytes) => bytes,
+                    Err(e) => {
+                        let msg = format!("cannot read {source}: {e}");
+                        return Err(self.error(file.referenced, msg));
+                    }
+                };
+                let Ok(value) = String::from_utf8(bytes) else {
+                    let msg = format!("{source} is not valid UTF-8");
+                    return Err(self.error(file.referenced, msg));
+                };
+                (value, file.referenced, source)
+            }
+        };
+        let value = value
+            .strip_suffix("\r\n")
+            .or_else(|| value.strip_suffix('\n'))
+            .unwrap_or(&value);
+        if value.is_empty() {
+            return Err(self.error(at, format!("{source} is empty")));
+        }
+        Ok(Some(Secret::new(value)))
+    }
+}

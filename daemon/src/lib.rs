@@ -1,0 +1,26 @@
+//! forgewatch: one daemon that watches many build workspaces and triggers CI exactly
+//! when a build's fingerprint changes.
+//!
+//! - [`config`]: the YAML file, read and validated with located errors.
+//! - [`ids`]: build keys, fingerprints, delivery ids.
+//! - [`fingerprint`]: build inputs, their canonical form and change reasons.
+//! - [`state`]: the SQLite state store (HTTP validators, delivered fingerprints).
+//! - [`lock`]: the exclusive lock on `state_dir`.
+//! - [`poller`]: watch targets, polled once per cycle.
+//! - [`builds`]: the builds a workspace owns, from poll answers.
+//! - [`payload`]: trigger payloads.
+//! - [`supervisor`]: configuration wired to clients.
+//! - [`cycle`]: one poll → compute → deliver pass.
+//! - [`cli`]: the command line (`check`, `once`, `run`).
+
+pub mod builds;
+pub mod cli;
+pub mod config;
+pub mod cycle;
+pub mod fingerprint;
+pub mod ids;
+pub mod lock;
+pub mod payload;
+pub mod poller;
+pub mod state;
+pub mod supervisor;

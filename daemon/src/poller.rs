@@ -1,0 +1,115 @@
+//! Shared polling: every watch target `(repository, branch)` is asked for once per
+//! cycle, however many workspaces watch it. Requests of all targets run
+//! concurrently; each forge client caps its own concurrency. A target that fails is
+//! reported for that target only.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use forgewatch_adapters::forge::{Forge, PullRequest, WatchTarget};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::Config;
+
+/// What one cycle must ask of one target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetNeeds {
+    /// Name of the forge that owns the repository.
+    pub forge: String,
+    /// Whether some watching workspace builds pull requests.
+    pub pulls: bool,
+}
+
+/// The distinct watch targets of a configuration.
+pub fn watch_targets(config: &Config) -> BTreeMap<WatchTarget, TargetNeeds> {
+    let mut targets: BTreeMap<WatchTarget, TargetNeeds> = BTreeMap::new();
+    for ws in &config.workspaces {
+        for pkg in &ws.packages {
+            let target = WatchTarget {
+                repo: pkg.repo.clone(),
+                branch: pkg.branch.clone(),
+            };
+            let needs = targets.entry(target).or_insert_with(|| TargetNeeds {
+                forge: pkg.forge.clone(),
+                pulls: false,
+            });
+            needs.pulls |= ws.pull_requests.enabled;
+        }
+    }
+    targets
+}
+
+/// The answers of one cycle. Errors are one-line messages.
+#[derive(Debug, Default)]
+pub struct PollResults {
+    pub heads: HashMap<WatchTarget, Result<String, String>>,
+    pub pulls: HashMap<WatchTarget, Result<Vec<PullRequest>, String>>,
+    /// Set when shutdown interrupted the cycle: the results are incomplete.
+    pub interrupted: bool,
+}
+
+impl PollResults {
+    pub fn errors(&self) -> impl Iterator<Item = (&WatchTarget, &String)> {
+        let heads = self.heads.iter().filter_map(|(t, r)| r.as_ref().err().map(|e| (t, e)));
+        let pulls = self.pulls.iter().filter_map(|(t, r)| r.as_ref().err().map(|e| (t, e)));
+        heads.chain(pulls)
+    }
+}
+
+enum Answer {
+    Head(WatchTarget, Result<String, String>),
+    Pulls(WatchTarget, Result<Vec<PullRequest>, String>),
+}
+
+/// Polls every target. Stops starting requests once `shutdown` is cancelled; requests
+/// already sent are finished.
+pub async fn poll(
+    targets: &BTreeMap<WatchTarget, TargetNeeds>,
+    forges: &BTreeMap<String, Arc<dyn Forge>>,
+    shutdown: &CancellationToken,
+) -> PollResults {
+    let mut tasks = JoinSet::new();
+    for (target, needs) in targets {
+        let Some(forge) = forges.get(&needs.forge) else {
+            continue;
+        };
+        let span = tracing::debug_span!("target", %target);
+        let requests = [false, true].into_iter().filter(|&pulls| !pulls || needs.pulls);
+        for pulls in requests {
+            let (forge, target, shutdown) = (forge.clone(), target.clone(), shutdown.clone());
+            tasks.spawn(
+                async move {
+                    if shutdown.is_cancelled() {
+                        return None;
+                    }
+                    let answer = if pulls {
+                        let r = forge.open_pull_requests(&target).await;
+                        Answer::Pulls(target, r.map_err(|e| e.to_string()))
+                    } else {
+                        let r = forge.branch_head(&target).await;
+                        Answer::Head(target, r.map_err(|e| e.to_string()))
+                    };
+                    Some(answer)
+                }
+                .instrument(span.clone()),
+            );
+        }
+    }
+    let mut results = PollResults::default();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Some(Answer::Head(t, r))) => {
+                results.heads.insert(t, r);
+            }
+            Ok(Some(Answer::Pulls(t, r))) => {
+                results.pulls.insert(t, r);
+            }
+            Ok(None) => results.interrupted = true,
+            Err(e) => tracing::error!("a poll task failed: {e}"),
+        }
+    }
+    results.interrupted |= shutdown.is_cancelled();
+    results
+}

@@ -1,0 +1,343 @@
+//! The state store: one SQLite file in `state_dir` (WAL, transactions) holding the
+//! HTTP validators and bodies of every forge URL (so a restart costs no rate limit)
+//! and, per build key, the last fingerprint the CI accepted with its inputs.
+//!
+//! A delivered fingerprint is written in a transaction of its own, only after the
+//! CI answered 2xx. The schema is versioned with `PRAGMA user_version`; a newer
+//! schema than this binary knows is refused rather than guessed at.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use forgewatch_adapters::http::{CachedResponse, ValidatorStore};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use crate::fingerprint::BuildInputs;
+use crate::ids::{BuildKey, Fingerprint};
+
+const SCHEMA_VERSION: i64 = 1;
+const DATABASE_FILE: &str = "state.sqlite3";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("{path}: schema version {found} is newer than this forgewatch supports ({SCHEMA_VERSION}); upgrade forgewatch or restore an older state")]
+    NewerSchema { path: PathBuf, found: i64 },
+    #[error("cannot create state directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What was last delivered for a build key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveredBuild {
+    pub fingerprint: Fingerprint,
+    /// `None` when the stored inputs are of another version.
+    pub inputs: Option<BuildInputs>,
+}
+
+pub struct State {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+    /// Dry runs read the cache and the delivered builds but write nothing.
+    read_only: bool,
+}
+
+impl State {
+    /// Opens (creating if needed) the database in `state_dir`.
+    pub fn open(state_dir: &Path) -> Result<State, StateError> {
+        std::fs::create_dir_all(state_dir).map_err(|source| StateError::CreateDir {
+            path: state_dir.to_owned(),
+            source,
+        })?;
+        let path = state_dir.join(DATABASE_FILE);
+        let sql = |source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(sql)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql)?;
+        migrate(&conn, &path)?;
+        Ok(State {
+            conn: Mutex::new(conn),
+            path,
+            read_only: false,
+        })
+    }
+
+    /// For `--dry-run`: the existing database read-only, or an empty in-memory one.
+    pub fn open_read_only(state_dir: &Path) -> Result<State, StateError> {
+        let path = state_dir.join(DATABASE_FILE);
+        let sql = |source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = if path.exists() {
+            let conn = Connection::open_with_flags(
+                &path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(sql)?;
+            check_version(&conn, &path)?;
+            conn
+        } else {
+            let conn = Connection::open_in_memory().map_err(sql)?;
+            migrate(&conn, &path)?;
+            conn
+        };
+        Ok(State {
+            conn: Mutex::new(conn),
+            path,
+            read_only: true,
+        })
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves a connection that is still usable.
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StateError {
+        StateError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    pub fn delivered(&self, key: &BuildKey) -> Result<Option<DeliveredBuild>, StateError> {
+        self.conn()
+            .query_row(
+                "SELECT fingerprint, inputs FROM builds WHERE build_key = ?1",
+                [key.as_str()],
+                |row| {
+                    let fingerprint: String = row.get(0)?;
+                    let inputs: String = row.get(1)?;
+                    Ok(DeliveredBuild {
+                        fingerprint: Fingerprint::from_stored(fingerprint),
+                        inputs: BuildInputs::from_stored(&inputs),
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records that the CI accepted `fingerprint` for `key`. Its own transaction.
+    pub fn record_delivery(
+        &self,
+        key: &BuildKey,
+        inputs: &BuildInputs,
+        delivery_id: &str,
+        delivered_at: i64,
+    ) -> Result<(), StateError> {
+        if self.read_only {
+            return Ok(());
+        }
+        self.conn()
+            .execute(
+                "INSERT INTO builds (build_key, fingerprint, inputs, delivery_id, delivered_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (build_key) DO UPDATE SET fingerprint = excluded.fingerprint,
+                   inputs = excluded.inputs, delivery_id = excluded.delivery_id,
+                   delivered_at = excluded.delivered_at",
+                params![
+                    key.as_str(),
+                    inputs.fingerprint().as_str(),
+                    inputs.canonical(),
+                    delivery_id,
+                    delivered_at
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Build keys starting with `prefix`.
+    pub fn build_keys_with_prefix(&self, prefix: &str) -> Result<Vec<BuildKey>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT build_key FROM builds WHERE substr(build_key, 1, length(?1)) = ?1")
+            .map_err(|e| self.err(e))?;
+        let keys = stmt
+            .query_map([prefix], |row| row.get::<_, String>(0))
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e))?;
+        Ok(keys.into_iter().map(BuildKey::from_stored).collect())
+    }
+
+    /// Forgets builds (closed pull requests), in one transaction.
+    pub fn forget_builds(&self, keys: &[BuildKey]) -> Result<(), StateError> {
+        if self.read_only || keys.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        for key in keys {
+            tx.execute("DELETE FROM builds WHERE build_key = ?1", [key.as_str()])
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+}
+
+impl ValidatorStore for State {
+    fn load(&self, key: &str) -> Option<CachedResponse> {
+        let result = self
+            .conn()
+            .query_row(
+                "SELECT etag, last_modified, next_url, body FROM http_cache WHERE key = ?1",
+                [key],
+                |row| {
+                    Ok(CachedResponse {
+                        etag: row.get(0)?,
+                        last_modified: row.get(1)?,
+                        next_url: row.get(2)?,
+                        body: row.get(3)?,
+                    })
+                },
+            )
+            .optional();
+        result.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the HTTP cache; asking the forge afresh");
+            None
+        })
+    }
+
+    fn save(&self, key: &str, response: &CachedResponse) {
+        if self.read_only {
+            return;
+        }
+        let result = self.conn().execute(
+            "INSERT INTO http_cache (key, etag, last_modified, next_url, body) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (key) DO UPDATE SET etag = excluded.etag, last_modified = excluded.last_modified,
+               next_url = excluded.next_url, body = excluded.body",
+            params![key, response.etag, response.last_modified, response.next_url, response.body],
+        );
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "cannot write the HTTP cache");
+        }
+    }
+}
+
+fn check_version(conn: &Connection, path: &Path) -> Result<i64, StateError> {
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(|source| StateError::Sqlite {
+            path: path.to_owned(),
+            source,
+        })?;
+    if version > SCHEMA_VERSION {
+        return Err(StateError::NewerSchema {
+            path: path.to_owned(),
+            found: version,
+        });
+    }
+    Ok(version)
+}
+
+fn migrate(conn: &Connection, path: &Path) -> Result<(), StateError> {
+    let version = check_version(conn, path)?;
+    if version < 1 {
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE http_cache (
+               key TEXT PRIMARY KEY,
+               etag TEXT,
+               last_modified TEXT,
+               next_url TEXT,
+               body BLOB NOT NULL
+             );
+             CREATE TABLE builds (
+               build_key TEXT PRIMARY KEY,
+               fingerprint TEXT NOT NULL,
+               inputs TEXT NOT NULL,
+               delivery_id TEXT NOT NULL,
+               delivered_at INTEGER NOT NULL
+             );
+             PRAGMA user_version = 1;
+             COMMIT;",
+        )
+        .map_err(|source| StateError::Sqlite {
+            path: path.to_owned(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fingerprint::PackageHead;
+
+    fn inputs(head: &str) -> BuildInputs {
+        BuildInputs::mainline(vec![PackageHead {
+            name: "a".into(),
+            repository: "github.com/acme/a".into(),
+            branch: "main".into(),
+            head: head.into(),
+        }])
+    }
+
+    #[test]
+    fn deliveries_and_cache_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = BuildKey::mainline("ws");
+        {
+            let state = State::open(dir.path()).unwrap();
+            assert_eq!(state.delivered(&key).unwrap(), None);
+            state.record_delivery(&key, &inputs("1"), "id", 5).unwrap();
+            state.record_delivery(&key, &inputs("2"), "id2", 6).unwrap();
+            let cached = CachedResponse {
+                etag: Some("\"e\"".into()),
+                last_modified: None,
+                next_url: Some("n".into()),
+                body: b"[]".to_vec(),
+            };
+            state.save("k", &cached);
+            assert_eq!(state.load("k"), Some(cached));
+        }
+        let state = State::open(dir.path()).unwrap();
+        let delivered = state.delivered(&key).unwrap().unwrap();
+        assert_eq!(delivered.fingerprint, inputs("2").fingerprint());
+        assert_eq!(delivered.inputs, Some(inputs("2")));
+        assert_eq!(state.load("k").unwrap().etag.as_deref(), Some("\"e\""));
+        assert_eq!(state.build_keys_with_prefix("ws/").unwrap(), vec![key.clone()]);
+        state.forget_builds(&[key.clone()]).unwrap();
+        assert_eq!(state.delivered(&key).unwrap(), None);
+    }
+
+    #[test]
+    fn read_only_state_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = BuildKey::mainline("ws");
+        let ro = State::open_read_only(dir.path()).unwrap();
+        ro.record_delivery(&key, &inputs("1"), "id", 5).unwrap();
+        ro.save("k", &CachedResponse::default());
+        assert_eq!(ro.delivered(&key).unwrap(), None);
+        assert!(!dir.path().join(DATABASE_FILE).exists());
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(State::open(dir.path()).unwrap());
+        let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+        conn.pragma_update(None, "user_version", 7).unwrap();
+        drop(conn);
+        let err = State::open(dir.path()).err().unwrap();
+        assert!(matches!(err, StateError::NewerSchema { found: 7, .. }), "{err}");
+    }
+}

@@ -1,0 +1,83 @@
+//! The supervisor: the configuration wired to real clients (one per forge, one per
+//! CI target) and the state store. It is the only place that turns config values
+//! into adapter objects.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use forgewatch_adapters::ci::{Buildbot, CiTarget, Webhook};
+use forgewatch_adapters::forge::Forge;
+use forgewatch_adapters::github::{GitHubClient, GitHubOptions};
+use forgewatch_adapters::http::{ClientOptions, ValidatorStore};
+
+use crate::config::{CiConfig, Config, ForgeKind};
+use crate::state::State;
+
+/// How long a CI target may take to answer one delivery.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct Supervisor {
+    pub config: Config,
+    pub state: Arc<State>,
+    pub forges: BTreeMap<String, Arc<dyn Forge>>,
+    pub ci: BTreeMap<String, Arc<dyn CiTarget>>,
+}
+
+impl Supervisor {
+    pub fn new(config: Config, state: Arc<State>) -> anyhow::Result<Supervisor> {
+        let store: Arc<dyn ValidatorStore> = state.clone();
+        let mut forges: BTreeMap<String, Arc<dyn Forge>> = BTreeMap::new();
+        for (name, forge) in &config.forges {
+            match forge.kind {
+                ForgeKind::GitHub => {
+                    if forge.token.is_none() {
+                        tracing::warn!(
+                            forge = %name,
+                            "no token configured: GitHub allows 60 requests per hour without one, and counts 304s"
+                        );
+                    }
+                    let client = GitHubClient::new(
+                        GitHubOptions {
+                            host: forge.host.clone(),
+                            api_url: forge.api_url.clone(),
+                            token: forge.token.clone(),
+                            client: ClientOptions {
+                                max_concurrency: forge.max_concurrency,
+                                ..ClientOptions::default()
+                            },
+                        },
+                        store.clone(),
+                    )
+                    .with_context(|| format!("forge `{name}`"))?;
+                    forges.insert(name.clone(), Arc::new(client));
+                }
+            }
+        }
+        let mut ci: BTreeMap<String, Arc<dyn CiTarget>> = BTreeMap::new();
+        for (name, target) in &config.ci {
+            let target: Arc<dyn CiTarget> = match target {
+                CiConfig::Buildbot { url, basic_auth } => Arc::new(
+                    Buildbot::new(
+                        url.clone(),
+                        basic_auth.as_ref().map(|a| (a.user.clone(), a.password.clone())),
+                        DELIVERY_TIMEOUT,
+                    )
+                    .with_context(|| format!("CI target `{name}`"))?,
+                ),
+                CiConfig::Webhook { url, secret } => Arc::new(
+                    Webhook::new(url.clone(), secret.clone(), DELIVERY_TIMEOUT)
+                        .with_context(|| format!("CI target `{name}`"))?,
+                ),
+            };
+            ci.insert(name.clone(), target);
+        }
+        Ok(Supervisor {
+            config,
+            state,
+            forges,
+            ci,
+        })
+    }
+}

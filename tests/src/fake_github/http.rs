@@ -1,0 +1,494 @@
+//! The HTTP side of the fake GitHub: routing, JSON rendering shaped like GitHub's,
+//! conditional requests, pagination and rate-limit accounting (`forge-apis.md` §1).
+//! Split from `fake_github.rs`, which keeps the public API and the state it mutates.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::Response;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use url::form_urlencoded;
+
+use super::{FakeGitHub, GhState, Pr, Repo, RequestRecord};
+
+const DOCS: &str = "https://docs.github.com/rest";
+
+/// A response before it is turned into HTTP.
+struct Reply {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+}
+
+/// A successful resource before conditional handling.
+struct Content {
+    value: Value,
+    link: Option<String>,
+    modified: u64,
+}
+
+pub(super) async fn handle(State(gh): State<FakeGitHub>, req: Request) -> Response {
+    let (parts, _body) = req.into_parts();
+    let path = parts.uri.path();
+    let query = parts.uri.query().unwrap_or("");
+    let mut st = gh.lock();
+    let reply = st.serve(&parts.method, path, query, &parts.headers);
+    let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    st.requests.push(RequestRecord {
+        method: parts.method.to_string(),
+        path: path.to_owned(),
+        query: query.to_owned(),
+        status: reply.status,
+        conditional: header("if-none-match").is_some() || header("if-modified-since").is_some(),
+        authorization: header("authorization").map(str::to_owned),
+    });
+    gh.inner.served.send_replace(st.requests.len());
+    drop(st);
+    let mut resp = Response::new(Body::from(reply.body));
+    *resp.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
+    for (name, value) in reply.headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            resp.headers_mut()
+                .append(HeaderName::from_static(name), value);
+        }
+    }
+    resp
+}
+
+impl GhState {
+    fn serve(&mut self, method: &Method, path: &str, query: &str, headers: &HeaderMap) -> Reply {
+        let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
+        let token = authorization.map(|a| {
+            let (scheme, rest) = a.trim().split_once(' ').unwrap_or(("", a));
+            match scheme.to_ascii_lowercase().as_str() {
+                "bearer" | "token" => rest.trim().to_owned(),
+                _ => a.trim().to_owned(),
+            }
+        });
+        let authorized = match &self.required_token {
+            Some(required) => token.as_deref() == Some(required.as_str()),
+            None => true,
+        };
+        let (mut reply, budget) = if !authorized {
+            (error(401, "Bad credentials", DOCS), None)
+        } else {
+            let reply = match self.route(method, path, query) {
+                Ok(content) => self.conditional(content, path, query, token.as_deref(), headers),
+                Err(reply) => reply,
+            };
+            (reply, token)
+        };
+        let limit: u64 = if budget.is_some() { 5000 } else { 60 };
+        let free = reply.status == 304 && authorization.is_some();
+        let used = self.used.entry(budget).or_default();
+        if !free {
+            *used += 1;
+        }
+        let used = *used;
+        reply.headers.extend([
+            ("x-ratelimit-limit", limit.to_string()),
+            (
+                "x-ratelimit-remaining",
+                limit.saturating_sub(used).to_string(),
+            ),
+            ("x-ratelimit-used", used.to_string()),
+            ("x-ratelimit-reset", self.reset_at.to_string()),
+            ("x-ratelimit-resource", "core".to_owned()),
+            ("x-github-api-version-selected", "2022-11-28".to_owned()),
+        ]);
+        reply
+    }
+
+    /// Turns a resource into a 200 or a 304 according to the request's validators.
+    fn conditional(
+        &mut self,
+        content: Content,
+        path: &str,
+        query: &str,
+        token: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Reply {
+        let body = serde_json::to_vec(&content.value).unwrap_or_default();
+        // GitHub's ETags are per token: a validator got with token A misses with token B.
+        let mut hasher = Sha256::new();
+        if let Some(token) = token {
+            hasher.update(format!("token:{token}\n"));
+        }
+        hasher.update(&body);
+        let tag = format!("\"{}\"", &hex::encode(hasher.finalize())[..32]);
+        let last_modified = http_date(content.modified);
+        let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+        let not_modified = match (header("if-none-match"), header("if-modified-since")) {
+            (Some(inm), _) => inm
+                .split(',')
+                .map(|t| t.trim().trim_start_matches("W/"))
+                .any(|t| t == "*" || t == tag),
+            (None, Some(ims)) => parse_http_date(ims).is_some_and(|t| content.modified <= t),
+            (None, None) => false,
+        };
+        let mut reply = Reply {
+            status: 200,
+            headers: vec![
+                (
+                    "cache-control",
+                    "private, max-age=60, s-maxage=60".to_owned(),
+                ),
+                ("vary", "Accept, Authorization".to_owned()),
+                ("last-modified", last_modified),
+            ],
+            body: Vec::new(),
+        };
+        if not_modified {
+            reply.status = 304;
+            reply.headers.push(("etag", tag));
+            return reply;
+        }
+        let url = format!("{path}?{query}");
+        let first = self.seen_urls.insert(url);
+        reply
+            .headers
+            .push(("etag", if first { format!("W/{tag}") } else { tag }));
+        reply
+            .headers
+            .push(("content-type", "application/json; charset=utf-8".to_owned()));
+        if let Some(link) = content.link {
+            reply.headers.push(("link", link));
+        }
+        reply.body = body;
+        reply
+    }
+
+    fn route(&self, method: &Method, path: &str, query: &str) -> Result<Content, Reply> {
+        if method != Method::GET {
+            return Err(not_found());
+        }
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let ["repos", owner, name, rest @ ..] = segments.as_slice() else {
+            return Err(not_found());
+        };
+        let key = format!("{}/{}", pct_decode(owner), pct_decode(name)).to_lowercase();
+        let repo = self.repos.get(&key).ok_or_else(not_found)?;
+        let content = |value, link| Content {
+            value,
+            link,
+            modified: repo.modified,
+        };
+        match rest {
+            [] => {
+                let mut value = self.repo_json(repo.id, &repo.full_name);
+                value["default_branch"] = json!(repo.default_branch);
+                Ok(content(value, None))
+            }
+            ["branches"] => {
+                let items = repo
+                    .branches
+                    .iter()
+                    .map(|(b, sha)| self.branch_json(repo, b, sha));
+                let (value, link) = self.paginate(items.collect(), path, query);
+                Ok(content(value, link))
+            }
+            ["branches", branch @ ..] if !branch.is_empty() => {
+                let branch: Vec<String> = branch.iter().map(|s| pct_decode(s)).collect();
+                let branch = branch.join("/");
+                match repo.branches.get(&branch) {
+                    Some(sha) => Ok(content(self.branch_json(repo, &branch, sha), None)),
+                    None => Err(error(
+                        404,
+                        "Branch not found",
+                        "https://docs.github.com/rest/branches/branches#get-a-branch",
+                    )),
+                }
+            }
+            ["pulls"] => {
+                let (value, link) = self.list_pulls(repo, path, query);
+                Ok(content(value, link))
+            }
+            ["pulls", number] => {
+                let pr = number.parse().ok().and_then(|n| repo.pulls.get(&n));
+                let pr = pr.ok_or_else(not_found)?;
+                let mut value = self.pr_json(repo, pr);
+                value["mergeable"] = json!(true);
+                value["mergeable_state"] = json!(if pr.draft { "draft" } else { "clean" });
+                value["merged"] = json!(false);
+                Ok(content(value, None))
+            }
+            _ => Err(not_found()),
+        }
+    }
+
+    fn list_pulls(&self, repo: &Repo, path: &str, query: &str) -> (Value, Option<String>) {
+        let params: HashMap<String, String> = form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        let param = |name: &str| params.get(name).map(String::as_str);
+        let state = param("state").unwrap_or("open");
+        let mut pulls: Vec<&Pr> = repo
+            .pulls
+            .values()
+            .filter(|pr| match state {
+                "all" => true,
+                "closed" => !pr.open,
+                _ => pr.open,
+            })
+            .filter(|pr| param("base").is_none_or(|b| b == pr.base))
+            .collect();
+        let sort = param("sort").unwrap_or("created");
+        match sort {
+            "updated" => pulls.sort_by_key(|pr| (pr.updated_at, pr.number)),
+            _ => pulls.sort_by_key(|pr| pr.number),
+        }
+        let default_dir = if sort == "created" { "desc" } else { "asc" };
+        if param("direction").unwrap_or(default_dir) == "desc" {
+            pulls.reverse();
+        }
+        let items = pulls.into_iter().map(|pr| self.pr_json(repo, pr)).collect();
+        self.paginate(items, path, query)
+    }
+
+    /// Cuts one page out of `items`, with GitHub's `Link` header when there are several pages.
+    fn paginate(&self, items: Vec<Value>, path: &str, query: &str) -> (Value, Option<String>) {
+        let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        let number = |name: &str| {
+            let value = params.iter().find(|(k, _)| k == name);
+            value
+                .and_then(|(_, v)| v.parse::<usize>().ok())
+                .filter(|n| *n > 0)
+        };
+        let per_page = number("per_page").map_or(30, |n| n.min(100));
+        let page = number("page").unwrap_or(1);
+        let last = items.len().div_ceil(per_page).max(1);
+        let start = (page - 1).saturating_mul(per_page);
+        let slice: Vec<Value> = items.into_iter().skip(start).take(per_page).collect();
+        if last == 1 {
+            return (Value::Array(slice), None);
+        }
+        let url = |n: usize| {
+            let mut out = form_urlencoded::Serializer::new(String::new());
+            let mut placed = false;
+            for (k, v) in &params {
+                if k != "page" {
+                    out.append_pair(k, v);
+                } else if !placed {
+                    out.append_pair("page", &n.to_string());
+                    placed = true;
+                }
+            }
+            if !placed {
+                out.append_pair("page", &n.to_string());
+            }
+            format!("<{}{}?{}>", self.api_url, path, out.finish())
+        };
+        let mut rels = Vec::new();
+        if page > 1 {
+            rels.push(format!("{}; rel=\"prev\"", url(page - 1)));
+        }
+        if page < last {
+            rels.push(format!("{}; rel=\"next\"", url(page + 1)));
+            rels.push(format!("{}; rel=\"last\"", url(last)));
+        }
+        if page > 1 {
+            rels.push(format!("{}; rel=\"first\"", url(1)));
+        }
+        (Value::Array(slice), Some(rels.join(", ")))
+    }
+
+    fn repo_json(&self, id: u64, full_name: &str) -> Value {
+        let (owner, name) = full_name.split_once('/').unwrap_or(("", full_name));
+        json!({
+            "id": id,
+            "name": name,
+            "full_name": full_name,
+            "owner": user_json(owner),
+            "private": false,
+            "html_url": format!("https://github.com/{full_name}"),
+            "clone_url": format!("https://github.com/{full_name}.git"),
+            "url": format!("{}/repos/{full_name}", self.api_url),
+        })
+    }
+
+    fn branch_json(&self, repo: &Repo, branch: &str, sha: &str) -> Value {
+        json!({
+            "name": branch,
+            "commit": {
+                "sha": sha,
+                "url": format!("{}/repos/{}/commits/{sha}", self.api_url, repo.full_name),
+            },
+            "protected": false,
+        })
+    }
+
+    fn pr_json(&self, repo: &Repo, pr: &Pr) -> Value {
+        let base_sha = repo.branches.get(&pr.base).cloned().unwrap_or_default();
+        let merge = Sha256::digest(format!("merge {base_sha} {} {}", pr.head_sha, pr.number));
+        let base_repo = self.repo_json(repo.id, &repo.full_name);
+        let head_repo = match (&pr.head_repo, pr.head_repo_deleted) {
+            (_, true) => Value::Null,
+            (None, false) => base_repo.clone(),
+            (Some(fork), false) => self.repo_json(fork.id, &fork.full_name),
+        };
+        let base_owner = owner_of(&repo.full_name);
+        json!({
+            "url": format!("{}/repos/{}/pulls/{}", self.api_url, repo.full_name, pr.number),
+            "id": pr.id,
+            "number": pr.number,
+            "state": if pr.open { "open" } else { "closed" },
+            "locked": false,
+            "title": pr.title,
+            "body": pr.body,
+            "user": user_json(&pr.author),
+            "labels": pr.labels.iter().map(|l| json!({"name": l})).collect::<Vec<_>>(),
+            "draft": pr.draft,
+            "created_at": rfc3339(pr.created_at),
+            "updated_at": rfc3339(pr.updated_at),
+            "closed_at": pr.closed_at.map(rfc3339),
+            "merged_at": null,
+            "merge_commit_sha": &hex::encode(merge)[..40],
+            "head": {
+                "label": format!("{}:{}", pr.head_owner, pr.head_ref),
+                "ref": pr.head_ref,
+                "sha": pr.head_sha,
+                "user": user_json(&pr.head_owner),
+                "repo": head_repo,
+            },
+            "base": {
+                "label": format!("{base_owner}:{}", pr.base),
+                "ref": pr.base,
+                "sha": base_sha,
+                "user": user_json(base_owner),
+                "repo": base_repo,
+            },
+            "author_association": pr.association,
+            "html_url": format!("https://github.com/{}/pull/{}", repo.full_name, pr.number),
+        })
+    }
+}
+
+pub(super) fn owner_of(full_name: &str) -> &str {
+    full_name.split_once('/').map_or(full_name, |(o, _)| o)
+}
+
+fn user_json(login: &str) -> Value {
+    let digest = Sha256::digest(login.as_bytes());
+    let id = u64::from_be_bytes([0, 0, 0, 0, digest[0], digest[1], digest[2], digest[3]]);
+    json!({"login": login, "id": id % 100_000_000 + 1, "type": "User"})
+}
+
+fn error(status: u16, message: &str, docs: &str) -> Reply {
+    let body = json!({"message": message, "documentation_url": docs, "status": status.to_string()});
+    Reply {
+        status,
+        headers: vec![("content-type", "application/json; charset=utf-8".to_owned())],
+        body: serde_json::to_vec(&body).unwrap_or_default(),
+    }
+}
+
+fn not_found() -> Reply {
+    error(404, "Not Found", DOCS)
+}
+
+/// Decodes `%XX` escapes in one path segment (`+` stays a `+`, unlike form decoding).
+fn pct_decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| segment.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+
+/// (year, month 1-12, day) of a day count since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn split_time(secs: u64) -> (i64, u32, u32, u64, u64, u64, usize) {
+    let days = (secs / 86_400) as i64;
+    let (y, m, d) = civil_from_days(days);
+    let rem = secs % 86_400;
+    (
+        y,
+        m,
+        d,
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        days.rem_euclid(7) as usize,
+    )
+}
+
+fn rfc3339(secs: u64) -> String {
+    let (y, m, d, hh, mm, ss, _) = split_time(secs);
+    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
+}
+
+fn http_date(secs: u64) -> String {
+    let (y, m, d, hh, mm, ss, wd) = split_time(secs);
+    let month = MONTHS[(m - 1) as usize];
+    format!(
+        "{}, {d:02} {month} {y:04} {hh:02}:{mm:02}:{ss:02} GMT",
+        DAYS[wd]
+    )
+}
+
+/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) into epoch seconds.
+fn parse_http_date(value: &str) -> Option<u64> {
+    let parts: Vec<&str> = value.split_whitespace().collect();
+    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    let month = MONTHS.iter().position(|m| m == month)? as u32 + 1;
+    let days = days_from_civil(year.parse().ok()?, month, day.parse().ok()?);
+    let hms: Vec<u64> = time
+        .split(':')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let [h, m, s] = hms.as_slice() else {
+        return None;
+    };
+    u64::try_from(days)
+        .ok()
+        .map(|d| d * 86_400 + h * 3600 + m * 60 + s)
+}
