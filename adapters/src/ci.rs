@@ -85,7 +85,8 @@ pub enum DeliveryError {
 
 /// A CI system that accepts build triggers.
 pub trait CiTarget: Send + Sync {
-    fn deliver<'a>(&'a self, trigger: &'a BuildTrigger) -> BoxFuture<'a, Result<(), DeliveryError>>;
+    fn deliver<'a>(&'a self, trigger: &'a BuildTrigger)
+    -> BoxFuture<'a, Result<(), DeliveryError>>;
 }
 
 fn http_client(timeout: Duration) -> Result<reqwest::Client, DeliveryError> {
@@ -139,13 +140,19 @@ impl Buildbot {
     /// The form fields, in a stable order.
     pub fn form(trigger: &BuildTrigger) -> Vec<(&'static str, String)> {
         let mut form = trigger.fields.pairs().to_vec();
-        form.push(("properties", Value::Object(trigger.properties.clone()).to_string()));
+        form.push((
+            "properties",
+            Value::Object(trigger.properties.clone()).to_string(),
+        ));
         form
     }
 }
 
 impl CiTarget for Buildbot {
-    fn deliver<'a>(&'a self, trigger: &'a BuildTrigger) -> BoxFuture<'a, Result<(), DeliveryError>> {
+    fn deliver<'a>(
+        &'a self,
+        trigger: &'a BuildTrigger,
+    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
         Box::pin(async move {
             let mut request = self.http.post(&self.url).form(&Self::form(trigger));
             if let Some((user, password)) = &self.basic_auth {
@@ -183,7 +190,10 @@ pub fn signature_256(secret: &Secret, body: &[u8]) -> String {
 }
 
 impl CiTarget for Webhook {
-    fn deliver<'a>(&'a self, trigger: &'a BuildTrigger) -> BoxFuture<'a, Result<(), DeliveryError>> {
+    fn deliver<'a>(
+        &'a self,
+        trigger: &'a BuildTrigger,
+    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
         Box::pin(async move {
             let body = trigger.webhook_json().to_string().into_bytes();
             let request = self
@@ -192,7 +202,10 @@ impl CiTarget for Webhook {
                 .header("Content-Type", "application/json")
                 .header("X-Forgewatch-Delivery", &trigger.delivery_id)
                 .header("X-Forgewatch-Event", "build")
-                .header("X-Forgewatch-Signature-256", signature_256(&self.secret, &body))
+                .header(
+                    "X-Forgewatch-Signature-256",
+                    signature_256(&self.secret, &body),
+                )
                 .body(body);
             send(request).await
         })
@@ -242,8 +255,18 @@ mod tests {
         assert_eq!(
             names,
             [
-                "author", "committer", "branch", "category", "codebase", "comments", "project",
-                "repository", "revision", "revlink", "when_timestamp", "properties"
+                "author",
+                "committer",
+                "branch",
+                "category",
+                "codebase",
+                "comments",
+                "project",
+                "repository",
+                "revision",
+                "revlink",
+                "when_timestamp",
+                "properties"
             ]
         );
         assert_eq!(form[10].1, "17");

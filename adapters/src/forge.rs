@@ -106,7 +106,10 @@ impl RequestStats {
 #[derive(Debug, thiserror::Error)]
 pub enum ForgeError {
     #[error("{url}: not found (HTTP 404){}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
-    NotFound { url: String, message: Option<String> },
+    NotFound {
+        url: String,
+        message: Option<String>,
+    },
     #[error("{url}: rate limited (HTTP {status}){}", retry_after.map(|d| format!(", retry after {}s", d.as_secs())).unwrap_or_default())]
     RateLimited {
         url: String,
@@ -134,7 +137,10 @@ pub trait Forge: Send + Sync {
     fn host(&self) -> &str;
 
     /// The commit sha at the head of the target's branch.
-    fn branch_head<'a>(&'a self, target: &'a WatchTarget) -> BoxFuture<'a, Result<String, ForgeError>>;
+    fn branch_head<'a>(
+        &'a self,
+        target: &'a WatchTarget,
+    ) -> BoxFuture<'a, Result<String, ForgeError>>;
 
     /// Every open pull request whose base is the target's branch, all pages.
     fn open_pull_requests<'a>(

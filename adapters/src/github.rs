@@ -37,9 +37,12 @@ impl GitHubClient {
                 message: format!("invalid API URL: {e}"),
             }
         })?;
-        let auth = options
-            .token
-            .map(|t| ("Authorization", Secret::new(format!("Bearer {}", t.expose()))));
+        let auth = options.token.map(|t| {
+            (
+                "Authorization",
+                Secret::new(format!("Bearer {}", t.expose())),
+            )
+        });
         let headers = vec![
             ("Accept", "application/vnd.github+json"),
             ("X-GitHub-Api-Version", "2022-11-28"),
@@ -103,9 +106,13 @@ impl GitHubClient {
                 match serde_json::from_value::<GhPull>(item) {
                     Ok(pr) => match pr.into_pull_request(&self.host, target) {
                         Ok(pr) => pulls.push(pr),
-                        Err(message) => tracing::warn!(target = %target, "skipping a pull request: {message}"),
+                        Err(message) => {
+                            tracing::warn!(target = %target, "skipping a pull request: {message}")
+                        }
                     },
-                    Err(e) => tracing::warn!(target = %target, "skipping an unreadable pull request: {e}"),
+                    Err(e) => {
+                        tracing::warn!(target = %target, "skipping an unreadable pull request: {e}")
+                    }
                 }
             }
         }
@@ -120,7 +127,10 @@ impl Forge for GitHubClient {
         &self.host
     }
 
-    fn branch_head<'a>(&'a self, target: &'a WatchTarget) -> BoxFuture<'a, Result<String, ForgeError>> {
+    fn branch_head<'a>(
+        &'a self,
+        target: &'a WatchTarget,
+    ) -> BoxFuture<'a, Result<String, ForgeError>> {
         Box::pin(self.fetch_branch_head(target))
     }
 
@@ -220,7 +230,10 @@ impl GhPull {
             number: self.number,
             title: self.title.unwrap_or_default(),
             body: self.body,
-            author: self.user.map(|u| u.login).unwrap_or_else(|| "ghost".to_owned()),
+            author: self
+                .user
+                .map(|u| u.login)
+                .unwrap_or_else(|| "ghost".to_owned()),
             author_association: self.author_association,
             labels: self.labels.into_iter().map(|l| l.name).collect(),
             draft: self.draft.unwrap_or(false),

@@ -147,10 +147,14 @@ impl ConditionalClient {
     }
 
     async fn get_in_span(&self, url: &str) -> Result<Page, ForgeError> {
-        let _permit = self.permits.acquire().await.map_err(|_| ForgeError::Transport {
-            url: url.to_owned(),
-            message: "client closed".to_owned(),
-        })?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| ForgeError::Transport {
+                url: url.to_owned(),
+                message: "client closed".to_owned(),
+            })?;
         let key = format!("{}|{}", self.scope, url);
         let cached = self.store.load(&key);
 
@@ -178,10 +182,8 @@ impl ConditionalClient {
         };
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        if let Some(rate) = parse_rate_limit(&headers) {
-            if let Ok(mut slot) = self.rate.lock() {
-                *slot = Some(rate);
-            }
+        if let (Some(rate), Ok(mut slot)) = (parse_rate_limit(&headers), self.rate.lock()) {
+            *slot = Some(rate);
         }
 
         if status == 304 {
@@ -259,7 +261,9 @@ impl ConditionalClient {
 
 fn transport_error(url: &str, e: reqwest::Error) -> ForgeError {
     if e.is_timeout() {
-        ForgeError::Timeout { url: url.to_owned() }
+        ForgeError::Timeout {
+            url: url.to_owned(),
+        }
     } else {
         ForgeError::Transport {
             url: url.to_owned(),
@@ -334,10 +338,10 @@ fn status_error(url: &str, status: u16, headers: &HeaderMap, body: &[u8]) -> For
 
 /// The `message` of a JSON error body, or the start of the body as one line.
 fn error_message(body: &[u8]) -> String {
-    if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(body) {
-        if let Some(serde_json::Value::String(m)) = map.get("message") {
-            return one_line(m, 200);
-        }
+    if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(body)
+        && let Some(serde_json::Value::String(m)) = map.get("message")
+    {
+        return one_line(m, 200);
     }
     one_line(&String::from_utf8_lossy(body), 200)
 }
@@ -421,7 +425,10 @@ mod tests {
             next_link(&h).as_deref(),
             Some("https://api.github.com/x?page=3&per_page=100")
         );
-        h.insert(header::LINK, HeaderValue::from_static("<https://a/x?page=1>; rel=\"first\""));
+        h.insert(
+            header::LINK,
+            HeaderValue::from_static("<https://a/x?page=1>; rel=\"first\""),
+        );
         assert_eq!(next_link(&h), None);
     }
 
@@ -433,7 +440,10 @@ mod tests {
         h.insert("x-ratelimit-reset", HeaderValue::from_static("1767225600"));
         let r = parse_rate_limit(&h).unwrap();
         assert_eq!((r.limit, r.remaining), (Some(5000), Some(4990)));
-        assert_eq!(r.reset_at, Some(UNIX_EPOCH + Duration::from_secs(1_767_225_600)));
+        assert_eq!(
+            r.reset_at,
+            Some(UNIX_EPOCH + Duration::from_secs(1_767_225_600))
+        );
 
         let mut g = HeaderMap::new();
         g.insert("RateLimit-Limit", HeaderValue::from_static("2000"));
@@ -448,10 +458,24 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("retry-after", HeaderValue::from_static("30"));
         let e = status_error("u", 403, &h, b"{\"message\":\"secondary\"}");
-        assert!(matches!(e, ForgeError::RateLimited { retry_after: Some(d), .. } if d.as_secs() == 30));
-        let e = status_error("u", 403, &HeaderMap::new(), b"{\"message\":\"Resource not accessible\"}");
+        assert!(
+            matches!(e, ForgeError::RateLimited { retry_after: Some(d), .. } if d.as_secs() == 30)
+        );
+        let e = status_error(
+            "u",
+            403,
+            &HeaderMap::new(),
+            b"{\"message\":\"Resource not accessible\"}",
+        );
         assert!(matches!(e, ForgeError::Http { status: 403, .. }));
-        let e = status_error("u", 502, &HeaderMap::new(), b"<html>\n<h1>Bad   gateway</h1></html>");
-        assert!(matches!(e, ForgeError::Http { ref message, .. } if message == "<html> <h1>Bad gateway</h1></html>"));
+        let e = status_error(
+            "u",
+            502,
+            &HeaderMap::new(),
+            b"<html>\n<h1>Bad   gateway</h1></html>",
+        );
+        assert!(
+            matches!(e, ForgeError::Http { ref message, .. } if message == "<html> <h1>Bad gateway</h1></html>")
+        );
     }
 }

@@ -14,7 +14,9 @@ pub struct RepoId {
 /// Why a string is not a repository URL.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RepoIdError {
-    #[error("`{0}` is not a repository URL (expected a scheme such as https:// or the scp form user@host:path)")]
+    #[error(
+        "`{0}` is not a repository URL (expected a scheme such as https:// or the scp form user@host:path)"
+    )]
     NotAUrl(String),
     #[error("`{0}` has no host")]
     NoHost(String),

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
-use crate::cycle::{CycleReport, Mode};
+use crate::cycle::{CycleReport, Mode, Status};
 use crate::lock::StateLock;
 use crate::state::State;
 use crate::supervisor::Supervisor;
@@ -18,7 +18,11 @@ use crate::supervisor::Supervisor;
 const DEFAULT_CONFIG: &str = "/etc/forgewatch/config.yml";
 
 #[derive(Parser, Debug)]
-#[command(name = "forgewatch", version, about = "Watches forges for many build workspaces and triggers CI when a build changes")]
+#[command(
+    name = "forgewatch",
+    version,
+    about = "Watches forges for many build workspaces and triggers CI when a build changes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -55,7 +59,11 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     init_logging();
@@ -120,8 +128,15 @@ fn print_summary(config: &Config) {
     println!("{}: ok", config.path.display());
     println!("forges: {}", config.forges.len());
     for (name, forge) in &config.forges {
-        let auth = if forge.token.is_some() { "token" } else { "no token" };
-        println!("  {name}: {:?} {} ({}, {auth})", forge.kind, forge.host, forge.api_url);
+        let auth = if forge.token.is_some() {
+            "token"
+        } else {
+            "no token"
+        };
+        println!(
+            "  {name}: {:?} {} ({}, {auth})",
+            forge.kind, forge.host, forge.api_url
+        );
     }
     println!("ci targets: {}", config.ci.len());
     println!("workspaces: {}", config.workspaces.len());
@@ -136,7 +151,11 @@ fn print_summary(config: &Config) {
 
 async fn once(config: Config, dry_run: bool, json: bool) -> anyhow::Result<()> {
     let (_lock, state, mode) = if dry_run {
-        (None, State::open_read_only(&config.state_dir)?, Mode::DryRun)
+        (
+            None,
+            State::open_read_only(&config.state_dir)?,
+            Mode::DryRun,
+        )
     } else {
         let lock = StateLock::acquire(&config.state_dir)?;
         (Some(lock), State::open(&config.state_dir)?, Mode::Deliver)
@@ -165,22 +184,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let signals = tokio::spawn(shutdown_on_signal(shutdown.clone()));
     tracing::info!(interval = ?interval, workspaces = supervisor.config.workspaces.len(), "forgewatch running");
-    let mut number: u64 = 0;
     while !shutdown.is_cancelled() {
-        number += 1;
-        let span = tracing::info_span!("cycle", number);
         let started = std::time::Instant::now();
-        match tracing::Instrument::instrument(supervisor.cycle(Mode::Deliver, &shutdown), span.clone()).await {
-            Ok(report) => span.in_scope(|| {
-                tracing::info!(
-                    elapsed = ?started.elapsed(),
-                    delivered = report.outcomes.iter().filter(|o| o.status == crate::cycle::Status::Delivered).count(),
-                    failed = report.outcomes.iter().filter(|o| o.status == crate::cycle::Status::Failed).count(),
-                    poll_errors = report.poll_errors.len(),
-                    "cycle done"
-                );
-            }),
-            Err(e) => span.in_scope(|| tracing::error!("cycle failed: {e:#}")),
+        match supervisor.cycle(Mode::Deliver, &shutdown).await {
+            Ok(report) => tracing::info!(
+                elapsed = ?started.elapsed(),
+                delivered = report.count(Status::Delivered),
+                failed = report.count(Status::Failed),
+                poll_errors = report.poll_errors.len(),
+                "cycle done"
+            ),
+            Err(e) => tracing::error!("cycle failed: {e:#}"),
         }
         tokio::select! {
             () = shutdown.cancelled() => {}
@@ -195,8 +209,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
 /// Cancels `shutdown` on the first SIGTERM or SIGINT.
 async fn shutdown_on_signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers");
         return;
     };

@@ -5,6 +5,7 @@
 
 use std::time::SystemTime;
 
+use forgewatch_adapters::forge::RequestStats;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -65,8 +66,68 @@ pub struct CycleReport {
     pub interrupted: bool,
 }
 
+impl CycleReport {
+    pub fn count(&self, status: Status) -> usize {
+        self.outcomes.iter().filter(|o| o.status == status).count()
+    }
+}
+
 impl Supervisor {
-    pub async fn cycle(&self, mode: Mode, shutdown: &CancellationToken) -> anyhow::Result<CycleReport> {
+    /// One cycle, in a `cycle` span numbered from 1 for the life of the supervisor.
+    pub async fn cycle(
+        &self,
+        mode: Mode,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<CycleReport> {
+        let number = self
+            .cycles
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        let span = tracing::info_span!("cycle", number);
+        let before = self.request_stats();
+        let report = self
+            .cycle_in_span(mode, shutdown)
+            .instrument(span.clone())
+            .await;
+        span.in_scope(|| self.log_forge_usage(&before));
+        report
+    }
+
+    fn request_stats(&self) -> Vec<(String, RequestStats)> {
+        self.forges
+            .iter()
+            .map(|(name, f)| (name.clone(), f.stats()))
+            .collect()
+    }
+
+    /// Requests of this cycle per forge, and the rate-limit budget the forge reported.
+    fn log_forge_usage(&self, before: &[(String, RequestStats)]) {
+        for ((name, old), (_, new)) in before.iter().zip(self.request_stats()) {
+            let rate = self.forges.get(name).and_then(|f| f.rate_limit());
+            let remaining = rate.as_ref().and_then(|r| r.remaining);
+            let limit = rate.as_ref().and_then(|r| r.limit);
+            tracing::info!(
+                forge = %name,
+                fresh = new.fresh - old.fresh,
+                not_modified = new.not_modified - old.not_modified,
+                failed = new.failed - old.failed,
+                rate_limit_remaining = ?remaining,
+                rate_limit = ?limit,
+                "forge requests"
+            );
+            if let (Some(remaining), Some(limit)) = (remaining, limit)
+                && remaining.saturating_mul(10) < limit
+            {
+                tracing::warn!(forge = %name, remaining, limit, "rate-limit budget below 10%");
+            }
+        }
+    }
+
+    async fn cycle_in_span(
+        &self,
+        mode: Mode,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<CycleReport> {
         let started = SystemTime::now();
         let targets = watch_targets(&self.config);
         let results = poll(&targets, &self.forges, shutdown).await;
@@ -105,7 +166,9 @@ impl Supervisor {
         let planned = plan_workspace(ws, results);
         for skipped in &planned.skipped {
             tracing::warn!(build_key = %skipped.key, "not computed this cycle: {}", skipped.reason);
-            report.skipped.push(format!("{}: {}", skipped.key, skipped.reason));
+            report
+                .skipped
+                .push(format!("{}: {}", skipped.key, skipped.reason));
         }
         for build in &planned.builds {
             if shutdown.is_cancelled() {
@@ -132,7 +195,10 @@ impl Supervisor {
     ) -> anyhow::Result<Option<Outcome>> {
         let fingerprint = build.inputs.fingerprint();
         let previous = self.state.delivered(&build.key)?;
-        if previous.as_ref().is_some_and(|p| p.fingerprint == fingerprint) {
+        if previous
+            .as_ref()
+            .is_some_and(|p| p.fingerprint == fingerprint)
+        {
             return Ok(None);
         }
         let previous_inputs = previous.as_ref().and_then(|p| p.inputs.as_ref());
@@ -149,7 +215,11 @@ impl Supervisor {
             return Ok(Some(outcome));
         }
         let Some(ci) = self.ci.get(&ws.ci) else {
-            anyhow::bail!("workspace `{}` names CI target `{}`, which is not configured", ws.name, ws.ci);
+            anyhow::bail!(
+                "workspace `{}` names CI target `{}`, which is not configured",
+                ws.name,
+                ws.ci
+            );
         };
         let trigger = build_trigger(
             build,
@@ -161,7 +231,8 @@ impl Supervisor {
                 detected_at,
             },
         );
-        let span = tracing::info_span!("delivery", build_key = %build.key, %delivery_id, ci = %ws.ci);
+        let span =
+            tracing::info_span!("delivery", build_key = %build.key, %delivery_id, ci = %ws.ci);
         match ci.deliver(&trigger).instrument(span.clone()).await {
             Ok(()) => {
                 let now = forgewatch_adapters::http::unix_seconds(SystemTime::now());
@@ -190,7 +261,10 @@ impl Supervisor {
             }
         }
         if !closed.is_empty() {
-            tracing::info!(count = closed.len(), "forgetting builds of closed pull requests");
+            tracing::info!(
+                count = closed.len(),
+                "forgetting builds of closed pull requests"
+            );
             self.state.forget_builds(&closed)?;
         }
         Ok(())

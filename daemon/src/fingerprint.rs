@@ -106,9 +106,10 @@ pub fn change_reason(previous: Option<&BuildInputs>, current: &BuildInputs) -> S
     match (previous, current) {
         (None, BuildInputs::Mainline { .. }) => "first delivery".to_owned(),
         (None, BuildInputs::PullRequest(_)) => "new PR".to_owned(),
-        (Some(BuildInputs::Mainline { packages: old }), BuildInputs::Mainline { packages: new }) => {
-            mainline_reason(old, new)
-        }
+        (
+            Some(BuildInputs::Mainline { packages: old }),
+            BuildInputs::Mainline { packages: new },
+        ) => mainline_reason(old, new),
         (Some(BuildInputs::PullRequest(old)), BuildInputs::PullRequest(new)) => pr_reason(old, new),
         (Some(_), _) => "build kind changed".to_owned(),
     }
@@ -144,13 +145,24 @@ fn mainline_reason(old: &[PackageHead], new: &[PackageHead]) -> String {
 fn pr_reason(old: &PullRequestInputs, new: &PullRequestInputs) -> String {
     let mut parts = Vec::new();
     if old.head_sha != new.head_sha {
-        parts.push(format!("head {}→{}", short(&old.head_sha), short(&new.head_sha)));
+        parts.push(format!(
+            "head {}→{}",
+            short(&old.head_sha),
+            short(&new.head_sha)
+        ));
     }
     if old.base_branch != new.base_branch {
         parts.push(format!("base {}→{}", old.base_branch, new.base_branch));
     }
     if old.draft != new.draft {
-        parts.push(if new.draft { "ready→draft" } else { "draft→ready" }.to_owned());
+        parts.push(
+            if new.draft {
+                "ready→draft"
+            } else {
+                "draft→ready"
+            }
+            .to_owned(),
+        );
     }
     if old.test_ref != new.test_ref {
         parts.push(format!("ref {}→{}", old.test_ref, new.test_ref));
@@ -210,7 +222,10 @@ mod tests {
             r#"{"version":1,"inputs":{"kind":"mainline","packages":[{"name":"a","repository":"github.com/acme/a","branch":"main","head":"1"}]}}"#
         );
         assert_eq!(BuildInputs::from_stored(&a.canonical()), Some(a));
-        assert_eq!(BuildInputs::from_stored(r#"{"version":2,"inputs":{}}"#), None);
+        assert_eq!(
+            BuildInputs::from_stored(r#"{"version":2,"inputs":{}}"#),
+            None
+        );
     }
 
     #[test]

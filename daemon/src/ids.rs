@@ -97,9 +97,11 @@ mod tests {
             BuildKey::pull_request("ws", &repo, 12).as_str(),
             "ws/pr/github.com/acme/repo/12"
         );
-        assert!(BuildKey::pull_request("ws", &repo, 12)
-            .as_str()
-            .starts_with(&BuildKey::pull_request_prefix("ws", &repo)));
+        assert!(
+            BuildKey::pull_request("ws", &repo, 12)
+                .as_str()
+                .starts_with(&BuildKey::pull_request_prefix("ws", &repo))
+        );
     }
 
     #[test]

@@ -47,7 +47,11 @@ impl StateLock {
                 let pid = pid.trim();
                 return Err(LockError::Held {
                     dir: state_dir.to_owned(),
-                    pid: if pid.is_empty() { "unknown".into() } else { pid.into() },
+                    pid: if pid.is_empty() {
+                        "unknown".into()
+                    } else {
+                        pid.into()
+                    },
                 });
             }
             Err((_, errno)) => return Err(io(errno.into())),
@@ -70,7 +74,10 @@ mod tests {
         let first = StateLock::acquire(dir.path()).unwrap();
         let err = StateLock::acquire(dir.path()).err().unwrap();
         let message = err.to_string();
-        assert!(message.contains(&format!("pid {}", std::process::id())), "{message}");
+        assert!(
+            message.contains(&format!("pid {}", std::process::id())),
+            "{message}"
+        );
         drop(first);
         StateLock::acquire(dir.path()).unwrap();
     }

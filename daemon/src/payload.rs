@@ -24,7 +24,10 @@ pub fn build_trigger(build: &PlannedBuild, cx: &PayloadContext<'_>) -> BuildTrig
     let mut properties = Map::new();
     properties.insert("workspace".into(), json!(cx.workspace));
     properties.insert("build_key".into(), json!(build.key.as_str()));
-    properties.insert("fingerprint".into(), json!(build.inputs.fingerprint().as_str()));
+    properties.insert(
+        "fingerprint".into(),
+        json!(build.inputs.fingerprint().as_str()),
+    );
     properties.insert("delivery_id".into(), json!(cx.delivery_id.to_string()));
     let fields = match &build.subject {
         Subject::Mainline(heads) => mainline(heads, cx, &mut properties),

@@ -52,8 +52,14 @@ pub struct PollResults {
 
 impl PollResults {
     pub fn errors(&self) -> impl Iterator<Item = (&WatchTarget, &String)> {
-        let heads = self.heads.iter().filter_map(|(t, r)| r.as_ref().err().map(|e| (t, e)));
-        let pulls = self.pulls.iter().filter_map(|(t, r)| r.as_ref().err().map(|e| (t, e)));
+        let heads = self
+            .heads
+            .iter()
+            .filter_map(|(t, r)| r.as_ref().err().map(|e| (t, e)));
+        let pulls = self
+            .pulls
+            .iter()
+            .filter_map(|(t, r)| r.as_ref().err().map(|e| (t, e)));
         heads.chain(pulls)
     }
 }
@@ -76,7 +82,9 @@ pub async fn poll(
             continue;
         };
         let span = tracing::debug_span!("target", %target);
-        let requests = [false, true].into_iter().filter(|&pulls| !pulls || needs.pulls);
+        let requests = [false, true]
+            .into_iter()
+            .filter(|&pulls| !pulls || needs.pulls);
         for pulls in requests {
             let (forge, target, shutdown) = (forge.clone(), target.clone(), shutdown.clone());
             tasks.spawn(

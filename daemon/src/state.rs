@@ -25,7 +25,9 @@ pub enum StateError {
         path: PathBuf,
         source: rusqlite::Error,
     },
-    #[error("{path}: schema version {found} is newer than this forgewatch supports ({SCHEMA_VERSION}); upgrade forgewatch or restore an older state")]
+    #[error(
+        "{path}: schema version {found} is newer than this forgewatch supports ({SCHEMA_VERSION}); upgrade forgewatch or restore an older state"
+    )]
     NewerSchema { path: PathBuf, found: i64 },
     #[error("cannot create state directory {path}: {source}")]
     CreateDir {
@@ -62,9 +64,12 @@ impl State {
             source,
         };
         let conn = Connection::open(&path).map_err(sql)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(sql)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(sql)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql)?;
         migrate(&conn, &path)?;
         Ok(State {
             conn: Mutex::new(conn),
@@ -106,7 +111,9 @@ impl State {
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves a connection that is still usable.
-        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn err(&self, source: rusqlite::Error) -> StateError {
@@ -168,7 +175,9 @@ impl State {
     pub fn build_keys_with_prefix(&self, prefix: &str) -> Result<Vec<BuildKey>, StateError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare_cached("SELECT build_key FROM builds WHERE substr(build_key, 1, length(?1)) = ?1")
+            .prepare_cached(
+                "SELECT build_key FROM builds WHERE substr(build_key, 1, length(?1)) = ?1",
+            )
             .map_err(|e| self.err(e))?;
         let keys = stmt
             .query_map([prefix], |row| row.get::<_, String>(0))
@@ -314,8 +323,11 @@ mod tests {
         assert_eq!(delivered.fingerprint, inputs("2").fingerprint());
         assert_eq!(delivered.inputs, Some(inputs("2")));
         assert_eq!(state.load("k").unwrap().etag.as_deref(), Some("\"e\""));
-        assert_eq!(state.build_keys_with_prefix("ws/").unwrap(), vec![key.clone()]);
-        state.forget_builds(&[key.clone()]).unwrap();
+        assert_eq!(
+            state.build_keys_with_prefix("ws/").unwrap(),
+            vec![key.clone()]
+        );
+        state.forget_builds(std::slice::from_ref(&key)).unwrap();
         assert_eq!(state.delivered(&key).unwrap(), None);
     }
 
@@ -338,6 +350,9 @@ mod tests {
         conn.pragma_update(None, "user_version", 7).unwrap();
         drop(conn);
         let err = State::open(dir.path()).err().unwrap();
-        assert!(matches!(err, StateError::NewerSchema { found: 7, .. }), "{err}");
+        assert!(
+            matches!(err, StateError::NewerSchema { found: 7, .. }),
+            "{err}"
+        );
     }
 }

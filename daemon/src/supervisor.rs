@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -23,6 +24,8 @@ pub struct Supervisor {
     pub state: Arc<State>,
     pub forges: BTreeMap<String, Arc<dyn Forge>>,
     pub ci: BTreeMap<String, Arc<dyn CiTarget>>,
+    /// Cycles started so far (for the `cycle` span).
+    pub(crate) cycles: AtomicU64,
 }
 
 impl Supervisor {
@@ -61,7 +64,9 @@ impl Supervisor {
                 CiConfig::Buildbot { url, basic_auth } => Arc::new(
                     Buildbot::new(
                         url.clone(),
-                        basic_auth.as_ref().map(|a| (a.user.clone(), a.password.clone())),
+                        basic_auth
+                            .as_ref()
+                            .map(|a| (a.user.clone(), a.password.clone())),
                         DELIVERY_TIMEOUT,
                     )
                     .with_context(|| format!("CI target `{name}`"))?,
@@ -78,6 +83,7 @@ impl Supervisor {
             state,
             forges,
             ci,
+            cycles: AtomicU64::new(0),
         })
     }
 }

@@ -24,7 +24,10 @@ async fn three_workspaces() -> Env {
         Ws {
             name: "ws2",
             ci: "bb",
-            packages: &[("shared", "Acme/Shared.git", MAIN), ("two", "acme/two", MAIN)],
+            packages: &[
+                ("shared", "Acme/Shared.git", MAIN),
+                ("two", "acme/two", MAIN),
+            ],
             pull_requests: true,
         },
         Ws {
@@ -43,7 +46,11 @@ async fn shared_target_is_polled_once_and_each_mainline_triggered_once() {
     let run = env.once().await;
     assert_eq!(
         run.keys_and_statuses(),
-        ["ws1/mainline delivered", "ws2/mainline delivered", "ws3/mainline delivered"]
+        [
+            "ws1/mainline delivered",
+            "ws2/mainline delivered",
+            "ws3/mainline delivered"
+        ]
     );
     for (_, _, reason) in run.lines() {
         assert_eq!(reason, "first delivery");
@@ -52,7 +59,10 @@ async fn shared_target_is_polled_once_and_each_mainline_triggered_once() {
     keys.sort();
     assert_eq!(keys, ["ws1/mainline", "ws2/mainline", "ws3/mainline"]);
     // Four distinct targets, each asked for its head and its open PRs exactly once.
-    assert_eq!(env.github.count_path_prefix("/repos/acme/shared/branches/"), 1);
+    assert_eq!(
+        env.github.count_path_prefix("/repos/acme/shared/branches/"),
+        1
+    );
     assert_eq!(env.github.count_path_prefix("/repos/acme/shared/pulls"), 1);
     assert_eq!(env.statuses(), (8, 0, 0));
     // Every request carried the token.
@@ -93,7 +103,10 @@ async fn a_push_to_a_shared_repository_triggers_each_watching_mainline_once() {
     let before = env.ci.accepted().len();
     let new = env.github.push("acme/shared", MAIN);
     let run = env.once().await;
-    assert_eq!(run.keys_and_statuses(), ["ws1/mainline delivered", "ws2/mainline delivered"]);
+    assert_eq!(
+        run.keys_and_statuses(),
+        ["ws1/mainline delivered", "ws2/mainline delivered"]
+    );
     let mut keys = env.delivered_keys(before);
     keys.sort();
     assert_eq!(keys, ["ws1/mainline", "ws2/mainline"]);
@@ -106,9 +119,15 @@ async fn a_push_to_a_shared_repository_triggers_each_watching_mainline_once() {
     assert_eq!(props["changed_packages"][0]["new"], new.as_str());
     assert_eq!(props["source_branch"], MAIN);
     assert_eq!(delivery.field("revision"), Some(new.as_str()));
-    assert_eq!(delivery.field("repository"), Some("https://github.com/acme/shared"));
+    assert_eq!(
+        delivery.field("repository"),
+        Some("https://github.com/acme/shared")
+    );
     let (_, _, reason) = &run.lines()[0];
-    assert!(reason.starts_with("shared ") && reason.contains('→'), "{reason}");
+    assert!(
+        reason.starts_with("shared ") && reason.contains('→'),
+        "{reason}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,14 +138,20 @@ async fn a_pull_request_is_delivered_when_opened_and_pushed_never_when_closed() 
 
     let number = env.github.open_pr("acme/one", NewPr::new(MAIN, "feature"));
     let run = env.once().await;
-    assert_eq!(run.keys_and_statuses(), ["ws1/pr/github.com/acme/one/1 delivered"]);
+    assert_eq!(
+        run.keys_and_statuses(),
+        ["ws1/pr/github.com/acme/one/1 delivered"]
+    );
     assert_eq!(run.lines()[0].2, "new PR");
     let pr = env.ci.accepted()[base].clone();
     let props = pr.properties();
     assert_eq!(pr.field("category"), Some("pull_request"));
     assert_eq!(pr.field("branch"), Some("refs/pull/1/head"));
     assert_eq!(pr.field("author"), Some("alice"));
-    assert_eq!(pr.field("revlink"), Some("https://github.com/acme/one/pull/1"));
+    assert_eq!(
+        pr.field("revlink"),
+        Some("https://github.com/acme/one/pull/1")
+    );
     assert_eq!(pr.field("repository"), Some("https://github.com/acme/one"));
     assert_eq!(props["kind"], "pull_request");
     assert_eq!(props["package_names"], serde_json::json!(["one"]));
@@ -139,17 +164,27 @@ async fn a_pull_request_is_delivered_when_opened_and_pushed_never_when_closed() 
     );
     assert_eq!(props["dependencies"], serde_json::json!([]));
     assert_eq!(props["unresolved_dependencies"], serde_json::json!([]));
-    assert_eq!(pr.field("revision"), props["pull_request"]["head_sha"].as_str());
+    assert_eq!(
+        pr.field("revision"),
+        props["pull_request"]["head_sha"].as_str()
+    );
 
     // A title edit is not an input: nothing is delivered.
-    env.github.set_pr_title("acme/one", number, "A better title");
+    env.github
+        .set_pr_title("acme/one", number, "A better title");
     assert_eq!(env.once().await.stdout, "");
 
     let head = env.github.push_pr("acme/one", number);
     let run = env.once().await;
-    assert_eq!(run.keys_and_statuses(), ["ws1/pr/github.com/acme/one/1 delivered"]);
+    assert_eq!(
+        run.keys_and_statuses(),
+        ["ws1/pr/github.com/acme/one/1 delivered"]
+    );
     assert!(run.lines()[0].2.starts_with("head "), "{:?}", run.lines());
-    assert_eq!(env.ci.accepted()[base + 1].field("revision"), Some(head.as_str()));
+    assert_eq!(
+        env.ci.accepted()[base + 1].field("revision"),
+        Some(head.as_str())
+    );
 
     env.github.close_pr("acme/one", number);
     assert_eq!(env.once().await.stdout, "");
@@ -166,7 +201,8 @@ async fn a_pull_request_from_a_deleted_fork_is_still_built() {
     env.github.delete_head_repo("acme/one", number);
     let run = env.once().await;
     assert!(
-        run.keys_and_statuses().contains(&"ws1/pr/github.com/acme/one/1 delivered".to_owned()),
+        run.keys_and_statuses()
+            .contains(&"ws1/pr/github.com/acme/one/1 delivered".to_owned()),
         "{run:#?}"
     );
     let delivery = env
@@ -175,7 +211,10 @@ async fn a_pull_request_from_a_deleted_fork_is_still_built() {
         .into_iter()
         .find(|d| d.properties()["kind"] == "pull_request")
         .unwrap();
-    assert_eq!(delivery.properties()["source_project_id"], serde_json::Value::Null);
+    assert_eq!(
+        delivery.properties()["source_project_id"],
+        serde_json::Value::Null
+    );
     assert_eq!(delivery.field("branch"), Some("refs/pull/1/head"));
 }
 
@@ -214,7 +253,8 @@ async fn one_hundred_and_fifty_pull_requests_are_all_seen() {
     let env = Env::new().await;
     env.github.create_repo("acme/big", MAIN);
     for i in 0..150 {
-        env.github.open_pr("acme/big", NewPr::new(MAIN, &format!("topic-{i}")));
+        env.github
+            .open_pr("acme/big", NewPr::new(MAIN, &format!("topic-{i}")));
     }
     env.configure(&[Ws {
         name: "big",
@@ -234,7 +274,12 @@ async fn one_hundred_and_fifty_pull_requests_are_all_seen() {
     assert_eq!(numbers, (1..=150).collect::<Vec<_>>());
     // Two pages of 100, one branch request.
     assert_eq!(env.github.count_path_prefix("/repos/acme/big/pulls"), 2);
-    assert!(env.github.requests().iter().all(|r| !r.path.contains("pulls") || r.query.contains("per_page=100")));
+    assert!(
+        env.github
+            .requests()
+            .iter()
+            .all(|r| !r.path.contains("pulls") || r.query.contains("per_page=100"))
+    );
     assert_eq!(env.statuses(), (3, 0, 0));
     // The next cycle revalidates both pages.
     assert_eq!(env.once().await.stdout, "");
@@ -270,7 +315,10 @@ async fn dry_run_sends_nothing_and_records_nothing() {
     let run = env.forgewatch(&["once", "--dry-run"]).await;
     assert_eq!(run.keys_and_statuses(), ["ws3/mainline would-deliver"]);
     assert_eq!(env.ci.accepted().len(), 4);
-    assert_eq!(env.once().await.keys_and_statuses(), ["ws3/mainline delivered"]);
+    assert_eq!(
+        env.once().await.keys_and_statuses(),
+        ["ws3/mainline delivered"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,7 +336,10 @@ async fn webhook_deliveries_are_signed_and_carry_the_delivery_id() {
     let delivery = &env.ci.accepted()[0];
     assert!(delivery.verify_signature(support::HOOK_SECRET.as_bytes()));
     let body = delivery.json.clone().unwrap();
-    assert_eq!(delivery.header("x-forgewatch-delivery"), body["delivery_id"].as_str());
+    assert_eq!(
+        delivery.header("x-forgewatch-delivery"),
+        body["delivery_id"].as_str()
+    );
     assert_eq!(delivery.header("x-forgewatch-event"), Some("build"));
     assert_eq!(body["event"], "build");
     assert_eq!(body["category"], "push");

@@ -393,6 +393,8 @@ impl Checker<'_> {
                 let (env, file) = (raw.secret_env.as_ref(), raw.secret_file.as_ref());
                 let secret = match self.secret("secret", env, file) {
                     Ok(Some(secret)) => Ok(secret),
+                    // An inline secret has been refused with a message saying what to write.
+                    Ok(None) if inline.is_err() => Err(Reported),
                     Ok(None) => {
                         let msg = format!(
                             "CI target {target} of kind `webhook` needs `secret_env` or \
@@ -435,6 +437,7 @@ impl Checker<'_> {
             raw.password_file.as_ref(),
         ) {
             Ok(Some(password)) => Ok(password),
+            Ok(None) if inline.is_err() => Err(Reported),
             Ok(None) => Err(self.error(
                 auth.referenced,
                 "`basic_auth` needs `password_env` or `password_file`",

@@ -52,7 +52,11 @@ impl Run {
 
     /// The stdout lines as `KEY STATUS` pairs, sorted, for exact comparisons.
     pub fn keys_and_statuses(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.lines().into_iter().map(|(k, s, _)| format!("{k} {s}")).collect();
+        let mut v: Vec<String> = self
+            .lines()
+            .into_iter()
+            .map(|(k, s, _)| format!("{k} {s}"))
+            .collect();
         v.sort();
         v
     }
@@ -95,13 +99,19 @@ impl Env {
             hook = self.ci.webhook_url(),
         );
         for ws in workspaces {
-            yaml.push_str(&format!("  - name: {}\n    ci: {}\n    packages:\n", ws.name, ws.ci));
+            yaml.push_str(&format!(
+                "  - name: {}\n    ci: {}\n    packages:\n",
+                ws.name, ws.ci
+            ));
             for (name, repo, branch) in ws.packages {
                 yaml.push_str(&format!(
                     "      - {{ name: {name}, repo: \"https://github.com/{repo}\", branch: {branch} }}\n"
                 ));
             }
-            yaml.push_str(&format!("    pull_requests:\n      enabled: {}\n", ws.pull_requests));
+            yaml.push_str(&format!(
+                "    pull_requests:\n      enabled: {}\n",
+                ws.pull_requests
+            ));
         }
         std::fs::write(self.config_path(), yaml).expect("write config");
     }
@@ -155,7 +165,12 @@ impl Env {
     pub fn delivered_keys(&self, from: usize) -> Vec<String> {
         self.ci.accepted()[from..]
             .iter()
-            .map(|d| d.properties()["build_key"].as_str().unwrap_or_default().to_owned())
+            .map(|d| {
+                d.properties()["build_key"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
             .collect()
     }
 }

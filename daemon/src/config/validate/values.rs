@@ -48,7 +48,7 @@ impl Checker<'_> {
         result
     }
 
-    /// A forge's `host`, normalised like the host of a [`RepoId`].
+    /// A forge's `host`, normalised like the host of a [`RepoId`](forgewatch_adapters::RepoId).
     pub(super) fn host(&mut self, h: &Spanned<String>) -> Checked<String> {
         let lower = h.value.to_ascii_lowercase();
         let host = lower.strip_prefix("www.").unwrap_or(&lower);
