@@ -162,7 +162,14 @@ async fn once(config: Config, dry_run: bool, json: bool) -> anyhow::Result<()> {
     };
     let supervisor = Supervisor::new(config, Arc::new(state))?;
     let report = supervisor.cycle(mode, &CancellationToken::new()).await?;
-    print_report(&report, json)
+    print_report(&report, json)?;
+    if report.nothing_polled() {
+        anyhow::bail!(
+            "no watch target could be polled ({} failed requests, see the warnings above)",
+            report.polls
+        );
+    }
+    Ok(())
 }
 
 fn print_report(report: &CycleReport, json: bool) -> anyhow::Result<()> {

@@ -64,11 +64,18 @@ pub struct CycleReport {
     pub skipped: Vec<String>,
     /// Shutdown arrived before the cycle could deliver.
     pub interrupted: bool,
+    /// Forge requests answered this cycle (including failures).
+    pub polls: usize,
 }
 
 impl CycleReport {
     pub fn count(&self, status: Status) -> usize {
         self.outcomes.iter().filter(|o| o.status == status).count()
+    }
+
+    /// Every poll failed: nothing could be computed (network down, bad token, …).
+    pub fn nothing_polled(&self) -> bool {
+        self.polls > 0 && self.poll_errors.len() == self.polls
     }
 }
 
@@ -134,6 +141,7 @@ impl Supervisor {
         let mut report = CycleReport {
             poll_errors: results.errors().map(|(t, e)| format!("{t}: {e}")).collect(),
             interrupted: results.interrupted,
+            polls: results.heads.len() + results.pulls.len(),
             ..CycleReport::default()
         };
         report.poll_errors.sort();

@@ -111,22 +111,123 @@ async fn configuration_errors_exit_2_with_located_messages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_never_appear_in_output_even_at_trace_level() {
     let env = Env::new().await;
-    one_workspace(&env);
-    // A wrong token makes the fake answer 401: errors are logged, the token is not.
+    env.github.create_repo("acme/app", MAIN);
+    env.configure(&[Ws {
+        name: "app",
+        ci: "hook",
+        packages: &[("app", "acme/app", MAIN)],
+        pull_requests: true,
+    }]);
+    let traced = |env: &Env| {
+        let mut cmd = env.command(&["once"]);
+        cmd.env("RUST_LOG", "trace");
+        async move {
+            let output = tokio::time::timeout(DEADLINE, cmd.output())
+                .await
+                .unwrap()
+                .unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            for secret in [support::TOKEN, support::HOOK_SECRET] {
+                assert!(!text.contains(secret), "a secret was printed");
+            }
+            (output.status.code(), text)
+        }
+    };
+    // Success: the token went out in every request, the secret signed the delivery.
+    let (code, text) = traced(&env).await;
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(env.ci.accepted().len(), 1);
+    assert!(env.ci.accepted()[0].verify_signature(support::HOOK_SECRET.as_bytes()));
+    assert!(text.contains("TRACE"), "trace logging was on");
+
+    // Failure: a wrong token makes every request a 401; reported, never echoed.
     env.github.require_token(Some("some-other-token"));
+    env.github.push("acme/app", MAIN);
+    let (code, text) = traced(&env).await;
+    assert_eq!(code, Some(1), "nothing could be polled: {text}");
+    assert!(text.contains("HTTP 401: Bad credentials"), "{text}");
+    assert!(text.contains("no watch target could be polled"), "{text}");
+    assert_eq!(env.ci.accepted().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buildbot_basic_auth_is_sent_from_a_password_variable() {
+    let env = Env::new().await;
+    one_workspace(&env);
+    env.ci.require_basic_auth("forgewatch", "bb-pass word");
+    let config = std::fs::read_to_string(env.config_path()).unwrap().replace(
+        "    kind: buildbot\n",
+        "    kind: buildbot\n    basic_auth: { user: forgewatch, password_env: FW_E2E_BB_PASSWORD }\n",
+    );
+    std::fs::write(env.config_path(), config).unwrap();
     let mut cmd = env.command(&["once"]);
-    cmd.env("RUST_LOG", "trace");
+    cmd.env("FW_E2E_BB_PASSWORD", "bb-pass word\n");
     let output = tokio::time::timeout(DEADLINE, cmd.output())
         .await
         .unwrap()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0));
-    assert!(stderr.contains("401"), "the failure is reported: {stderr}");
-    for secret in [support::TOKEN, support::HOOK_SECRET] {
-        assert!(!stderr.contains(secret), "secret in stderr");
-        assert!(!stdout.contains(secret), "secret in stdout");
-    }
-    assert_eq!(env.ci.accepted().len(), 0);
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "app/mainline\tdelivered\tfirst delivery\n"
+    );
+    assert_eq!(env.ci.rejected_count(), 0);
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("bb-pass"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forge_without_token_runs_unauthenticated_with_a_warning() {
+    let env = Env::new().await;
+    one_workspace(&env);
+    env.github.require_token(None);
+    let config = std::fs::read_to_string(env.config_path())
+        .unwrap()
+        .replace("    token_env: FW_E2E_TOKEN\n", "");
+    std::fs::write(env.config_path(), config).unwrap();
+    let run = env.once().await;
+    assert_eq!(run.stdout, "app/mainline\tdelivered\tfirst delivery\n");
+    assert!(
+        run.stderr.contains("60 requests per hour"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        env.github
+            .requests()
+            .iter()
+            .all(|r| r.authorization.is_none())
+    );
+    // Validators are kept per credential: unauthenticated ones work too.
+    env.once().await;
+    assert_eq!(env.statuses(), (0, 2, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_configuration_checks() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config.example.yml");
+    let output = tokio::process::Command::new(support::binary())
+        .args(["check", "--config"])
+        .arg(&example)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("github.com/rock-core/base-types@master"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("github.com/rock-core/base-cmake@master"),
+        "{stdout}"
+    );
 }

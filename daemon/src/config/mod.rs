@@ -1,7 +1,7 @@
 //! Configuration: the YAML file (SPEC §5) read in two stages, ripgrep style.
 //!
-//! [`raw`] mirrors the file with serde (every value keeps its YAML location), and
-//! [`validate`] turns it into the [`Config`] below, in which every reference is
+//! `raw` mirrors the file with serde (every value keeps its YAML location), and
+//! `validate` turns it into the [`Config`] below, in which every reference is
 //! resolved (a workspace's CI target exists, every package URL has a forge), every
 //! secret has been read, and every error names `file:line:col`. Nothing outside this
 //! module sees the raw form.

@@ -1,4 +1,4 @@
-//! Second stage of loading: from the [`raw`](super::raw) file to a [`Config`] whose
+//! Second stage of loading: from the [`raw`] form to a [`Config`] whose
 //! references are resolved and whose secrets are read, or to every error found.
 //!
 //! A YAML syntax or type error stops serde, so it is reported alone; everything after
@@ -20,12 +20,9 @@ use std::time::Duration;
 use forgewatch_adapters::RepoId;
 use serde_saphyr::{Location, Spanned};
 
-use super::raw::{
-    self, RawBasicAuth, RawCi, RawConfig, RawForge, RawPackage, RawWorkspace, line_col, q,
-};
+use super::raw::{self, RawCi, RawConfig, RawForge, RawPackage, RawWorkspace, line_col, q};
 use super::{
-    BasicAuth, CiConfig, Config, ForgeConfig, ForgeKind, PackageConfig, PullRequestsConfig,
-    WorkspaceConfig,
+    CiConfig, Config, ForgeConfig, ForgeKind, PackageConfig, PullRequestsConfig, WorkspaceConfig,
 };
 
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(60);
@@ -423,34 +420,6 @@ impl Checker<'_> {
         inline.and(result)
     }
 
-    fn basic_auth(&mut self, auth: &Spanned<RawBasicAuth>) -> Checked<BasicAuth> {
-        let raw = &auth.value;
-        let inline = self.refuse_inline(raw.inline_secrets(), &env_or_file("password"));
-        let user = match &raw.user {
-            None => Err(self.error(auth.referenced, "`basic_auth` needs `user`")),
-            Some(u) if u.value.is_empty() => Err(self.error(u.referenced, "`user` is empty")),
-            Some(u) => Ok(u.value.clone()),
-        };
-        let password = match self.secret(
-            "password",
-            raw.password_env.as_ref(),
-            raw.password_file.as_ref(),
-        ) {
-            Ok(Some(password)) => Ok(password),
-            Ok(None) if inline.is_err() => Err(Reported),
-            Ok(None) => Err(self.error(
-                auth.referenced,
-                "`basic_auth` needs `password_env` or `password_file`",
-            )),
-            Err(Reported) => Err(Reported),
-        };
-        inline?;
-        Ok(BasicAuth {
-            user: user?,
-            password: password?,
-        })
-    }
-
     fn workspace(
         &mut self,
         number: usize,
@@ -461,7 +430,10 @@ impl Checker<'_> {
     ) -> Checked<WorkspaceConfig> {
         let raw = &entry.value;
         let name = match &raw.name {
-            None => Err(self.error(entry.referenced, "a workspace needs `name`")),
+            None => Err(self.error(
+                entry.referenced,
+                format!("workspace #{number} needs `name`"),
+            )),
             Some(n) => self.workspace_name(n, names),
         };
         let label = raw
@@ -510,30 +482,6 @@ impl Checker<'_> {
         })
     }
 
-    fn workspace_name(
-        &mut self,
-        n: &Spanned<String>,
-        names: &mut BTreeMap<String, u32>,
-    ) -> Checked<String> {
-        let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
-        if n.value.is_empty() || !n.value.chars().all(valid) {
-            let msg = format!(
-                "workspace name {} may only contain letters, digits, `_`, `-` and `.` (it is part of build keys)",
-                q(&n.value)
-            );
-            return Err(self.error(n.referenced, msg));
-        }
-        if let Some(first) = names.get(&n.value) {
-            let msg = format!(
-                "workspace {} is defined twice (first at line {first})",
-                q(&n.value)
-            );
-            return Err(self.error(n.referenced, msg));
-        }
-        names.insert(n.value.clone(), line_col(n.referenced).0);
-        Ok(n.value.clone())
-    }
-
     fn package(
         &mut self,
         number: usize,
@@ -544,7 +492,7 @@ impl Checker<'_> {
     ) -> Checked<PackageConfig> {
         let raw = &entry.value;
         let name = match &raw.name {
-            None => Err(self.error(entry.referenced, "a package needs `name`")),
+            None => Err(self.error(entry.referenced, format!("package #{number} needs `name`"))),
             Some(n) if n.value.is_empty() => {
                 Err(self.error(n.referenced, "package `name` is empty"))
             }

@@ -1,15 +1,17 @@
-//! Checks of single values (paths, durations, host names, URLs, secrets), apart from
-//! the structure walk of the parent module so that each file stays readable.
+//! Checks of single values (paths, durations, host and workspace names, URLs,
+//! secrets and their `basic_auth` holder), apart from the structure walk of the parent
+//! module so that each file stays readable.
 
+use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use forgewatch_adapters::Secret;
 use serde_saphyr::Spanned;
 
-use super::super::parse_duration;
-use super::super::raw::{InlineSecrets, q};
-use super::{Checked, Checker, inline_secret_message};
+use super::super::raw::{InlineSecrets, RawBasicAuth, line_col, q};
+use super::super::{BasicAuth, parse_duration};
+use super::{Checked, Checker, Reported, env_or_file, inline_secret_message};
 
 impl Checker<'_> {
     /// A path of the file, resolved against the file's directory, without `.` parts.
@@ -158,5 +160,58 @@ impl Checker<'_> {
             return Err(self.error(at, format!("{source} is empty")));
         }
         Ok(Some(Secret::new(value)))
+    }
+
+    pub(super) fn basic_auth(&mut self, auth: &Spanned<RawBasicAuth>) -> Checked<BasicAuth> {
+        let raw = &auth.value;
+        let inline = self.refuse_inline(raw.inline_secrets(), &env_or_file("password"));
+        let user = match &raw.user {
+            None => Err(self.error(auth.referenced, "`basic_auth` needs `user`")),
+            Some(u) if u.value.is_empty() => Err(self.error(u.referenced, "`user` is empty")),
+            Some(u) => Ok(u.value.clone()),
+        };
+        let password = match self.secret(
+            "password",
+            raw.password_env.as_ref(),
+            raw.password_file.as_ref(),
+        ) {
+            Ok(Some(password)) => Ok(password),
+            Ok(None) if inline.is_err() => Err(Reported),
+            Ok(None) => Err(self.error(
+                auth.referenced,
+                "`basic_auth` needs `password_env` or `password_file`",
+            )),
+            Err(Reported) => Err(Reported),
+        };
+        inline?;
+        Ok(BasicAuth {
+            user: user?,
+            password: password?,
+        })
+    }
+
+    /// A workspace name: usable in build keys (`NAME/mainline`) and unique.
+    pub(super) fn workspace_name(
+        &mut self,
+        n: &Spanned<String>,
+        names: &mut BTreeMap<String, u32>,
+    ) -> Checked<String> {
+        let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+        if n.value.is_empty() || !n.value.chars().all(valid) {
+            let msg = format!(
+                "workspace name {} may only contain letters, digits, `_`, `-` and `.` (it is part of build keys)",
+                q(&n.value)
+            );
+            return Err(self.error(n.referenced, msg));
+        }
+        if let Some(first) = names.get(&n.value) {
+            let msg = format!(
+                "workspace {} is defined twice (first at line {first})",
+                q(&n.value)
+            );
+            return Err(self.error(n.referenced, msg));
+        }
+        names.insert(n.value.clone(), line_col(n.referenced).0);
+        Ok(n.value.clone())
     }
 }
