@@ -226,7 +226,7 @@ impl ConditionalClient {
         let fresh = CachedResponse {
             etag: header_string(&headers, header::ETAG),
             last_modified: header_string(&headers, header::LAST_MODIFIED),
-            next_url: next_link(&headers),
+            next_url: next_link(&headers).or_else(|| next_page_url(url, &headers)),
             body,
         };
         if fresh.etag.is_some() || fresh.last_modified.is_some() {
@@ -401,6 +401,29 @@ pub fn next_link(headers: &HeaderMap) -> Option<String> {
         })
 }
 
+/// GitLab's offset pagination without `Link` (some proxies drop it): `x-next-page`
+/// names the next page number, put into `url`'s `page` parameter.
+fn next_page_url(url: &str, headers: &HeaderMap) -> Option<String> {
+    let next: u64 = headers
+        .get("x-next-page")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let mut url = url::Url::parse(url).ok()?;
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != "page")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    url.query_pairs_mut()
+        .clear()
+        .extend_pairs(pairs)
+        .append_pair("page", &next.to_string());
+    Some(url.to_string())
+}
+
 /// Seconds since the epoch of a [`SystemTime`], saturating at 0.
 pub fn unix_seconds(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
@@ -430,6 +453,22 @@ mod tests {
             HeaderValue::from_static("<https://a/x?page=1>; rel=\"first\""),
         );
         assert_eq!(next_link(&h), None);
+    }
+
+    #[test]
+    fn follows_x_next_page_without_link() {
+        let mut h = HeaderMap::new();
+        h.insert("x-next-page", HeaderValue::from_static("3"));
+        assert_eq!(
+            next_page_url(
+                "https://g/api/v4/projects/a%2Fb/merge_requests?state=opened&page=2&per_page=100",
+                &h
+            )
+            .as_deref(),
+            Some("https://g/api/v4/projects/a%2Fb/merge_requests?state=opened&per_page=100&page=3")
+        );
+        h.insert("x-next-page", HeaderValue::from_static(""));
+        assert_eq!(next_page_url("https://g/x?page=2", &h), None);
     }
 
     #[test]

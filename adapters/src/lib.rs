@@ -9,11 +9,13 @@
 //! - [`http`]: conditional GETs (ETag / Last-Modified), `Link` pagination, rate-limit headers.
 //! - [`forge`]: the [`forge::Forge`] trait and the forge-neutral data it returns.
 //! - [`github`]: the GitHub REST client.
-//! - [`ci`]: the [`ci::CiTarget`] trait, Buildbot change hook and signed webhook.
+//! - [`gitlab`]: the GitLab REST v4 client.
+//! - [`ci`]: the [`ci::CiTarget`] trait: Buildbot change hook, signed webhook, GitLab pipeline.
 
 pub mod ci;
 pub mod forge;
 pub mod github;
+pub mod gitlab;
 pub mod http;
 pub mod repo_id;
 pub mod secret;

@@ -8,9 +8,10 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use forgewatch_adapters::ci::{Buildbot, CiTarget, Webhook};
+use forgewatch_adapters::ci::{Buildbot, CiTarget, GitLabPipeline, Webhook};
 use forgewatch_adapters::forge::Forge;
 use forgewatch_adapters::github::{GitHubClient, GitHubOptions};
+use forgewatch_adapters::gitlab::{GitLabClient, GitLabOptions};
 use forgewatch_adapters::http::{ClientOptions, ValidatorStore};
 
 use crate::config::{CiConfig, Config, ForgeKind};
@@ -33,30 +34,51 @@ impl Supervisor {
         let store: Arc<dyn ValidatorStore> = state.clone();
         let mut forges: BTreeMap<String, Arc<dyn Forge>> = BTreeMap::new();
         for (name, forge) in &config.forges {
-            match forge.kind {
-                ForgeKind::GitHub => {
-                    if forge.token.is_none() {
-                        tracing::warn!(
-                            forge = %name,
-                            "no token configured: GitHub allows 60 requests per hour without one, and counts 304s"
-                        );
+            if forge.token.is_none() {
+                let budget = match forge.kind {
+                    ForgeKind::GitHub => {
+                        "GitHub allows 60 requests per hour without one, and counts 304s"
                     }
-                    let client = GitHubClient::new(
+                    ForgeKind::GitLab => "only public projects are visible",
+                };
+                tracing::warn!(forge = %name, "no token configured: {budget}");
+            }
+            let client = ClientOptions {
+                max_concurrency: forge.max_concurrency,
+                ..ClientOptions::default()
+            };
+            let (host, api_url, token) = (
+                forge.host.clone(),
+                forge.api_url.clone(),
+                forge.token.clone(),
+            );
+            let built: Arc<dyn Forge> = match forge.kind {
+                ForgeKind::GitHub => Arc::new(
+                    GitHubClient::new(
                         GitHubOptions {
-                            host: forge.host.clone(),
-                            api_url: forge.api_url.clone(),
-                            token: forge.token.clone(),
-                            client: ClientOptions {
-                                max_concurrency: forge.max_concurrency,
-                                ..ClientOptions::default()
-                            },
+                            host,
+                            api_url,
+                            token,
+                            client,
                         },
                         store.clone(),
                     )
-                    .with_context(|| format!("forge `{name}`"))?;
-                    forges.insert(name.clone(), Arc::new(client));
-                }
-            }
+                    .with_context(|| format!("forge `{name}`"))?,
+                ),
+                ForgeKind::GitLab => Arc::new(
+                    GitLabClient::new(
+                        GitLabOptions {
+                            host,
+                            api_url,
+                            token,
+                            client,
+                        },
+                        store.clone(),
+                    )
+                    .with_context(|| format!("forge `{name}`"))?,
+                ),
+            };
+            forges.insert(name.clone(), built);
         }
         let mut ci: BTreeMap<String, Arc<dyn CiTarget>> = BTreeMap::new();
         for (name, target) in &config.ci {
@@ -74,6 +96,21 @@ impl Supervisor {
                 CiConfig::Webhook { url, secret } => Arc::new(
                     Webhook::new(url.clone(), secret.clone(), DELIVERY_TIMEOUT)
                         .with_context(|| format!("CI target `{name}`"))?,
+                ),
+                CiConfig::GitLabPipeline {
+                    api_url,
+                    project,
+                    git_ref,
+                    token,
+                } => Arc::new(
+                    GitLabPipeline::new(
+                        api_url,
+                        project,
+                        git_ref.clone(),
+                        token.clone(),
+                        DELIVERY_TIMEOUT,
+                    )
+                    .with_context(|| format!("CI target `{name}`"))?,
                 ),
             };
             ci.insert(name.clone(), target);

@@ -238,11 +238,11 @@ fn empty_or_unreadable_secret_files() {
 
 #[test]
 fn unknown_kinds() {
-    let text = FORGE.replace("kind: github", "kind: gitlab");
-    let msg = "unknown forge kind `gitlab`; this version supports: github";
+    let text = FORGE.replace("kind: github", "kind: gerrit");
+    let msg = "unknown forge kind `gerrit`; this version supports: github, gitlab";
     refused(&text, (4, 11), msg);
     let text = BASE.replace("kind: buildbot", "kind: command");
-    let msg = "unknown CI target kind `command`; this version supports: buildbot, webhook";
+    let msg = "unknown CI target kind `command`; this version supports: buildbot, webhook, gitlab_pipeline";
     refused(&text, (8, 11), msg);
 }
 
@@ -304,7 +304,7 @@ fn yaml_syntax_error_is_one_located_error() {
 fn all_semantic_errors_are_reported_in_file_order() {
     let f = Fixture::new(concat!(
         "state_dir: s\npoll_interval: 0s\n",
-        "forges:\n  github:\n    kind: gitlab\n    host: github.com\n",
+        "forges:\n  github:\n    kind: gerrit\n    host: github.com\n",
         "workspaces:\n  - name: a\n    ci: nowhere\n  - name: a\n    ci: nowhere"
     ));
     let errors = f.load().expect_err("refused");

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use sha2::{Digest, Sha256};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 mod http;
 
@@ -31,6 +31,30 @@ struct Inner {
     state: Mutex<GhState>,
     addr: SocketAddr,
     served: watch::Sender<usize>,
+    in_flight: watch::Sender<InFlight>,
+    /// `true` while [`FakeGitHub::hold_responses`] is in force.
+    holding: watch::Sender<bool>,
+    /// While holding, each request takes one permit (given by [`FakeGitHub::release`])
+    /// before it is answered.
+    gate: Semaphore,
+}
+
+/// Requests that arrived and are not answered yet (held ones included).
+#[derive(Clone, Copy, Default)]
+struct InFlight {
+    now: usize,
+    /// The largest `now` since start or since [`FakeGitHub::clear_requests`].
+    max: usize,
+}
+
+/// Counts one request as in flight for as long as it lives: dropped once the request is
+/// answered, or with the handler when the client goes away while it is held.
+struct InFlightGuard(Arc<Inner>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.in_flight.send_modify(|f| f.now -= 1);
+    }
 }
 
 /// A pull request to open with [`FakeGitHub::open_pr`].
@@ -159,6 +183,9 @@ impl FakeGitHub {
                 state: Mutex::new(state),
                 addr,
                 served: watch::channel(0).0,
+                in_flight: watch::channel(InFlight::default()).0,
+                holding: watch::channel(false).0,
+                gate: Semaphore::new(0),
             }),
         };
         let app = Router::new().fallback(http::handle).with_state(gh.clone());
@@ -322,10 +349,13 @@ impl FakeGitHub {
         self.lock().requests.clone()
     }
 
+    /// Clears the request log and the served counter, and restarts [`Self::max_in_flight`]
+    /// from the requests in flight now.
     pub fn clear_requests(&self) {
         let mut st = self.lock();
         st.requests.clear();
         self.inner.served.send_replace(0);
+        self.inner.in_flight.send_modify(|f| f.max = f.now);
     }
 
     /// Resolves to `true` once at least `n` requests are recorded, `false` after `timeout`.
@@ -340,6 +370,75 @@ impl FakeGitHub {
                 tokio::time::timeout(timeout, rx.wait_for(|c| *c >= n)).await,
                 Ok(Ok(_))
             )
+        }
+    }
+
+    /// From now on every request, once counted in flight, waits for a permit from
+    /// [`Self::release`] (or for [`Self::release_all`]) before it is answered (and recorded).
+    pub fn hold_responses(&self) {
+        self.inner.holding.send_replace(true);
+    }
+
+    /// Lets `n` held requests proceed; permits not taken yet wait for future requests.
+    pub fn release(&self, n: usize) {
+        self.inner.gate.add_permits(n);
+    }
+
+    /// Stops holding: every waiting and future request proceeds. Unused permits are dropped,
+    /// so a later [`Self::hold_responses`] starts from none.
+    pub fn release_all(&self) {
+        self.inner.holding.send_replace(false);
+        self.inner.gate.forget_permits(usize::MAX);
+    }
+
+    /// Requests being handled now: arrived, not yet answered (held ones included). A request
+    /// leaves this count just before it is recorded and counted by [`Self::wait_for_requests`].
+    pub fn in_flight(&self) -> usize {
+        self.inner.in_flight.borrow().now
+    }
+
+    /// The largest [`Self::in_flight`] seen since start or since [`Self::clear_requests`].
+    pub fn max_in_flight(&self) -> usize {
+        self.inner.in_flight.borrow().max
+    }
+
+    /// Resolves to `true` once at least `n` requests are in flight, `false` after `timeout`.
+    pub fn wait_for_in_flight(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> impl Future<Output = bool> + Send + use<> {
+        let mut rx = self.inner.in_flight.subscribe();
+        async move {
+            matches!(
+                tokio::time::timeout(timeout, rx.wait_for(|f| f.now >= n)).await,
+                Ok(Ok(_))
+            )
+        }
+    }
+
+    /// Counts a request as in flight until the returned guard is dropped.
+    fn enter(&self) -> InFlightGuard {
+        self.inner.in_flight.send_modify(|f| {
+            f.now += 1;
+            f.max = f.max.max(f.now);
+        });
+        InFlightGuard(self.inner.clone())
+    }
+
+    /// Returns at once unless holding; then waits for a permit or for [`Self::release_all`].
+    async fn pass_gate(&self) {
+        let mut holding = self.inner.holding.subscribe();
+        if !*holding.borrow_and_update() {
+            return;
+        }
+        tokio::select! {
+            permit = self.inner.gate.acquire() => {
+                if let Ok(permit) = permit {
+                    permit.forget();
+                }
+            }
+            _ = holding.wait_for(|h| !*h) => {}
         }
     }
 

@@ -1,5 +1,8 @@
 //! Test support for forgewatch's end-to-end tests: fakes of the services the daemon talks to
-//! (GitHub's REST API and CI receivers), served over real HTTP on 127.0.0.1.
+//! (GitHub's and GitLab's REST APIs and CI receivers), served over real HTTP on 127.0.0.1,
+//! and [`forge::FakeForge`], one interface over both forges.
 
 pub mod fake_ci;
 pub mod fake_github;
+pub mod fake_gitlab;
+pub mod forge;

@@ -1,48 +1,100 @@
-//! End-to-end: the real `forgewatch once` against a fake GitHub and a fake CI,
-//! asserting exactly which deliveries arrived and which requests were made.
+//! End-to-end: the real `forgewatch once` against a fake forge and a fake CI,
+//! asserting exactly which deliveries arrived and which requests were made. Every
+//! test runs once against the fake GitHub and once against the fake GitLab (with
+//! projects in a subgroup): the daemon must not be able to tell them apart.
+
+#![allow(clippy::unwrap_used)] // test bodies are plain functions instantiated per forge
 
 mod support;
 
-use forgewatch_tests::fake_github::NewPr;
-use support::{Env, Ws};
+use serde_json::json;
+use support::{Env, Kind, Ws};
 
 const MAIN: &str = "main";
 
-/// ws1 and ws2 share acme/shared; ws3 watches only acme/other.
-async fn three_workspaces() -> Env {
-    let env = Env::new().await;
-    for repo in ["acme/shared", "acme/one", "acme/two", "acme/other"] {
-        env.github.create_repo(repo, MAIN);
+macro_rules! on_both_forges {
+    ($($test:ident),* $(,)?) => {
+        mod github {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                super::$test(super::Kind::GitHub).await
+            })*
+        }
+        mod gitlab {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                super::$test(super::Kind::GitLab).await
+            })*
+        }
+    };
+}
+
+on_both_forges!(
+    shared_target_is_polled_once_and_each_mainline_triggered_once,
+    a_push_to_a_shared_repository_triggers_each_watching_mainline_once,
+    a_pull_request_is_delivered_when_opened_and_pushed_never_when_closed,
+    a_pull_request_whose_fork_is_gone_is_still_built,
+    a_rejected_delivery_is_not_recorded_and_is_delivered_next_cycle,
+    one_hundred_and_fifty_pull_requests_are_all_seen,
+    dry_run_sends_nothing_and_records_nothing,
+    webhook_deliveries_are_signed_and_carry_the_delivery_id,
+);
+
+/// The repository path of `name` on that forge: GitLab ones sit in a subgroup.
+fn path(kind: Kind, name: &str) -> String {
+    match kind {
+        Kind::GitHub => format!("acme/{name}"),
+        Kind::GitLab => format!("acme/robots/{name}"),
     }
+}
+
+fn url(env: &Env, kind: Kind, name: &str) -> String {
+    format!("https://{}/{}", env.forge(kind).host(), path(kind, name))
+}
+
+/// `host/path` of `name`, as in build keys.
+fn id(env: &Env, kind: Kind, name: &str) -> String {
+    format!("{}/{}", env.forge(kind).host(), path(kind, name))
+}
+
+/// ws1 and ws2 share `shared`; ws3 watches only `other`.
+async fn three_workspaces(kind: Kind) -> Env {
+    let env = Env::new().await;
+    for name in ["shared", "one", "two", "other"] {
+        env.forge(kind).create_repo(&path(kind, name), MAIN);
+    }
+    let [shared, one, two, other] = ["shared", "one", "two", "other"].map(|n| url(&env, kind, n));
+    // The same repository, spelled differently.
+    let shared_again = format!(
+        "{}.git",
+        shared.to_uppercase().replace("HTTPS://", "https://")
+    );
     env.configure(&[
         Ws {
             name: "ws1",
             ci: "bb",
-            packages: &[("shared", "acme/shared", MAIN), ("one", "acme/one", MAIN)],
+            packages: &[("shared", &shared, MAIN), ("one", &one, MAIN)],
             pull_requests: true,
         },
         Ws {
             name: "ws2",
             ci: "bb",
-            packages: &[
-                ("shared", "Acme/Shared.git", MAIN),
-                ("two", "acme/two", MAIN),
-            ],
+            packages: &[("shared", &shared_again, MAIN), ("two", &two, MAIN)],
             pull_requests: true,
         },
         Ws {
             name: "ws3",
             ci: "bb",
-            packages: &[("other", "acme/other", MAIN)],
+            packages: &[("other", &other, MAIN)],
             pull_requests: true,
         },
     ]);
     env
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shared_target_is_polled_once_and_each_mainline_triggered_once() {
-    let env = three_workspaces().await;
+async fn shared_target_is_polled_once_and_each_mainline_triggered_once(kind: Kind) {
+    let env = three_workspaces(kind).await;
+    let forge = env.forge(kind);
     let run = env.once().await;
     assert_eq!(
         run.keys_and_statuses(),
@@ -59,19 +111,23 @@ async fn shared_target_is_polled_once_and_each_mainline_triggered_once() {
     keys.sort();
     assert_eq!(keys, ["ws1/mainline", "ws2/mainline", "ws3/mainline"]);
     // Four distinct targets, each asked for its head and its open PRs exactly once.
-    assert_eq!(
-        env.github.count_path_prefix("/repos/acme/shared/branches/"),
-        1
-    );
-    assert_eq!(env.github.count_path_prefix("/repos/acme/shared/pulls"), 1);
-    assert_eq!(env.statuses(), (8, 0, 0));
-    // Every request carried the token.
-    assert!(
-        env.github
-            .requests()
+    let count = |prefix: String| {
+        env.requests()
             .iter()
-            .all(|r| r.authorization.as_deref() == Some(&format!("Bearer {}", support::TOKEN)))
+            .filter(|r| r.path.starts_with(&prefix))
+            .count()
+    };
+    assert_eq!(count(forge.branch_path(&path(kind, "shared"))), 1);
+    assert_eq!(count(forge.pulls_path(&path(kind, "shared"))), 1);
+    assert_eq!(env.statuses(), (8, 0, 0));
+    // Every request carried the token, and nothing asked who we are.
+    let credential = forge.credential(support::TOKEN);
+    assert!(
+        env.requests()
+            .iter()
+            .all(|r| r.credential.as_deref() == Some(&credential))
     );
+    assert!(env.requests().iter().all(|r| !r.path.ends_with("/user")));
 
     // First mainline delivery: all packages changed, old heads null.
     let ws1 = env
@@ -82,10 +138,13 @@ async fn shared_target_is_polled_once_and_each_mainline_triggered_once() {
         .unwrap();
     let props = ws1.properties();
     assert_eq!(props["kind"], "mainline");
-    assert_eq!(props["package_names"], serde_json::json!(["one", "shared"]));
+    assert_eq!(props["package_names"], json!(["one", "shared"]));
     assert_eq!(props["changed_packages"][0]["old"], serde_json::Value::Null);
     assert_eq!(ws1.field("category"), Some("push"));
-    assert_eq!(ws1.field("repository"), Some("https://github.com/acme/one"));
+    assert_eq!(
+        ws1.field("repository"),
+        Some(url(&env, kind, "one").as_str())
+    );
     assert_eq!(ws1.field("author"), Some("forgewatch"));
     assert_eq!(ws1.field("project"), Some("ws1"));
 
@@ -96,12 +155,11 @@ async fn shared_target_is_polled_once_and_each_mainline_triggered_once() {
     assert_eq!(env.statuses(), (0, 8, 0));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_push_to_a_shared_repository_triggers_each_watching_mainline_once() {
-    let env = three_workspaces().await;
+async fn a_push_to_a_shared_repository_triggers_each_watching_mainline_once(kind: Kind) {
+    let env = three_workspaces(kind).await;
     env.once().await;
     let before = env.ci.accepted().len();
-    let new = env.github.push("acme/shared", MAIN);
+    let new = env.forge(kind).push(&path(kind, "shared"), MAIN);
     let run = env.once().await;
     assert_eq!(
         run.keys_and_statuses(),
@@ -115,94 +173,107 @@ async fn a_push_to_a_shared_repository_triggers_each_watching_mainline_once() {
 
     let delivery = &env.ci.accepted()[before];
     let props = delivery.properties();
-    assert_eq!(props["package_names"], serde_json::json!(["shared"]));
+    assert_eq!(props["package_names"], json!(["shared"]));
     assert_eq!(props["changed_packages"][0]["new"], new.as_str());
     assert_eq!(props["source_branch"], MAIN);
     assert_eq!(delivery.field("revision"), Some(new.as_str()));
     assert_eq!(
         delivery.field("repository"),
-        Some("https://github.com/acme/shared")
+        Some(url(&env, kind, "shared").as_str())
     );
     let (_, _, reason) = &run.lines()[0];
-    assert!(
-        reason.starts_with("shared ") && reason.contains('→'),
-        "{reason}"
+    assert_eq!(
+        *reason,
+        format!(
+            "shared {}→{}",
+            &props["changed_packages"][0]["old"].as_str().unwrap()[..7],
+            &new[..7]
+        )
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pull_request_is_delivered_when_opened_and_pushed_never_when_closed() {
-    let env = three_workspaces().await;
+async fn a_pull_request_is_delivered_when_opened_and_pushed_never_when_closed(kind: Kind) {
+    let env = three_workspaces(kind).await;
+    let forge = env.forge(kind);
+    let one = path(kind, "one");
     env.once().await;
     let base = env.ci.accepted().len();
 
-    let number = env.github.open_pr("acme/one", NewPr::new(MAIN, "feature"));
+    let number = forge.open_pr(&one, MAIN, "feature");
+    let key = format!("ws1/pr/{}/{number}", id(&env, kind, "one"));
     let run = env.once().await;
-    assert_eq!(
-        run.keys_and_statuses(),
-        ["ws1/pr/github.com/acme/one/1 delivered"]
-    );
+    assert_eq!(run.keys_and_statuses(), [format!("{key} delivered")]);
     assert_eq!(run.lines()[0].2, "new PR");
     let pr = env.ci.accepted()[base].clone();
     let props = pr.properties();
+    let test_ref = forge.test_ref(number);
     assert_eq!(pr.field("category"), Some("pull_request"));
-    assert_eq!(pr.field("branch"), Some("refs/pull/1/head"));
+    assert_eq!(pr.field("branch"), Some(test_ref.as_str()));
     assert_eq!(pr.field("author"), Some("alice"));
     assert_eq!(
         pr.field("revlink"),
-        Some("https://github.com/acme/one/pull/1")
+        Some(forge.pr_url(&one, number).as_str())
     );
-    assert_eq!(pr.field("repository"), Some("https://github.com/acme/one"));
+    assert_eq!(
+        pr.field("repository"),
+        Some(url(&env, kind, "one").as_str())
+    );
     assert_eq!(props["kind"], "pull_request");
-    assert_eq!(props["package_names"], serde_json::json!(["one"]));
+    assert_eq!(props["build_key"], key.as_str());
+    assert_eq!(props["package_names"], json!(["one"]));
     assert_eq!(props["source_branch"], "feature");
+    assert_eq!(props["pull_request"]["host"], forge.host());
+    assert_eq!(props["pull_request"]["path"], one.as_str());
     assert_eq!(props["pull_request"]["number"], number);
-    assert_eq!(props["pull_request"]["ref"], "refs/pull/1/head");
+    assert_eq!(props["pull_request"]["ref"], test_ref.as_str());
     assert_eq!(
         props["overrides"],
-        serde_json::json!([{"one": {"remote_branch": "refs/pull/1/head", "single_branch": false, "shallow": false}}])
+        json!([{"one": {"remote_branch": test_ref, "single_branch": false, "shallow": false}}])
     );
-    assert_eq!(props["dependencies"], serde_json::json!([]));
-    assert_eq!(props["unresolved_dependencies"], serde_json::json!([]));
+    assert_eq!(props["dependencies"], json!([]));
+    assert_eq!(props["unresolved_dependencies"], json!([]));
     assert_eq!(
         pr.field("revision"),
         props["pull_request"]["head_sha"].as_str()
     );
 
     // A title edit is not an input: nothing is delivered.
-    env.github
-        .set_pr_title("acme/one", number, "A better title");
+    forge.set_pr_title(&one, number, "A better title");
     assert_eq!(env.once().await.stdout, "");
 
-    let head = env.github.push_pr("acme/one", number);
+    let head = forge.push_pr(&one, number);
     let run = env.once().await;
-    assert_eq!(
-        run.keys_and_statuses(),
-        ["ws1/pr/github.com/acme/one/1 delivered"]
-    );
+    assert_eq!(run.keys_and_statuses(), [format!("{key} delivered")]);
     assert!(run.lines()[0].2.starts_with("head "), "{:?}", run.lines());
     assert_eq!(
         env.ci.accepted()[base + 1].field("revision"),
         Some(head.as_str())
     );
 
-    env.github.close_pr("acme/one", number);
+    forge.close_pr(&one, number);
     assert_eq!(env.once().await.stdout, "");
     assert_eq!(env.ci.accepted().len(), base + 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pull_request_from_a_deleted_fork_is_still_built() {
-    let env = three_workspaces().await;
-    let mut pr = NewPr::new(MAIN, "patch");
-    pr.head_repo = Some("stranger/one".into());
-    pr.author = "stranger".into();
-    let number = env.github.open_pr("acme/one", pr);
-    env.github.delete_head_repo("acme/one", number);
+async fn a_pull_request_whose_fork_is_gone_is_still_built(kind: Kind) {
+    let env = three_workspaces(kind).await;
+    let one = path(kind, "one");
+    let fork = match kind {
+        Kind::GitHub => "stranger/one".to_owned(),
+        Kind::GitLab => "stranger/robots/one".to_owned(),
+    };
+    let number = env
+        .forge(kind)
+        .open_fork_pr(&one, MAIN, "patch", &fork, "stranger");
+    match kind {
+        Kind::GitHub => env.github.delete_head_repo(&one, number),
+        Kind::GitLab => env.gitlab.delete_project(&fork),
+    }
     let run = env.once().await;
+    let key = format!("ws1/pr/{}/{number}", id(&env, kind, "one"));
     assert!(
         run.keys_and_statuses()
-            .contains(&"ws1/pr/github.com/acme/one/1 delivered".to_owned()),
+            .contains(&format!("{key} delivered")),
         "{run:#?}"
     );
     let delivery = env
@@ -211,18 +282,22 @@ async fn a_pull_request_from_a_deleted_fork_is_still_built() {
         .into_iter()
         .find(|d| d.properties()["kind"] == "pull_request")
         .unwrap();
+    assert_eq!(delivery.field("author"), Some("stranger"));
     assert_eq!(
-        delivery.properties()["source_project_id"],
-        serde_json::Value::Null
+        delivery.field("branch"),
+        Some(env.forge(kind).test_ref(number).as_str())
     );
-    assert_eq!(delivery.field("branch"), Some("refs/pull/1/head"));
+    if kind == Kind::GitHub {
+        assert_eq!(
+            delivery.properties()["source_project_id"],
+            serde_json::Value::Null
+        );
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rejected_delivery_is_not_recorded_and_is_delivered_next_cycle() {
-    let env = three_workspaces().await;
+async fn a_rejected_delivery_is_not_recorded_and_is_delivered_next_cycle(kind: Kind) {
+    let env = three_workspaces(kind).await;
     env.ci.fail_next(1, 500);
-    env.github.clear_requests();
     let run = env.forgewatch(&["once", "--json"]).await;
     assert_eq!(run.code, Some(0), "{run:#?}");
     let outcomes: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
@@ -248,18 +323,19 @@ async fn a_rejected_delivery_is_not_recorded_and_is_delivered_next_cycle() {
     assert_eq!(env.once().await.stdout, "");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_hundred_and_fifty_pull_requests_are_all_seen() {
+async fn one_hundred_and_fifty_pull_requests_are_all_seen(kind: Kind) {
     let env = Env::new().await;
-    env.github.create_repo("acme/big", MAIN);
+    let forge = env.forge(kind);
+    let big = path(kind, "big");
+    forge.create_repo(&big, MAIN);
     for i in 0..150 {
-        env.github
-            .open_pr("acme/big", NewPr::new(MAIN, &format!("topic-{i}")));
+        forge.open_pr(&big, MAIN, &format!("topic-{i}"));
     }
+    let big_url = url(&env, kind, "big");
     env.configure(&[Ws {
         name: "big",
         ci: "bb",
-        packages: &[("big", "acme/big", MAIN)],
+        packages: &[("big", &big_url, MAIN)],
         pull_requests: true,
     }]);
     let run = env.once().await;
@@ -273,12 +349,17 @@ async fn one_hundred_and_fifty_pull_requests_are_all_seen() {
     numbers.sort_unstable();
     assert_eq!(numbers, (1..=150).collect::<Vec<_>>());
     // Two pages of 100, one branch request.
-    assert_eq!(env.github.count_path_prefix("/repos/acme/big/pulls"), 2);
+    let pulls = forge.pulls_path(&big);
+    let list_requests: Vec<_> = env
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with(&pulls))
+        .collect();
+    assert_eq!(list_requests.len(), 2);
     assert!(
-        env.github
-            .requests()
+        list_requests
             .iter()
-            .all(|r| !r.path.contains("pulls") || r.query.contains("per_page=100"))
+            .all(|r| r.query.contains("per_page=100"))
     );
     assert_eq!(env.statuses(), (3, 0, 0));
     // The next cycle revalidates both pages.
@@ -286,20 +367,19 @@ async fn one_hundred_and_fifty_pull_requests_are_all_seen() {
     assert_eq!(env.statuses(), (0, 3, 0));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dry_run_sends_nothing_and_records_nothing() {
-    let env = three_workspaces().await;
-    env.github.open_pr("acme/two", NewPr::new(MAIN, "x"));
-    env.github.clear_requests();
+async fn dry_run_sends_nothing_and_records_nothing(kind: Kind) {
+    let env = three_workspaces(kind).await;
+    let number = env.forge(kind).open_pr(&path(kind, "two"), MAIN, "x");
+    env.clear_requests();
     let run = env.forgewatch(&["once", "--dry-run"]).await;
     assert_eq!(run.code, Some(0), "{run:#?}");
     assert_eq!(
         run.keys_and_statuses(),
         [
-            "ws1/mainline would-deliver",
-            "ws2/mainline would-deliver",
-            "ws2/pr/github.com/acme/two/1 would-deliver",
-            "ws3/mainline would-deliver"
+            "ws1/mainline would-deliver".to_owned(),
+            "ws2/mainline would-deliver".to_owned(),
+            format!("ws2/pr/{}/{number} would-deliver", id(&env, kind, "two")),
+            "ws3/mainline would-deliver".to_owned(),
         ]
     );
     assert_eq!(env.ci.accepted().len() + env.ci.rejected_count(), 0);
@@ -311,7 +391,7 @@ async fn dry_run_sends_nothing_and_records_nothing() {
     assert_eq!(env.statuses(), (8, 0, 0));
 
     // A dry run over existing state reports only what changed, and changes nothing.
-    env.github.push("acme/other", MAIN);
+    env.forge(kind).push(&path(kind, "other"), MAIN);
     let run = env.forgewatch(&["once", "--dry-run"]).await;
     assert_eq!(run.keys_and_statuses(), ["ws3/mainline would-deliver"]);
     assert_eq!(env.ci.accepted().len(), 4);
@@ -321,14 +401,14 @@ async fn dry_run_sends_nothing_and_records_nothing() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webhook_deliveries_are_signed_and_carry_the_delivery_id() {
+async fn webhook_deliveries_are_signed_and_carry_the_delivery_id(kind: Kind) {
     let env = Env::new().await;
-    env.github.create_repo("acme/hooked", MAIN);
+    env.forge(kind).create_repo(&path(kind, "hooked"), MAIN);
+    let hooked = url(&env, kind, "hooked");
     env.configure(&[Ws {
         name: "hooked",
         ci: "hook",
-        packages: &[("hooked", "acme/hooked", MAIN)],
+        packages: &[("hooked", &hooked, MAIN)],
         pull_requests: false,
     }]);
     let run = env.once().await;
@@ -345,5 +425,7 @@ async fn webhook_deliveries_are_signed_and_carry_the_delivery_id() {
     assert_eq!(body["category"], "push");
     assert_eq!(body["build_key"], "hooked/mainline");
     // Without pull requests enabled, no PR list is requested.
-    assert_eq!(env.github.count_path_prefix("/repos/acme/hooked/pulls"), 0);
+    let pulls = env.forge(kind).pulls_path(&path(kind, "hooked"));
+    assert!(env.requests().iter().all(|r| !r.path.starts_with(&pulls)));
+    assert_eq!(env.statuses(), (1, 0, 0));
 }

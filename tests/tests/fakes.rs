@@ -337,6 +337,72 @@ async fn require_token_answers_401_and_records_everything() {
     assert!(gh.requests().is_empty());
 }
 
+#[tokio::test]
+async fn held_responses_wait_for_release_and_in_flight_is_tracked() {
+    let gh = FakeGitHub::start().await;
+    gh.create_repo("acme/widget", "main");
+    let url = format!("{}/repos/acme/widget", gh.api_url());
+
+    // Not holding by default; a request is in flight only while its handler runs.
+    assert_eq!(get(&url, &[]).await.status(), StatusCode::OK);
+    assert_eq!((gh.in_flight(), gh.max_in_flight()), (0, 1));
+
+    gh.hold_responses();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..3 {
+        let url = url.clone();
+        tasks.spawn(async move { get(&url, &[]).await.status() });
+    }
+    assert!(gh.wait_for_in_flight(3, WAIT).await);
+    assert_eq!(
+        gh.requests().len(),
+        1,
+        "held requests are neither answered nor recorded"
+    );
+    assert!(!gh.wait_for_in_flight(4, Duration::from_millis(50)).await);
+
+    gh.release(1);
+    let first = tokio::time::timeout(WAIT, tasks.join_next())
+        .await
+        .expect("a released request is answered")
+        .expect("a task")
+        .expect("task did not panic");
+    assert_eq!(first, StatusCode::OK);
+    assert_eq!(gh.in_flight(), 2, "the other two are still held");
+    assert_eq!(gh.requests().len(), 2);
+
+    gh.release_all();
+    while let Some(status) = tokio::time::timeout(WAIT, tasks.join_next())
+        .await
+        .expect("release_all lets every held request go")
+    {
+        assert_eq!(status.expect("task did not panic"), StatusCode::OK);
+    }
+    assert_eq!((gh.in_flight(), gh.max_in_flight()), (0, 3));
+    assert_eq!(gh.requests().len(), 4);
+
+    // clear_requests restarts the maximum; a permit given early is taken by a later
+    // request, and only by one.
+    gh.clear_requests();
+    assert_eq!(gh.max_in_flight(), 0);
+    gh.hold_responses();
+    gh.release(1);
+    assert_eq!(get(&url, &[]).await.status(), StatusCode::OK);
+    let held = tokio::spawn({
+        let url = url.clone();
+        async move { get(&url, &[]).await }
+    });
+    assert!(gh.wait_for_in_flight(1, WAIT).await);
+    assert_eq!(gh.requests().len(), 1, "the second request is held");
+    gh.release_all();
+    let resp = tokio::time::timeout(WAIT, held)
+        .await
+        .expect("answered after release_all")
+        .expect("task did not panic");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!((gh.in_flight(), gh.max_in_flight()), (0, 1));
+}
+
 fn buildbot_form() -> Vec<(&'static str, &'static str)> {
     vec![
         ("revision", "0123456789abcdef0123456789abcdef01234567"),

@@ -39,6 +39,7 @@ pub struct Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ForgeKind {
     GitHub,
+    GitLab,
 }
 
 #[derive(Debug, Clone)]
@@ -47,7 +48,8 @@ pub struct ForgeConfig {
     pub kind: ForgeKind,
     /// Lower-cased, without `www.`: the host part of the repository identities it owns.
     pub host: String,
-    /// API root without a trailing slash, e.g. `https://api.github.com`.
+    /// API root without a trailing slash, e.g. `https://api.github.com` or
+    /// `https://gitlab.example.org/api/v4`.
     pub api_url: String,
     /// `None`: unauthenticated (GitHub allows 60 requests/hour).
     pub token: Option<Secret>,
@@ -63,6 +65,17 @@ pub enum CiConfig {
     Webhook {
         url: String,
         secret: Secret,
+    },
+    /// `POST {api_url}/projects/{project}/trigger/pipeline` of a GitLab forge.
+    GitLabPipeline {
+        /// The API root of the forge named by `forge:`.
+        api_url: String,
+        /// The project's full path (`infra/ci`) or numeric id, as configured.
+        project: String,
+        /// The ref the pipeline runs on.
+        git_ref: String,
+        /// The pipeline trigger token.
+        token: Secret,
     },
 }
 

@@ -67,6 +67,13 @@ pub(super) struct RawCi {
     pub basic_auth: Option<Spanned<RawBasicAuth>>,
     pub secret_env: Option<Spanned<String>>,
     pub secret_file: Option<Spanned<String>>,
+    /// `gitlab_pipeline`: the GitLab forge, project, ref and trigger token.
+    pub forge: Option<Spanned<String>>,
+    pub project: Option<Spanned<String>>,
+    #[serde(rename = "ref")]
+    pub git_ref: Option<Spanned<String>>,
+    pub token_env: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<String>>,
     /// Refused (inline secret); the value is skipped, never stored.
     pub token: Option<Spanned<IgnoredAny>>,
     /// Refused (inline secret).

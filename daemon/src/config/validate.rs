@@ -8,6 +8,7 @@
 //! are skipped unread by serde, and names of variables or files that may be a pasted
 //! secret are not echoed.
 
+mod ci;
 #[cfg(test)]
 mod tests;
 mod values;
@@ -20,15 +21,12 @@ use std::time::Duration;
 use forgewatch_adapters::RepoId;
 use serde_saphyr::{Location, Spanned};
 
-use super::raw::{self, RawCi, RawConfig, RawForge, RawPackage, RawWorkspace, line_col, q};
-use super::{
-    CiConfig, Config, ForgeConfig, ForgeKind, PackageConfig, PullRequestsConfig, WorkspaceConfig,
-};
+use super::raw::{self, RawConfig, RawForge, RawPackage, RawWorkspace, line_col, q};
+use super::{Config, ForgeConfig, ForgeKind, PackageConfig, PullRequestsConfig, WorkspaceConfig};
 
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_MAX_CONCURRENCY: usize = 8;
-const FORGE_KINDS: &str = "github";
-const CI_KINDS: &str = "buildbot, webhook";
+const FORGE_KINDS: &str = "github, gitlab";
 
 /// One located problem of a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,8 +225,14 @@ impl Checker<'_> {
             .flat_map(|c| &c.0)
             .map(|(n, _)| n.value.as_str())
             .collect();
+        let forge_names: Vec<&str> = raw
+            .forges
+            .iter()
+            .flat_map(|f| &f.0)
+            .map(|(n, _)| n.value.as_str())
+            .collect();
         for (name, target) in raw.ci.iter().flat_map(|c| &c.0) {
-            match self.ci(name, target) {
+            match self.ci(name, target, &forges, &forge_names) {
                 Ok(c) => {
                     ci.insert(name.value.clone(), c);
                 }
@@ -276,6 +280,7 @@ impl Checker<'_> {
                 format!("forge {forge} needs `kind` (this version supports: {FORGE_KINDS})"),
             )),
             Some(k) if k.value == "github" => Ok(ForgeKind::GitHub),
+            Some(k) if k.value == "gitlab" => Ok(ForgeKind::GitLab),
             Some(k) => Err(self.error(
                 k.referenced,
                 format!(
@@ -317,8 +322,11 @@ impl Checker<'_> {
             (Some(url), _) => self
                 .url(url, "api_url", &env_or_file("token"))
                 .map(|u| u.as_str().trim_end_matches('/').to_owned()),
-            (None, Ok(host)) if host == "github.com" => Ok("https://api.github.com".to_owned()),
-            (None, Ok(host)) => Ok(format!("https://{host}/api/v3")),
+            (None, Ok(host)) => match kind {
+                Ok(ForgeKind::GitLab) => Ok(format!("https://{host}/api/v4")),
+                _ if host == "github.com" => Ok("https://api.github.com".to_owned()),
+                _ => Ok(format!("https://{host}/api/v3")),
+            },
             (None, Err(Reported)) => Err(Reported),
         };
         let token = self.secret("token", raw.token_env.as_ref(), raw.token_file.as_ref());
@@ -338,86 +346,6 @@ impl Checker<'_> {
             token: token?,
             max_concurrency: max_concurrency?,
         })
-    }
-
-    fn ci(&mut self, name: &Spanned<String>, entry: &Spanned<RawCi>) -> Checked<CiConfig> {
-        let raw = &entry.value;
-        let target = q(&name.value);
-        let kind = raw.kind.as_ref().map(|k| k.value.as_str());
-        let use_instead = if kind == Some("buildbot") {
-            format!("`basic_auth` with {}", env_or_file("password"))
-        } else {
-            env_or_file("secret")
-        };
-        let inline = self.refuse_inline(raw.inline_secrets(), &use_instead);
-        let url = match &raw.url {
-            None => Err(self.error(name.referenced, format!("CI target {target} needs `url`"))),
-            Some(url) => self
-                .url(url, "url", &use_instead)
-                .map(|_| url.value.clone()),
-        };
-        let result = match (kind, &raw.kind) {
-            (Some("buildbot"), _) => {
-                let mut ok = Ok(());
-                for (key, value) in [
-                    ("secret_env", &raw.secret_env),
-                    ("secret_file", &raw.secret_file),
-                ] {
-                    if let Some(value) = value {
-                        let msg = format!("`{key}` does not apply to a `buildbot` target");
-                        ok = Err(self.error(value.referenced, msg));
-                    }
-                }
-                let basic_auth = match &raw.basic_auth {
-                    None => Ok(None),
-                    Some(auth) => self.basic_auth(auth).map(Some),
-                };
-                ok.and(basic_auth).and_then(|basic_auth| {
-                    Ok(CiConfig::Buildbot {
-                        url: url?,
-                        basic_auth,
-                    })
-                })
-            }
-            (Some("webhook"), _) => {
-                let no_auth = match &raw.basic_auth {
-                    Some(auth) => Err(self.error(
-                        auth.referenced,
-                        "`basic_auth` does not apply to a `webhook` target",
-                    )),
-                    None => Ok(()),
-                };
-                let (env, file) = (raw.secret_env.as_ref(), raw.secret_file.as_ref());
-                let secret = match self.secret("secret", env, file) {
-                    Ok(Some(secret)) => Ok(secret),
-                    // An inline secret has been refused with a message saying what to write.
-                    Ok(None) if inline.is_err() => Err(Reported),
-                    Ok(None) => {
-                        let msg = format!(
-                            "CI target {target} of kind `webhook` needs `secret_env` or \
-                             `secret_file` (the key its deliveries are signed with)"
-                        );
-                        Err(self.error(name.referenced, msg))
-                    }
-                    Err(Reported) => Err(Reported),
-                };
-                no_auth
-                    .and(secret)
-                    .and_then(|secret| Ok(CiConfig::Webhook { url: url?, secret }))
-            }
-            (_, Some(k)) => Err(self.error(
-                k.referenced,
-                format!(
-                    "unknown CI target kind {}; this version supports: {CI_KINDS}",
-                    q(&k.value)
-                ),
-            )),
-            (_, None) => Err(self.error(
-                name.referenced,
-                format!("CI target {target} needs `kind` (this version supports: {CI_KINDS})"),
-            )),
-        };
-        inline.and(result)
     }
 
     fn workspace(

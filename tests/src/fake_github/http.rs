@@ -31,6 +31,9 @@ struct Content {
 }
 
 pub(super) async fn handle(State(gh): State<FakeGitHub>, req: Request) -> Response {
+    // In flight from arrival until answered (or until the handler is dropped while held).
+    let in_flight = gh.enter();
+    gh.pass_gate().await;
     let (parts, _body) = req.into_parts();
     let path = parts.uri.path();
     let query = parts.uri.query().unwrap_or("");
@@ -45,6 +48,9 @@ pub(super) async fn handle(State(gh): State<FakeGitHub>, req: Request) -> Respon
         conditional: header("if-none-match").is_some() || header("if-modified-since").is_some(),
         authorization: header("authorization").map(str::to_owned),
     });
+    // No longer in flight by the time it counts as served: whoever sees the served count
+    // reach `n` also sees the `n`th request gone from `in_flight`.
+    drop(in_flight);
     gh.inner.served.send_replace(st.requests.len());
     drop(st);
     let mut resp = Response::new(Body::from(reply.body));

@@ -1,6 +1,6 @@
-//! Shared set-up of the end-to-end tests: a fake GitHub and a fake CI on loopback,
-//! a temporary directory holding the configuration and `state_dir`, and the real
-//! `forgewatch` binary run as a subprocess against them.
+//! Shared set-up of the end-to-end tests: a fake GitHub, a fake GitLab and a fake CI
+//! on loopback, a temporary directory holding the configuration and `state_dir`, and
+//! the real `forgewatch` binary run as a subprocess against them.
 
 #![allow(dead_code)] // each test binary uses its own part of this module
 
@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use forgewatch_tests::fake_ci::FakeCi;
 use forgewatch_tests::fake_github::FakeGitHub;
+use forgewatch_tests::fake_gitlab::FakeGitLab;
+use forgewatch_tests::forge::{FakeForge, Request};
 use tempfile::TempDir;
 
 /// A deadline for anything a test waits on; generous, never a sleep.
@@ -18,6 +20,15 @@ pub const DEADLINE: Duration = Duration::from_secs(60);
 /// The token the fake GitHub requires and the daemon is given.
 pub const TOKEN: &str = "ghp_e2eTestToken0123456789";
 pub const HOOK_SECRET: &str = "e2e-hook-secret";
+/// The GitLab pipeline trigger token of project `infra/ci`.
+pub const TRIGGER_TOKEN: &str = "glptt-e2eTrigger42";
+
+/// Which fake forge a forge-generic test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    GitHub,
+    GitLab,
+}
 
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_forgewatch-under-test"))
@@ -25,6 +36,7 @@ pub fn binary() -> PathBuf {
 
 pub struct Env {
     pub github: FakeGitHub,
+    pub gitlab: FakeGitLab,
     pub ci: FakeCi,
     pub dir: TempDir,
 }
@@ -65,8 +77,10 @@ impl Run {
 /// A workspace of the generated configuration.
 pub struct Ws<'a> {
     pub name: &'a str,
+    /// `bb` (Buildbot), `hook` (webhook) or `pipeline` (GitLab pipeline of `infra/ci`).
     pub ci: &'a str,
-    /// `(package name, owner/repo, branch)`.
+    /// `(package name, repository, branch)`: the repository is a URL, or
+    /// `owner/repo` for `https://github.com/owner/repo`.
     pub packages: &'a [(&'a str, &'a str, &'a str)],
     pub pull_requests: bool,
 }
@@ -75,11 +89,33 @@ impl Env {
     pub async fn new() -> Env {
         let github = FakeGitHub::start().await;
         github.require_token(Some(TOKEN));
+        let gitlab = FakeGitLab::start().await;
+        gitlab.require_token(Some(TOKEN));
+        gitlab.create_project("infra/ci", "main");
+        gitlab.add_trigger_token("infra/ci", TRIGGER_TOKEN, &["main"]);
         Env {
             github,
+            gitlab,
             ci: FakeCi::start().await,
             dir: tempfile::tempdir().expect("temp dir"),
         }
+    }
+
+    pub fn forge(&self, kind: Kind) -> &dyn FakeForge {
+        match kind {
+            Kind::GitHub => &self.github,
+            Kind::GitLab => &self.gitlab,
+        }
+    }
+
+    /// Both fakes, for totals.
+    fn forges(&self) -> [&dyn FakeForge; 2] {
+        [&self.github, &self.gitlab]
+    }
+
+    /// Every request both fakes served since they were last cleared.
+    pub fn requests(&self) -> Vec<Request> {
+        self.forges().iter().flat_map(|f| f.requests()).collect()
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -90,11 +126,13 @@ impl Env {
         self.dir.path().join("state")
     }
 
-    /// Writes `config.yml` for these workspaces (CI targets `bb` and `hook`).
+    /// Writes `config.yml` for these workspaces: forges `github` (github.com) and
+    /// `lab` (gitlab.example.org), CI targets `bb`, `hook` and `pipeline`.
     pub fn configure(&self, workspaces: &[Ws<'_>]) {
         let mut yaml = format!(
-            "state_dir: ./state\npoll_interval: 1s\nforges:\n  github:\n    kind: github\n    host: github.com\n    api_url: {api}\n    token_env: FW_E2E_TOKEN\n    max_concurrency: 4\nci:\n  bb:\n    kind: buildbot\n    url: {bb}\n  hook:\n    kind: webhook\n    url: {hook}\n    secret_env: FW_E2E_HOOK_SECRET\nworkspaces:\n",
+            "state_dir: ./state\npoll_interval: 1s\nforges:\n  github:\n    kind: github\n    host: github.com\n    api_url: {api}\n    token_env: FW_E2E_TOKEN\n    max_concurrency: 4\n  lab:\n    kind: gitlab\n    host: gitlab.example.org\n    api_url: {lab}\n    token_env: FW_E2E_TOKEN\n    max_concurrency: 4\nci:\n  bb:\n    kind: buildbot\n    url: {bb}\n  hook:\n    kind: webhook\n    url: {hook}\n    secret_env: FW_E2E_HOOK_SECRET\n  pipeline:\n    kind: gitlab_pipeline\n    forge: lab\n    project: infra/ci\n    ref: main\n    token_env: FW_E2E_TRIGGER_TOKEN\nworkspaces:\n",
             api = self.github.api_url(),
+            lab = self.gitlab.api_url(),
             bb = self.ci.buildbot_url(),
             hook = self.ci.webhook_url(),
         );
@@ -104,8 +142,13 @@ impl Env {
                 ws.name, ws.ci
             ));
             for (name, repo, branch) in ws.packages {
+                let url = if repo.contains("://") {
+                    (*repo).to_owned()
+                } else {
+                    format!("https://github.com/{repo}")
+                };
                 yaml.push_str(&format!(
-                    "      - {{ name: {name}, repo: \"https://github.com/{repo}\", branch: {branch} }}\n"
+                    "      - {{ name: {name}, repo: \"{url}\", branch: {branch} }}\n"
                 ));
             }
             yaml.push_str(&format!(
@@ -123,6 +166,7 @@ impl Env {
             .arg(self.config_path())
             .env("FW_E2E_TOKEN", TOKEN)
             .env("FW_E2E_HOOK_SECRET", HOOK_SECRET)
+            .env("FW_E2E_TRIGGER_TOKEN", TRIGGER_TOKEN)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -147,15 +191,21 @@ impl Env {
 
     /// `forgewatch once`, asserting it succeeded; request counters are cleared first.
     pub async fn once(&self) -> Run {
-        self.github.clear_requests();
+        self.clear_requests();
         let run = self.forgewatch(&["once"]).await;
         assert_eq!(run.code, Some(0), "once failed: {run:#?}");
         run
     }
 
-    /// Requests the last run made, by status.
+    pub fn clear_requests(&self) {
+        for forge in self.forges() {
+            forge.clear_requests();
+        }
+    }
+
+    /// Requests to both forges since they were last cleared: (200, 304, other).
     pub fn statuses(&self) -> (usize, usize, usize) {
-        let requests = self.github.requests();
+        let requests = self.requests();
         let ok = requests.iter().filter(|r| r.status == 200).count();
         let not_modified = requests.iter().filter(|r| r.status == 304).count();
         (ok, not_modified, requests.len() - ok - not_modified)

@@ -3,6 +3,7 @@
 //! `set_var` is unsafe and the workspace forbids unsafe code).
 
 use super::*;
+use crate::config::CiConfig;
 
 const HEAD: &str = "state_dir: /tmp/forgewatch-test\n";
 

@@ -1,15 +1,22 @@
 //! CI targets: where a build trigger goes. The daemon builds one [`BuildTrigger`]
-//! per delivery; each target puts it on the wire in its own dialect
-//! (Buildbot's `base` change hook form, a signed JSON webhook). Any 2xx is success.
+//! per delivery; each target puts it on the wire in its own dialect: Buildbot's
+//! `base` change hook form ([`buildbot`]), a signed JSON webhook ([`webhook`]), a
+//! GitLab pipeline trigger ([`gitlab_pipeline`]). Any 2xx is success.
+
+pub mod buildbot;
+pub mod gitlab_pipeline;
+pub mod webhook;
+
+pub use buildbot::Buildbot;
+pub use gitlab_pipeline::GitLabPipeline;
+pub use webhook::Webhook;
 
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
-use sha2::Sha256;
 
+use crate::BoxFuture;
 use crate::http::{error_chain, one_line};
-use crate::{BoxFuture, Secret};
 
 /// The Buildbot change fields (SPEC §7), also sent as top-level webhook keys.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,7 +96,7 @@ pub trait CiTarget: Send + Sync {
     -> BoxFuture<'a, Result<(), DeliveryError>>;
 }
 
-fn http_client(timeout: Duration) -> Result<reqwest::Client, DeliveryError> {
+pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, DeliveryError> {
     reqwest::Client::builder()
         .user_agent(concat!("forgewatch/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(10))
@@ -98,7 +105,7 @@ fn http_client(timeout: Duration) -> Result<reqwest::Client, DeliveryError> {
         .map_err(|e| DeliveryError::Transport(format!("cannot build the HTTP client: {e}")))
 }
 
-async fn send(request: reqwest::RequestBuilder) -> Result<(), DeliveryError> {
+pub(crate) async fn send(request: reqwest::RequestBuilder) -> Result<(), DeliveryError> {
     let response = request.send().await.map_err(|e| {
         if e.is_timeout() {
             DeliveryError::Timeout
@@ -117,114 +124,9 @@ async fn send(request: reqwest::RequestBuilder) -> Result<(), DeliveryError> {
     })
 }
 
-/// Buildbot's `base` change hook: a form POST, `properties` as a JSON object string.
-pub struct Buildbot {
-    url: String,
-    basic_auth: Option<(String, Secret)>,
-    http: reqwest::Client,
-}
-
-impl Buildbot {
-    pub fn new(
-        url: String,
-        basic_auth: Option<(String, Secret)>,
-        timeout: Duration,
-    ) -> Result<Buildbot, DeliveryError> {
-        Ok(Buildbot {
-            url,
-            basic_auth,
-            http: http_client(timeout)?,
-        })
-    }
-
-    /// The form fields, in a stable order.
-    pub fn form(trigger: &BuildTrigger) -> Vec<(&'static str, String)> {
-        let mut form = trigger.fields.pairs().to_vec();
-        form.push((
-            "properties",
-            Value::Object(trigger.properties.clone()).to_string(),
-        ));
-        form
-    }
-}
-
-impl CiTarget for Buildbot {
-    fn deliver<'a>(
-        &'a self,
-        trigger: &'a BuildTrigger,
-    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
-        Box::pin(async move {
-            let mut request = self.http.post(&self.url).form(&Self::form(trigger));
-            if let Some((user, password)) = &self.basic_auth {
-                request = request.basic_auth(user, Some(password.expose()));
-            }
-            send(request).await
-        })
-    }
-}
-
-/// A JSON POST signed like GitHub signs its webhooks.
-pub struct Webhook {
-    url: String,
-    secret: Secret,
-    http: reqwest::Client,
-}
-
-impl Webhook {
-    pub fn new(url: String, secret: Secret, timeout: Duration) -> Result<Webhook, DeliveryError> {
-        Ok(Webhook {
-            url,
-            secret,
-            http: http_client(timeout)?,
-        })
-    }
-}
-
-/// `sha256=HEX` of HMAC-SHA256(secret, body).
-pub fn signature_256(secret: &Secret, body: &[u8]) -> String {
-    // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.expose().as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
-impl CiTarget for Webhook {
-    fn deliver<'a>(
-        &'a self,
-        trigger: &'a BuildTrigger,
-    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
-        Box::pin(async move {
-            let body = trigger.webhook_json().to_string().into_bytes();
-            let request = self
-                .http
-                .post(&self.url)
-                .header("Content-Type", "application/json")
-                .header("X-Forgewatch-Delivery", &trigger.delivery_id)
-                .header("X-Forgewatch-Event", "build")
-                .header(
-                    "X-Forgewatch-Signature-256",
-                    signature_256(&self.secret, &body),
-                )
-                .body(body);
-            send(request).await
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn signs_like_github() {
-        // The test vector of GitHub's documentation.
-        let secret = Secret::new("It's a Secret to Everybody");
-        assert_eq!(
-            signature_256(&secret, b"Hello, World!"),
-            "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
-        );
-    }
 
     fn trigger() -> BuildTrigger {
         let mut properties = Map::new();
@@ -250,7 +152,7 @@ mod tests {
 
     #[test]
     fn buildbot_form_has_every_field_and_properties_as_an_object_string() {
-        let form = Buildbot::form(&trigger());
+        let form = buildbot::Buildbot::form(&trigger());
         let names: Vec<_> = form.iter().map(|(n, _)| *n).collect();
         assert_eq!(
             names,

@@ -1,0 +1,342 @@
+//! The GitLab REST v4 client (gitlab.com and self-hosted): branch heads and open
+//! merge requests of watch targets, with the same contract as the GitHub client.
+//!
+//! Project paths of any subgroup depth and branch names travel URL-encoded as one
+//! path segment. One merge-request list per project and target branch, all pages,
+//! each revalidated with its ETag (GitLab still counts a 304 against its rate
+//! limit, so the number of requests is kept to that). No `GET /user` at start.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::forge::{Forge, ForgeError, PullRequest, RateLimit, RequestStats, WatchTarget};
+use crate::http::{ClientOptions, ConditionalClient, ValidatorStore};
+use crate::{BoxFuture, RepoId, Secret};
+
+#[derive(Clone, Debug)]
+pub struct GitLabOptions {
+    /// The host of the repositories (`gitlab.com`, `gitlab.example.org`).
+    pub host: String,
+    /// `https://HOST/api/v4`.
+    pub api_url: String,
+    /// Sent as `PRIVATE-TOKEN` (personal, group or project access token).
+    pub token: Option<Secret>,
+    pub client: ClientOptions,
+}
+
+pub struct GitLabClient {
+    host: String,
+    api_url: url::Url,
+    http: ConditionalClient,
+}
+
+impl GitLabClient {
+    pub fn new(
+        options: GitLabOptions,
+        store: Arc<dyn ValidatorStore>,
+    ) -> Result<GitLabClient, ForgeError> {
+        let api_url = url::Url::parse(options.api_url.trim_end_matches('/')).map_err(|e| {
+            ForgeError::Transport {
+                url: options.api_url.clone(),
+                message: format!("invalid API URL: {e}"),
+            }
+        })?;
+        let auth = options.token.map(|t| ("PRIVATE-TOKEN", t));
+        let headers = vec![("Accept", "application/json")];
+        let http = ConditionalClient::new(&options.client, store, auth, headers)?;
+        Ok(GitLabClient {
+            host: options.host,
+            api_url,
+            http,
+        })
+    }
+
+    /// `API/projects/PATH/…segments`, the project path and each segment encoded as
+    /// one path segment (`sensors%2Fdrivers%2Flidar-x`).
+    fn project_url(&self, repo: &RepoId, segments: &[&str]) -> String {
+        let mut url = self.api_url.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().push("projects").push(repo.path());
+            for s in segments {
+                path.push(s);
+            }
+        }
+        url.to_string()
+    }
+
+    async fn fetch_branch_head(&self, target: &WatchTarget) -> Result<String, ForgeError> {
+        let url = self.project_url(&target.repo, &["repository", "branches", &target.branch]);
+        let page = self.http.get(&url).await?;
+        let branch: GlBranch = decode(&url, &page.body)?;
+        Ok(branch.commit.id)
+    }
+
+    async fn fetch_open_merge_requests(
+        &self,
+        target: &WatchTarget,
+    ) -> Result<Vec<PullRequest>, ForgeError> {
+        let mut url = url::Url::parse(&self.project_url(&target.repo, &["merge_requests"]))
+            .map_err(|e| ForgeError::Decode {
+                url: target.repo.to_string(),
+                message: e.to_string(),
+            })?;
+        url.query_pairs_mut()
+            .append_pair("state", "opened")
+            .append_pair("target_branch", &target.branch)
+            .append_pair("per_page", "100");
+        let url = url.to_string();
+        let mut merge_requests = Vec::new();
+        for page in self.http.get_all_pages(&url).await? {
+            let items: Vec<serde_json::Value> = decode(&url, &page.body)?;
+            for item in items {
+                // Garbage in one item is confined to that item.
+                match serde_json::from_value::<GlMergeRequest>(item) {
+                    Ok(mr) => match mr.into_pull_request(target) {
+                        Ok(pr) => merge_requests.push(pr),
+                        Err(message) => {
+                            tracing::warn!(target = %target, "skipping a merge request: {message}");
+                        }
+                    },
+                    Err(e) => {
+                        tracing::warn!(target = %target, "skipping an unreadable merge request: {e}");
+                    }
+                }
+            }
+        }
+        merge_requests.sort_by_key(|p| p.number);
+        merge_requests.dedup_by_key(|p| p.number);
+        Ok(merge_requests)
+    }
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(url: &str, body: &[u8]) -> Result<T, ForgeError> {
+    serde_json::from_slice(body).map_err(|e| ForgeError::Decode {
+        url: url.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+impl Forge for GitLabClient {
+    fn host(&self) -> &str {
+        &self.host
+    }
+
+    fn branch_head<'a>(
+        &'a self,
+        target: &'a WatchTarget,
+    ) -> BoxFuture<'a, Result<String, ForgeError>> {
+        Box::pin(self.fetch_branch_head(target))
+    }
+
+    fn open_pull_requests<'a>(
+        &'a self,
+        target: &'a WatchTarget,
+    ) -> BoxFuture<'a, Result<Vec<PullRequest>, ForgeError>> {
+        Box::pin(self.fetch_open_merge_requests(target))
+    }
+
+    fn rate_limit(&self) -> Option<RateLimit> {
+        self.http.rate_limit()
+    }
+
+    fn stats(&self) -> RequestStats {
+        self.http.stats()
+    }
+}
+
+#[derive(Deserialize)]
+struct GlBranch {
+    commit: GlCommit,
+}
+
+#[derive(Deserialize)]
+struct GlCommit {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct GlMergeRequest {
+    iid: u64,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    author: Option<GlUser>,
+    #[serde(default)]
+    labels: Vec<String>,
+    #[serde(default)]
+    draft: Option<bool>,
+    /// Deprecated spelling of `draft` on older servers.
+    #[serde(default)]
+    work_in_progress: Option<bool>,
+    #[serde(default)]
+    updated_at: Option<String>,
+    #[serde(default)]
+    sha: Option<String>,
+    source_branch: String,
+    target_branch: String,
+    #[serde(default)]
+    source_project_id: Option<u64>,
+    #[serde(default)]
+    target_project_id: Option<u64>,
+    #[serde(default)]
+    web_url: Option<String>,
+    #[serde(default)]
+    detailed_merge_status: Option<String>,
+    /// Deprecated: `can_be_merged`, `cannot_be_merged`, `unchecked`, `checking`.
+    #[serde(default)]
+    merge_status: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct GlUser {
+    username: String,
+}
+
+impl GlMergeRequest {
+    /// `Some(true)` when GitLab says the MR merges cleanly, `Some(false)` when it
+    /// says it does not, `None` while it is still checking.
+    fn mergeable(&self) -> Option<bool> {
+        if let Some(detailed) = &self.detailed_merge_status {
+            return match detailed.as_str() {
+                "mergeable" => Some(true),
+                "checking" | "unchecked" | "preparing" | "approvals_syncing" => None,
+                _ => Some(false),
+            };
+        }
+        match self.merge_status.as_deref() {
+            Some("can_be_merged") => Some(true),
+            Some("cannot_be_merged" | "cannot_be_merged_recheck") => Some(false),
+            _ => None,
+        }
+    }
+
+    fn into_pull_request(self, target: &WatchTarget) -> Result<PullRequest, String> {
+        if self.target_branch != target.branch {
+            return Err(format!(
+                "!{} targets `{}`, asked for `{}`",
+                self.iid, self.target_branch, target.branch
+            ));
+        }
+        let mergeable = self.mergeable();
+        let Some(head_sha) = self.sha.filter(|s| !s.is_empty()) else {
+            return Err(format!("!{} has no head sha", self.iid));
+        };
+        // The source project's path is not in the list; a fork's is left unknown.
+        let same_project =
+            self.source_project_id.is_some() && self.source_project_id == self.target_project_id;
+        Ok(PullRequest {
+            number: self.iid,
+            title: self.title.unwrap_or_default(),
+            body: self.description,
+            author: self
+                .author
+                .map(|a| a.username)
+                .unwrap_or_else(|| "ghost".to_owned()),
+            author_association: None,
+            labels: self.labels,
+            draft: self.draft.or(self.work_in_progress).unwrap_or(false),
+            updated_at: self
+                .updated_at
+                .as_deref()
+                .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+                .map(crate::http::unix_seconds),
+            head_sha,
+            head_ref: self.source_branch,
+            head_repo: same_project.then(|| target.repo.clone()),
+            head_repo_numeric_id: self.source_project_id,
+            base_repo: target.repo.clone(),
+            base_branch: self.target_branch,
+            web_url: self.web_url.unwrap_or_else(|| {
+                format!("{}/-/merge_requests/{}", target.repo.web_url(), self.iid)
+            }),
+            mergeable,
+            refs_prefix: format!("refs/merge-requests/{}", self.iid),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forge::TestRef;
+    use crate::http::MemoryStore;
+
+    fn target() -> WatchTarget {
+        WatchTarget {
+            repo: RepoId::parse("https://gitlab.example.org/Sensors/drivers/lidar-x.git").unwrap(),
+            branch: "release/2".into(),
+        }
+    }
+
+    #[test]
+    fn builds_api_urls_with_encoded_project_and_branch() {
+        let c = GitLabClient::new(
+            GitLabOptions {
+                host: "gitlab.example.org".into(),
+                api_url: "https://gitlab.example.org/api/v4/".into(),
+                token: None,
+                client: ClientOptions::default(),
+            },
+            Arc::new(MemoryStore::default()),
+        )
+        .unwrap();
+        assert_eq!(
+            c.project_url(&target().repo, &["repository", "branches", "release/2"]),
+            "https://gitlab.example.org/api/v4/projects/sensors%2Fdrivers%2Flidar-x/repository/branches/release%2F2"
+        );
+    }
+
+    fn mr(json: serde_json::Value) -> PullRequest {
+        serde_json::from_value::<GlMergeRequest>(json)
+            .unwrap()
+            .into_pull_request(&target())
+            .unwrap()
+    }
+
+    #[test]
+    fn reads_modern_and_legacy_merge_requests() {
+        let modern = mr(serde_json::json!({
+            "iid": 7, "title": "t", "description": null, "author": {"username": "bob"},
+            "labels": ["a"], "draft": true, "work_in_progress": true,
+            "updated_at": "2026-01-01T00:00:00.000Z", "sha": "abc",
+            "source_branch": "fix", "target_branch": "release/2",
+            "source_project_id": 2, "target_project_id": 1,
+            "web_url": "https://gitlab.example.org/sensors/drivers/lidar-x/-/merge_requests/7",
+            "detailed_merge_status": "draft_status", "merge_status": "cannot_be_merged"
+        }));
+        assert!(modern.draft);
+        assert_eq!(modern.mergeable, Some(false));
+        assert_eq!(modern.head_repo, None, "a fork's path is not known");
+        assert_eq!(modern.head_repo_numeric_id, Some(2));
+        assert_eq!(modern.updated_at, Some(1_767_225_600));
+        assert_eq!(
+            modern.test_ref(TestRef::Merge),
+            "refs/merge-requests/7/merge"
+        );
+
+        let legacy = mr(serde_json::json!({
+            "iid": 8, "work_in_progress": false, "sha": "def", "source_branch": "x",
+            "target_branch": "release/2", "source_project_id": 1, "target_project_id": 1,
+            "merge_status": "can_be_merged"
+        }));
+        assert!(!legacy.draft);
+        assert_eq!(legacy.mergeable, Some(true));
+        assert_eq!(legacy.head_repo, Some(target().repo));
+        assert_eq!(
+            legacy.web_url,
+            "https://gitlab.example.org/sensors/drivers/lidar-x/-/merge_requests/8"
+        );
+    }
+
+    #[test]
+    fn a_merge_request_without_head_is_an_item_error() {
+        let json = serde_json::json!({
+            "iid": 9, "sha": null, "source_branch": "x", "target_branch": "release/2"
+        });
+        let mr: GlMergeRequest = serde_json::from_value(json).unwrap();
+        assert!(mr.into_pull_request(&target()).is_err());
+    }
+}
