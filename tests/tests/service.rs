@@ -9,14 +9,29 @@ use support::{DEADLINE, Env, Ws};
 
 const MAIN: &str = "main";
 
-fn one_workspace(env: &Env) {
+const LIDAR: &str = "acme/robots/lidar";
+
+/// One workspace on both forges: `acme/app` on GitHub, a GitLab project in a subgroup.
+fn one_workspace_on(env: &Env, ci: &str) {
     env.github.create_repo("acme/app", MAIN);
+    env.gitlab.create_project(LIDAR, MAIN);
     env.configure(&[Ws {
         name: "app",
-        ci: "bb",
-        packages: &[("app", "acme/app", MAIN)],
+        ci,
+        packages: &[
+            ("app", "acme/app", MAIN),
+            (
+                "lidar",
+                "https://gitlab.example.org/acme/robots/lidar",
+                MAIN,
+            ),
+        ],
         pull_requests: true,
     }]);
+}
+
+fn one_workspace(env: &Env) {
+    one_workspace_on(env, "bb");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -29,13 +44,19 @@ async fn run_delivers_each_change_stops_on_sigterm_and_a_restart_costs_only_304s
         "first delivery never came"
     );
 
-    // A push between cycles is delivered by a later cycle of the same process.
+    // Pushes between cycles are delivered by later cycles of the same process.
     let head = env.github.push("acme/app", MAIN);
     assert!(
         env.ci.wait_for_accepted(2, DEADLINE).await,
         "push never delivered"
     );
     assert_eq!(env.ci.accepted()[1].field("revision"), Some(head.as_str()));
+    let head = env.gitlab.push(LIDAR, MAIN);
+    assert!(
+        env.ci.wait_for_accepted(3, DEADLINE).await,
+        "GitLab push never delivered"
+    );
+    assert_eq!(env.ci.accepted()[2].field("revision"), Some(head.as_str()));
 
     // Let at least one more cycle pass with no change, then stop.
     let seen = env.github.requests().len();
@@ -46,13 +67,13 @@ async fn run_delivers_each_change_stops_on_sigterm_and_a_restart_costs_only_304s
         .unwrap()
         .unwrap();
     assert_eq!(status.code(), Some(0));
-    assert_eq!(env.ci.accepted().len(), 2);
+    assert_eq!(env.ci.accepted().len(), 3);
 
     // A new process on the same state_dir: no delivery, no request that is not a 304.
     let run = env.once().await;
     assert_eq!(run.stdout, "");
-    assert_eq!(env.statuses(), (0, 2, 0));
-    assert_eq!(env.ci.accepted().len(), 2);
+    assert_eq!(env.statuses(), (0, 4, 0));
+    assert_eq!(env.ci.accepted().len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,25 +120,25 @@ async fn configuration_errors_exit_2_with_located_messages() {
     std::fs::write(env.config_path(), good).unwrap();
     let run = env.forgewatch(&["check"]).await;
     assert_eq!(run.code, Some(0), "{run:#?}");
-    assert!(run.stdout.contains("watch targets: 1"), "{}", run.stdout);
+    assert!(run.stdout.contains("watch targets: 2"), "{}", run.stdout);
     assert!(
         run.stdout.contains("github.com/acme/app@main"),
         "{}",
         run.stdout
     );
-    assert_eq!(env.github.requests().len(), 0, "check polls nothing");
+    assert!(
+        run.stdout
+            .contains("gitlab.example.org/acme/robots/lidar@main"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(env.requests().len(), 0, "check polls nothing");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_never_appear_in_output_even_at_trace_level() {
     let env = Env::new().await;
-    env.github.create_repo("acme/app", MAIN);
-    env.configure(&[Ws {
-        name: "app",
-        ci: "hook",
-        packages: &[("app", "acme/app", MAIN)],
-        pull_requests: true,
-    }]);
+    one_workspace_on(&env, "hook");
     let traced = |env: &Env| {
         let mut cmd = env.command(&["once"]);
         cmd.env("RUST_LOG", "trace");
@@ -146,10 +167,12 @@ async fn tokens_never_appear_in_output_even_at_trace_level() {
 
     // Failure: a wrong token makes every request a 401; reported, never echoed.
     env.github.require_token(Some("some-other-token"));
+    env.gitlab.require_token(Some("some-other-token"));
     env.github.push("acme/app", MAIN);
     let (code, text) = traced(&env).await;
     assert_eq!(code, Some(1), "nothing could be polled: {text}");
     assert!(text.contains("HTTP 401: Bad credentials"), "{text}");
+    assert!(text.contains("HTTP 401: 401 Unauthorized"), "{text}");
     assert!(text.contains("no watch target could be polled"), "{text}");
     assert_eq!(env.ci.accepted().len(), 1);
 }
@@ -184,6 +207,7 @@ async fn a_forge_without_token_runs_unauthenticated_with_a_warning() {
     let env = Env::new().await;
     one_workspace(&env);
     env.github.require_token(None);
+    env.gitlab.require_token(None);
     let config = std::fs::read_to_string(env.config_path())
         .unwrap()
         .replace("    token_env: FW_E2E_TOKEN\n", "");
@@ -196,14 +220,14 @@ async fn a_forge_without_token_runs_unauthenticated_with_a_warning() {
         run.stderr
     );
     assert!(
-        env.github
-            .requests()
-            .iter()
-            .all(|r| r.authorization.is_none())
+        run.stderr.contains("only public projects are visible"),
+        "{}",
+        run.stderr
     );
+    assert!(env.requests().iter().all(|r| r.credential.is_none()));
     // Validators are kept per credential: unauthenticated ones work too.
     env.once().await;
-    assert_eq!(env.statuses(), (0, 2, 0));
+    assert_eq!(env.statuses(), (0, 4, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
