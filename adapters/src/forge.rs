@@ -136,6 +136,9 @@ pub trait Forge: Send + Sync {
     /// The host whose repositories this forge owns (`github.com`).
     fn host(&self) -> &str;
 
+    /// The repository's default branch (for packages that name no branch).
+    fn default_branch<'a>(&'a self, repo: &'a RepoId) -> BoxFuture<'a, Result<String, ForgeError>>;
+
     /// The commit sha at the head of the target's branch.
     fn branch_head<'a>(
         &'a self,

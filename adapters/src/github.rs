@@ -127,6 +127,15 @@ impl Forge for GitHubClient {
         &self.host
     }
 
+    fn default_branch<'a>(&'a self, repo: &'a RepoId) -> BoxFuture<'a, Result<String, ForgeError>> {
+        Box::pin(async move {
+            let url = self.repo_url(repo, &[]);
+            let page = self.http.get(&url).await?;
+            let repo: GhRepository = Self::decode(&url, &page.body)?;
+            Ok(repo.default_branch)
+        })
+    }
+
     fn branch_head<'a>(
         &'a self,
         target: &'a WatchTarget,
@@ -148,6 +157,11 @@ impl Forge for GitHubClient {
     fn stats(&self) -> RequestStats {
         self.http.stats()
     }
+}
+
+#[derive(Deserialize)]
+struct GhRepository {
+    default_branch: String,
 }
 
 #[derive(Deserialize)]

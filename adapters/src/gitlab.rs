@@ -122,6 +122,18 @@ impl Forge for GitLabClient {
         &self.host
     }
 
+    fn default_branch<'a>(&'a self, repo: &'a RepoId) -> BoxFuture<'a, Result<String, ForgeError>> {
+        Box::pin(async move {
+            let url = self.project_url(repo, &[]);
+            let page = self.http.get(&url).await?;
+            let project: GlProject = decode(&url, &page.body)?;
+            project.default_branch.ok_or_else(|| ForgeError::Decode {
+                url,
+                message: "the project has no default branch (empty repository?)".to_owned(),
+            })
+        })
+    }
+
     fn branch_head<'a>(
         &'a self,
         target: &'a WatchTarget,
@@ -143,6 +155,12 @@ impl Forge for GitLabClient {
     fn stats(&self) -> RequestStats {
         self.http.stats()
     }
+}
+
+#[derive(Deserialize)]
+struct GlProject {
+    #[serde(default)]
+    default_branch: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use forgewatch_adapters::forge::{PullRequest, TestRef, WatchTarget};
 
-use crate::config::{PackageConfig, WorkspaceConfig};
+use crate::config::{PackageConfig, PackageKind, WorkspaceConfig};
 use crate::fingerprint::{BuildInputs, PackageHead, PullRequestInputs};
 use crate::ids::BuildKey;
 use crate::poller::PollResults;
@@ -56,22 +56,40 @@ fn target_of(pkg: &PackageConfig) -> WatchTarget {
     }
 }
 
-pub fn plan_workspace(ws: &WorkspaceConfig, poll: &PollResults) -> WorkspaceBuilds {
+/// The builds of workspace `ws` watching `packages`. When `mainline_waits` gives a
+/// reason (an update is running, the package list is incomplete), the mainline is
+/// not computed this cycle.
+pub fn plan_workspace(
+    ws: &WorkspaceConfig,
+    packages: &[PackageConfig],
+    mainline_waits: Option<&str>,
+    poll: &PollResults,
+) -> WorkspaceBuilds {
     let mut out = WorkspaceBuilds::default();
-    if !ws.packages.is_empty() {
-        plan_mainline(ws, poll, &mut out);
+    match mainline_waits {
+        Some(reason) => out.skipped.push(Skipped {
+            key: BuildKey::mainline(&ws.name),
+            reason: reason.to_owned(),
+        }),
+        None if !packages.is_empty() => plan_mainline(ws, packages, poll, &mut out),
+        None => {}
     }
     if ws.pull_requests.enabled {
-        plan_pull_requests(ws, poll, &mut out);
+        plan_pull_requests(ws, packages, poll, &mut out);
     }
     out.builds.sort_by(|a, b| a.key.cmp(&b.key));
     out
 }
 
-fn plan_mainline(ws: &WorkspaceConfig, poll: &PollResults, out: &mut WorkspaceBuilds) {
+fn plan_mainline(
+    ws: &WorkspaceConfig,
+    packages: &[PackageConfig],
+    poll: &PollResults,
+    out: &mut WorkspaceBuilds,
+) {
     let key = BuildKey::mainline(&ws.name);
     let mut heads = Vec::new();
-    for pkg in &ws.packages {
+    for pkg in packages {
         match poll.heads.get(&target_of(pkg)) {
             Some(Ok(sha)) => heads.push((pkg.clone(), sha.clone())),
             Some(Err(e)) => {
@@ -109,8 +127,13 @@ fn plan_mainline(ws: &WorkspaceConfig, poll: &PollResults, out: &mut WorkspaceBu
     });
 }
 
-fn plan_pull_requests(ws: &WorkspaceConfig, poll: &PollResults, out: &mut WorkspaceBuilds) {
-    let targets: BTreeSet<WatchTarget> = ws.packages.iter().map(target_of).collect();
+fn plan_pull_requests(
+    ws: &WorkspaceConfig,
+    packages: &[PackageConfig],
+    poll: &PollResults,
+    out: &mut WorkspaceBuilds,
+) {
+    let targets: BTreeSet<WatchTarget> = packages.iter().map(target_of).collect();
     let mut complete_repos = BTreeSet::new();
     let mut incomplete_repos = BTreeSet::new();
     for target in &targets {
@@ -118,7 +141,7 @@ fn plan_pull_requests(ws: &WorkspaceConfig, poll: &PollResults, out: &mut Worksp
             Some(Ok(pulls)) => {
                 complete_repos.insert(target.repo.clone());
                 for pr in pulls {
-                    out.builds.push(plan_pull_request(ws, pr));
+                    out.builds.push(plan_pull_request(ws, packages, pr));
                 }
             }
             Some(Err(_)) | None => {
@@ -132,7 +155,11 @@ fn plan_pull_requests(ws: &WorkspaceConfig, poll: &PollResults, out: &mut Worksp
         .collect();
 }
 
-fn plan_pull_request(ws: &WorkspaceConfig, pr: &PullRequest) -> PlannedBuild {
+fn plan_pull_request(
+    ws: &WorkspaceConfig,
+    packages: &[PackageConfig],
+    pr: &PullRequest,
+) -> PlannedBuild {
     // The test merge is only known to exist when the forge says the PR is mergeable;
     // drafts are always built at their head.
     let test_ref = if !pr.draft && pr.mergeable == Some(true) {
@@ -140,10 +167,11 @@ fn plan_pull_request(ws: &WorkspaceConfig, pr: &PullRequest) -> PlannedBuild {
     } else {
         TestRef::Head
     };
-    let packages: Vec<PackageConfig> = ws
-        .packages
+    // The buildconf is not an autoproj package: it gets no override entry.
+    let packages: Vec<PackageConfig> = packages
         .iter()
         .filter(|p| p.repo == pr.base_repo && p.branch == pr.base_branch)
+        .filter(|p| p.kind != PackageKind::Buildconf)
         .cloned()
         .collect();
     let ref_name = pr.test_ref(test_ref);

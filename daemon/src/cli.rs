@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{self, Config};
 use crate::cycle::{CycleReport, Mode, Status};
 use crate::lock::StateLock;
+use crate::packages::Packages;
 use crate::state::State;
 use crate::supervisor::Supervisor;
 
@@ -97,10 +98,7 @@ async fn dispatch(command: Command) -> ExitCode {
         None => return ExitCode::from(2),
     };
     let result = match command {
-        Command::Check { .. } => {
-            print_summary(&config);
-            Ok(())
-        }
+        Command::Check { .. } => print_summary(&config),
         Command::Once { dry_run, json, .. } => once(config, dry_run, json).await,
         Command::Run { .. } => run(config).await,
     };
@@ -123,8 +121,23 @@ fn load_config(path: &Path) -> Option<Config> {
     }
 }
 
-fn print_summary(config: &Config) {
-    let targets = crate::poller::watch_targets(config);
+/// `check`: what the configuration watches. Manifests are read as they are now; a
+/// missing or broken one is a warning (an update may create or mend it).
+fn print_summary(config: &Config) -> anyhow::Result<()> {
+    let state = State::open_read_only(&config.state_dir)?;
+    let packages = Packages::load(config, &state)?;
+    let now = forgewatch_adapters::http::unix_seconds(std::time::SystemTime::now());
+    packages.refresh(config, &state, now);
+    let lists: Vec<_> = config
+        .workspaces
+        .iter()
+        .map(|ws| (ws, packages.of(ws, config)))
+        .collect();
+    let targets = crate::poller::watch_targets(
+        lists
+            .iter()
+            .map(|(ws, p)| (&p.packages[..], ws.pull_requests.enabled)),
+    );
     println!("{}: ok", config.path.display());
     println!("forges: {}", config.forges.len());
     for (name, forge) in &config.forges {
@@ -140,13 +153,24 @@ fn print_summary(config: &Config) {
     }
     println!("ci targets: {}", config.ci.len());
     println!("workspaces: {}", config.workspaces.len());
-    for ws in &config.workspaces {
-        println!("  {}: {} packages → {}", ws.name, ws.packages.len(), ws.ci);
+    for (ws, p) in &lists {
+        let note = p
+            .incomplete
+            .as_deref()
+            .map(|why| format!(" (incomplete: {why})"))
+            .unwrap_or_default();
+        println!(
+            "  {}: {} packages → {}{note}",
+            ws.name,
+            p.packages.len(),
+            ws.ci
+        );
     }
     println!("watch targets: {}", targets.len());
     for target in targets.keys() {
         println!("  {target}");
     }
+    Ok(())
 }
 
 async fn once(config: Config, dry_run: bool, json: bool) -> anyhow::Result<()> {
@@ -158,10 +182,16 @@ async fn once(config: Config, dry_run: bool, json: bool) -> anyhow::Result<()> {
         )
     } else {
         let lock = StateLock::acquire(&config.state_dir)?;
-        (Some(lock), State::open(&config.state_dir)?, Mode::Deliver)
+        (Some(lock), open_locked_state(&config)?, Mode::Deliver)
     };
     let supervisor = Supervisor::new(config, Arc::new(state))?;
-    let report = supervisor.cycle(mode, &CancellationToken::new()).await?;
+    let never = CancellationToken::new();
+    if mode == Mode::Deliver {
+        // Startup and due config_change updates first, so the cycle sees their lists.
+        supervisor.run_due_updates(&never).await?;
+    }
+    let report = supervisor.cycle(mode, &never).await?;
+    supervisor.updates.wait_all().await;
     print_report(&report, json)?;
     if report.nothing_polled() {
         anyhow::bail!(
@@ -185,7 +215,7 @@ fn print_report(report: &CycleReport, json: bool) -> anyhow::Result<()> {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     let _lock = StateLock::acquire(&config.state_dir)?;
-    let state = State::open(&config.state_dir)?;
+    let state = open_locked_state(&config)?;
     let interval = config.poll_interval;
     let supervisor = Supervisor::new(config, Arc::new(state))?;
     let shutdown = CancellationToken::new();
@@ -208,9 +238,29 @@ async fn run(config: Config) -> anyhow::Result<()> {
             () = tokio::time::sleep(interval) => {}
         }
     }
+    // Running updates were cancelled with `shutdown`: their groups are being killed.
+    supervisor.updates.wait_all().await;
     signals.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The state of a process that holds the `state_dir` lock: jobs a dead process left
+/// running are marked failed, and this process adopts orphaned grandchildren of its
+/// update commands so they are reaped.
+fn open_locked_state(config: &Config) -> anyhow::Result<State> {
+    let state = State::open(&config.state_dir)?;
+    let now_ms = forgewatch_adapters::http::unix_seconds(std::time::SystemTime::now()) * 1000;
+    let interrupted = state.fail_interrupted_jobs(now_ms)?;
+    if interrupted > 0 {
+        tracing::warn!(interrupted, "jobs of a previous run were interrupted");
+    }
+    if let Err(e) = forgewatch_workspace_runner::process::become_child_subreaper() {
+        tracing::warn!(
+            "cannot become a child subreaper (orphans of update commands may linger): {e}"
+        );
+    }
+    Ok(state)
 }
 
 /// Cancels `shutdown` on the first SIGTERM or SIGINT.

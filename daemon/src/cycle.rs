@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::builds::{PlannedBuild, plan_workspace};
+use crate::builds::{PlannedBuild, WorkspaceBuilds, plan_workspace};
 use crate::config::WorkspaceConfig;
 use crate::fingerprint::change_reason;
 use crate::ids::{BuildKey, DeliveryId};
@@ -136,7 +136,11 @@ impl Supervisor {
         shutdown: &CancellationToken,
     ) -> anyhow::Result<CycleReport> {
         let started = SystemTime::now();
-        let targets = watch_targets(&self.config);
+        let packages = self.workspace_packages(shutdown).await;
+        let targets = watch_targets(self.config.workspaces.iter().filter_map(|ws| {
+            let p = packages.get(&ws.name)?;
+            Some((&p.packages[..], ws.pull_requests.enabled))
+        }));
         let results = poll(&targets, &self.forges, shutdown).await;
         let mut report = CycleReport {
             poll_errors: results.errors().map(|(t, e)| format!("{t}: {e}")).collect(),
@@ -152,10 +156,23 @@ impl Supervisor {
             tracing::info!("shutdown requested: cycle stopped before delivering");
             return Ok(report);
         }
+        if mode == Mode::Deliver {
+            self.schedule_updates(&packages, &results, shutdown).await?;
+        }
         let detected_at = forgewatch_adapters::http::unix_seconds(started);
         for ws in &self.config.workspaces {
+            let Some(ws_packages) = packages.get(&ws.name) else {
+                continue;
+            };
+            // A running update may change the package list: the mainline waits for it.
+            let waits = if self.updates.is_running(&ws.name) {
+                Some("waiting for its update to end".to_owned())
+            } else {
+                ws_packages.incomplete.clone()
+            };
+            let planned = plan_workspace(ws, &ws_packages.packages, waits.as_deref(), &results);
             let span = tracing::info_span!("workspace", workspace = %ws.name);
-            self.workspace_cycle(ws, &results, mode, detected_at, shutdown, &mut report)
+            self.workspace_cycle(ws, &planned, mode, detected_at, shutdown, &mut report)
                 .instrument(span)
                 .await?;
         }
@@ -165,15 +182,14 @@ impl Supervisor {
     async fn workspace_cycle(
         &self,
         ws: &WorkspaceConfig,
-        results: &crate::poller::PollResults,
+        planned: &WorkspaceBuilds,
         mode: Mode,
         detected_at: i64,
         shutdown: &CancellationToken,
         report: &mut CycleReport,
     ) -> anyhow::Result<()> {
-        let planned = plan_workspace(ws, results);
         for skipped in &planned.skipped {
-            tracing::warn!(build_key = %skipped.key, "not computed this cycle: {}", skipped.reason);
+            tracing::info!(build_key = %skipped.key, "not computed this cycle: {}", skipped.reason);
             report
                 .skipped
                 .push(format!("{}: {}", skipped.key, skipped.reason));

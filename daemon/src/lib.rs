@@ -6,6 +6,10 @@
 //! - [`fingerprint`]: build inputs, their canonical form and change reasons.
 //! - [`state`]: the SQLite state store (HTTP validators, delivered fingerprints).
 //! - [`lock`]: the exclusive lock on `state_dir`.
+//! - [`packages`]: each workspace's packages (static, buildconf, manifest).
+//! - [`updates`]: workspace update jobs: when they are due, running them.
+//! - [`refresh`]: package lists and update jobs around a cycle's polls.
+//! - [`command_target`]: the `command` CI target.
 //! - [`poller`]: watch targets, polled once per cycle.
 //! - [`builds`]: the builds a workspace owns, from poll answers.
 //! - [`payload`]: trigger payloads.
@@ -15,12 +19,16 @@
 
 pub mod builds;
 pub mod cli;
+pub mod command_target;
 pub mod config;
 pub mod cycle;
 pub mod fingerprint;
 pub mod ids;
 pub mod lock;
+pub mod packages;
 pub mod payload;
 pub mod poller;
+pub mod refresh;
 pub mod state;
 pub mod supervisor;
+pub mod updates;

@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::config::Config;
+use crate::config::PackageConfig;
 
 /// What one cycle must ask of one target.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,11 +22,14 @@ pub struct TargetNeeds {
     pub pulls: bool,
 }
 
-/// The distinct watch targets of a configuration.
-pub fn watch_targets(config: &Config) -> BTreeMap<WatchTarget, TargetNeeds> {
+/// The distinct watch targets of the workspaces' packages; `pulls` tells whether a
+/// workspace builds pull requests.
+pub fn watch_targets<'a>(
+    workspaces: impl IntoIterator<Item = (&'a [PackageConfig], bool)>,
+) -> BTreeMap<WatchTarget, TargetNeeds> {
     let mut targets: BTreeMap<WatchTarget, TargetNeeds> = BTreeMap::new();
-    for ws in &config.workspaces {
-        for pkg in &ws.packages {
+    for (packages, pulls) in workspaces {
+        for pkg in packages {
             let target = WatchTarget {
                 repo: pkg.repo.clone(),
                 branch: pkg.branch.clone(),
@@ -35,7 +38,7 @@ pub fn watch_targets(config: &Config) -> BTreeMap<WatchTarget, TargetNeeds> {
                 forge: pkg.forge.clone(),
                 pulls: false,
             });
-            needs.pulls |= ws.pull_requests.enabled;
+            needs.pulls |= pulls;
         }
     }
     targets

@@ -14,8 +14,11 @@ use forgewatch_adapters::github::{GitHubClient, GitHubOptions};
 use forgewatch_adapters::gitlab::{GitLabClient, GitLabOptions};
 use forgewatch_adapters::http::{ClientOptions, ValidatorStore};
 
+use crate::command_target::CommandTarget;
 use crate::config::{CiConfig, Config, ForgeKind};
+use crate::packages::Packages;
 use crate::state::State;
+use crate::updates::Updates;
 
 /// How long a CI target may take to answer one delivery.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -25,6 +28,8 @@ pub struct Supervisor {
     pub state: Arc<State>,
     pub forges: BTreeMap<String, Arc<dyn Forge>>,
     pub ci: BTreeMap<String, Arc<dyn CiTarget>>,
+    pub packages: Packages,
+    pub updates: Updates,
     /// Cycles started so far (for the `cycle` span).
     pub(crate) cycles: AtomicU64,
 }
@@ -112,14 +117,28 @@ impl Supervisor {
                     )
                     .with_context(|| format!("CI target `{name}`"))?,
                 ),
+                CiConfig::Command { argv, timeout } => Arc::new(CommandTarget {
+                    argv: argv.clone(),
+                    timeout: *timeout,
+                    dir: config
+                        .path
+                        .parent()
+                        .filter(|p| !p.as_os_str().is_empty())
+                        .map_or_else(|| ".".into(), Into::into),
+                    secret_env_vars: config.secret_env_vars.clone(),
+                }),
             };
             ci.insert(name.clone(), target);
         }
+        let packages = Packages::load(&config, &state)?;
+        let updates = Updates::new(&config, state.clone());
         Ok(Supervisor {
             config,
             state,
             forges,
             ci,
+            packages,
+            updates,
             cycles: AtomicU64::new(0),
         })
     }

@@ -111,8 +111,8 @@ fn unknown_key_lists_what_is_expected_without_inline_secret_keys() {
 
 #[test]
 fn unknown_keys_of_a_later_release() {
-    let msg = "`max_parallel_updates` is not supported by this version";
-    refused("state_dir: s\nmax_parallel_updates: 2", (2, 1), msg);
+    let msg = "`http` is not supported by this version";
+    refused("state_dir: s\nhttp: {}", (2, 1), msg);
     let text = workspace(
         "",
         "",
@@ -241,8 +241,8 @@ fn unknown_kinds() {
     let text = FORGE.replace("kind: github", "kind: gerrit");
     let msg = "unknown forge kind `gerrit`; this version supports: github, gitlab";
     refused(&text, (4, 11), msg);
-    let text = BASE.replace("kind: buildbot", "kind: command");
-    let msg = "unknown CI target kind `command`; this version supports: buildbot, webhook, gitlab_pipeline";
+    let text = BASE.replace("kind: buildbot", "kind: script");
+    let msg = "unknown CI target kind `script`; this version supports: buildbot, webhook, gitlab_pipeline, command";
     refused(&text, (8, 11), msg);
 }
 

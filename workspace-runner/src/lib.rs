@@ -12,3 +12,5 @@
 //! This release has no update support yet: workspaces list their packages
 //! statically in the configuration. The runner is filled by the workspace-runner
 //! issue (update subprocesses, job logs, manifest readers).
+pub mod manifest;
+pub mod process;

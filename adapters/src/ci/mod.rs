@@ -86,6 +86,9 @@ pub enum DeliveryError {
     Rejected { status: u16, message: String },
     #[error("timed out")]
     Timeout,
+    /// The target answered, but not with success (a command's non-zero exit).
+    #[error("{0}")]
+    Refused(String),
     #[error("{0}")]
     Transport(String),
 }

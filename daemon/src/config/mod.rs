@@ -28,6 +28,11 @@ pub struct Config {
     /// resolved against the directory of the configuration file.
     pub state_dir: PathBuf,
     pub poll_interval: Duration,
+    /// Update subprocesses running at once, all workspaces together.
+    pub max_parallel_updates: usize,
+    /// Names of the environment variables secrets were read from: removed from the
+    /// environment of every subprocess.
+    pub secret_env_vars: Vec<String>,
     /// By configured name.
     pub forges: BTreeMap<String, ForgeConfig>,
     /// By configured name.
@@ -77,6 +82,12 @@ pub enum CiConfig {
         /// The pipeline trigger token.
         token: Secret,
     },
+    /// A local program: argv run in its own process group, the JSON payload on
+    /// stdin; exit 0 means accepted.
+    Command {
+        argv: Vec<String>,
+        timeout: Duration,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -85,25 +96,78 @@ pub struct BasicAuth {
     pub password: Secret,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkspaceConfig {
     pub name: String,
     /// Name of an entry of [`Config::ci`].
     pub ci: String,
+    /// Packages listed in the configuration file.
     pub packages: Vec<PackageConfig>,
+    /// Where more packages are read from (a file an update command refreshes).
+    pub manifest: Option<ManifestConfig>,
+    pub update: Option<UpdateConfig>,
+    /// The workspace's main build configuration: watched like a package (named
+    /// [`BUILDCONF_PACKAGE`]); a push to it is a `config_change`.
+    pub buildconf: Option<PackageConfig>,
     pub pull_requests: PullRequestsConfig,
 }
 
-#[derive(Debug, Clone)]
+/// The package name under which a workspace's `buildconf` is watched (the name
+/// autoproj-daemon used in its payloads).
+pub const BUILDCONF_PACKAGE: &str = "main configuration";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestFormat {
+    /// autoproj's `.autoproj/installation-manifest`.
+    Autoproj,
+    /// A YAML or JSON list of `{name, repo, branch}`.
+    Forgewatch,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestConfig {
+    pub format: ManifestFormat,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateConfig {
+    pub argv: Vec<String>,
+    pub dir: PathBuf,
+    pub timeout: Duration,
+    pub kill_grace: Duration,
+    /// Added to the sanitised environment.
+    pub env: Vec<(String, String)>,
+    /// Run when the daemon (or `once`) starts.
+    pub on_startup: bool,
+    /// Run when the head of the buildconf or of a package set moves.
+    pub on_config_change: bool,
+    /// Run at least this often.
+    pub every: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackageConfig {
     pub name: String,
     pub repo: RepoId,
     /// Name of the entry of [`Config::forges`] whose host owns `repo`.
     pub forge: String,
     pub branch: String,
+    pub kind: PackageKind,
 }
 
-#[derive(Debug, Clone)]
+/// What a watched package is to its workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackageKind {
+    Package,
+    /// An autoproj package set; a push to it is a `config_change`.
+    PackageSet,
+    /// The workspace's main build configuration; a push to it is a `config_change`.
+    /// It gets no override entry (it is not an autoproj package).
+    Buildconf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullRequestsConfig {
     pub enabled: bool,
 }

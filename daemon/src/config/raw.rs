@@ -35,6 +35,7 @@ pub(super) const INLINE_SECRET_KEYS: [&str; 3] = ["token", "secret", "password"]
 pub(super) struct RawConfig {
     pub state_dir: Option<Spanned<String>>,
     pub poll_interval: Option<Spanned<String>>,
+    pub max_parallel_updates: Option<Spanned<usize>>,
     pub forges: Option<Entries<Spanned<RawForge>>>,
     pub ci: Option<Entries<Spanned<RawCi>>>,
     pub workspaces: Option<Vec<Spanned<RawWorkspace>>>,
@@ -74,6 +75,9 @@ pub(super) struct RawCi {
     pub git_ref: Option<Spanned<String>>,
     pub token_env: Option<Spanned<String>>,
     pub token_file: Option<Spanned<String>>,
+    /// `command`: the program and how long it may run.
+    pub argv: Option<Spanned<Vec<String>>>,
+    pub timeout: Option<Spanned<String>>,
     /// Refused (inline secret); the value is skipped, never stored.
     pub token: Option<Spanned<IgnoredAny>>,
     /// Refused (inline secret).
@@ -123,7 +127,39 @@ pub(super) struct RawWorkspace {
     pub name: Option<Spanned<String>>,
     pub ci: Option<Spanned<String>>,
     pub packages: Option<Vec<Spanned<RawPackage>>>,
+    pub manifest: Option<Spanned<RawManifest>>,
+    pub update: Option<Spanned<RawUpdate>>,
+    pub buildconf: Option<Spanned<RawBuildconf>>,
     pub pull_requests: Option<RawPullRequests>,
+}
+
+/// A workspace's `manifest`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawManifest {
+    pub format: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+}
+
+/// A workspace's `update`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpdate {
+    pub argv: Option<Spanned<Vec<String>>>,
+    pub dir: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub kill_grace: Option<Spanned<String>>,
+    pub env: Option<Entries<Spanned<String>>>,
+    pub when: Option<Vec<Spanned<String>>>,
+    pub every: Option<Spanned<String>>,
+}
+
+/// A workspace's `buildconf`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBuildconf {
+    pub repo: Option<Spanned<String>>,
+    pub branch: Option<Spanned<String>>,
 }
 
 /// One element of a workspace's `packages`.
@@ -182,13 +218,9 @@ pub(super) fn parse(text: &str) -> Result<Spanned<RawConfig>, (u32, u32, String)
 }
 
 /// Keys of later releases (SPEC §5), named in the unknown-key message.
-const LATER_KEYS: [&str; 13] = [
-    "max_parallel_updates",
+const LATER_KEYS: [&str; 9] = [
     "http",
-    "manifest",
-    "update",
     "discover",
-    "buildconf",
     "pr_ref",
     "include_drafts",
     "stale_after",

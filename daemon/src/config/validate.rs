@@ -12,20 +12,23 @@ mod ci;
 #[cfg(test)]
 mod tests;
 mod values;
+mod workspace;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use forgewatch_adapters::RepoId;
 use serde_saphyr::{Location, Spanned};
 
 use super::raw::{self, RawConfig, RawForge, RawPackage, RawWorkspace, line_col, q};
-use super::{Config, ForgeConfig, ForgeKind, PackageConfig, PullRequestsConfig, WorkspaceConfig};
+use super::{
+    Config, ForgeConfig, ForgeKind, PackageConfig, PackageKind, PullRequestsConfig, WorkspaceConfig,
+};
 
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_MAX_CONCURRENCY: usize = 8;
+const DEFAULT_MAX_PARALLEL_UPDATES: usize = 2;
 const FORGE_KINDS: &str = "github, gitlab";
 
 /// One located problem of a configuration file.
@@ -114,6 +117,7 @@ pub fn load_with_env(
         dir: config_dir(path),
         env,
         errors: Vec::new(),
+        secret_env_vars: Vec::new(),
     };
     let config = checker.config(raw);
     let mut errors = checker.errors;
@@ -162,6 +166,8 @@ struct Checker<'a> {
     dir: PathBuf,
     env: &'a dyn Fn(&str) -> Option<String>,
     errors: Vec<ConfigError>,
+    /// Every `*_env` variable a secret was read from.
+    secret_env_vars: Vec<String>,
 }
 
 /// Where a configured forge is, for package lookups and duplicate detection.
@@ -203,6 +209,14 @@ impl Checker<'_> {
                     Ok(d)
                 }
             }),
+        };
+
+        let max_parallel_updates = match &raw.max_parallel_updates {
+            None => Ok(DEFAULT_MAX_PARALLEL_UPDATES),
+            Some(n) if n.value == 0 => {
+                Err(self.error(n.referenced, "`max_parallel_updates` must be at least 1"))
+            }
+            Some(n) => Ok(n.value),
         };
 
         let mut forges = BTreeMap::new();
@@ -250,15 +264,22 @@ impl Checker<'_> {
             }
         }
 
-        let (Ok(state_dir), Ok(poll_interval), true, true, true) =
-            (state_dir, poll_interval, forges_ok, ci_ok, workspaces_ok)
-        else {
+        let (Ok(state_dir), Ok(poll_interval), true, true, true, true) = (
+            state_dir,
+            poll_interval,
+            max_parallel_updates.is_ok(),
+            forges_ok,
+            ci_ok,
+            workspaces_ok,
+        ) else {
             return None;
         };
         Some(Config {
             path: self.file.to_path_buf(),
             state_dir,
             poll_interval,
+            max_parallel_updates: max_parallel_updates.unwrap_or(DEFAULT_MAX_PARALLEL_UPDATES),
+            secret_env_vars: std::mem::take(&mut self.secret_env_vars),
             forges,
             ci,
             workspaces,
@@ -402,10 +423,32 @@ impl Checker<'_> {
             .as_ref()
             .and_then(|pr| pr.enabled.as_ref())
             .is_none_or(|e| e.value);
+        let manifest = raw
+            .manifest
+            .as_ref()
+            .map(|m| self.manifest(m, &label))
+            .transpose();
+        let update = match &raw.update {
+            Some(u) if raw.manifest.is_none() => {
+                let msg = format!(
+                    "workspace {label} has an `update` but no `manifest` to read its packages from"
+                );
+                Err(self.error(u.referenced, msg))
+            }
+            update => update.as_ref().map(|u| self.update(u, &label)).transpose(),
+        };
+        let buildconf = raw
+            .buildconf
+            .as_ref()
+            .map(|b| self.buildconf(b, &label, hosts))
+            .transpose();
         Ok(WorkspaceConfig {
             name: name?,
             ci: ci?,
             packages: packages?,
+            manifest: manifest?,
+            update: update?,
+            buildconf: buildconf?,
             pull_requests: PullRequestsConfig { enabled },
         })
     }
@@ -447,25 +490,7 @@ impl Checker<'_> {
                 entry.referenced,
                 format!("package {label} needs `repo` (its clone or web URL)"),
             )),
-            Some(r) => match RepoId::parse(&r.value) {
-                Err(e) => Err(self.error(r.referenced, e.to_string())),
-                Ok(repo) => match hosts.get(repo.host()) {
-                    Some(forge) => Ok((repo, forge.forge.clone())),
-                    None => {
-                        let configured: BTreeSet<&str> = hosts.keys().map(String::as_str).collect();
-                        let configured = if configured.is_empty() {
-                            "none".to_owned()
-                        } else {
-                            configured.into_iter().collect::<Vec<_>>().join(", ")
-                        };
-                        let msg = format!(
-                            "no forge is configured for host {} (configured: {configured})",
-                            q(repo.host())
-                        );
-                        Err(self.error(r.referenced, msg))
-                    }
-                },
-            },
+            Some(r) => self.repo_on_forge(r, hosts),
         };
         let branch = match &raw.branch {
             None => Err(self.error(
@@ -481,6 +506,7 @@ impl Checker<'_> {
             repo,
             forge,
             branch: branch?,
+            kind: PackageKind::Package,
         })
     }
 }

@@ -126,16 +126,29 @@ impl Env {
         self.dir.path().join("state")
     }
 
-    /// Writes `config.yml` for these workspaces: forges `github` (github.com) and
-    /// `lab` (gitlab.example.org), CI targets `bb`, `hook` and `pipeline`.
-    pub fn configure(&self, workspaces: &[Ws<'_>]) {
-        let mut yaml = format!(
-            "state_dir: ./state\npoll_interval: 1s\nforges:\n  github:\n    kind: github\n    host: github.com\n    api_url: {api}\n    token_env: FW_E2E_TOKEN\n    max_concurrency: 4\n  lab:\n    kind: gitlab\n    host: gitlab.example.org\n    api_url: {lab}\n    token_env: FW_E2E_TOKEN\n    max_concurrency: 4\nci:\n  bb:\n    kind: buildbot\n    url: {bb}\n  hook:\n    kind: webhook\n    url: {hook}\n    secret_env: FW_E2E_HOOK_SECRET\n  pipeline:\n    kind: gitlab_pipeline\n    forge: lab\n    project: infra/ci\n    ref: main\n    token_env: FW_E2E_TRIGGER_TOKEN\nworkspaces:\n",
+    /// The configuration up to `workspaces:`: forges `github` (github.com) and
+    /// `lab` (gitlab.example.org), CI targets `bb`, `hook`, `pipeline` and `script`
+    /// (`sh ci-script.sh` in the test directory, the payload on its stdin).
+    pub fn config_header(&self) -> String {
+        format!(
+            "state_dir: ./state\npoll_interval: 1s\nforges:\n  github:\n    kind: github\n    host: github.com\n    api_url: {api}\n    token_env: FW_E2E_TOKEN\n    max_concurrency: 4\n  lab:\n    kind: gitlab\n    host: gitlab.example.org\n    api_url: {lab}\n    token_env: FW_E2E_TOKEN\n    max_concurrency: 4\nci:\n  bb:\n    kind: buildbot\n    url: {bb}\n  hook:\n    kind: webhook\n    url: {hook}\n    secret_env: FW_E2E_HOOK_SECRET\n  pipeline:\n    kind: gitlab_pipeline\n    forge: lab\n    project: infra/ci\n    ref: main\n    token_env: FW_E2E_TRIGGER_TOKEN\n  script:\n    kind: command\n    argv: [sh, ci-script.sh]\n    timeout: 30s\nworkspaces:\n",
             api = self.github.api_url(),
             lab = self.gitlab.api_url(),
             bb = self.ci.buildbot_url(),
             hook = self.ci.webhook_url(),
-        );
+        )
+    }
+
+    /// Writes `config.yml`: [`Env::config_header`] followed by `workspaces` (YAML
+    /// list items, indented by two spaces).
+    pub fn configure_yaml(&self, workspaces: &str) {
+        let yaml = format!("{}{workspaces}", self.config_header());
+        std::fs::write(self.config_path(), yaml).expect("write config");
+    }
+
+    /// Writes `config.yml` for these workspaces.
+    pub fn configure(&self, workspaces: &[Ws<'_>]) {
+        let mut yaml = self.config_header();
         for ws in workspaces {
             yaml.push_str(&format!(
                 "  - name: {}\n    ci: {}\n    packages:\n",

@@ -10,13 +10,15 @@ use super::super::raw::{RawCi, q};
 use super::super::{CiConfig, ForgeConfig, ForgeKind};
 use super::{Checked, Checker, Reported, env_or_file};
 
-const CI_KINDS: &str = "buildbot, webhook, gitlab_pipeline";
+const CI_KINDS: &str = "buildbot, webhook, gitlab_pipeline, command";
+const DEFAULT_COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Buildbot,
     Webhook,
     GitLabPipeline,
+    Command,
 }
 
 impl Kind {
@@ -25,6 +27,7 @@ impl Kind {
             Kind::Buildbot => "buildbot",
             Kind::Webhook => "webhook",
             Kind::GitLabPipeline => "gitlab_pipeline",
+            Kind::Command => "command",
         }
     }
 
@@ -34,6 +37,7 @@ impl Kind {
             Kind::Buildbot => &["url", "basic_auth"],
             Kind::Webhook => &["url", "secret_env", "secret_file"],
             Kind::GitLabPipeline => &["forge", "project", "ref", "token_env", "token_file"],
+            Kind::Command => &["argv", "timeout"],
         }
     }
 }
@@ -63,6 +67,7 @@ impl Checker<'_> {
                 "buildbot" => Ok(Kind::Buildbot),
                 "webhook" => Ok(Kind::Webhook),
                 "gitlab_pipeline" => Ok(Kind::GitLabPipeline),
+                "command" => Ok(Kind::Command),
                 _ => Err(self.error(
                     k.referenced,
                     format!(
@@ -75,7 +80,7 @@ impl Checker<'_> {
         let use_instead = match kind {
             Ok(Kind::Buildbot) => format!("`basic_auth` with {}", env_or_file("password")),
             Ok(Kind::GitLabPipeline) => env_or_file("token"),
-            Ok(Kind::Webhook) | Err(_) => env_or_file("secret"),
+            Ok(Kind::Webhook | Kind::Command) | Err(_) => env_or_file("secret"),
         };
         let inline = self.refuse_inline(raw.inline_secrets(), &use_instead);
         let kind = kind?;
@@ -91,6 +96,8 @@ impl Checker<'_> {
             ("ref", at(&raw.git_ref)),
             ("token_env", at(&raw.token_env)),
             ("token_file", at(&raw.token_file)),
+            ("argv", at(&raw.argv)),
+            ("timeout", at(&raw.timeout)),
         ];
         for (key, location) in present {
             if let Some(location) = location
@@ -134,6 +141,28 @@ impl Checker<'_> {
                 secret.and_then(|secret| Ok(CiConfig::Webhook { url: url?, secret }))
             }
             Kind::GitLabPipeline => self.gitlab_pipeline(name, raw, forges, forge_names, &inline),
+            Kind::Command => {
+                let argv = match &raw.argv {
+                    None => Err(self.error(
+                        name.referenced,
+                        format!("CI target {target} of kind `command` needs `argv`"),
+                    )),
+                    Some(a) if a.value.first().is_none_or(|p| p.is_empty()) => {
+                        Err(self.error(a.referenced, "`argv` needs at least the program"))
+                    }
+                    Some(a) => Ok(a.value.clone()),
+                };
+                let timeout = match &raw.timeout {
+                    None => Ok(DEFAULT_COMMAND_TIMEOUT),
+                    Some(t) => self.duration(t),
+                };
+                argv.and_then(|argv| {
+                    Ok(CiConfig::Command {
+                        argv,
+                        timeout: timeout?,
+                    })
+                })
+            }
         };
         inline.and(foreign).and(result)
     }

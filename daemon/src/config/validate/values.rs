@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use forgewatch_adapters::Secret;
+use forgewatch_adapters::{RepoId, Secret};
 use serde_saphyr::Spanned;
 
 use super::super::raw::{InlineSecrets, RawBasicAuth, line_col, q};
 use super::super::{BasicAuth, parse_duration};
-use super::{Checked, Checker, Reported, env_or_file, inline_secret_message};
+use super::{Checked, Checker, ForgeHost, Reported, env_or_file, inline_secret_message};
 
 impl Checker<'_> {
     /// A path of the file, resolved against the file's directory, without `.` parts.
@@ -128,6 +128,9 @@ impl Checker<'_> {
                 let Some(value) = (self.env)(name) else {
                     return Err(self.error(var.referenced, format!("{source} is not set")));
                 };
+                if !self.secret_env_vars.contains(name) {
+                    self.secret_env_vars.push(name.clone());
+                }
                 (value, var.referenced, source)
             }
             (None, Some(file)) => {
@@ -213,5 +216,32 @@ impl Checker<'_> {
         }
         names.insert(n.value.clone(), line_col(n.referenced).0);
         Ok(n.value.clone())
+    }
+
+    /// A repository URL and the name of the forge that owns its host.
+    pub(super) fn repo_on_forge(
+        &mut self,
+        r: &Spanned<String>,
+        hosts: &BTreeMap<String, ForgeHost>,
+    ) -> Checked<(RepoId, String)> {
+        match RepoId::parse(&r.value) {
+            Err(e) => Err(self.error(r.referenced, e.to_string())),
+            Ok(repo) => match hosts.get(repo.host()) {
+                Some(forge) => Ok((repo, forge.forge.clone())),
+                None => {
+                    let configured: Vec<&str> = hosts.keys().map(String::as_str).collect();
+                    let configured = if configured.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        configured.join(", ")
+                    };
+                    let msg = format!(
+                        "no forge is configured for host {} (configured: {configured})",
+                        q(repo.host())
+                    );
+                    Err(self.error(r.referenced, msg))
+                }
+            },
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! The state store: one SQLite file in `state_dir` (WAL, transactions) holding the
-//! HTTP validators and bodies of every forge URL (so a restart costs no rate limit)
-//! and, per build key, the last fingerprint the CI accepted with its inputs.
+//! HTTP validators and bodies of every forge URL (so a restart costs no rate limit;
+//! [`http_cache`]), per build key the last fingerprint the CI accepted with its
+//! inputs (here), each workspace's last good package list and update marks
+//! ([`workspaces`]), and update job records with their logs ([`jobs`]).
 //!
 //! A delivered fingerprint is written in a transaction of its own, only after the
 //! CI answered 2xx. The schema is versioned with `PRAGMA user_version`; a newer
@@ -9,13 +11,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use forgewatch_adapters::http::{CachedResponse, ValidatorStore};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+mod http_cache;
+pub mod jobs;
+pub mod workspaces;
 
 use crate::fingerprint::BuildInputs;
 use crate::ids::{BuildKey, Fingerprint};
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 const DATABASE_FILE: &str = "state.sqlite3";
 
 #[derive(Debug, thiserror::Error)]
@@ -105,18 +110,22 @@ impl State {
         })
     }
 
+    pub(crate) fn read_only(&self) -> bool {
+        self.read_only
+    }
+
     pub fn is_read_only(&self) -> bool {
         self.read_only
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves a connection that is still usable.
         self.conn
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn err(&self, source: rusqlite::Error) -> StateError {
+    pub(crate) fn err(&self, source: rusqlite::Error) -> StateError {
         StateError::Sqlite {
             path: self.path.clone(),
             source,
@@ -201,45 +210,6 @@ impl State {
     }
 }
 
-impl ValidatorStore for State {
-    fn load(&self, key: &str) -> Option<CachedResponse> {
-        let result = self
-            .conn()
-            .query_row(
-                "SELECT etag, last_modified, next_url, body FROM http_cache WHERE key = ?1",
-                [key],
-                |row| {
-                    Ok(CachedResponse {
-                        etag: row.get(0)?,
-                        last_modified: row.get(1)?,
-                        next_url: row.get(2)?,
-                        body: row.get(3)?,
-                    })
-                },
-            )
-            .optional();
-        result.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "cannot read the HTTP cache; asking the forge afresh");
-            None
-        })
-    }
-
-    fn save(&self, key: &str, response: &CachedResponse) {
-        if self.read_only {
-            return;
-        }
-        let result = self.conn().execute(
-            "INSERT INTO http_cache (key, etag, last_modified, next_url, body) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (key) DO UPDATE SET etag = excluded.etag, last_modified = excluded.last_modified,
-               next_url = excluded.next_url, body = excluded.body",
-            params![key, response.etag, response.last_modified, response.next_url, response.body],
-        );
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "cannot write the HTTP cache");
-        }
-    }
-}
-
 fn check_version(conn: &Connection, path: &Path) -> Result<i64, StateError> {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |row| row.get(0))
@@ -256,28 +226,62 @@ fn check_version(conn: &Connection, path: &Path) -> Result<i64, StateError> {
     Ok(version)
 }
 
+/// Schema steps, applied in order: step `i` brings the database to version `i + 1`.
+const MIGRATIONS: [&str; 2] = [
+    "CREATE TABLE http_cache (
+       key TEXT PRIMARY KEY,
+       etag TEXT,
+       last_modified TEXT,
+       next_url TEXT,
+       body BLOB NOT NULL
+     );
+     CREATE TABLE builds (
+       build_key TEXT PRIMARY KEY,
+       fingerprint TEXT NOT NULL,
+       inputs TEXT NOT NULL,
+       delivery_id TEXT NOT NULL,
+       delivered_at INTEGER NOT NULL
+     );",
+    "CREATE TABLE package_lists (
+       workspace TEXT PRIMARY KEY,
+       entries TEXT NOT NULL,
+       updated_at INTEGER NOT NULL
+     );
+     CREATE TABLE update_marks (
+       workspace TEXT PRIMARY KEY,
+       marks TEXT NOT NULL
+     );
+     CREATE TABLE jobs (
+       id INTEGER PRIMARY KEY AUTOINCREMENT,
+       workspace TEXT NOT NULL,
+       kind TEXT NOT NULL,
+       status TEXT NOT NULL,
+       started_at INTEGER NOT NULL,
+       ended_at INTEGER,
+       detail TEXT,
+       dropped_lines INTEGER NOT NULL DEFAULT 0
+     );
+     CREATE INDEX jobs_by_workspace ON jobs (workspace, id);
+     CREATE TABLE job_lines (
+       job_id INTEGER NOT NULL,
+       seq INTEGER NOT NULL,
+       time INTEGER NOT NULL,
+       stream TEXT NOT NULL,
+       text TEXT NOT NULL,
+       PRIMARY KEY (job_id, seq)
+     );",
+];
+
 fn migrate(conn: &Connection, path: &Path) -> Result<(), StateError> {
     let version = check_version(conn, path)?;
-    if version < 1 {
-        conn.execute_batch(
-            "BEGIN;
-             CREATE TABLE http_cache (
-               key TEXT PRIMARY KEY,
-               etag TEXT,
-               last_modified TEXT,
-               next_url TEXT,
-               body BLOB NOT NULL
-             );
-             CREATE TABLE builds (
-               build_key TEXT PRIMARY KEY,
-               fingerprint TEXT NOT NULL,
-               inputs TEXT NOT NULL,
-               delivery_id TEXT NOT NULL,
-               delivered_at INTEGER NOT NULL
-             );
-             PRAGMA user_version = 1;
-             COMMIT;",
-        )
+    for (index, step) in MIGRATIONS.iter().enumerate() {
+        let target = index as i64 + 1;
+        if version >= target {
+            continue;
+        }
+        conn.execute_batch(&format!(
+            "BEGIN; {step} PRAGMA user_version = {target}; COMMIT;"
+        ))
         .map_err(|source| StateError::Sqlite {
             path: path.to_owned(),
             source,
@@ -290,6 +294,7 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StateError> {
 mod tests {
     use super::*;
     use crate::fingerprint::PackageHead;
+    use forgewatch_adapters::http::{CachedResponse, ValidatorStore};
 
     fn inputs(head: &str) -> BuildInputs {
         BuildInputs::mainline(vec![PackageHead {
@@ -340,6 +345,32 @@ mod tests {
         ro.save("k", &CachedResponse::default());
         assert_eq!(ro.delivered(&key).unwrap(), None);
         assert!(!dir.path().join(DATABASE_FILE).exists());
+    }
+
+    #[test]
+    fn a_version_1_database_is_migrated_keeping_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+        conn.execute_batch(&format!(
+            "BEGIN; {} PRAGMA user_version = 1; COMMIT;",
+            MIGRATIONS[0]
+        ))
+        .unwrap();
+        conn.execute(
+            "INSERT INTO builds VALUES ('ws/mainline', 'sha256:x', '{}', 'id', 1)",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let state = State::open(dir.path()).unwrap();
+        let version: i64 = state
+            .conn()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let kept = state.delivered(&BuildKey::mainline("ws")).unwrap().unwrap();
+        assert_eq!(kept.fingerprint.as_str(), "sha256:x");
+        assert_eq!(state.jobs_of("ws", 1).unwrap(), vec![]);
     }
 
     #[test]

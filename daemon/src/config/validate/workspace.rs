@@ -1,0 +1,159 @@
+//! Validation of a workspace's `manifest`, `update` and `buildconf` blocks: where
+//! its package list comes from and how it is refreshed.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_saphyr::Spanned;
+
+use super::super::raw::{RawBuildconf, RawManifest, RawUpdate, q};
+use super::super::{
+    BUILDCONF_PACKAGE, ManifestConfig, ManifestFormat, PackageConfig, PackageKind, UpdateConfig,
+};
+use super::{Checked, Checker, ForgeHost};
+
+const DEFAULT_UPDATE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(30);
+
+impl Checker<'_> {
+    pub(super) fn manifest(
+        &mut self,
+        m: &Spanned<RawManifest>,
+        ws: &str,
+    ) -> Checked<ManifestConfig> {
+        let raw = &m.value;
+        let format = match &raw.format {
+            None => Ok(ManifestFormat::Autoproj),
+            Some(f) => match f.value.as_str() {
+                "autoproj" => Ok(ManifestFormat::Autoproj),
+                "forgewatch" => Ok(ManifestFormat::Forgewatch),
+                other => Err(self.error(
+                    f.referenced,
+                    format!(
+                        "unknown manifest format {}: expected `autoproj` or `forgewatch`",
+                        q(other)
+                    ),
+                )),
+            },
+        };
+        let path = match &raw.path {
+            None => Err(self.error(
+                m.referenced,
+                format!("the manifest of workspace {ws} needs `path`"),
+            )),
+            Some(p) if p.value.is_empty() => Err(self.error(p.referenced, "`path` is empty")),
+            Some(p) => Ok(self.resolve(&p.value)),
+        };
+        Ok(ManifestConfig {
+            format: format?,
+            path: path?,
+        })
+    }
+
+    pub(super) fn update(&mut self, u: &Spanned<RawUpdate>, ws: &str) -> Checked<UpdateConfig> {
+        let raw = &u.value;
+        let argv = match &raw.argv {
+            None => Err(self.error(
+                u.referenced,
+                format!(
+                    "the update of workspace {ws} needs `argv` (the command and its arguments)"
+                ),
+            )),
+            Some(a) if a.value.first().is_none_or(|p| p.is_empty()) => {
+                Err(self.error(a.referenced, "`argv` needs at least the program"))
+            }
+            Some(a) => Ok(a.value.clone()),
+        };
+        let dir = match &raw.dir {
+            None => Err(self.error(
+                u.referenced,
+                format!("the update of workspace {ws} needs `dir` (where it runs)"),
+            )),
+            Some(d) if d.value.is_empty() => Err(self.error(d.referenced, "`dir` is empty")),
+            Some(d) => Ok(self.resolve(&d.value)),
+        };
+        let mut duration = |value: &Option<Spanned<String>>, default: Duration| match value {
+            None => Ok(default),
+            Some(v) => self.duration(v).and_then(|d| {
+                if d.is_zero() {
+                    Err(self.error(v.referenced, "the duration must be more than 0s"))
+                } else {
+                    Ok(d)
+                }
+            }),
+        };
+        let timeout = duration(&raw.timeout, DEFAULT_UPDATE_TIMEOUT);
+        let kill_grace = duration(&raw.kill_grace, DEFAULT_KILL_GRACE);
+        let every = match &raw.every {
+            None => Ok(None),
+            Some(_) => duration(&raw.every, Duration::ZERO).map(Some),
+        };
+        let env = raw
+            .env
+            .iter()
+            .flat_map(|e| &e.0)
+            .map(|(k, v)| (k.value.clone(), v.value.clone()))
+            .collect();
+        let (mut on_startup, mut on_config_change) = (true, true);
+        let mut when = Ok(());
+        if let Some(list) = &raw.when {
+            (on_startup, on_config_change) = (false, false);
+            for item in list {
+                match item.value.as_str() {
+                    "startup" => on_startup = true,
+                    "config_change" => on_config_change = true,
+                    other => {
+                        let msg = format!(
+                            "unknown update trigger {}: expected `startup` or `config_change`",
+                            q(other)
+                        );
+                        when = Err(self.error(item.referenced, msg));
+                    }
+                }
+            }
+        }
+        when?;
+        Ok(UpdateConfig {
+            argv: argv?,
+            dir: dir?,
+            timeout: timeout?,
+            kill_grace: kill_grace?,
+            env,
+            on_startup,
+            on_config_change,
+            every: every?,
+        })
+    }
+
+    pub(super) fn buildconf(
+        &mut self,
+        b: &Spanned<RawBuildconf>,
+        ws: &str,
+        hosts: &BTreeMap<String, ForgeHost>,
+    ) -> Checked<PackageConfig> {
+        let raw = &b.value;
+        let repo = match &raw.repo {
+            None => Err(self.error(
+                b.referenced,
+                format!("the buildconf of workspace {ws} needs `repo`"),
+            )),
+            Some(r) => self.repo_on_forge(r, hosts),
+        };
+        let branch = match &raw.branch {
+            None => Err(self.error(
+                b.referenced,
+                format!("the buildconf of workspace {ws} needs `branch`"),
+            )),
+            Some(br) if br.value.is_empty() => Err(self.error(br.referenced, "`branch` is empty")),
+            Some(br) => Ok(br.value.clone()),
+        };
+        let (repo, forge) = repo?;
+        Ok(PackageConfig {
+            name: BUILDCONF_PACKAGE.to_owned(),
+            repo,
+            forge,
+            branch: branch?,
+            kind: PackageKind::Buildconf,
+        })
+    }
+}

@@ -1,0 +1,92 @@
+//! The work of a cycle around polling that keeps workspaces' package lists current:
+//! re-reading manifests, learning default branches, and starting the update jobs
+//! that are due; and, for `forgewatch once`, running the due updates before the
+//! cycle.
+
+use std::collections::{BTreeMap, HashMap};
+
+use forgewatch_adapters::http::unix_seconds;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::PackageKind;
+use crate::packages::WorkspacePackages;
+use crate::poller::{PollResults, poll, watch_targets};
+use crate::supervisor::Supervisor;
+use crate::updates::config_heads;
+
+impl Supervisor {
+    /// Every workspace's packages this cycle, by workspace name.
+    pub(crate) async fn workspace_packages(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> HashMap<String, WorkspacePackages> {
+        let now = unix_seconds(std::time::SystemTime::now());
+        for ws in self.updates.take_finished() {
+            self.packages.invalidate(&ws);
+        }
+        self.packages.refresh(&self.config, &self.state, now);
+        for (forge, repo) in self.packages.unresolved_default_branches(&self.config) {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let Some(client) = self.forges.get(&forge) else {
+                continue;
+            };
+            match client.default_branch(&repo).await {
+                Ok(branch) => self.packages.set_default_branch(repo, branch),
+                Err(e) => tracing::warn!("default branch of {repo} unknown: {e}"),
+            }
+        }
+        self.config
+            .workspaces
+            .iter()
+            .map(|ws| (ws.name.clone(), self.packages.of(ws, &self.config)))
+            .collect()
+    }
+
+    /// Starts the update jobs that are due after this cycle's polls.
+    pub(crate) async fn schedule_updates(
+        &self,
+        packages: &HashMap<String, WorkspacePackages>,
+        results: &PollResults,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let now = unix_seconds(std::time::SystemTime::now());
+        for ws in self.config.workspaces.iter().filter(|w| w.update.is_some()) {
+            let heads = packages
+                .get(&ws.name)
+                .and_then(|p| config_heads(&p.packages, results));
+            if let Some(trigger) = self.updates.due(ws, heads.as_ref(), now)? {
+                self.updates.spawn(ws, trigger, heads, shutdown).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// For `once`: polls the buildconfs and package sets, runs every due update
+    /// (startup ones included) and waits for them, so the cycle that follows sees
+    /// the refreshed package lists.
+    pub async fn run_due_updates(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        if self.config.workspaces.iter().all(|w| w.update.is_none()) {
+            return Ok(());
+        }
+        let packages = self.workspace_packages(shutdown).await;
+        let config_only: BTreeMap<_, Vec<_>> = packages
+            .iter()
+            .map(|(name, p)| {
+                let config: Vec<_> = p
+                    .packages
+                    .iter()
+                    .filter(|pkg| pkg.kind != PackageKind::Package)
+                    .cloned()
+                    .collect();
+                (name.clone(), config)
+            })
+            .collect();
+        let targets = watch_targets(config_only.values().map(|p| (&p[..], false)));
+        let results = poll(&targets, &self.forges, shutdown).await;
+        self.schedule_updates(&packages, &results, shutdown).await?;
+        self.updates.wait_all().await;
+        Ok(())
+    }
+}

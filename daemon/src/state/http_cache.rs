@@ -1,0 +1,47 @@
+//! The HTTP validator store of the forge clients: per credential and URL, the last
+//! `ETag`, `Last-Modified`, `Link` next page and body. It lives in the state
+//! database so a restart revalidates instead of refetching.
+
+use forgewatch_adapters::http::{CachedResponse, ValidatorStore};
+use rusqlite::{OptionalExtension, params};
+
+use super::State;
+
+impl ValidatorStore for State {
+    fn load(&self, key: &str) -> Option<CachedResponse> {
+        let result = self
+            .conn()
+            .query_row(
+                "SELECT etag, last_modified, next_url, body FROM http_cache WHERE key = ?1",
+                [key],
+                |row| {
+                    Ok(CachedResponse {
+                        etag: row.get(0)?,
+                        last_modified: row.get(1)?,
+                        next_url: row.get(2)?,
+                        body: row.get(3)?,
+                    })
+                },
+            )
+            .optional();
+        result.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the HTTP cache; asking the forge afresh");
+            None
+        })
+    }
+
+    fn save(&self, key: &str, response: &CachedResponse) {
+        if self.read_only {
+            return;
+        }
+        let result = self.conn().execute(
+            "INSERT INTO http_cache (key, etag, last_modified, next_url, body) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (key) DO UPDATE SET etag = excluded.etag, last_modified = excluded.last_modified,
+               next_url = excluded.next_url, body = excluded.body",
+            params![key, response.etag, response.last_modified, response.next_url, response.body],
+        );
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "cannot write the HTTP cache");
+        }
+    }
+}
