@@ -34,11 +34,12 @@ fn manifest(packages: &[(&str, &str)]) -> String {
 }
 
 /// The update script: records its pid and environment, hangs while `hang` exists,
-/// then installs `next-manifest` as the manifest.
+/// fails if `fail` exists, then installs `next-manifest` as the manifest.
 const UPDATE_SH: &str = "echo $$ > update.pid
 env > update.env
 echo \"updating in $(pwd)\"
 while [ -f hang ]; do sleep 1; done
+if [ -f fail ]; then echo 'remote hung up' >&2; exit 7; fi
 cp next-manifest manifest
 ";
 
@@ -249,6 +250,26 @@ async fn a_timed_out_update_and_a_broken_manifest_keep_the_last_good_list() {
     );
     // The last good list is still watched: its packages are polled.
     assert_eq!(branch_polls(&env, "acme/a"), 1);
+
+    // Now it crashes instead: recorded as failed, the list is kept all the same.
+    std::fs::remove_file(ws.file("hang")).unwrap();
+    std::fs::write(ws.file("fail"), "").unwrap();
+    ws.next_manifest(&[("base/b", "acme/b")]);
+    let run = env.once().await;
+    assert_eq!(run.stdout, "");
+    let jobs = self::jobs(&env);
+    assert_eq!(jobs[0].status, JobStatus::Failed, "{jobs:#?}");
+    assert_eq!(jobs[0].detail.as_deref(), Some("exited with status 7"));
+    let log = State::open_read_only(&env.state_dir())
+        .unwrap()
+        .job_lines(jobs[0].id, 0)
+        .unwrap();
+    assert_eq!(
+        log.last().map(|l| (l.stream.as_str(), l.text.as_str())),
+        Some(("stderr", "remote hung up"))
+    );
+    assert_eq!(branch_polls(&env, "acme/a"), 1);
+    assert_eq!(branch_polls(&env, "acme/b"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
