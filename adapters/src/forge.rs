@@ -42,12 +42,32 @@ pub struct PullRequest {
     pub head_repo_numeric_id: Option<u64>,
     pub base_repo: RepoId,
     pub base_branch: String,
+    /// The head of the base branch as the forge last computed it.
+    pub base_sha: Option<String>,
+    pub state: PrState,
     pub web_url: String,
     /// Only known from single-PR endpoints; `None` until computed.
     pub mergeable: Option<bool>,
     /// Where the forge keeps the PR's refs in the base repository:
     /// `refs/pull/N` (GitHub), `refs/merge-requests/N` (GitLab).
     pub refs_prefix: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrState {
+    Open,
+    Closed,
+    Merged,
+}
+
+impl PrState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrState::Open => "open",
+            PrState::Closed => "closed",
+            PrState::Merged => "merged",
+        }
+    }
 }
 
 /// Which ref of a pull request the CI builds.
@@ -144,6 +164,14 @@ pub trait Forge: Send + Sync {
         &'a self,
         target: &'a WatchTarget,
     ) -> BoxFuture<'a, Result<String, ForgeError>>;
+
+    /// One pull request by number, in any state, with what only the single-PR
+    /// endpoint tells (GitHub's `mergeable`). `NotFound` when it does not exist.
+    fn pull_request<'a>(
+        &'a self,
+        repo: &'a RepoId,
+        number: u64,
+    ) -> BoxFuture<'a, Result<PullRequest, ForgeError>>;
 
     /// Every open pull request whose base is the target's branch, all pages.
     fn open_pull_requests<'a>(

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::forge::{Forge, ForgeError, PullRequest, RateLimit, RequestStats, WatchTarget};
+use crate::forge::{Forge, ForgeError, PrState, PullRequest, RateLimit, RequestStats, WatchTarget};
 use crate::http::{ClientOptions, ConditionalClient, ValidatorStore};
 use crate::{BoxFuture, RepoId, Secret};
 
@@ -104,12 +104,14 @@ impl GitHubClient {
             for item in items {
                 // Garbage in one item is confined to that item.
                 match serde_json::from_value::<GhPull>(item) {
-                    Ok(pr) => match pr.into_pull_request(&self.host, target) {
-                        Ok(pr) => pulls.push(pr),
-                        Err(message) => {
-                            tracing::warn!(target = %target, "skipping a pull request: {message}")
+                    Ok(pr) => {
+                        match pr.into_pull_request(&self.host, &target.repo, Some(&target.branch)) {
+                            Ok(pr) => pulls.push(pr),
+                            Err(message) => {
+                                tracing::warn!(target = %target, "skipping a pull request: {message}")
+                            }
                         }
-                    },
+                    }
                     Err(e) => {
                         tracing::warn!(target = %target, "skipping an unreadable pull request: {e}")
                     }
@@ -141,6 +143,20 @@ impl Forge for GitHubClient {
         target: &'a WatchTarget,
     ) -> BoxFuture<'a, Result<String, ForgeError>> {
         Box::pin(self.fetch_branch_head(target))
+    }
+
+    fn pull_request<'a>(
+        &'a self,
+        repo: &'a RepoId,
+        number: u64,
+    ) -> BoxFuture<'a, Result<PullRequest, ForgeError>> {
+        Box::pin(async move {
+            let url = self.repo_url(repo, &["pulls", &number.to_string()]);
+            let page = self.http.get(&url).await?;
+            let pr: GhPull = Self::decode(&url, &page.body)?;
+            pr.into_pull_request(&self.host, repo, None)
+                .map_err(|message| ForgeError::Decode { url, message })
+        })
     }
 
     fn open_pull_requests<'a>(
@@ -177,6 +193,12 @@ struct GhCommitRef {
 #[derive(Deserialize)]
 struct GhPull {
     number: u64,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    merged: Option<bool>,
+    #[serde(default)]
+    merged_at: Option<String>,
     #[serde(default)]
     title: Option<String>,
     #[serde(default)]
@@ -226,20 +248,35 @@ struct GhRepo {
 }
 
 impl GhPull {
-    fn into_pull_request(self, host: &str, target: &WatchTarget) -> Result<PullRequest, String> {
-        if self.base.name != target.branch {
+    fn into_pull_request(
+        self,
+        host: &str,
+        base_repo: &RepoId,
+        expected_branch: Option<&str>,
+    ) -> Result<PullRequest, String> {
+        if let Some(branch) = expected_branch
+            && self.base.name != branch
+        {
             return Err(format!(
-                "#{} has base `{}`, asked for `{}`",
-                self.number, self.base.name, target.branch
+                "#{} has base `{}`, asked for `{branch}`",
+                self.number, self.base.name
             ));
         }
+        let state = match (
+            self.state.as_deref(),
+            self.merged.unwrap_or(false) || self.merged_at.is_some(),
+        ) {
+            (_, true) => PrState::Merged,
+            (Some("closed"), false) => PrState::Closed,
+            _ => PrState::Open,
+        };
         let head_repo = match &self.head.repo {
             Some(r) => Some(RepoId::from_host_path(host, &r.full_name).map_err(|e| e.to_string())?),
             None => None,
         };
         let web_url = self
             .html_url
-            .unwrap_or_else(|| format!("{}/pull/{}", target.repo.web_url(), self.number));
+            .unwrap_or_else(|| format!("{}/pull/{}", base_repo.web_url(), self.number));
         Ok(PullRequest {
             number: self.number,
             title: self.title.unwrap_or_default(),
@@ -260,8 +297,10 @@ impl GhPull {
             head_ref: self.head.name,
             head_repo_numeric_id: self.head.repo.as_ref().and_then(|r| r.id),
             head_repo,
-            base_repo: target.repo.clone(),
+            base_repo: base_repo.clone(),
             base_branch: self.base.name,
+            base_sha: Some(self.base.sha),
+            state,
             web_url,
             mergeable: self.mergeable,
             refs_prefix: format!("refs/pull/{}", self.number),
@@ -311,7 +350,9 @@ mod tests {
             "author_association": "CONTRIBUTOR", "html_url": "https://github.com/acme/repo/pull/7"
         });
         let pr: GhPull = serde_json::from_value(json).unwrap();
-        let pr = pr.into_pull_request("github.com", &target).unwrap();
+        let pr = pr
+            .into_pull_request("github.com", &target.repo, Some("main"))
+            .unwrap();
         assert_eq!(pr.head_repo, None);
         assert_eq!(pr.head_repo_numeric_id, None);
         assert_eq!(pr.updated_at, Some(1_767_225_600));

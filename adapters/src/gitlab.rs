@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::forge::{Forge, ForgeError, PullRequest, RateLimit, RequestStats, WatchTarget};
+use crate::forge::{Forge, ForgeError, PrState, PullRequest, RateLimit, RequestStats, WatchTarget};
 use crate::http::{ClientOptions, ConditionalClient, ValidatorStore};
 use crate::{BoxFuture, RepoId, Secret};
 
@@ -92,7 +92,7 @@ impl GitLabClient {
             for item in items {
                 // Garbage in one item is confined to that item.
                 match serde_json::from_value::<GlMergeRequest>(item) {
-                    Ok(mr) => match mr.into_pull_request(target) {
+                    Ok(mr) => match mr.into_pull_request(&target.repo, Some(&target.branch)) {
                         Ok(pr) => merge_requests.push(pr),
                         Err(message) => {
                             tracing::warn!(target = %target, "skipping a merge request: {message}");
@@ -141,6 +141,20 @@ impl Forge for GitLabClient {
         Box::pin(self.fetch_branch_head(target))
     }
 
+    fn pull_request<'a>(
+        &'a self,
+        repo: &'a RepoId,
+        number: u64,
+    ) -> BoxFuture<'a, Result<PullRequest, ForgeError>> {
+        Box::pin(async move {
+            let url = self.project_url(repo, &["merge_requests", &number.to_string()]);
+            let page = self.http.get(&url).await?;
+            let mr: GlMergeRequest = decode(&url, &page.body)?;
+            mr.into_pull_request(repo, None)
+                .map_err(|message| ForgeError::Decode { url, message })
+        })
+    }
+
     fn open_pull_requests<'a>(
         &'a self,
         target: &'a WatchTarget,
@@ -177,6 +191,10 @@ struct GlCommit {
 struct GlMergeRequest {
     iid: u64,
     #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    diff_refs: Option<GlDiffRefs>,
+    #[serde(default)]
     title: Option<String>,
     #[serde(default)]
     description: Option<String>,
@@ -209,6 +227,12 @@ struct GlMergeRequest {
 }
 
 #[derive(Deserialize)]
+struct GlDiffRefs {
+    #[serde(default)]
+    base_sha: Option<String>,
+}
+
+#[derive(Deserialize)]
 struct GlUser {
     username: String,
 }
@@ -231,13 +255,24 @@ impl GlMergeRequest {
         }
     }
 
-    fn into_pull_request(self, target: &WatchTarget) -> Result<PullRequest, String> {
-        if self.target_branch != target.branch {
+    fn into_pull_request(
+        self,
+        base_repo: &RepoId,
+        expected_branch: Option<&str>,
+    ) -> Result<PullRequest, String> {
+        if let Some(branch) = expected_branch
+            && self.target_branch != branch
+        {
             return Err(format!(
-                "!{} targets `{}`, asked for `{}`",
-                self.iid, self.target_branch, target.branch
+                "!{} targets `{}`, asked for `{branch}`",
+                self.iid, self.target_branch
             ));
         }
+        let state = match self.state.as_deref() {
+            Some("merged") => PrState::Merged,
+            Some("closed" | "locked") => PrState::Closed,
+            _ => PrState::Open,
+        };
         let mergeable = self.mergeable();
         let Some(head_sha) = self.sha.filter(|s| !s.is_empty()) else {
             return Err(format!("!{} has no head sha", self.iid));
@@ -263,12 +298,14 @@ impl GlMergeRequest {
                 .map(crate::http::unix_seconds),
             head_sha,
             head_ref: self.source_branch,
-            head_repo: same_project.then(|| target.repo.clone()),
+            head_repo: same_project.then(|| base_repo.clone()),
             head_repo_numeric_id: self.source_project_id,
-            base_repo: target.repo.clone(),
+            base_repo: base_repo.clone(),
             base_branch: self.target_branch,
+            base_sha: self.diff_refs.and_then(|d| d.base_sha),
+            state,
             web_url: self.web_url.unwrap_or_else(|| {
-                format!("{}/-/merge_requests/{}", target.repo.web_url(), self.iid)
+                format!("{}/-/merge_requests/{}", base_repo.web_url(), self.iid)
             }),
             mergeable,
             refs_prefix: format!("refs/merge-requests/{}", self.iid),
@@ -310,7 +347,7 @@ mod tests {
     fn mr(json: serde_json::Value) -> PullRequest {
         serde_json::from_value::<GlMergeRequest>(json)
             .unwrap()
-            .into_pull_request(&target())
+            .into_pull_request(&target().repo, Some("release/2"))
             .unwrap()
     }
 
@@ -355,6 +392,9 @@ mod tests {
             "iid": 9, "sha": null, "source_branch": "x", "target_branch": "release/2"
         });
         let mr: GlMergeRequest = serde_json::from_value(json).unwrap();
-        assert!(mr.into_pull_request(&target()).is_err());
+        assert!(
+            mr.into_pull_request(&target().repo, Some("release/2"))
+                .is_err()
+        );
     }
 }

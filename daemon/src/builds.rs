@@ -1,15 +1,17 @@
 //! From configuration and poll answers to the builds a workspace owns right now:
-//! its mainline and one build per open pull request against a watched target, each
-//! with its inputs (and so its fingerprint). Pure: no I/O.
+//! its mainline and one build per open pull request against a watched target (see
+//! [`crate::pr_builds`]), each with its inputs (and so its fingerprint). Pure: no I/O.
 
 use std::collections::BTreeSet;
 
 use forgewatch_adapters::forge::{PullRequest, TestRef, WatchTarget};
 
-use crate::config::{PackageConfig, PackageKind, WorkspaceConfig};
-use crate::fingerprint::{BuildInputs, PackageHead, PullRequestInputs};
+use crate::config::{PackageConfig, WorkspaceConfig};
+use crate::dependencies::resolve::{DependencyGraph, Unresolved, pr_ref};
+use crate::fingerprint::{BuildInputs, PackageHead};
 use crate::ids::BuildKey;
 use crate::poller::PollResults;
+use crate::pr_builds::{NotBuilt, eligibility, plan_pull_request};
 
 /// A build as computed this cycle.
 #[derive(Clone, Debug)]
@@ -29,6 +31,13 @@ pub enum Subject {
         test_ref: TestRef,
         /// The workspace's packages whose repository and branch are the PR's base.
         packages: Vec<PackageConfig>,
+        /// The PRs of its dependency closure.
+        dependencies: Vec<PullRequest>,
+        unresolved: Vec<Unresolved>,
+        /// `(package, ref)`, the PR's own first, then its dependencies'.
+        overrides: Vec<(String, String)>,
+        /// The dependency cycle it is on (`host/path#N`), if any.
+        cycle: Vec<String>,
     },
 }
 
@@ -45,8 +54,11 @@ pub struct WorkspaceBuilds {
     pub builds: Vec<PlannedBuild>,
     pub skipped: Vec<Skipped>,
     /// Pull-request key prefixes whose open-PR lists were all read this cycle: any
-    /// stored PR build under them that is not in `builds` belongs to a closed PR.
+    /// stored PR build under them that is not in `builds` belongs to a closed PR
+    /// (or one that is not built any more).
     pub complete_pr_prefixes: Vec<String>,
+    /// Open PRs that are not built, and why.
+    pub not_built: Vec<(BuildKey, NotBuilt)>,
 }
 
 fn target_of(pkg: &PackageConfig) -> WatchTarget {
@@ -58,12 +70,14 @@ fn target_of(pkg: &PackageConfig) -> WatchTarget {
 
 /// The builds of workspace `ws` watching `packages`. When `mainline_waits` gives a
 /// reason (an update is running, the package list is incomplete), the mainline is
-/// not computed this cycle.
+/// not computed this cycle. `now` is unix seconds (for `stale_after`).
 pub fn plan_workspace(
     ws: &WorkspaceConfig,
     packages: &[PackageConfig],
     mainline_waits: Option<&str>,
     poll: &PollResults,
+    graph: &DependencyGraph,
+    now: i64,
 ) -> WorkspaceBuilds {
     let mut out = WorkspaceBuilds::default();
     match mainline_waits {
@@ -75,7 +89,7 @@ pub fn plan_workspace(
         None => {}
     }
     if ws.pull_requests.enabled {
-        plan_pull_requests(ws, packages, poll, &mut out);
+        plan_pull_requests(ws, packages, poll, graph, now, &mut out);
     }
     out.builds.sort_by(|a, b| a.key.cmp(&b.key));
     out
@@ -131,6 +145,8 @@ fn plan_pull_requests(
     ws: &WorkspaceConfig,
     packages: &[PackageConfig],
     poll: &PollResults,
+    graph: &DependencyGraph,
+    now: i64,
     out: &mut WorkspaceBuilds,
 ) {
     let targets: BTreeSet<WatchTarget> = packages.iter().map(target_of).collect();
@@ -140,8 +156,16 @@ fn plan_pull_requests(
         match poll.pulls.get(target) {
             Some(Ok(pulls)) => {
                 complete_repos.insert(target.repo.clone());
-                for pr in pulls {
-                    out.builds.push(plan_pull_request(ws, packages, pr));
+                for listed in pulls {
+                    // The graph's copy carries what was learnt since (mergeability).
+                    let pr = graph.open.get(&pr_ref(listed)).unwrap_or(listed);
+                    match eligibility(pr, &ws.pull_requests, now) {
+                        Ok(()) => out.builds.push(plan_pull_request(ws, packages, pr, graph)),
+                        Err(why) => out.not_built.push((
+                            BuildKey::pull_request(&ws.name, &pr.base_repo, pr.number),
+                            why,
+                        )),
+                    }
                 }
             }
             Some(Err(_)) | None => {
@@ -153,49 +177,4 @@ fn plan_pull_requests(
         .difference(&incomplete_repos)
         .map(|repo| BuildKey::pull_request_prefix(&ws.name, repo))
         .collect();
-}
-
-fn plan_pull_request(
-    ws: &WorkspaceConfig,
-    packages: &[PackageConfig],
-    pr: &PullRequest,
-) -> PlannedBuild {
-    // The test merge is only known to exist when the forge says the PR is mergeable;
-    // drafts are always built at their head.
-    let test_ref = if !pr.draft && pr.mergeable == Some(true) {
-        TestRef::Merge
-    } else {
-        TestRef::Head
-    };
-    // The buildconf is not an autoproj package: it gets no override entry.
-    let packages: Vec<PackageConfig> = packages
-        .iter()
-        .filter(|p| p.repo == pr.base_repo && p.branch == pr.base_branch)
-        .filter(|p| p.kind != PackageKind::Buildconf)
-        .cloned()
-        .collect();
-    let ref_name = pr.test_ref(test_ref);
-    let mut overrides: Vec<(String, String)> = packages
-        .iter()
-        .map(|p| (p.name.clone(), ref_name.clone()))
-        .collect();
-    overrides.sort();
-    let inputs = BuildInputs::PullRequest(PullRequestInputs {
-        id: format!("{}#{}", pr.base_repo, pr.number),
-        head_sha: pr.head_sha.clone(),
-        base_branch: pr.base_branch.clone(),
-        draft: pr.draft,
-        test_ref: test_ref.as_str().to_owned(),
-        dependencies: Vec::new(),
-        overrides,
-    });
-    PlannedBuild {
-        key: BuildKey::pull_request(&ws.name, &pr.base_repo, pr.number),
-        inputs,
-        subject: Subject::PullRequest {
-            pr: Box::new(pr.clone()),
-            test_ref,
-            packages,
-        },
-    }
 }

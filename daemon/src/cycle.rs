@@ -66,6 +66,8 @@ pub struct CycleReport {
     pub interrupted: bool,
     /// Forge requests answered this cycle (including failures).
     pub polls: usize,
+    /// Open pull requests that are not built, with the reason.
+    pub not_built: Vec<String>,
 }
 
 impl CycleReport {
@@ -159,6 +161,7 @@ impl Supervisor {
         if mode == Mode::Deliver {
             self.schedule_updates(&packages, &results, shutdown).await?;
         }
+        let graph = self.dependency_graph(&results).await;
         let detected_at = forgewatch_adapters::http::unix_seconds(started);
         for ws in &self.config.workspaces {
             let Some(ws_packages) = packages.get(&ws.name) else {
@@ -170,7 +173,14 @@ impl Supervisor {
             } else {
                 ws_packages.incomplete.clone()
             };
-            let planned = plan_workspace(ws, &ws_packages.packages, waits.as_deref(), &results);
+            let planned = plan_workspace(
+                ws,
+                &ws_packages.packages,
+                waits.as_deref(),
+                &results,
+                &graph,
+                detected_at,
+            );
             let span = tracing::info_span!("workspace", workspace = %ws.name);
             self.workspace_cycle(ws, &planned, mode, detected_at, shutdown, &mut report)
                 .instrument(span)
@@ -188,6 +198,10 @@ impl Supervisor {
         shutdown: &CancellationToken,
         report: &mut CycleReport,
     ) -> anyhow::Result<()> {
+        for (key, why) in &planned.not_built {
+            self.report_once(format!("{key}: not built: {why}"));
+            report.not_built.push(format!("{key}: {why}"));
+        }
         for skipped in &planned.skipped {
             tracing::info!(build_key = %skipped.key, "not computed this cycle: {}", skipped.reason);
             report

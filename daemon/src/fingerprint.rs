@@ -40,6 +40,10 @@ pub struct PullRequestInputs {
     pub dependencies: Vec<DependencyInput>,
     /// `(package key, ref)` pairs, sorted.
     pub overrides: Vec<(String, String)>,
+    /// The base branch's head, only with `rebuild_on_base_change` (absent from the
+    /// canonical form otherwise, so existing fingerprints do not change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_sha: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -179,8 +183,13 @@ fn pr_reason(old: &PullRequestInputs, new: &PullRequestInputs) -> String {
             parts.push(format!("dependency {} removed", dep.id));
         }
     }
-    if old.overrides != new.overrides {
+    // Overrides follow the refs and dependencies above; name them only when they
+    // changed on their own (the workspace's packages changed).
+    if parts.is_empty() && old.overrides != new.overrides {
         parts.push("overrides changed".to_owned());
+    }
+    if old.base_sha != new.base_sha {
+        parts.push("base moved".to_owned());
     }
     if parts.is_empty() {
         "inputs changed".to_owned()
@@ -246,6 +255,7 @@ mod tests {
                 test_ref: "head".into(),
                 dependencies: vec![],
                 overrides: vec![],
+                base_sha: None,
             })
         };
         assert_eq!(change_reason(None, &pr("1234567890", false)), "new PR");

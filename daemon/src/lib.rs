@@ -12,6 +12,9 @@
 //! - [`command_target`]: the `command` CI target.
 //! - [`poller`]: watch targets, polled once per cycle.
 //! - [`builds`]: the builds a workspace owns, from poll answers.
+//! - [`pr_builds`]: which pull requests are built, their refs, closure, overrides.
+//! - [`dependencies`]: PR dependency syntax, resolution and closure.
+//! - [`mergeability`]: GitHub's `mergeable`, asked once per (base, head).
 //! - [`payload`]: trigger payloads.
 //! - [`supervisor`]: configuration wired to clients.
 //! - [`cycle`]: one poll → compute → deliver pass.
@@ -22,12 +25,15 @@ pub mod cli;
 pub mod command_target;
 pub mod config;
 pub mod cycle;
+pub mod dependencies;
 pub mod fingerprint;
 pub mod ids;
 pub mod lock;
+pub mod mergeability;
 pub mod packages;
 pub mod payload;
 pub mod poller;
+pub mod pr_builds;
 pub mod refresh;
 pub mod state;
 pub mod supervisor;

@@ -35,18 +35,38 @@ pub fn build_trigger(build: &PlannedBuild, cx: &PayloadContext<'_>) -> BuildTrig
             pr,
             test_ref,
             packages,
+            dependencies,
+            unresolved,
+            overrides,
+            cycle: _,
         } => {
             let ref_name = pr.test_ref(*test_ref);
             let names: Vec<&str> = packages.iter().map(|p| p.name.as_str()).collect();
-            let overrides: Vec<Value> = packages
+            let overrides: Vec<Value> = overrides
                 .iter()
-                .map(|p| {
-                    json!({ p.name.clone(): {
-                        "remote_branch": ref_name,
+                .map(|(package, remote_branch)| {
+                    json!({ package.clone(): {
+                        "remote_branch": remote_branch,
                         "single_branch": false,
                         "shallow": false,
                     }})
                 })
+                .collect();
+            let dependencies: Vec<Value> = dependencies
+                .iter()
+                .map(|d| {
+                    json!({
+                        "host": d.base_repo.host(),
+                        "path": d.base_repo.path(),
+                        "number": d.number,
+                        "head_sha": d.head_sha,
+                        "draft": d.draft,
+                    })
+                })
+                .collect();
+            let unresolved: Vec<Value> = unresolved
+                .iter()
+                .map(|u| json!({"reference": u.reference, "reason": u.reason}))
                 .collect();
             properties.insert("kind".into(), json!("pull_request"));
             properties.insert("package_names".into(), json!(names));
@@ -66,8 +86,8 @@ pub fn build_trigger(build: &PlannedBuild, cx: &PayloadContext<'_>) -> BuildTrig
                 }),
             );
             properties.insert("overrides".into(), Value::Array(overrides));
-            properties.insert("dependencies".into(), json!([]));
-            properties.insert("unresolved_dependencies".into(), json!([]));
+            properties.insert("dependencies".into(), Value::Array(dependencies));
+            properties.insert("unresolved_dependencies".into(), Value::Array(unresolved));
             TriggerFields {
                 author: pr.author.clone(),
                 committer: pr.author.clone(),

@@ -1,14 +1,16 @@
 //! The work of a cycle around polling that keeps workspaces' package lists current:
 //! re-reading manifests, learning default branches, and starting the update jobs
 //! that are due; and, for `forgewatch once`, running the due updates before the
-//! cycle.
+//! cycle. After polling: the dependency graph of the open pull requests.
 
 use std::collections::{BTreeMap, HashMap};
 
 use forgewatch_adapters::http::unix_seconds;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::PackageKind;
+use crate::config::{ForgeKind, PackageKind};
+use crate::dependencies::parse::Flavor;
+use crate::dependencies::resolve::{DependencyGraph, Forges, resolve};
 use crate::packages::WorkspacePackages;
 use crate::poller::{PollResults, poll, watch_targets};
 use crate::supervisor::Supervisor;
@@ -88,5 +90,44 @@ impl Supervisor {
         self.schedule_updates(&packages, &results, shutdown).await?;
         self.updates.wait_all().await;
         Ok(())
+    }
+}
+
+impl Supervisor {
+    /// The open pull requests of this cycle with their dependencies resolved and
+    /// GitHub's mergeability filled in.
+    pub(crate) async fn dependency_graph(&self, results: &PollResults) -> DependencyGraph {
+        let polled: Vec<_> = results
+            .pulls
+            .values()
+            .filter_map(|r| r.as_ref().ok())
+            .flatten()
+            .cloned()
+            .collect();
+        let forges = Forges {
+            by_host: self
+                .config
+                .forges
+                .iter()
+                .filter_map(|(name, f)| {
+                    let flavor = match f.kind {
+                        ForgeKind::GitHub => Flavor::GitHub,
+                        ForgeKind::GitLab => Flavor::GitLab,
+                    };
+                    Some((f.host.clone(), (flavor, self.forges.get(name)?.clone())))
+                })
+                .collect(),
+        };
+        let mut graph = resolve(polled, &forges).await;
+        crate::mergeability::fill(&mut graph, &forges, &self.state).await;
+        graph
+    }
+
+    /// Logs `message` at info the first time it is seen in this process.
+    pub(crate) fn report_once(&self, message: String) {
+        let mut seen = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.insert(message.clone()) {
+            tracing::info!("{message}");
+        }
     }
 }

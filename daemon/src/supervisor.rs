@@ -32,6 +32,8 @@ pub struct Supervisor {
     pub updates: Updates,
     /// Cycles started so far (for the `cycle` span).
     pub(crate) cycles: AtomicU64,
+    /// Messages already logged once (see `report_once`).
+    pub(crate) reported: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Supervisor {
@@ -140,6 +142,7 @@ impl Supervisor {
             packages,
             updates,
             cycles: AtomicU64::new(0),
+            reported: Default::default(),
         })
     }
 }

@@ -113,15 +113,12 @@ fn unknown_key_lists_what_is_expected_without_inline_secret_keys() {
 fn unknown_keys_of_a_later_release() {
     let msg = "`http` is not supported by this version";
     refused("state_dir: s\nhttp: {}", (2, 1), msg);
-    let text = workspace(
-        "",
-        "",
-        "\n    pull_requests:\n      enabled: true\n      pr_ref: merge",
-    );
+    let text = workspace("", "", "\n    discover:\n      argv: [x]");
+    refused(&text, (15, 5), "unknown field `discover`");
     refused(
         &text,
-        (17, 7),
-        "unknown field `pr_ref`, expected `enabled` (`pr_ref` is not",
+        (15, 5),
+        "(`discover` is not supported by this version",
     );
 }
 

@@ -17,9 +17,14 @@ use tokio::sync::{Semaphore, watch};
 
 mod http;
 
-/// Start of the virtual clock (2024-01-01T00:00:00Z); every mutation advances it one second,
-/// so timestamps are reproducible and each change gets a distinct `Last-Modified`.
-const EPOCH: u64 = 1_704_067_200;
+/// Start of the virtual clock: the real time when the fake starts (a forge's
+/// timestamps are near now, which `stale_after` relies on); every mutation then
+/// advances it one second, so each change gets a distinct, increasing timestamp.
+fn epoch() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 
 /// Handle on a running fake GitHub; clones share the same state.
 #[derive(Clone)]
@@ -133,6 +138,8 @@ struct Pr {
     head_repo: Option<RepoRef>,
     head_repo_deleted: bool,
     head_owner: String,
+    /// What the single-PR endpoint answers for `mergeable` (`None`: not computed yet).
+    mergeable: Option<bool>,
     created_at: u64,
     updated_at: u64,
     closed_at: Option<u64>,
@@ -168,7 +175,7 @@ impl FakeGitHub {
             + 3600;
         let state = GhState {
             api_url: format!("http://{addr}"),
-            clock: EPOCH,
+            clock: epoch(),
             sha_counter: 0,
             next_id: 1000,
             repos: BTreeMap::new(),
@@ -283,6 +290,7 @@ impl FakeGitHub {
                 head_repo,
                 head_repo_deleted: false,
                 head_owner,
+                mergeable: Some(true),
                 created_at: now,
                 updated_at: now,
                 closed_at: None,
@@ -336,6 +344,20 @@ impl FakeGitHub {
     pub fn set_draft(&self, full_name: &str, number: u64, draft: bool) {
         self.lock()
             .update_pr(full_name, number, true, |pr| pr.draft = draft);
+    }
+
+    /// Moves the PR's `updated_at` `days` into the past (to make it stale).
+    pub fn age_pr(&self, full_name: &str, number: u64, days: u64) {
+        self.lock().update_pr(full_name, number, false, |pr| {
+            pr.updated_at = pr.updated_at.saturating_sub(days * 86_400);
+        });
+    }
+
+    /// What the single-PR endpoint answers for `mergeable` from now on (`None`: GitHub
+    /// has not computed it yet). Default `Some(true)`. `updated_at` is untouched.
+    pub fn set_mergeable(&self, full_name: &str, number: u64, mergeable: Option<bool>) {
+        self.lock()
+            .update_pr(full_name, number, false, |pr| pr.mergeable = mergeable);
     }
 
     /// The PR's fork is deleted: `head.repo` becomes `null` (`updated_at` is untouched).

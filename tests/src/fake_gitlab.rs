@@ -25,9 +25,14 @@ mod state;
 
 use state::with_draft;
 
-/// Start of the virtual clock (2026-01-01T00:00:00Z); every mutation advances it one second,
-/// so timestamps are reproducible and `created_at` orders MRs strictly.
-const EPOCH: u64 = 1_767_225_600;
+/// Start of the virtual clock: the real time when the fake starts (a forge's
+/// timestamps are near now, which `stale_after` relies on); every mutation then
+/// advances it one second, so each change gets a distinct, increasing timestamp.
+fn epoch() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 
 /// Handle on a running fake GitLab; clones share the same state.
 #[derive(Clone)]
@@ -198,7 +203,7 @@ impl FakeGitLab {
         let state = GlState {
             base_url: format!("http://{addr}"),
             public_host: "gitlab.example.org".to_owned(),
-            clock: EPOCH,
+            clock: epoch(),
             sha_counter: 0,
             next_project_id: 1000,
             next_mr_id: 90_000,
@@ -441,6 +446,15 @@ impl FakeGitLab {
             mr.state = MrState::Merged;
             mr.merged_at = Some(now);
             mr.merge_commit_sha = Some(merge);
+        });
+    }
+
+    /// Moves the MR's `updated_at` `days` into the past (to make it stale).
+    pub fn age_mr(&self, target_path: &str, iid: u64, days: u64) {
+        let mut st = self.lock();
+        let target = st.pid(target_path);
+        st.update_mr(target, iid, false, |mr| {
+            mr.updated_at = mr.updated_at.saturating_sub(days * 86_400);
         });
     }
 

@@ -59,13 +59,20 @@ pub trait FakeForge: Send + Sync {
     fn push_pr(&self, path: &str, number: u64) -> String;
     fn close_pr(&self, path: &str, number: u64);
     fn set_pr_title(&self, path: &str, number: u64, title: &str);
-    /// The ref the daemon should build for an open, non-draft PR of this fake
-    /// (GitLab reports mergeability in its list, GitHub does not).
+    fn set_pr_body(&self, path: &str, number: u64, body: &str);
+    fn set_labels(&self, path: &str, number: u64, labels: &[&str]);
+    fn set_draft(&self, path: &str, number: u64, draft: bool);
+    /// Moves its `updated_at` `days` into the past.
+    fn age_pr(&self, path: &str, number: u64, days: u64);
+    /// The ref the daemon should build for an open, non-draft, mergeable PR of this
+    /// fake with `pr_ref: auto`: the merge ref.
     fn test_ref(&self, number: u64) -> String;
     fn pr_url(&self, path: &str, number: u64) -> String;
     /// Request path prefixes of one repository's branch and pull-request routes.
     fn branch_path(&self, path: &str) -> String;
     fn pulls_path(&self, path: &str) -> String;
+    /// Whether `path` is the single-PR endpoint (asked for mergeability, lookups).
+    fn is_single_pr(&self, path: &str) -> bool;
     fn requests(&self) -> Vec<Request>;
     fn clear_requests(&self);
 }
@@ -111,8 +118,20 @@ impl FakeForge for FakeGitHub {
     fn set_pr_title(&self, path: &str, number: u64, title: &str) {
         FakeGitHub::set_pr_title(self, path, number, title);
     }
+    fn set_pr_body(&self, path: &str, number: u64, body: &str) {
+        FakeGitHub::set_pr_body(self, path, number, Some(body));
+    }
+    fn set_labels(&self, path: &str, number: u64, labels: &[&str]) {
+        FakeGitHub::set_labels(self, path, number, labels);
+    }
+    fn set_draft(&self, path: &str, number: u64, draft: bool) {
+        FakeGitHub::set_draft(self, path, number, draft);
+    }
+    fn age_pr(&self, path: &str, number: u64, days: u64) {
+        FakeGitHub::age_pr(self, path, number, days);
+    }
     fn test_ref(&self, number: u64) -> String {
-        format!("refs/pull/{number}/head")
+        format!("refs/pull/{number}/merge")
     }
     fn pr_url(&self, path: &str, number: u64) -> String {
         format!("https://github.com/{path}/pull/{number}")
@@ -122,6 +141,10 @@ impl FakeForge for FakeGitHub {
     }
     fn pulls_path(&self, path: &str) -> String {
         format!("/repos/{path}/pulls")
+    }
+    fn is_single_pr(&self, path: &str) -> bool {
+        path.rsplit_once("/pulls/")
+            .is_some_and(|(_, n)| n.parse::<u64>().is_ok())
     }
     fn requests(&self) -> Vec<Request> {
         FakeGitHub::requests(self)
@@ -180,6 +203,18 @@ impl FakeForge for FakeGitLab {
     fn set_pr_title(&self, path: &str, number: u64, title: &str) {
         FakeGitLab::set_mr_title(self, path, number, title);
     }
+    fn set_pr_body(&self, path: &str, number: u64, body: &str) {
+        FakeGitLab::set_mr_description(self, path, number, Some(body));
+    }
+    fn set_labels(&self, path: &str, number: u64, labels: &[&str]) {
+        FakeGitLab::set_labels(self, path, number, labels);
+    }
+    fn set_draft(&self, path: &str, number: u64, draft: bool) {
+        FakeGitLab::set_draft(self, path, number, draft);
+    }
+    fn age_pr(&self, path: &str, number: u64, days: u64) {
+        FakeGitLab::age_mr(self, path, number, days);
+    }
     fn test_ref(&self, number: u64) -> String {
         format!("refs/merge-requests/{number}/merge")
     }
@@ -191,6 +226,10 @@ impl FakeForge for FakeGitLab {
     }
     fn pulls_path(&self, path: &str) -> String {
         format!("/api/v4/projects/{}/merge_requests", encoded(path))
+    }
+    fn is_single_pr(&self, path: &str) -> bool {
+        path.rsplit_once("/merge_requests/")
+            .is_some_and(|(_, n)| n.parse::<u64>().is_ok())
     }
     fn requests(&self) -> Vec<Request> {
         FakeGitLab::requests(self)

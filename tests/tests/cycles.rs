@@ -265,6 +265,8 @@ async fn a_pull_request_whose_fork_is_gone_is_still_built(kind: Kind) {
     let number = env
         .forge(kind)
         .open_fork_pr(&one, MAIN, "patch", &fork, "stranger");
+    // A stranger's fork: built once a maintainer approves it.
+    env.forge(kind).set_labels(&one, number, &["ok-to-test"]);
     match kind {
         Kind::GitHub => env.github.delete_head_repo(&one, number),
         Kind::GitLab => env.gitlab.delete_project(&fork),
@@ -353,7 +355,7 @@ async fn one_hundred_and_fifty_pull_requests_are_all_seen(kind: Kind) {
     let list_requests: Vec<_> = env
         .requests()
         .into_iter()
-        .filter(|r| r.path.starts_with(&pulls))
+        .filter(|r| r.path.starts_with(&pulls) && !forge.is_single_pr(&r.path))
         .collect();
     assert_eq!(list_requests.len(), 2);
     assert!(
@@ -362,9 +364,16 @@ async fn one_hundred_and_fifty_pull_requests_are_all_seen(kind: Kind) {
             .all(|r| r.query.contains("per_page=100"))
     );
     assert_eq!(env.statuses(), (3, 0, 0));
-    // The next cycle revalidates both pages.
+    // GitHub tells mergeability only on the single-PR endpoint: asked once per PR.
+    let asked = match kind {
+        Kind::GitHub => 150,
+        Kind::GitLab => 0,
+    };
+    assert_eq!(env.single_pr_requests().len(), asked);
+    // The next cycle revalidates both pages and asks nothing again.
     assert_eq!(env.once().await.stdout, "");
     assert_eq!(env.statuses(), (0, 3, 0));
+    assert_eq!(env.single_pr_requests().len(), 0);
 }
 
 async fn dry_run_sends_nothing_and_records_nothing(kind: Kind) {

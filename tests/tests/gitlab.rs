@@ -99,6 +99,8 @@ async fn a_mixed_workspace_triggers_a_gitlab_pipeline_for_mainline_and_fork_merg
     let mut mr = forgewatch_tests::fake_gitlab::NewMr::new("fix-scan", MAIN);
     mr.source_project = Some("stranger/lidar".into());
     mr.author = "stranger".into();
+    // A stranger's fork: built once a maintainer approves it.
+    mr.labels = vec!["ok-to-test".into()];
     let iid = env.gitlab.open_mr(LIDAR, mr);
     let key = format!("mixed/pr/gitlab.example.org/{LIDAR}/{iid}");
     let run = env.once().await;

@@ -170,4 +170,34 @@ pub enum PackageKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullRequestsConfig {
     pub enabled: bool,
+    pub pr_ref: PrRefMode,
+    pub include_drafts: bool,
+    /// PRs not updated for this long are not built (they still resolve as dependencies).
+    pub stale_after: Duration,
+    /// PRs carrying one of these labels are not built.
+    pub skip_labels: Vec<String>,
+    /// Whether a move of the base branch changes a PR's fingerprint.
+    pub rebuild_on_base_change: bool,
+    pub trust: TrustConfig,
+}
+
+/// Which ref of a pull request the CI builds (SPEC §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrRefMode {
+    /// The merge ref when the forge reports the PR mergeable, else the head.
+    Auto,
+    Merge,
+    Head,
+}
+
+/// Whose pull requests are built automatically (the others wait for `approve_label`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustConfig {
+    pub authors: Vec<String>,
+    /// GitHub's `author_association` values trusted (`OWNER`, `MEMBER`, …).
+    pub author_associations: Vec<String>,
+    /// PRs from branches of the base repository itself.
+    pub same_repository: bool,
+    /// A maintainer's label that lets any other PR through; `None` when empty.
+    pub approve_label: Option<String>,
 }

@@ -22,9 +22,7 @@ use std::time::Duration;
 use serde_saphyr::{Location, Spanned};
 
 use super::raw::{self, RawConfig, RawForge, RawPackage, RawWorkspace, line_col, q};
-use super::{
-    Config, ForgeConfig, ForgeKind, PackageConfig, PackageKind, PullRequestsConfig, WorkspaceConfig,
-};
+use super::{Config, ForgeConfig, ForgeKind, PackageConfig, PackageKind, WorkspaceConfig};
 
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_MAX_CONCURRENCY: usize = 8;
@@ -418,11 +416,7 @@ impl Checker<'_> {
                 (Err(Reported), _) => packages = Err(Reported),
             }
         }
-        let enabled = raw
-            .pull_requests
-            .as_ref()
-            .and_then(|pr| pr.enabled.as_ref())
-            .is_none_or(|e| e.value);
+        let pull_requests = self.pull_requests(raw.pull_requests.as_ref());
         let manifest = raw
             .manifest
             .as_ref()
@@ -449,7 +443,7 @@ impl Checker<'_> {
             manifest: manifest?,
             update: update?,
             buildconf: buildconf?,
-            pull_requests: PullRequestsConfig { enabled },
+            pull_requests: pull_requests?,
         })
     }
 

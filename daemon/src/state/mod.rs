@@ -15,12 +15,13 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 mod http_cache;
 pub mod jobs;
+mod mergeability;
 pub mod workspaces;
 
 use crate::fingerprint::BuildInputs;
 use crate::ids::{BuildKey, Fingerprint};
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 const DATABASE_FILE: &str = "state.sqlite3";
 
 #[derive(Debug, thiserror::Error)]
@@ -227,7 +228,7 @@ fn check_version(conn: &Connection, path: &Path) -> Result<i64, StateError> {
 }
 
 /// Schema steps, applied in order: step `i` brings the database to version `i + 1`.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     "CREATE TABLE http_cache (
        key TEXT PRIMARY KEY,
        etag TEXT,
@@ -269,6 +270,12 @@ const MIGRATIONS: [&str; 2] = [
        stream TEXT NOT NULL,
        text TEXT NOT NULL,
        PRIMARY KEY (job_id, seq)
+     );",
+    "CREATE TABLE mergeability (
+       pr TEXT PRIMARY KEY,
+       base_sha TEXT NOT NULL,
+       head_sha TEXT NOT NULL,
+       mergeable INTEGER NOT NULL
      );",
 ];
 

@@ -216,8 +216,13 @@ impl GhState {
                 let pr = number.parse().ok().and_then(|n| repo.pulls.get(&n));
                 let pr = pr.ok_or_else(not_found)?;
                 let mut value = self.pr_json(repo, pr);
-                value["mergeable"] = json!(true);
-                value["mergeable_state"] = json!(if pr.draft { "draft" } else { "clean" });
+                value["mergeable"] = json!(pr.mergeable);
+                value["mergeable_state"] = json!(match pr.mergeable {
+                    None => "unknown",
+                    Some(_) if pr.draft => "draft",
+                    Some(true) => "clean",
+                    Some(false) => "dirty",
+                });
                 value["merged"] = json!(false);
                 Ok(content(value, None))
             }

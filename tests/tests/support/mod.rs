@@ -216,9 +216,27 @@ impl Env {
         }
     }
 
-    /// Requests to both forges since they were last cleared: (200, 304, other).
+    /// Single-PR requests (mergeability, dependency lookups) to both forges since
+    /// they were last cleared.
+    pub fn single_pr_requests(&self) -> Vec<Request> {
+        self.forges()
+            .iter()
+            .flat_map(|f| f.requests().into_iter().filter(|r| f.is_single_pr(&r.path)))
+            .collect()
+    }
+
+    /// Polling requests (branches, PR lists) to both forges since they were last
+    /// cleared: (200, 304, other).
     pub fn statuses(&self) -> (usize, usize, usize) {
-        let requests = self.requests();
+        let requests: Vec<Request> = self
+            .forges()
+            .iter()
+            .flat_map(|f| {
+                f.requests()
+                    .into_iter()
+                    .filter(|r| !f.is_single_pr(&r.path))
+            })
+            .collect();
         let ok = requests.iter().filter(|r| r.status == 200).count();
         let not_modified = requests.iter().filter(|r| r.status == 304).count();
         (ok, not_modified, requests.len() - ok - not_modified)

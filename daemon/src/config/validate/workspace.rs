@@ -6,14 +6,29 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
-use super::super::raw::{RawBuildconf, RawManifest, RawUpdate, q};
+use super::super::raw::{RawBuildconf, RawManifest, RawPullRequests, RawUpdate, q};
 use super::super::{
-    BUILDCONF_PACKAGE, ManifestConfig, ManifestFormat, PackageConfig, PackageKind, UpdateConfig,
+    BUILDCONF_PACKAGE, ManifestConfig, ManifestFormat, PackageConfig, PackageKind, PrRefMode,
+    PullRequestsConfig, TrustConfig, UpdateConfig,
 };
 use super::{Checked, Checker, ForgeHost};
 
 const DEFAULT_UPDATE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(30);
+const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(120 * 24 * 3600);
+const DEFAULT_APPROVE_LABEL: &str = "ok-to-test";
+const DEFAULT_ASSOCIATIONS: [&str; 3] = ["OWNER", "MEMBER", "COLLABORATOR"];
+/// GitHub's `author_association` values.
+const ASSOCIATIONS: [&str; 8] = [
+    "OWNER",
+    "MEMBER",
+    "COLLABORATOR",
+    "CONTRIBUTOR",
+    "FIRST_TIME_CONTRIBUTOR",
+    "FIRST_TIMER",
+    "MANNEQUIN",
+    "NONE",
+];
 
 impl Checker<'_> {
     pub(super) fn manifest(
@@ -154,6 +169,73 @@ impl Checker<'_> {
             forge,
             branch: branch?,
             kind: PackageKind::Buildconf,
+        })
+    }
+
+    /// A workspace's `pull_requests`, with the safe defaults of SPEC §5.
+    pub(super) fn pull_requests(
+        &mut self,
+        raw: Option<&RawPullRequests>,
+    ) -> Checked<PullRequestsConfig> {
+        let flag = |v: Option<&Spanned<bool>>, default: bool| v.map_or(default, |v| v.value);
+        let pr_ref = match raw.and_then(|r| r.pr_ref.as_ref()) {
+            None => Ok(PrRefMode::Auto),
+            Some(v) => match v.value.as_str() {
+                "auto" => Ok(PrRefMode::Auto),
+                "merge" => Ok(PrRefMode::Merge),
+                "head" => Ok(PrRefMode::Head),
+                other => Err(self.error(
+                    v.referenced,
+                    format!(
+                        "unknown `pr_ref` {}: expected `auto`, `merge` or `head`",
+                        q(other)
+                    ),
+                )),
+            },
+        };
+        let stale_after = match raw.and_then(|r| r.stale_after.as_ref()) {
+            None => Ok(DEFAULT_STALE_AFTER),
+            Some(v) => self.duration(v),
+        };
+        let trust = raw.and_then(|r| r.trust.as_ref()).map(|t| &t.value);
+        let mut associations = Ok(DEFAULT_ASSOCIATIONS.map(str::to_owned).to_vec());
+        if let Some(list) = trust.and_then(|t| t.author_associations.as_ref()) {
+            let mut values = Vec::new();
+            for a in list {
+                if ASSOCIATIONS.contains(&a.value.as_str()) {
+                    values.push(a.value.clone());
+                } else {
+                    let msg = format!(
+                        "unknown author association {}: expected one of {}",
+                        q(&a.value),
+                        ASSOCIATIONS.join(", ")
+                    );
+                    associations = Err(self.error(a.referenced, msg));
+                }
+            }
+            associations = associations.map(|_| values);
+        }
+        let approve_label = match trust.and_then(|t| t.approve_label.as_ref()) {
+            None => Some(DEFAULT_APPROVE_LABEL.to_owned()),
+            Some(l) if l.value.trim().is_empty() => None,
+            Some(l) => Some(l.value.clone()),
+        };
+        Ok(PullRequestsConfig {
+            enabled: flag(raw.and_then(|r| r.enabled.as_ref()), true),
+            pr_ref: pr_ref?,
+            include_drafts: flag(raw.and_then(|r| r.include_drafts.as_ref()), true),
+            stale_after: stale_after?,
+            skip_labels: raw.and_then(|r| r.skip_labels.clone()).unwrap_or_default(),
+            rebuild_on_base_change: flag(
+                raw.and_then(|r| r.rebuild_on_base_change.as_ref()),
+                false,
+            ),
+            trust: TrustConfig {
+                authors: trust.and_then(|t| t.authors.clone()).unwrap_or_default(),
+                author_associations: associations?,
+                same_repository: flag(trust.and_then(|t| t.same_repository.as_ref()), true),
+                approve_label,
+            },
         })
     }
 }

@@ -1,0 +1,154 @@
+//! Resolution of pull-request dependencies for one cycle: every open PR of the
+//! watched targets is known from the poll; each body is parsed; a reference to a PR
+//! outside that set is looked up on its forge (conditional request, at most once
+//! per cycle, bounded) and its own dependencies followed; anything that cannot be
+//! resolved (unknown host, not found, closed, merged, a failing forge) is recorded
+//! as unresolved for the PRs that reference it. Never fatal.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use forgewatch_adapters::RepoId;
+use forgewatch_adapters::forge::{Forge, ForgeError, PrState, PullRequest};
+
+use super::parse::{Context, Flavor, PrRef, Reference, parse_dependencies};
+
+/// Lookups of PRs outside the watched targets, at most, per cycle.
+pub const MAX_LOOKUPS: usize = 200;
+
+/// An unresolved reference, as reported in payloads (`{reference, reason}`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Unresolved {
+    pub reference: String,
+    pub reason: String,
+}
+
+/// Everything known about dependencies this cycle.
+#[derive(Debug, Default)]
+pub struct DependencyGraph {
+    /// Open PRs: those polled and those looked up.
+    pub open: BTreeMap<PrRef, PullRequest>,
+    /// Direct resolved dependencies of each open PR (only edges to open PRs).
+    pub edges: BTreeMap<PrRef, Vec<PrRef>>,
+    /// Unresolved references of each open PR.
+    pub unresolved: BTreeMap<PrRef, Vec<Unresolved>>,
+}
+
+pub fn pr_ref(pr: &PullRequest) -> PrRef {
+    PrRef {
+        host: pr.base_repo.host().to_owned(),
+        path: pr.base_repo.path().to_owned(),
+        number: pr.number,
+    }
+}
+
+/// The configured forges by host, with their flavor.
+pub struct Forges {
+    pub by_host: BTreeMap<String, (Flavor, Arc<dyn Forge>)>,
+}
+
+impl Forges {
+    pub fn flavor(&self, host: &str) -> Option<Flavor> {
+        self.by_host.get(host).map(|(f, _)| *f)
+    }
+}
+
+/// Builds the graph from the polled open PRs.
+pub async fn resolve(polled: Vec<PullRequest>, forges: &Forges) -> DependencyGraph {
+    let mut graph = DependencyGraph::default();
+    for pr in polled {
+        graph.open.insert(pr_ref(&pr), pr);
+    }
+    // References found but not known yet, and those that failed for good.
+    let mut failed: BTreeMap<PrRef, String> = BTreeMap::new();
+    let mut to_parse: Vec<PrRef> = graph.open.keys().cloned().collect();
+    let mut lookups = 0usize;
+    while !to_parse.is_empty() {
+        let mut wanted: BTreeSet<PrRef> = BTreeSet::new();
+        for id in std::mem::take(&mut to_parse) {
+            let Some(pr) = graph.open.get(&id) else {
+                continue;
+            };
+            let Some(flavor) = forges.flavor(&id.host) else {
+                continue;
+            };
+            let hosts = |host: &str| forges.flavor(host);
+            let cx = Context {
+                flavor,
+                host: &id.host,
+                path: &id.path,
+                hosts: &hosts,
+            };
+            let mut edges = Vec::new();
+            let mut unresolved = Vec::new();
+            for reference in parse_dependencies(pr.body.as_deref(), &cx) {
+                match reference {
+                    Reference::Pr(dep) if dep == id => {}
+                    Reference::Pr(dep) => {
+                        if !graph.open.contains_key(&dep) && !failed.contains_key(&dep) {
+                            wanted.insert(dep.clone());
+                        }
+                        edges.push(dep);
+                    }
+                    Reference::Unresolved { reference, reason } => {
+                        unresolved.push(Unresolved { reference, reason });
+                    }
+                }
+            }
+            graph.edges.insert(id.clone(), edges);
+            graph.unresolved.insert(id, unresolved);
+        }
+        for dep in wanted {
+            if lookups >= MAX_LOOKUPS {
+                failed.insert(
+                    dep,
+                    format!("more than {MAX_LOOKUPS} dependencies to look up this cycle"),
+                );
+                continue;
+            }
+            lookups += 1;
+            match lookup(&dep, forges).await {
+                Ok(pr) if pr.state == PrState::Open => {
+                    graph.open.insert(dep.clone(), pr);
+                    to_parse.push(dep);
+                }
+                Ok(pr) => {
+                    failed.insert(dep, pr.state.as_str().to_owned());
+                }
+                Err(reason) => {
+                    failed.insert(dep, reason);
+                }
+            }
+        }
+    }
+    // Edges to PRs that could not be resolved become unresolved references.
+    for (id, edges) in &mut graph.edges {
+        let unresolved = graph.unresolved.entry(id.clone()).or_default();
+        edges.retain(|dep| match failed.get(dep) {
+            Some(reason) => {
+                unresolved.push(Unresolved {
+                    reference: dep.to_string(),
+                    reason: reason.clone(),
+                });
+                false
+            }
+            None => true,
+        });
+    }
+    graph
+}
+
+async fn lookup(dep: &PrRef, forges: &Forges) -> Result<PullRequest, String> {
+    let Some((_, forge)) = forges.by_host.get(&dep.host) else {
+        return Err(format!("unknown host `{}`", dep.host));
+    };
+    let repo = RepoId::from_host_path(&dep.host, &dep.path).map_err(|e| e.to_string())?;
+    match forge.pull_request(&repo, dep.number).await {
+        Ok(pr) => Ok(pr),
+        Err(ForgeError::NotFound { .. }) => Err("not found".to_owned()),
+        Err(e) => {
+            tracing::warn!("dependency {dep}: {e}");
+            Err(format!("lookup failed: {e}"))
+        }
+    }
+}
