@@ -145,6 +145,9 @@ pub enum ForgeError {
     },
     #[error("{url}: timed out")]
     Timeout { url: String },
+    /// Not sent: the forge is paused by its rate limit.
+    #[error("{url}: not sent, the forge is paused by its rate limit until {}", humantime::format_rfc3339_seconds(*until))]
+    Paused { url: String, until: SystemTime },
     #[error("{url}: {message}")]
     Transport { url: String, message: String },
     #[error("{url}: unexpected response: {message}")]
@@ -181,6 +184,9 @@ pub trait Forge: Send + Sync {
 
     /// The last rate-limit figures seen.
     fn rate_limit(&self) -> Option<RateLimit>;
+
+    /// Until when the forge's rate limit pauses it, if it does now.
+    fn paused_until(&self) -> Option<SystemTime>;
 
     /// Response counts so far.
     fn stats(&self) -> RequestStats;

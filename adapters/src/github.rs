@@ -72,10 +72,7 @@ impl GitHubClient {
     }
 
     fn decode<T: for<'de> Deserialize<'de>>(url: &str, body: &[u8]) -> Result<T, ForgeError> {
-        serde_json::from_slice(body).map_err(|e| ForgeError::Decode {
-            url: url.to_owned(),
-            message: e.to_string(),
-        })
+        serde_json::from_slice(body).map_err(|e| crate::http::decode_error(url, &e))
     }
 
     async fn fetch_branch_head(&self, target: &WatchTarget) -> Result<String, ForgeError> {
@@ -100,7 +97,7 @@ impl GitHubClient {
         let pages = self.http.get_all_pages(&url).await?;
         let mut pulls = Vec::new();
         for page in pages {
-            let items: Vec<serde_json::Value> = Self::decode(&url, &page.body)?;
+            let items = crate::http::list_items(&url, &page.body)?;
             for item in items {
                 // Garbage in one item is confined to that item.
                 match serde_json::from_value::<GhPull>(item) {
@@ -170,6 +167,10 @@ impl Forge for GitHubClient {
         self.http.rate_limit()
     }
 
+    fn paused_until(&self) -> Option<std::time::SystemTime> {
+        self.http.pause().map(|p| p.until)
+    }
+
     fn stats(&self) -> RequestStats {
         self.http.stats()
     }
@@ -206,7 +207,7 @@ struct GhPull {
     #[serde(default)]
     user: Option<GhUser>,
     #[serde(default)]
-    labels: Vec<GhLabel>,
+    labels: Option<Vec<GhLabel>>,
     #[serde(default)]
     draft: Option<bool>,
     #[serde(default)]
@@ -286,7 +287,7 @@ impl GhPull {
                 .map(|u| u.login)
                 .unwrap_or_else(|| "ghost".to_owned()),
             author_association: self.author_association,
-            labels: self.labels.into_iter().map(|l| l.name).collect(),
+            labels: self.labels.unwrap_or_default().into_iter().map(|l| l.name).collect(),
             draft: self.draft.unwrap_or(false),
             updated_at: self
                 .updated_at

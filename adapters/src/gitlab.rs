@@ -88,7 +88,7 @@ impl GitLabClient {
         let url = url.to_string();
         let mut merge_requests = Vec::new();
         for page in self.http.get_all_pages(&url).await? {
-            let items: Vec<serde_json::Value> = decode(&url, &page.body)?;
+            let items = crate::http::list_items(&url, &page.body)?;
             for item in items {
                 // Garbage in one item is confined to that item.
                 match serde_json::from_value::<GlMergeRequest>(item) {
@@ -111,10 +111,7 @@ impl GitLabClient {
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(url: &str, body: &[u8]) -> Result<T, ForgeError> {
-    serde_json::from_slice(body).map_err(|e| ForgeError::Decode {
-        url: url.to_owned(),
-        message: e.to_string(),
-    })
+    serde_json::from_slice(body).map_err(|e| crate::http::decode_error(url, &e))
 }
 
 impl Forge for GitLabClient {
@@ -166,6 +163,10 @@ impl Forge for GitLabClient {
         self.http.rate_limit()
     }
 
+    fn paused_until(&self) -> Option<std::time::SystemTime> {
+        self.http.pause().map(|p| p.until)
+    }
+
     fn stats(&self) -> RequestStats {
         self.http.stats()
     }
@@ -201,7 +202,7 @@ struct GlMergeRequest {
     #[serde(default)]
     author: Option<GlUser>,
     #[serde(default)]
-    labels: Vec<String>,
+    labels: Option<Vec<String>>,
     #[serde(default)]
     draft: Option<bool>,
     /// Deprecated spelling of `draft` on older servers.
@@ -289,7 +290,7 @@ impl GlMergeRequest {
                 .map(|a| a.username)
                 .unwrap_or_else(|| "ghost".to_owned()),
             author_association: None,
-            labels: self.labels,
+            labels: self.labels.unwrap_or_default(),
             draft: self.draft.or(self.work_in_progress).unwrap_or(false),
             updated_at: self
                 .updated_at

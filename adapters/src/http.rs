@@ -15,6 +15,7 @@ use tokio::sync::Semaphore;
 
 use crate::Secret;
 use crate::forge::{ForgeError, RateLimit, RequestStats};
+use crate::governor::{Governor, Pause, RatePolicy};
 
 /// Largest response body read from a forge; beyond it the answer is an error.
 const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
@@ -60,6 +61,7 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub user_agent: String,
+    pub rate: RatePolicy,
 }
 
 impl Default for ClientOptions {
@@ -69,6 +71,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
             user_agent: concat!("forgewatch/", env!("CARGO_PKG_VERSION")).to_owned(),
+            rate: RatePolicy::default(),
         }
     }
 }
@@ -92,6 +95,7 @@ pub struct ConditionalClient {
     permits: Semaphore,
     stats: Mutex<RequestStats>,
     rate: Mutex<Option<RateLimit>>,
+    governor: Governor,
 }
 
 impl ConditionalClient {
@@ -105,6 +109,7 @@ impl ConditionalClient {
             .user_agent(options.user_agent.clone())
             .connect_timeout(options.connect_timeout)
             .timeout(options.request_timeout)
+            .redirect(same_origin_redirects())
             .build()
             .map_err(|e| ForgeError::Transport {
                 url: String::new(),
@@ -122,6 +127,7 @@ impl ConditionalClient {
             permits: Semaphore::new(options.max_concurrency.max(1)),
             stats: Mutex::new(RequestStats::default()),
             rate: Mutex::new(None),
+            governor: Governor::new(options.rate.clone()),
         })
     }
 
@@ -131,6 +137,11 @@ impl ConditionalClient {
 
     pub fn rate_limit(&self) -> Option<RateLimit> {
         self.rate.lock().ok().and_then(|r| r.clone())
+    }
+
+    /// The pause the forge's rate limit imposes now, if any.
+    pub fn pause(&self) -> Option<Pause> {
+        self.governor.pause()
     }
 
     fn count(&self, f: impl FnOnce(&mut RequestStats)) {
@@ -155,6 +166,12 @@ impl ConditionalClient {
                 url: url.to_owned(),
                 message: "client closed".to_owned(),
             })?;
+        if let Err(pause) = self.governor.admit().await {
+            return Err(ForgeError::Paused {
+                url: url.to_owned(),
+                until: pause.until,
+            });
+        }
         let key = format!("{}|{}", self.scope, url);
         let cached = self.store.load(&key);
 
@@ -182,8 +199,12 @@ impl ConditionalClient {
         };
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        if let (Some(rate), Ok(mut slot)) = (parse_rate_limit(&headers), self.rate.lock()) {
+        let rate = parse_rate_limit(&headers);
+        if let (Some(rate), Ok(mut slot)) = (rate.clone(), self.rate.lock()) {
             *slot = Some(rate);
+        }
+        if status == 304 || (200..300).contains(&status) {
+            self.governor.observe_ok(rate.as_ref());
         }
 
         if status == 304 {
@@ -219,7 +240,11 @@ impl ConditionalClient {
         if !(200..300).contains(&status) {
             self.count(|s| s.failed += 1);
             tracing::debug!(status, "request failed");
-            return Err(status_error(url, status, &headers, &body));
+            let error = status_error(url, status, &headers, &body);
+            if let ForgeError::RateLimited { retry_after, .. } = &error {
+                self.governor.observe_limited(*retry_after, rate.as_ref());
+            }
+            return Err(error);
         }
         self.count(|s| s.fresh += 1);
         tracing::debug!(status, bytes = body.len(), "fresh");
@@ -240,11 +265,20 @@ impl ConditionalClient {
     }
 
     /// Every page of a list, following `rel="next"` verbatim; each page is a
-    /// conditional request of its own.
+    /// conditional request of its own. A next page on another origin is refused:
+    /// the credential must not travel to a host the forge names.
     pub async fn get_all_pages(&self, first_url: &str) -> Result<Vec<Page>, ForgeError> {
         let mut pages = Vec::new();
         let mut url = Some(first_url.to_owned());
+        let origin = url::Url::parse(first_url).map(|u| u.origin()).ok();
         while let Some(current) = url {
+            let same_origin = url::Url::parse(&current).ok().map(|u| u.origin());
+            if same_origin.is_none() || same_origin != origin {
+                return Err(ForgeError::Decode {
+                    url: first_url.to_owned(),
+                    message: format!("refusing a next page on another origin: {}", one_line(&current, 200)),
+                });
+            }
             if pages.len() >= MAX_PAGES {
                 return Err(ForgeError::Decode {
                     url: first_url.to_owned(),
@@ -257,6 +291,41 @@ impl ConditionalClient {
         }
         Ok(pages)
     }
+}
+
+/// Redirects are followed within one origin only (at most 10): a redirect to another
+/// host would carry the forge credential there (reqwest strips `Authorization`
+/// across hosts, not GitLab's `PRIVATE-TOKEN`).
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let same = attempt
+            .previous()
+            .first()
+            .is_some_and(|first| first.origin() == attempt.url().origin());
+        if !same {
+            attempt.stop()
+        } else if attempt.previous().len() > 10 {
+            attempt.error("too many redirects")
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// A decoding error for `url`, its message on one bounded line.
+pub fn decode_error(url: &str, e: &serde_json::Error) -> ForgeError {
+    ForgeError::Decode {
+        url: url.to_owned(),
+        message: one_line(&e.to_string(), 300),
+    }
+}
+
+/// Parses a JSON list page into its items, so that each item can be decoded (and
+/// refused) on its own. Invalid UTF-8 is replaced first, so a broken byte in one
+/// item does not fail the whole page.
+pub fn list_items(url: &str, body: &[u8]) -> Result<Vec<serde_json::Value>, ForgeError> {
+    let text = String::from_utf8_lossy(body);
+    serde_json::from_str(&text).map_err(|e| decode_error(url, &e))
 }
 
 fn transport_error(url: &str, e: reqwest::Error) -> ForgeError {
@@ -374,8 +443,9 @@ pub fn parse_rate_limit(headers: &HeaderMap) -> Option<RateLimit> {
         limit: header_u64(headers, &["x-ratelimit-limit", "ratelimit-limit"]),
         remaining: header_u64(headers, &["x-ratelimit-remaining", "ratelimit-remaining"]),
         used: header_u64(headers, &["x-ratelimit-used", "ratelimit-observed"]),
+        // A hostile value must not overflow the clock.
         reset_at: header_u64(headers, &["x-ratelimit-reset", "ratelimit-reset"])
-            .map(|s| UNIX_EPOCH + Duration::from_secs(s)),
+            .and_then(|s| UNIX_EPOCH.checked_add(Duration::from_secs(s))),
         resource: ["x-ratelimit-resource", "ratelimit-name"]
             .iter()
             .find_map(|n| headers.get(*n)?.to_str().ok().map(str::to_owned)),

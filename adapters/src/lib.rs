@@ -6,6 +6,7 @@
 //!
 //! - [`repo_id`]: repository identity normalisation.
 //! - [`secret`]: a string type that never prints its value.
+//! - [`governor`]: rate-limit pauses, backoff and a requests-per-minute cap per forge.
 //! - [`http`]: conditional GETs (ETag / Last-Modified), `Link` pagination, rate-limit headers.
 //! - [`forge`]: the [`forge::Forge`] trait and the forge-neutral data it returns.
 //! - [`github`]: the GitHub REST client.
@@ -16,6 +17,7 @@ pub mod ci;
 pub mod forge;
 pub mod github;
 pub mod gitlab;
+pub mod governor;
 pub mod http;
 pub mod repo_id;
 pub mod secret;

@@ -184,7 +184,9 @@ async fn once(config: Config, dry_run: bool, json: bool) -> anyhow::Result<()> {
         let lock = StateLock::acquire(&config.state_dir)?;
         (Some(lock), open_locked_state(&config)?, Mode::Deliver)
     };
-    let supervisor = Supervisor::new(config, Arc::new(state))?;
+    let mut supervisor = Supervisor::new(config, Arc::new(state))?;
+    // `once` attempts every pending delivery, whatever its backoff.
+    supervisor.attempt_all_pending = true;
     let never = CancellationToken::new();
     if mode == Mode::Deliver {
         // Startup and due config_change updates first, so the cycle sees their lists.

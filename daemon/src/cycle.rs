@@ -1,7 +1,8 @@
-//! One cycle: poll every watch target once, compute every build, and deliver each
-//! build whose fingerprint differs from the one the CI last accepted. A fingerprint
-//! is recorded only after its CI target answered 2xx; a failed delivery is simply
-//! tried again next cycle (same delivery id, since the fingerprint is the same).
+//! One cycle: poll every watch target once, compute every build, enqueue each build
+//! whose fingerprint differs from the one the CI last accepted into the persisted
+//! outbox (all of a cycle's changes in one transaction), then send what is due
+//! ([`crate::outbox`]). A fingerprint is recorded only after its CI target answered
+//! 2xx; a failed delivery stays pending with the same delivery id.
 
 use std::time::SystemTime;
 
@@ -10,13 +11,24 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::builds::{PlannedBuild, WorkspaceBuilds, plan_workspace};
+use crate::builds::{WorkspaceBuilds, plan_workspace};
 use crate::config::WorkspaceConfig;
 use crate::fingerprint::change_reason;
 use crate::ids::{BuildKey, DeliveryId};
 use crate::payload::{PayloadContext, build_trigger};
 use crate::poller::{poll, watch_targets};
+use crate::state::outbox::Pending;
 use crate::supervisor::Supervisor;
+
+/// What one cycle tells the outbox.
+#[derive(Default)]
+struct Changes {
+    new: Vec<Pending>,
+    /// Keys whose pending delivery is obsolete.
+    obsolete: Vec<BuildKey>,
+    /// Per workspace: PR key prefixes whose lists were complete, and the builds seen.
+    closed: Vec<(Vec<String>, Vec<BuildKey>)>,
+}
 
 /// Whether a cycle sends anything.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +43,8 @@ pub enum Mode {
 pub enum Status {
     Delivered,
     Failed,
+    /// In the outbox, not attempted this time (backoff, or shutdown).
+    Pending,
     WouldDeliver,
 }
 
@@ -39,6 +53,7 @@ impl Status {
         match self {
             Status::Delivered => "delivered",
             Status::Failed => "failed",
+            Status::Pending => "pending",
             Status::WouldDeliver => "would-deliver",
         }
     }
@@ -154,6 +169,16 @@ impl Supervisor {
         for e in &report.poll_errors {
             tracing::warn!("poll failed: {e}");
         }
+        for (forge, (targets, until)) in &results.paused {
+            tracing::warn!(
+                forge = %forge,
+                until = %humantime::format_rfc3339_seconds(*until),
+                "paused by its rate limit: {targets} targets skipped this cycle"
+            );
+            report
+                .skipped
+                .push(format!("forge {forge}: paused, {targets} targets skipped"));
+        }
         if report.interrupted {
             tracing::info!("shutdown requested: cycle stopped before delivering");
             return Ok(report);
@@ -163,6 +188,7 @@ impl Supervisor {
         }
         let graph = self.dependency_graph(&results).await;
         let detected_at = forgewatch_adapters::http::unix_seconds(started);
+        let mut changes = Changes::default();
         for ws in &self.config.workspaces {
             let Some(ws_packages) = packages.get(&ws.name) else {
                 continue;
@@ -181,21 +207,34 @@ impl Supervisor {
                 &graph,
                 detected_at,
             );
-            let span = tracing::info_span!("workspace", workspace = %ws.name);
-            self.workspace_cycle(ws, &planned, mode, detected_at, shutdown, &mut report)
-                .instrument(span)
-                .await?;
+            let _span = tracing::info_span!("workspace", workspace = %ws.name).entered();
+            self.observe_workspace(ws, &planned, mode, detected_at, &mut changes, &mut report)?;
         }
+        if mode == Mode::DryRun {
+            return Ok(report);
+        }
+        let now_ms = detected_at.saturating_mul(1000);
+        self.state
+            .enqueue(&changes.new, &changes.obsolete, now_ms)?;
+        crate::crash::point("after-enqueue");
+        for closed in &changes.closed {
+            self.forget_closed(&closed.0, &closed.1)?;
+        }
+        report.outcomes = self
+            .send_pending(self.attempt_all_pending, shutdown)
+            .await?;
         Ok(report)
     }
 
-    async fn workspace_cycle(
+    /// Compares each build of a workspace with what was delivered and what is
+    /// pending; collects what the outbox must learn.
+    fn observe_workspace(
         &self,
         ws: &WorkspaceConfig,
         planned: &WorkspaceBuilds,
         mode: Mode,
         detected_at: i64,
-        shutdown: &CancellationToken,
+        changes: &mut Changes,
         report: &mut CycleReport,
     ) -> anyhow::Result<()> {
         for (key, why) in &planned.not_built {
@@ -209,91 +248,71 @@ impl Supervisor {
                 .push(format!("{}: {}", skipped.key, skipped.reason));
         }
         for build in &planned.builds {
-            if shutdown.is_cancelled() {
-                report.interrupted = true;
-                return Ok(());
+            let fingerprint = build.inputs.fingerprint();
+            let delivered = self.state.delivered(&build.key)?;
+            let pending = self.state.pending_fingerprint(&build.key)?;
+            if delivered
+                .as_ref()
+                .is_some_and(|d| d.fingerprint == fingerprint)
+            {
+                // Back to what the CI has: an older pending change is obsolete.
+                if pending.is_some() {
+                    changes.obsolete.push(build.key.clone());
+                }
+                continue;
             }
-            if let Some(outcome) = self.consider(ws, build, mode, detected_at).await? {
-                report.outcomes.push(outcome);
+            let previous = delivered.as_ref().and_then(|d| d.inputs.as_ref());
+            let reason = change_reason(previous, &build.inputs);
+            let delivery_id = DeliveryId::derive(&build.key, &fingerprint);
+            if mode == Mode::DryRun {
+                report.outcomes.push(Outcome {
+                    build_key: build.key.to_string(),
+                    status: Status::WouldDeliver,
+                    reason,
+                    fingerprint: fingerprint.to_string(),
+                    delivery_id: delivery_id.to_string(),
+                });
+                continue;
             }
+            if pending.as_ref() == Some(&fingerprint) {
+                continue;
+            }
+            let trigger = build_trigger(
+                build,
+                &PayloadContext {
+                    workspace: &ws.name,
+                    delivery_id: &delivery_id,
+                    previous,
+                    reason: &reason,
+                    detected_at,
+                },
+            );
+            changes.new.push(Pending {
+                key: build.key.clone(),
+                inputs: build.inputs.clone(),
+                delivery_id: delivery_id.to_string(),
+                ci: ws.ci.clone(),
+                reason,
+                trigger,
+                attempts: 0,
+                next_attempt: 0,
+                last_error: None,
+            });
         }
-        if mode == Mode::Deliver {
-            self.forget_closed(&planned.complete_pr_prefixes, &planned.builds)?;
-        }
+        changes.closed.push((
+            planned.complete_pr_prefixes.clone(),
+            planned.builds.iter().map(|b| b.key.clone()).collect(),
+        ));
         Ok(())
     }
 
-    /// Delivers `build` if its fingerprint is new.
-    async fn consider(
-        &self,
-        ws: &WorkspaceConfig,
-        build: &PlannedBuild,
-        mode: Mode,
-        detected_at: i64,
-    ) -> anyhow::Result<Option<Outcome>> {
-        let fingerprint = build.inputs.fingerprint();
-        let previous = self.state.delivered(&build.key)?;
-        if previous
-            .as_ref()
-            .is_some_and(|p| p.fingerprint == fingerprint)
-        {
-            return Ok(None);
-        }
-        let previous_inputs = previous.as_ref().and_then(|p| p.inputs.as_ref());
-        let reason = change_reason(previous_inputs, &build.inputs);
-        let delivery_id = DeliveryId::derive(&build.key, &fingerprint);
-        let mut outcome = Outcome {
-            build_key: build.key.to_string(),
-            status: Status::WouldDeliver,
-            reason,
-            fingerprint: fingerprint.to_string(),
-            delivery_id: delivery_id.to_string(),
-        };
-        if mode == Mode::DryRun {
-            return Ok(Some(outcome));
-        }
-        let Some(ci) = self.ci.get(&ws.ci) else {
-            anyhow::bail!(
-                "workspace `{}` names CI target `{}`, which is not configured",
-                ws.name,
-                ws.ci
-            );
-        };
-        let trigger = build_trigger(
-            build,
-            &PayloadContext {
-                workspace: &ws.name,
-                delivery_id: &delivery_id,
-                previous: previous_inputs,
-                reason: &outcome.reason,
-                detected_at,
-            },
-        );
-        let span =
-            tracing::info_span!("delivery", build_key = %build.key, %delivery_id, ci = %ws.ci);
-        match ci.deliver(&trigger).instrument(span.clone()).await {
-            Ok(()) => {
-                let now = forgewatch_adapters::http::unix_seconds(SystemTime::now());
-                self.state
-                    .record_delivery(&build.key, &build.inputs, &outcome.delivery_id, now)?;
-                span.in_scope(|| tracing::info!(reason = %outcome.reason, "delivered"));
-                outcome.status = Status::Delivered;
-            }
-            Err(e) => {
-                span.in_scope(|| tracing::warn!("delivery failed, will retry next cycle: {e}"));
-                outcome.status = Status::Failed;
-                outcome.reason = e.to_string();
-            }
-        }
-        Ok(Some(outcome))
-    }
-
-    /// Drops the stored builds of pull requests that are no longer open.
-    fn forget_closed(&self, prefixes: &[String], open: &[PlannedBuild]) -> anyhow::Result<()> {
+    /// Drops the stored and pending builds of pull requests that are no longer
+    /// open (or no longer built).
+    fn forget_closed(&self, prefixes: &[String], open: &[BuildKey]) -> anyhow::Result<()> {
         let mut closed: Vec<BuildKey> = Vec::new();
         for prefix in prefixes {
             for key in self.state.build_keys_with_prefix(prefix)? {
-                if !open.iter().any(|b| b.key == key) {
+                if !open.contains(&key) {
                     closed.push(key);
                 }
             }

@@ -17,19 +17,23 @@
 //! - [`mergeability`]: GitHub's `mergeable`, asked once per (base, head).
 //! - [`payload`]: trigger payloads.
 //! - [`supervisor`]: configuration wired to clients.
-//! - [`cycle`]: one poll → compute → deliver pass.
+//! - [`cycle`]: one poll → compute → enqueue pass.
+//! - [`outbox`]: sends pending deliveries, with retries and backoff.
+//! - [`crash`]: named crash points for the crash-safety tests.
 //! - [`cli`]: the command line (`check`, `once`, `run`).
 
 pub mod builds;
 pub mod cli;
 pub mod command_target;
 pub mod config;
+pub mod crash;
 pub mod cycle;
 pub mod dependencies;
 pub mod fingerprint;
 pub mod ids;
 pub mod lock;
 pub mod mergeability;
+pub mod outbox;
 pub mod packages;
 pub mod payload;
 pub mod poller;

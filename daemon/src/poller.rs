@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use forgewatch_adapters::forge::{Forge, PullRequest, WatchTarget};
+use forgewatch_adapters::forge::{Forge, ForgeError, PullRequest, WatchTarget};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -51,6 +51,9 @@ pub struct PollResults {
     pub pulls: HashMap<WatchTarget, Result<Vec<PullRequest>, String>>,
     /// Set when shutdown interrupted the cycle: the results are incomplete.
     pub interrupted: bool,
+    /// Forges paused by their rate limit this cycle (not asked), with the number of
+    /// targets skipped and until when.
+    pub paused: BTreeMap<String, (usize, std::time::SystemTime)>,
 }
 
 impl PollResults {
@@ -70,6 +73,8 @@ impl PollResults {
 enum Answer {
     Head(WatchTarget, Result<String, String>),
     Pulls(WatchTarget, Result<Vec<PullRequest>, String>),
+    /// Not sent: the forge got paused meanwhile.
+    Paused(String, std::time::SystemTime),
 }
 
 /// Polls every target. Stops starting requests once `shutdown` is cancelled; requests
@@ -80,27 +85,43 @@ pub async fn poll(
     shutdown: &CancellationToken,
 ) -> PollResults {
     let mut tasks = JoinSet::new();
+    let mut paused = BTreeMap::new();
     for (target, needs) in targets {
         let Some(forge) = forges.get(&needs.forge) else {
             continue;
         };
+        // A paused forge is not waited for: its targets are skipped this cycle.
+        if let Some(until) = forge.paused_until() {
+            let entry = paused.entry(needs.forge.clone()).or_insert((0, until));
+            entry.0 += 1;
+            continue;
+        }
         let span = tracing::debug_span!("target", %target);
         let requests = [false, true]
             .into_iter()
             .filter(|&pulls| !pulls || needs.pulls);
         for pulls in requests {
             let (forge, target, shutdown) = (forge.clone(), target.clone(), shutdown.clone());
+            let forge_name = needs.forge.clone();
             tasks.spawn(
                 async move {
                     if shutdown.is_cancelled() {
                         return None;
                     }
                     let answer = if pulls {
-                        let r = forge.open_pull_requests(&target).await;
-                        Answer::Pulls(target, r.map_err(|e| e.to_string()))
+                        match forge.open_pull_requests(&target).await {
+                            Err(ForgeError::Paused { until, .. }) => {
+                                Answer::Paused(forge_name, until)
+                            }
+                            r => Answer::Pulls(target, r.map_err(|e| e.to_string())),
+                        }
                     } else {
-                        let r = forge.branch_head(&target).await;
-                        Answer::Head(target, r.map_err(|e| e.to_string()))
+                        match forge.branch_head(&target).await {
+                            Err(ForgeError::Paused { until, .. }) => {
+                                Answer::Paused(forge_name, until)
+                            }
+                            r => Answer::Head(target, r.map_err(|e| e.to_string())),
+                        }
                     };
                     Some(answer)
                 }
@@ -108,7 +129,10 @@ pub async fn poll(
             );
         }
     }
-    let mut results = PollResults::default();
+    let mut results = PollResults {
+        paused,
+        ..PollResults::default()
+    };
     while let Some(joined) = tasks.join_next().await {
         match joined {
             Ok(Some(Answer::Head(t, r))) => {
@@ -116,6 +140,10 @@ pub async fn poll(
             }
             Ok(Some(Answer::Pulls(t, r))) => {
                 results.pulls.insert(t, r);
+            }
+            Ok(Some(Answer::Paused(forge, until))) => {
+                let entry = results.paused.entry(forge).or_insert((0, until));
+                entry.0 += 1;
             }
             Ok(None) => results.interrupted = true,
             Err(e) => tracing::error!("a poll task failed: {e}"),

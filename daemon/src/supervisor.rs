@@ -5,23 +5,21 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use forgewatch_adapters::ci::{Buildbot, CiTarget, GitLabPipeline, Webhook};
 use forgewatch_adapters::forge::Forge;
 use forgewatch_adapters::github::{GitHubClient, GitHubOptions};
 use forgewatch_adapters::gitlab::{GitLabClient, GitLabOptions};
+use forgewatch_adapters::governor::RatePolicy;
 use forgewatch_adapters::http::{ClientOptions, ValidatorStore};
 
 use crate::command_target::CommandTarget;
 use crate::config::{CiConfig, Config, ForgeKind};
+use crate::outbox::RetryPolicy;
 use crate::packages::Packages;
 use crate::state::State;
 use crate::updates::Updates;
-
-/// How long a CI target may take to answer one delivery.
-const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct Supervisor {
     pub config: Config,
@@ -32,6 +30,9 @@ pub struct Supervisor {
     pub updates: Updates,
     /// Cycles started so far (for the `cycle` span).
     pub(crate) cycles: AtomicU64,
+    pub retry: RetryPolicy,
+    /// `once` attempts every pending delivery whatever its backoff.
+    pub attempt_all_pending: bool,
     /// Messages already logged once (see `report_once`).
     pub(crate) reported: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
@@ -52,6 +53,14 @@ impl Supervisor {
             }
             let client = ClientOptions {
                 max_concurrency: forge.max_concurrency,
+                connect_timeout: forge.connect_timeout,
+                request_timeout: forge.request_timeout,
+                rate: RatePolicy {
+                    reserve: forge.rate_limit_reserve,
+                    secondary_wait: forge.secondary_limit_wait,
+                    requests_per_minute: forge.requests_per_minute,
+                    ..RatePolicy::default()
+                },
                 ..ClientOptions::default()
             };
             let (host, api_url, token) = (
@@ -96,12 +105,12 @@ impl Supervisor {
                         basic_auth
                             .as_ref()
                             .map(|a| (a.user.clone(), a.password.clone())),
-                        DELIVERY_TIMEOUT,
+                        config.delivery.timeout,
                     )
                     .with_context(|| format!("CI target `{name}`"))?,
                 ),
                 CiConfig::Webhook { url, secret } => Arc::new(
-                    Webhook::new(url.clone(), secret.clone(), DELIVERY_TIMEOUT)
+                    Webhook::new(url.clone(), secret.clone(), config.delivery.timeout)
                         .with_context(|| format!("CI target `{name}`"))?,
                 ),
                 CiConfig::GitLabPipeline {
@@ -115,7 +124,7 @@ impl Supervisor {
                         project,
                         git_ref.clone(),
                         token.clone(),
-                        DELIVERY_TIMEOUT,
+                        config.delivery.timeout,
                     )
                     .with_context(|| format!("CI target `{name}`"))?,
                 ),
@@ -133,6 +142,10 @@ impl Supervisor {
             ci.insert(name.clone(), target);
         }
         let packages = Packages::load(&config, &state)?;
+        let retry = RetryPolicy {
+            initial: config.delivery.retry_initial,
+            cap: config.delivery.retry_cap,
+        };
         let updates = Updates::new(&config, state.clone());
         Ok(Supervisor {
             config,
@@ -142,6 +155,8 @@ impl Supervisor {
             packages,
             updates,
             cycles: AtomicU64::new(0),
+            retry,
+            attempt_all_pending: false,
             reported: Default::default(),
         })
     }

@@ -19,7 +19,7 @@ use crate::BoxFuture;
 use crate::http::{error_chain, one_line};
 
 /// The Buildbot change fields (SPEC §7), also sent as top-level webhook keys.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TriggerFields {
     pub author: String,
     pub committer: String,
@@ -54,7 +54,7 @@ impl TriggerFields {
 }
 
 /// One delivery of one build.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BuildTrigger {
     /// Stable across retries of the same delivery.
     pub delivery_id: String,

@@ -30,6 +30,7 @@ pub struct Config {
     pub poll_interval: Duration,
     /// Update subprocesses running at once, all workspaces together.
     pub max_parallel_updates: usize,
+    pub delivery: DeliveryConfig,
     /// Names of the environment variables secrets were read from: removed from the
     /// environment of every subprocess.
     pub secret_env_vars: Vec<String>,
@@ -47,7 +48,7 @@ pub enum ForgeKind {
     GitLab,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ForgeConfig {
     pub name: String,
     pub kind: ForgeKind,
@@ -59,6 +60,26 @@ pub struct ForgeConfig {
     /// `None`: unauthenticated (GitHub allows 60 requests/hour).
     pub token: Option<Secret>,
     pub max_concurrency: usize,
+    pub connect_timeout: Duration,
+    /// A request (connection to last byte) that takes longer fails.
+    pub request_timeout: Duration,
+    /// Below this share of the limit (0.0–1.0) the forge pauses until its reset.
+    pub rate_limit_reserve: f64,
+    /// The wait after a secondary rate limit without `Retry-After` (then doubling).
+    pub secondary_limit_wait: Duration,
+    /// At most this many requests a minute to this forge (`None`: no cap).
+    pub requests_per_minute: Option<u32>,
+}
+
+/// How deliveries are retried (SPEC §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryConfig {
+    /// The wait after a first failure; doubles per failure (with jitter).
+    pub retry_initial: Duration,
+    /// The longest wait between attempts.
+    pub retry_cap: Duration,
+    /// How long a CI target may take to answer one delivery.
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone)]

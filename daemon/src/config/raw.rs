@@ -36,6 +36,7 @@ pub(super) struct RawConfig {
     pub state_dir: Option<Spanned<String>>,
     pub poll_interval: Option<Spanned<String>>,
     pub max_parallel_updates: Option<Spanned<usize>>,
+    pub delivery: Option<Spanned<RawDelivery>>,
     pub forges: Option<Entries<Spanned<RawForge>>>,
     pub ci: Option<Entries<Spanned<RawCi>>>,
     pub workspaces: Option<Vec<Spanned<RawWorkspace>>>,
@@ -51,12 +52,27 @@ pub(super) struct RawForge {
     pub token_env: Option<Spanned<String>>,
     pub token_file: Option<Spanned<String>>,
     pub max_concurrency: Option<Spanned<usize>>,
+    pub connect_timeout: Option<Spanned<String>>,
+    pub request_timeout: Option<Spanned<String>>,
+    /// A percentage, e.g. `10%`.
+    pub rate_limit_reserve: Option<Spanned<String>>,
+    pub secondary_limit_wait: Option<Spanned<String>>,
+    pub requests_per_minute: Option<Spanned<u32>>,
     /// Refused (inline secret); the value is skipped, never stored.
     pub token: Option<Spanned<IgnoredAny>>,
     /// Refused (inline secret).
     pub secret: Option<Spanned<IgnoredAny>>,
     /// Refused (inline secret).
     pub password: Option<Spanned<IgnoredAny>>,
+}
+
+/// `delivery`: retries of failed deliveries.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDelivery {
+    pub retry_initial: Option<Spanned<String>>,
+    pub retry_cap: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
 }
 
 /// One entry of `ci`, all kinds together.

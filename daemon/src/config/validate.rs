@@ -27,6 +27,13 @@ use super::{Config, ForgeConfig, ForgeKind, PackageConfig, PackageKind, Workspac
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_MAX_CONCURRENCY: usize = 8;
 const DEFAULT_MAX_PARALLEL_UPDATES: usize = 2;
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_SECONDARY_WAIT: Duration = Duration::from_secs(60);
+const DEFAULT_RESERVE: f64 = 0.10;
+const DEFAULT_RETRY_INITIAL: Duration = Duration::from_secs(10);
+const DEFAULT_RETRY_CAP: Duration = Duration::from_secs(600);
+const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
 const FORGE_KINDS: &str = "github, gitlab";
 
 /// One located problem of a configuration file.
@@ -217,6 +224,28 @@ impl Checker<'_> {
             Some(n) => Ok(n.value),
         };
 
+        let delivery = raw.delivery.as_ref().map(|d| &d.value);
+        let retry_initial = self.positive_duration(
+            delivery.and_then(|d| d.retry_initial.as_ref()),
+            DEFAULT_RETRY_INITIAL,
+        );
+        let retry_cap = self.positive_duration(
+            delivery.and_then(|d| d.retry_cap.as_ref()),
+            DEFAULT_RETRY_CAP,
+        );
+        let delivery_timeout = self.positive_duration(
+            delivery.and_then(|d| d.timeout.as_ref()),
+            DEFAULT_DELIVERY_TIMEOUT,
+        );
+        let delivery = match (retry_initial, retry_cap, delivery_timeout) {
+            (Ok(retry_initial), Ok(retry_cap), Ok(timeout)) => Ok(crate::config::DeliveryConfig {
+                retry_initial,
+                retry_cap: retry_cap.max(retry_initial),
+                timeout,
+            }),
+            _ => Err(Reported),
+        };
+
         let mut forges = BTreeMap::new();
         let mut hosts: BTreeMap<String, ForgeHost> = BTreeMap::new();
         let mut forges_ok = true;
@@ -262,9 +291,10 @@ impl Checker<'_> {
             }
         }
 
-        let (Ok(state_dir), Ok(poll_interval), true, true, true, true) = (
+        let (Ok(state_dir), Ok(poll_interval), Ok(delivery), true, true, true, true) = (
             state_dir,
             poll_interval,
+            delivery,
             max_parallel_updates.is_ok(),
             forges_ok,
             ci_ok,
@@ -277,6 +307,7 @@ impl Checker<'_> {
             state_dir,
             poll_interval,
             max_parallel_updates: max_parallel_updates.unwrap_or(DEFAULT_MAX_PARALLEL_UPDATES),
+            delivery,
             secret_env_vars: std::mem::take(&mut self.secret_env_vars),
             forges,
             ci,
@@ -356,6 +387,23 @@ impl Checker<'_> {
             }
             Some(n) => Ok(n.value),
         };
+        let connect_timeout =
+            self.positive_duration(raw.connect_timeout.as_ref(), DEFAULT_CONNECT_TIMEOUT);
+        let request_timeout =
+            self.positive_duration(raw.request_timeout.as_ref(), DEFAULT_REQUEST_TIMEOUT);
+        let secondary_limit_wait =
+            self.positive_duration(raw.secondary_limit_wait.as_ref(), DEFAULT_SECONDARY_WAIT);
+        let rate_limit_reserve = match &raw.rate_limit_reserve {
+            None => Ok(DEFAULT_RESERVE),
+            Some(p) => self.percent(p),
+        };
+        let requests_per_minute = match &raw.requests_per_minute {
+            None => Ok(None),
+            Some(n) if n.value == 0 => {
+                Err(self.error(n.referenced, "`requests_per_minute` must be at least 1"))
+            }
+            Some(n) => Ok(Some(n.value)),
+        };
         inline?;
         Ok(ForgeConfig {
             name: name.value.clone(),
@@ -364,6 +412,11 @@ impl Checker<'_> {
             api_url: api_url?,
             token: token?,
             max_concurrency: max_concurrency?,
+            connect_timeout: connect_timeout?,
+            request_timeout: request_timeout?,
+            rate_limit_reserve: rate_limit_reserve?,
+            secondary_limit_wait: secondary_limit_wait?,
+            requests_per_minute: requests_per_minute?,
         })
     }
 

@@ -11,17 +11,18 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 mod http_cache;
 pub mod jobs;
 mod mergeability;
+pub mod outbox;
 pub mod workspaces;
 
 use crate::fingerprint::BuildInputs;
 use crate::ids::{BuildKey, Fingerprint};
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 const DATABASE_FILE: &str = "state.sqlite3";
 
 #[derive(Debug, thiserror::Error)]
@@ -151,42 +152,13 @@ impl State {
             .map_err(|e| self.err(e))
     }
 
-    /// Records that the CI accepted `fingerprint` for `key`. Its own transaction.
-    pub fn record_delivery(
-        &self,
-        key: &BuildKey,
-        inputs: &BuildInputs,
-        delivery_id: &str,
-        delivered_at: i64,
-    ) -> Result<(), StateError> {
-        if self.read_only {
-            return Ok(());
-        }
-        self.conn()
-            .execute(
-                "INSERT INTO builds (build_key, fingerprint, inputs, delivery_id, delivered_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (build_key) DO UPDATE SET fingerprint = excluded.fingerprint,
-                   inputs = excluded.inputs, delivery_id = excluded.delivery_id,
-                   delivered_at = excluded.delivered_at",
-                params![
-                    key.as_str(),
-                    inputs.fingerprint().as_str(),
-                    inputs.canonical(),
-                    delivery_id,
-                    delivered_at
-                ],
-            )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
-    }
-
-    /// Build keys starting with `prefix`.
+    /// Keys starting with `prefix` of builds delivered or pending.
     pub fn build_keys_with_prefix(&self, prefix: &str) -> Result<Vec<BuildKey>, StateError> {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT build_key FROM builds WHERE substr(build_key, 1, length(?1)) = ?1",
+                "SELECT build_key FROM builds WHERE substr(build_key, 1, length(?1)) = ?1
+                 UNION SELECT build_key FROM outbox WHERE substr(build_key, 1, length(?1)) = ?1",
             )
             .map_err(|e| self.err(e))?;
         let keys = stmt
@@ -205,6 +177,8 @@ impl State {
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         for key in keys {
             tx.execute("DELETE FROM builds WHERE build_key = ?1", [key.as_str()])
+                .map_err(|e| self.err(e))?;
+            tx.execute("DELETE FROM outbox WHERE build_key = ?1", [key.as_str()])
                 .map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))
@@ -228,7 +202,7 @@ fn check_version(conn: &Connection, path: &Path) -> Result<i64, StateError> {
 }
 
 /// Schema steps, applied in order: step `i` brings the database to version `i + 1`.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     "CREATE TABLE http_cache (
        key TEXT PRIMARY KEY,
        etag TEXT,
@@ -277,6 +251,19 @@ const MIGRATIONS: [&str; 3] = [
        head_sha TEXT NOT NULL,
        mergeable INTEGER NOT NULL
      );",
+    "CREATE TABLE outbox (
+       build_key TEXT PRIMARY KEY,
+       fingerprint TEXT NOT NULL,
+       inputs TEXT NOT NULL,
+       delivery_id TEXT NOT NULL,
+       ci TEXT NOT NULL,
+       reason TEXT NOT NULL,
+       payload TEXT NOT NULL,
+       attempts INTEGER NOT NULL DEFAULT 0,
+       next_attempt INTEGER NOT NULL,
+       last_error TEXT,
+       created_at INTEGER NOT NULL
+     );",
 ];
 
 fn migrate(conn: &Connection, path: &Path) -> Result<(), StateError> {
@@ -312,6 +299,46 @@ mod tests {
         }])
     }
 
+    /// Enqueues and completes one delivery, as the sender does.
+    fn deliver(state: &State, key: &BuildKey, inputs: &BuildInputs, id: &str) {
+        let item = crate::state::outbox::Pending {
+            key: key.clone(),
+            inputs: inputs.clone(),
+            delivery_id: id.into(),
+            ci: "bb".into(),
+            reason: "r".into(),
+            trigger: forgewatch_adapters::ci::BuildTrigger {
+                delivery_id: id.into(),
+                fields: forgewatch_adapters::ci::TriggerFields {
+                    author: String::new(),
+                    committer: String::new(),
+                    branch: String::new(),
+                    category: String::new(),
+                    codebase: String::new(),
+                    comments: String::new(),
+                    project: String::new(),
+                    repository: String::new(),
+                    revision: String::new(),
+                    revlink: String::new(),
+                    when_timestamp: 0,
+                },
+                properties: Default::default(),
+            },
+            attempts: 0,
+            next_attempt: 0,
+            last_error: None,
+        };
+        state.enqueue(std::slice::from_ref(&item), &[], 1).unwrap();
+        if !state.read_only() {
+            assert_eq!(
+                state.pending_fingerprint(key).unwrap(),
+                Some(inputs.fingerprint())
+            );
+        }
+        state.complete_delivery(&item, 5).unwrap();
+        assert_eq!(state.pending_fingerprint(key).unwrap(), None);
+    }
+
     #[test]
     fn deliveries_and_cache_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
@@ -319,8 +346,8 @@ mod tests {
         {
             let state = State::open(dir.path()).unwrap();
             assert_eq!(state.delivered(&key).unwrap(), None);
-            state.record_delivery(&key, &inputs("1"), "id", 5).unwrap();
-            state.record_delivery(&key, &inputs("2"), "id2", 6).unwrap();
+            deliver(&state, &key, &inputs("1"), "id");
+            deliver(&state, &key, &inputs("2"), "id2");
             let cached = CachedResponse {
                 etag: Some("\"e\"".into()),
                 last_modified: None,
@@ -348,7 +375,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = BuildKey::mainline("ws");
         let ro = State::open_read_only(dir.path()).unwrap();
-        ro.record_delivery(&key, &inputs("1"), "id", 5).unwrap();
+        deliver(&ro, &key, &inputs("1"), "id");
         ro.save("k", &CachedResponse::default());
         assert_eq!(ro.delivered(&key).unwrap(), None);
         assert!(!dir.path().join(DATABASE_FILE).exists());

@@ -244,4 +244,39 @@ impl Checker<'_> {
             },
         }
     }
+
+    /// An optional duration that must be more than zero, or `default`.
+    pub(super) fn positive_duration(
+        &mut self,
+        value: Option<&Spanned<String>>,
+        default: Duration,
+    ) -> Checked<Duration> {
+        match value {
+            None => Ok(default),
+            Some(v) => self.duration(v).and_then(|d| {
+                if d.is_zero() {
+                    Err(self.error(v.referenced, "the duration must be more than 0s"))
+                } else {
+                    Ok(d)
+                }
+            }),
+        }
+    }
+
+    /// `10%` as 0.1; from 0% to 100%.
+    pub(super) fn percent(&mut self, p: &Spanned<String>) -> Checked<f64> {
+        let value = p
+            .value
+            .trim()
+            .strip_suffix('%')
+            .and_then(|n| n.trim().parse::<f64>().ok())
+            .filter(|n| (0.0..=100.0).contains(n));
+        match value {
+            Some(n) => Ok(n / 100.0),
+            None => Err(self.error(
+                p.referenced,
+                format!("expected a percentage from 0% to 100%, not {}", q(&p.value)),
+            )),
+        }
+    }
 }

@@ -1,0 +1,190 @@
+//! The sender of the persisted outbox: delivers pending deliveries, each CI target
+//! on its own task so one target being down never delays the others; records an
+//! accepted delivery and removes it from the outbox in one transaction; schedules a
+//! failed one again with exponential backoff and jitter, capped.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use forgewatch_adapters::ci::CiTarget;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::cycle::{Outcome, Status};
+use crate::state::State;
+use crate::state::outbox::Pending;
+use crate::supervisor::Supervisor;
+
+/// How retries of failed deliveries are spaced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub initial: Duration,
+    pub cap: Duration,
+}
+
+impl RetryPolicy {
+    /// The wait after the `attempts`-th failure: `initial · 2^(attempts-1)`, capped,
+    /// with ±20% jitter so retries of many builds do not arrive together.
+    pub fn delay(&self, attempts: u32, jitter_seed: u64) -> Duration {
+        let exp = attempts.saturating_sub(1).min(30);
+        let base = self
+            .initial
+            .saturating_mul(1u32 << exp.min(20))
+            .min(self.cap);
+        // A cheap deterministic spread in [-20%, +20%].
+        let spread = (jitter_seed % 401) as i64 - 200; // per mille
+        let millis = base.as_millis() as i64;
+        let jittered = millis + millis * spread / 1000;
+        Duration::from_millis(u64::try_from(jittered).unwrap_or(0)).min(self.cap)
+    }
+}
+
+fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn seed(item: &Pending, now: i64) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    item.key.as_str().hash(&mut h);
+    item.attempts.hash(&mut h);
+    now.hash(&mut h);
+    h.finish()
+}
+
+impl Supervisor {
+    /// Attempts the pending deliveries that are due (all of them when
+    /// `attempt_all`, as `once` does), one task per CI target.
+    pub async fn send_pending(
+        &self,
+        attempt_all: bool,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Vec<Outcome>> {
+        let pending = self.state.pending()?;
+        let mut by_target: BTreeMap<String, Vec<Pending>> = BTreeMap::new();
+        for item in pending {
+            by_target.entry(item.ci.clone()).or_default().push(item);
+        }
+        let mut tasks = JoinSet::new();
+        for (ci_name, items) in by_target {
+            let target = self.ci.get(&ci_name).cloned();
+            let state = self.state.clone();
+            let policy = self.retry;
+            let shutdown = shutdown.clone();
+            let span = tracing::info_span!("deliveries", ci = %ci_name);
+            tasks.spawn(
+                async move {
+                    send_to(
+                        target,
+                        &ci_name,
+                        items,
+                        &state,
+                        policy,
+                        attempt_all,
+                        &shutdown,
+                    )
+                    .await
+                }
+                .instrument(span),
+            );
+        }
+        let mut outcomes = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(Ok(mut o)) => outcomes.append(&mut o),
+                Ok(Err(e)) => return Err(e),
+                Err(e) => tracing::error!("a delivery task failed: {e}"),
+            }
+        }
+        outcomes.sort_by(|a, b| a.build_key.cmp(&b.build_key));
+        Ok(outcomes)
+    }
+}
+
+async fn send_to(
+    target: Option<Arc<dyn CiTarget>>,
+    ci_name: &str,
+    items: Vec<Pending>,
+    state: &State,
+    policy: RetryPolicy,
+    attempt_all: bool,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Vec<Outcome>> {
+    let mut outcomes = Vec::new();
+    for item in items {
+        let now = unix_ms(SystemTime::now());
+        let mut outcome = Outcome {
+            build_key: item.key.to_string(),
+            status: Status::Pending,
+            reason: item.reason.clone(),
+            fingerprint: item.fingerprint().to_string(),
+            delivery_id: item.delivery_id.clone(),
+        };
+        if shutdown.is_cancelled() || (!attempt_all && item.next_attempt > now) {
+            if let Some(e) = &item.last_error {
+                outcome.reason = format!("{}; last attempt: {e}", item.reason);
+            }
+            outcomes.push(outcome);
+            continue;
+        }
+        let span =
+            tracing::info_span!("delivery", build_key = %item.key, delivery_id = %item.delivery_id);
+        let result = match &target {
+            Some(t) => t
+                .deliver(&item.trigger)
+                .instrument(span.clone())
+                .await
+                .map_err(|e| e.to_string()),
+            None => Err(format!("CI target `{ci_name}` is not configured any more")),
+        };
+        match result {
+            Ok(()) => {
+                crate::crash::point("after-accept");
+                state.complete_delivery(&item, now / 1000)?;
+                span.in_scope(|| tracing::info!(reason = %item.reason, "delivered"));
+                outcome.status = Status::Delivered;
+            }
+            Err(error) => {
+                let attempts = item.attempts.saturating_add(1);
+                let delay = policy.delay(attempts, seed(&item, now));
+                let next = now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+                state.delivery_failed(&item, attempts, next, &error)?;
+                span.in_scope(|| {
+                    tracing::warn!(
+                        attempts,
+                        retry_in = %humantime::format_duration(Duration::from_secs(delay.as_secs())),
+                        "delivery failed: {error}"
+                    );
+                });
+                outcome.status = Status::Failed;
+                outcome.reason = error;
+            }
+        }
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_cap() {
+        let p = RetryPolicy {
+            initial: Duration::from_secs(10),
+            cap: Duration::from_secs(600),
+        };
+        for seed in [0u64, 200, 400, 12345] {
+            let d1 = p.delay(1, seed).as_secs_f64();
+            assert!((8.0..=12.0).contains(&d1), "{d1}");
+            let d3 = p.delay(3, seed).as_secs_f64();
+            assert!((32.0..=48.0).contains(&d3), "{d3}");
+            assert!(p.delay(30, seed) <= Duration::from_secs(600));
+        }
+        assert_ne!(p.delay(1, 0), p.delay(1, 400), "jitter spreads retries");
+    }
+}

@@ -1,0 +1,219 @@
+//! The persisted outbox (SPEC §8): one pending delivery per build key, with its
+//! delivery id, payload and retry schedule. A build whose fingerprint changed is
+//! enqueued before anything is sent; an accepted delivery is recorded and removed
+//! from the outbox in one transaction; a newer fingerprint replaces a pending older
+//! one. After a crash the outbox is where the restarted daemon resumes.
+
+use forgewatch_adapters::ci::BuildTrigger;
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use super::{State, StateError};
+use crate::fingerprint::BuildInputs;
+use crate::ids::{BuildKey, Fingerprint};
+
+/// A delivery waiting to be accepted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pending {
+    pub key: BuildKey,
+    pub inputs: BuildInputs,
+    pub delivery_id: String,
+    /// Name of the CI target.
+    pub ci: String,
+    /// What changed, for people.
+    pub reason: String,
+    pub trigger: BuildTrigger,
+    pub attempts: u32,
+    /// Unix milliseconds.
+    pub next_attempt: i64,
+    pub last_error: Option<String>,
+}
+
+impl Pending {
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.inputs.fingerprint()
+    }
+}
+
+/// The stored payload (version 1).
+#[derive(Serialize, Deserialize)]
+struct StoredTrigger {
+    version: u32,
+    trigger: BuildTrigger,
+}
+
+impl State {
+    /// Enqueues `items` and drops the pending deliveries of `obsolete` keys (their
+    /// build is back to what the CI last accepted), in one transaction. An item
+    /// whose fingerprint is already pending keeps its retry schedule.
+    pub fn enqueue(
+        &self,
+        items: &[Pending],
+        obsolete: &[BuildKey],
+        now: i64,
+    ) -> Result<(), StateError> {
+        if self.read_only() || (items.is_empty() && obsolete.is_empty()) {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        for item in items {
+            let payload = serde_json::to_string(&StoredTrigger {
+                version: 1,
+                trigger: item.trigger.clone(),
+            })
+            .unwrap_or_else(|e| unreachable!("{e}"));
+            tx.execute(
+                "INSERT INTO outbox (build_key, fingerprint, inputs, delivery_id, ci, reason, payload,
+                   attempts, next_attempt, last_error, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, NULL, ?8)
+                 ON CONFLICT (build_key) DO UPDATE SET fingerprint = excluded.fingerprint,
+                   inputs = excluded.inputs, delivery_id = excluded.delivery_id, ci = excluded.ci,
+                   reason = excluded.reason, payload = excluded.payload, attempts = 0,
+                   next_attempt = excluded.next_attempt, last_error = NULL,
+                   created_at = excluded.created_at
+                 WHERE outbox.fingerprint <> excluded.fingerprint",
+                params![
+                    item.key.as_str(),
+                    item.fingerprint().as_str(),
+                    item.inputs.canonical(),
+                    item.delivery_id,
+                    item.ci,
+                    item.reason,
+                    payload,
+                    now
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        for key in obsolete {
+            tx.execute("DELETE FROM outbox WHERE build_key = ?1", [key.as_str()])
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Every pending delivery, by build key.
+    pub fn pending(&self) -> Result<Vec<Pending>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT build_key, inputs, delivery_id, ci, reason, payload, attempts, next_attempt,
+                   last_error FROM outbox ORDER BY build_key",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, String>(4)?,
+                    row.get::<_, String>(5)?,
+                    row.get::<_, u32>(6)?,
+                    row.get::<_, i64>(7)?,
+                    row.get::<_, Option<String>>(8)?,
+                ))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e))?;
+        let mut pending = Vec::new();
+        for (key, inputs, delivery_id, ci, reason, payload, attempts, next_attempt, last_error) in
+            rows
+        {
+            let inputs = BuildInputs::from_stored(&inputs);
+            let trigger = serde_json::from_str::<StoredTrigger>(&payload)
+                .ok()
+                .filter(|t| t.version == 1);
+            let (Some(inputs), Some(stored)) = (inputs, trigger) else {
+                tracing::warn!(build_key = %key, "dropping a pending delivery written by another version");
+                continue;
+            };
+            pending.push(Pending {
+                key: BuildKey::from_stored(key),
+                inputs,
+                delivery_id,
+                ci,
+                reason,
+                trigger: stored.trigger,
+                attempts,
+                next_attempt,
+                last_error,
+            });
+        }
+        Ok(pending)
+    }
+
+    /// The fingerprint pending for `key`, if any.
+    pub fn pending_fingerprint(&self, key: &BuildKey) -> Result<Option<Fingerprint>, StateError> {
+        self.conn()
+            .query_row(
+                "SELECT fingerprint FROM outbox WHERE build_key = ?1",
+                [key.as_str()],
+                |row| row.get::<_, String>(0),
+            )
+            .optional()
+            .map(|f| f.map(Fingerprint::from_stored))
+            .map_err(|e| self.err(e))
+    }
+
+    /// The CI accepted `item`: record its fingerprint as delivered and remove it from
+    /// the outbox (unless a newer one replaced it meanwhile), in one transaction.
+    pub fn complete_delivery(&self, item: &Pending, delivered_at: i64) -> Result<(), StateError> {
+        if self.read_only() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        tx.execute(
+            "INSERT INTO builds (build_key, fingerprint, inputs, delivery_id, delivered_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (build_key) DO UPDATE SET fingerprint = excluded.fingerprint,
+               inputs = excluded.inputs, delivery_id = excluded.delivery_id,
+               delivered_at = excluded.delivered_at",
+            params![
+                item.key.as_str(),
+                item.fingerprint().as_str(),
+                item.inputs.canonical(),
+                item.delivery_id,
+                delivered_at
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.execute(
+            "DELETE FROM outbox WHERE build_key = ?1 AND delivery_id = ?2",
+            params![item.key.as_str(), item.delivery_id],
+        )
+        .map_err(|e| self.err(e))?;
+        crate::crash::point("record-delivery");
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// A delivery attempt failed: schedule the next one.
+    pub fn delivery_failed(
+        &self,
+        item: &Pending,
+        attempts: u32,
+        next_attempt: i64,
+        error: &str,
+    ) -> Result<(), StateError> {
+        if self.read_only() {
+            return Ok(());
+        }
+        self.conn()
+            .execute(
+                "UPDATE outbox SET attempts = ?3, next_attempt = ?4, last_error = ?5
+                 WHERE build_key = ?1 AND delivery_id = ?2",
+                params![
+                    item.key.as_str(),
+                    item.delivery_id,
+                    attempts,
+                    next_attempt,
+                    error
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+}
