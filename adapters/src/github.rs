@@ -287,7 +287,12 @@ impl GhPull {
                 .map(|u| u.login)
                 .unwrap_or_else(|| "ghost".to_owned()),
             author_association: self.author_association,
-            labels: self.labels.unwrap_or_default().into_iter().map(|l| l.name).collect(),
+            labels: self
+                .labels
+                .unwrap_or_default()
+                .into_iter()
+                .map(|l| l.name)
+                .collect(),
             draft: self.draft.unwrap_or(false),
             updated_at: self
                 .updated_at

@@ -276,7 +276,10 @@ impl ConditionalClient {
             if same_origin.is_none() || same_origin != origin {
                 return Err(ForgeError::Decode {
                     url: first_url.to_owned(),
-                    message: format!("refusing a next page on another origin: {}", one_line(&current, 200)),
+                    message: format!(
+                        "refusing a next page on another origin: {}",
+                        one_line(&current, 200)
+                    ),
                 });
             }
             if pages.len() >= MAX_PAGES {

@@ -3,7 +3,9 @@
 //! forgewatch's value lies in how it talks to GitHub: conditional requests, weak/strong
 //! ETags, pagination through `Link`, rate-limit accounting, deleted forks. This fake
 //! reproduces those behaviours (see `forge-apis.md` §1) so that end-to-end tests can
-//! drive the real daemon against it and assert on every request it made.
+//! drive the real daemon against it and assert on every request it made. `faults.rs` adds
+//! what a daemon must survive: budgets that run out, secondary limits, 429s, requests that
+//! hang, and 401s echoing secrets back.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -15,7 +17,12 @@ use axum::Router;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Semaphore, watch};
 
+mod faults;
 mod http;
+
+pub(crate) use faults::{
+    HangGate, echo_request_headers, epoch_after, now_epoch, reached, secs_until,
+};
 
 /// Start of the virtual clock: the real time when the fake starts (a forge's
 /// timestamps are near now, which `stale_after` relies on); every mutation then
@@ -30,6 +37,8 @@ fn epoch() -> u64 {
 #[derive(Clone)]
 pub struct FakeGitHub {
     inner: Arc<Inner>,
+    /// Shared by the handles a test holds, not by the server's: see [`faults::Owner`].
+    _owner: Option<Arc<faults::Owner>>,
 }
 
 struct Inner {
@@ -42,6 +51,8 @@ struct Inner {
     /// While holding, each request takes one permit (given by [`FakeGitHub::release`])
     /// before it is answered.
     gate: Semaphore,
+    /// Where requests hung by [`FakeGitHub::hang_next`] and [`FakeGitHub::hang_path`] wait.
+    hang: HangGate,
 }
 
 /// Requests that arrived and are not answered yet (held ones included).
@@ -158,6 +169,7 @@ struct GhState {
     used: HashMap<Option<String>, u64>,
     reset_at: u64,
     requests: Vec<RequestRecord>,
+    faults: faults::Faults,
 }
 
 impl FakeGitHub {
@@ -184,18 +196,26 @@ impl FakeGitHub {
             used: HashMap::new(),
             reset_at,
             requests: Vec::new(),
+            faults: faults::Faults::default(),
+        };
+        let inner = Arc::new(Inner {
+            state: Mutex::new(state),
+            addr,
+            served: watch::channel(0).0,
+            in_flight: watch::channel(InFlight::default()).0,
+            holding: watch::channel(false).0,
+            gate: Semaphore::new(0),
+            hang: HangGate::new(),
+        });
+        let server = FakeGitHub {
+            inner: inner.clone(),
+            _owner: None,
         };
         let gh = FakeGitHub {
-            inner: Arc::new(Inner {
-                state: Mutex::new(state),
-                addr,
-                served: watch::channel(0).0,
-                in_flight: watch::channel(InFlight::default()).0,
-                holding: watch::channel(false).0,
-                gate: Semaphore::new(0),
-            }),
+            _owner: Some(Arc::new(faults::Owner(inner.clone()))),
+            inner,
         };
-        let app = Router::new().fallback(http::handle).with_state(gh.clone());
+        let app = Router::new().fallback(http::handle).with_state(server);
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -414,7 +434,8 @@ impl FakeGitHub {
     }
 
     /// Requests being handled now: arrived, not yet answered (held ones included). A request
-    /// leaves this count just before it is recorded and counted by [`Self::wait_for_requests`].
+    /// leaves this count just before it is recorded and counted by [`Self::wait_for_requests`],
+    /// except a hung one ([`Self::hang_next`]): recorded when taken, in flight until answered.
     pub fn in_flight(&self) -> usize {
         self.inner.in_flight.borrow().now
     }

@@ -7,9 +7,10 @@
 //! older servers, and the pipeline trigger API. This fake reproduces them (`forge-apis.md`
 //! §2) so end-to-end tests can drive the real daemon against it and assert on every request.
 //! It mirrors the fake GitHub's structure: this file keeps the public API and the state it
-//! mutates, `state.rs` its transitions; `http.rs` serves requests, `routes.rs` renders JSON.
+//! mutates, `state.rs` its transitions; `http.rs` serves requests, `routes.rs` renders JSON,
+//! `faults.rs` injects budgets that run out, hanging requests and hostile 401s.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,6 +19,9 @@ use std::time::Duration;
 use axum::Router;
 use tokio::sync::watch;
 
+use crate::fake_github::HangGate;
+
+mod faults;
 mod format;
 mod http;
 mod routes;
@@ -38,12 +42,16 @@ fn epoch() -> u64 {
 #[derive(Clone)]
 pub struct FakeGitLab {
     inner: Arc<Inner>,
+    /// Shared by the handles a test holds, not by the server's: see [`faults::Owner`].
+    _owner: Option<Arc<faults::Owner>>,
 }
 
 struct Inner {
     state: Mutex<GlState>,
     addr: SocketAddr,
     served: watch::Sender<usize>,
+    /// Where requests hung by [`FakeGitLab::hang_next`] and [`FakeGitLab::hang_path`] wait.
+    hang: HangGate,
 }
 
 /// A merge request to open with [`FakeGitLab::open_mr`].
@@ -183,7 +191,8 @@ struct GlState {
     required_token: Option<String>,
     max_per_page: usize,
     legacy: bool,
-    failures: VecDeque<Failure>,
+    /// Injected failures and hangs, budgets set by [`FakeGitLab::set_budget`], echoing 401s.
+    faults: faults::Faults,
     rate_limit: u64,
     /// Requests counted per credential (`None`: unauthenticated), 304s included.
     used: HashMap<Option<String>, u64>,
@@ -212,20 +221,27 @@ impl FakeGitLab {
             required_token: None,
             max_per_page: 100,
             legacy: false,
-            failures: VecDeque::new(),
+            faults: faults::Faults::default(),
             rate_limit: 2000,
             used: HashMap::new(),
             requests: Vec::new(),
             pipelines: Vec::new(),
         };
-        let gl = FakeGitLab {
-            inner: Arc::new(Inner {
-                state: Mutex::new(state),
-                addr,
-                served: watch::channel(0).0,
-            }),
+        let inner = Arc::new(Inner {
+            state: Mutex::new(state),
+            addr,
+            served: watch::channel(0).0,
+            hang: HangGate::new(),
+        });
+        let server = FakeGitLab {
+            inner: inner.clone(),
+            _owner: None,
         };
-        let app = Router::new().fallback(http::handle).with_state(gl.clone());
+        let gl = FakeGitLab {
+            _owner: Some(Arc::new(faults::Owner(inner.clone()))),
+            inner,
+        };
+        let app = Router::new().fallback(http::handle).with_state(server);
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -276,9 +292,10 @@ impl FakeGitLab {
         self.lock().legacy = legacy;
     }
 
-    /// The next `n` requests (any route) get `failure` instead of their answer.
+    /// The next `n` requests (any route) get `failure` instead of their answer (taken in the
+    /// order queued, along with [`Self::hang_next`]'s hangs).
     pub fn fail_next(&self, n: usize, failure: Failure) {
-        self.lock().failures.extend(std::iter::repeat_n(failure, n));
+        self.lock().faults.fail_next(n, failure);
     }
 
     /// Creates a project at `path` (any subgroup depth) with its default branch at a fresh

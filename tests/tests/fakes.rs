@@ -12,6 +12,10 @@ use sha2::Sha256;
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// Fault injection (rate limits, hangs, echoed secrets): in a file of its own for length.
+#[path = "fakes/faults.rs"]
+mod faults;
+
 fn client() -> Client {
     Client::builder()
         .no_proxy()

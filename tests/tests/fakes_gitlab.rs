@@ -11,6 +11,10 @@ const WAIT: Duration = Duration::from_secs(10);
 const LIDAR: &str = "sensors/drivers/lidar-x";
 const LIDAR_ENC: &str = "sensors%2Fdrivers%2Flidar-x";
 
+/// Fault injection (rate limits, hangs, echoed secrets): in a file of its own for length.
+#[path = "fakes_gitlab/faults.rs"]
+mod faults;
+
 fn client() -> Client {
     Client::builder()
         .no_proxy()

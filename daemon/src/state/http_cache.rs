@@ -43,5 +43,6 @@ impl ValidatorStore for State {
         if let Err(e) = result {
             tracing::warn!(error = %e, "cannot write the HTTP cache");
         }
+        crate::crash::point("http-cache-write");
     }
 }

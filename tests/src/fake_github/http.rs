@@ -12,15 +12,15 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use url::form_urlencoded;
 
-use super::{FakeGitHub, GhState, Pr, Repo, RequestRecord};
+use super::{FakeGitHub, GhState, Pr, Repo, RequestRecord, faults};
 
 const DOCS: &str = "https://docs.github.com/rest";
 
 /// A response before it is turned into HTTP.
-struct Reply {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    body: Vec<u8>,
+pub(super) struct Reply {
+    pub(super) status: u16,
+    pub(super) headers: Vec<(&'static str, String)>,
+    pub(super) body: Vec<u8>,
 }
 
 /// A successful resource before conditional handling.
@@ -37,22 +37,42 @@ pub(super) async fn handle(State(gh): State<FakeGitHub>, req: Request) -> Respon
     let (parts, _body) = req.into_parts();
     let path = parts.uri.path();
     let query = parts.uri.query().unwrap_or("");
-    let mut st = gh.lock();
-    let reply = st.serve(&parts.method, path, query, &parts.headers);
     let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    st.requests.push(RequestRecord {
+    let record = |status| RequestRecord {
         method: parts.method.to_string(),
         path: path.to_owned(),
         query: query.to_owned(),
-        status: reply.status,
+        status,
         conditional: header("if-none-match").is_some() || header("if-modified-since").is_some(),
         authorization: header("authorization").map(str::to_owned),
-    });
-    // No longer in flight by the time it counts as served: whoever sees the served count
-    // reach `n` also sees the `n`th request gone from `in_flight`.
-    drop(in_flight);
-    gh.inner.served.send_replace(st.requests.len());
-    drop(st);
+    };
+    let answered = {
+        let mut st = gh.lock();
+        if let Some(hung) = gh.take_hang(&mut st, path) {
+            // Recorded (status 0) and counted as served when taken; in flight until answered.
+            st.requests.push(record(0));
+            gh.inner.served.send_replace(st.requests.len());
+            Err(hung)
+        } else {
+            let reply = st.serve(&parts.method, path, query, &parts.headers);
+            st.requests.push(record(reply.status));
+            // No longer in flight by the time it counts as served: whoever sees the served
+            // count reach `n` also sees the `n`th request gone from `in_flight`.
+            drop(in_flight);
+            gh.inner.served.send_replace(st.requests.len());
+            Ok(reply)
+        }
+    };
+    match answered {
+        Ok(reply) => respond(reply),
+        Err(hung) => {
+            hung.await;
+            respond(faults::unavailable())
+        }
+    }
+}
+
+fn respond(reply: Reply) -> Response {
     let mut resp = Response::new(Body::from(reply.body));
     *resp.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
     for (name, value) in reply.headers {
@@ -78,33 +98,27 @@ impl GhState {
             Some(required) => token.as_deref() == Some(required.as_str()),
             None => true,
         };
-        let (mut reply, budget) = if !authorized {
-            (error(401, "Bad credentials", DOCS), None)
+        // The budget spent: the token's when it is accepted, else the anonymous one.
+        let budget = if authorized { token.clone() } else { None };
+        self.refill_if_reset();
+        if let Some(reply) = self.fault_reply(budget.as_deref()) {
+            return reply;
+        }
+        let mut reply = if !authorized {
+            let mut reply = error(401, "Bad credentials", DOCS);
+            self.maybe_echo(&mut reply, headers);
+            reply
         } else {
-            let reply = match self.route(method, path, query) {
+            match self.route(method, path, query) {
                 Ok(content) => self.conditional(content, path, query, token.as_deref(), headers),
                 Err(reply) => reply,
-            };
-            (reply, token)
+            }
         };
-        let limit: u64 = if budget.is_some() { 5000 } else { 60 };
         let free = reply.status == 304 && authorization.is_some();
-        let used = self.used.entry(budget).or_default();
         if !free {
-            *used += 1;
+            *self.used.entry(budget.clone()).or_default() += 1;
         }
-        let used = *used;
-        reply.headers.extend([
-            ("x-ratelimit-limit", limit.to_string()),
-            (
-                "x-ratelimit-remaining",
-                limit.saturating_sub(used).to_string(),
-            ),
-            ("x-ratelimit-used", used.to_string()),
-            ("x-ratelimit-reset", self.reset_at.to_string()),
-            ("x-ratelimit-resource", "core".to_owned()),
-            ("x-github-api-version-selected", "2022-11-28".to_owned()),
-        ]);
+        reply.headers.extend(self.rate_headers(budget.as_deref()));
         reply
     }
 

@@ -3,8 +3,6 @@
 //! with weak body-digest ETags (`forge-apis.md` §2.1, §2.2). Routing and JSON rendering live
 //! in `routes.rs`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
@@ -13,7 +11,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::format::http_date;
-use super::{Failure, FakeGitLab, GlState, RequestRecord};
+use super::{Failure, FakeGitLab, GlState, RequestRecord, faults};
+use crate::fake_github::{now_epoch, secs_until};
 
 /// Largest request body read (pipeline trigger forms are tiny).
 const MAX_BODY: usize = 1 << 20;
@@ -69,18 +68,38 @@ pub(super) async fn handle(State(gl): State<FakeGitLab>, req: Request) -> Respon
         body: &body,
         token,
     };
-    let mut st = gl.lock();
-    let reply = st.serve(&request);
-    st.requests.push(RequestRecord {
+    let record = |status| RequestRecord {
         method: parts.method.to_string(),
         path: request.path.to_owned(),
         query: request.query.to_owned(),
-        status: reply.status,
+        status,
         conditional: header("if-none-match").is_some() || header("if-modified-since").is_some(),
         authorization: authorization.map(str::to_owned),
-    });
-    gl.inner.served.send_replace(st.requests.len());
-    drop(st);
+    };
+    let answered = {
+        let mut st = gl.lock();
+        if let Some(hung) = gl.take_hang(&mut st, request.path) {
+            // Recorded (status 0) and counted as served when taken, answered once released.
+            st.requests.push(record(0));
+            gl.inner.served.send_replace(st.requests.len());
+            Err(hung)
+        } else {
+            let reply = st.serve(&request);
+            st.requests.push(record(reply.status));
+            gl.inner.served.send_replace(st.requests.len());
+            Ok(reply)
+        }
+    };
+    match answered {
+        Ok(reply) => respond(reply),
+        Err(hung) => {
+            hung.await;
+            respond(faults::unavailable())
+        }
+    }
+}
+
+fn respond(reply: Reply) -> Response {
     let mut resp = Response::new(Body::from(reply.body));
     *resp.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
     for (name, value) in reply.headers {
@@ -100,31 +119,22 @@ fn bearer(authorization: &str) -> Option<String> {
         .then(|| rest.trim().to_owned())
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 impl GlState {
     fn serve(&mut self, req: &Req<'_>) -> Reply {
-        if let Some(failure) = self.failures.pop_front() {
+        if let Some(failure) = self.faults.next_failure() {
             return self.failure(failure, req);
         }
+        self.refill_if_reset();
         // Rack::Attack counts the request before the endpoint runs: 304s and errors cost too.
         let used = self.used.entry(req.token.clone()).or_default();
         *used += 1;
-        let observed = *used;
-        let limit = self.rate_limit;
-        let mut reply = if observed > limit {
+        let count = *used;
+        let standing = self.standing(count, window_end());
+        let mut reply = if standing.throttled {
             let mut reply = retry_later();
-            let reset = window_end();
             reply.headers.extend([
-                ("ratelimit-resettime", http_date(reset)),
-                (
-                    "retry-after",
-                    reset.saturating_sub(now_secs()).max(1).to_string(),
-                ),
+                ("ratelimit-resettime", http_date(standing.reset_at)),
+                ("retry-after", secs_until(standing.reset_at).to_string()),
             ]);
             reply
         } else if !self.authorized(req) {
@@ -132,13 +142,18 @@ impl GlState {
         } else {
             self.route(req)
         };
+        self.maybe_echo(&mut reply, req.headers);
         let name = match req.token {
             Some(_) => "throttle_authenticated_api",
             None => "throttle_unauthenticated_api",
         };
-        reply
-            .headers
-            .extend(rate_limit_headers(limit, name, observed));
+        reply.headers.extend(rate_limit_headers(
+            standing.limit,
+            name,
+            standing.observed,
+            standing.remaining,
+            standing.reset_at,
+        ));
         reply
     }
 
@@ -166,9 +181,9 @@ impl GlState {
                 };
                 reply
                     .headers
-                    .extend(rate_limit_headers(limit, name, limit + 1));
+                    .extend(rate_limit_headers(limit, name, limit + 1, 0, window_end()));
                 reply.headers.extend([
-                    ("ratelimit-resettime", http_date(now_secs() + secs)),
+                    ("ratelimit-resettime", http_date(now_epoch() + secs)),
                     ("retry-after", secs.to_string()),
                 ]);
                 reply
@@ -233,19 +248,22 @@ impl GlState {
 
 /// End of the current one-minute throttle window, in epoch seconds.
 fn window_end() -> u64 {
-    (now_secs() / 60 + 1) * 60
+    (now_epoch() / 60 + 1) * 60
 }
 
-fn rate_limit_headers(limit: u64, name: &str, observed: u64) -> Vec<(&'static str, String)> {
+fn rate_limit_headers(
+    limit: u64,
+    name: &str,
+    observed: u64,
+    remaining: u64,
+    reset_at: u64,
+) -> Vec<(&'static str, String)> {
     vec![
         ("ratelimit-limit", limit.to_string()),
         ("ratelimit-name", name.to_owned()),
         ("ratelimit-observed", observed.to_string()),
-        (
-            "ratelimit-remaining",
-            limit.saturating_sub(observed).to_string(),
-        ),
-        ("ratelimit-reset", window_end().to_string()),
+        ("ratelimit-remaining", remaining.to_string()),
+        ("ratelimit-reset", reset_at.to_string()),
     ]
 }
 
