@@ -7,7 +7,9 @@
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
 
 use crate::forge::RateLimit;
 
@@ -253,6 +255,21 @@ mod tests {
             .duration_since(SystemTime::now())
             .unwrap();
         assert!(left > Duration::from_secs(25) && left <= Duration::from_secs(30));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_per_minute_cap_spaces_requests() {
+        let g = Governor::new(RatePolicy {
+            requests_per_minute: Some(2),
+            ..RatePolicy::default()
+        });
+        let start = Instant::now();
+        g.admit().await.unwrap();
+        g.admit().await.unwrap();
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        // The third waits until the first is a minute old.
+        g.admit().await.unwrap();
+        assert_eq!(start.elapsed(), Duration::from_secs(60));
     }
 
     #[tokio::test]

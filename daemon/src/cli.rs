@@ -10,13 +10,15 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
-use crate::cycle::{CycleReport, Mode, Status};
+use crate::cycle::{CycleReport, Mode, Slice, Status};
 use crate::lock::StateLock;
 use crate::packages::Packages;
 use crate::state::State;
 use crate::supervisor::Supervisor;
 
 const DEFAULT_CONFIG: &str = "/etc/forgewatch/config.yml";
+/// Slices of a poll interval in `run` (see the run loop).
+const SLICES: usize = 4;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -223,21 +225,42 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let signals = tokio::spawn(shutdown_on_signal(shutdown.clone()));
     tracing::info!(interval = ?interval, workspaces = supervisor.config.workspaces.len(), "forgewatch running");
+    // The first cycle polls every target at once; after it, each interval is cut
+    // into slices, each polling a share of the targets and recomputing every build
+    // from the latest answers: requests are spread over the interval, every target
+    // is asked once per interval, and a change goes out right after its target's
+    // turn.
+    let mut slice = Slice::ALL;
     while !shutdown.is_cancelled() {
-        let started = std::time::Instant::now();
-        match supervisor.cycle(Mode::Deliver, &shutdown).await {
+        let started = tokio::time::Instant::now();
+        match supervisor
+            .cycle_slice(Mode::Deliver, slice, &shutdown)
+            .await
+        {
+            Ok(report) if report.outcomes.is_empty() && report.poll_errors.is_empty() => {
+                tracing::debug!(elapsed = ?started.elapsed(), "cycle done, nothing changed");
+            }
             Ok(report) => tracing::info!(
                 elapsed = ?started.elapsed(),
                 delivered = report.count(Status::Delivered),
                 failed = report.count(Status::Failed),
+                pending = report.count(Status::Pending),
                 poll_errors = report.poll_errors.len(),
                 "cycle done"
             ),
             Err(e) => tracing::error!("cycle failed: {e:#}"),
         }
+        slice = Slice {
+            index: if slice.of == SLICES {
+                (slice.index + 1) % SLICES
+            } else {
+                0
+            },
+            of: SLICES,
+        };
         tokio::select! {
             () = shutdown.cancelled() => {}
-            () = tokio::time::sleep(interval) => {}
+            () = tokio::time::sleep_until(started + interval / SLICES as u32) => {}
         }
     }
     // Running updates were cancelled with `shutdown`: their groups are being killed.

@@ -4,6 +4,7 @@
 //! ([`crate::outbox`]). A fingerprint is recorded only after its CI target answered
 //! 2xx; a failed delivery stays pending with the same delivery id.
 
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use forgewatch_adapters::forge::RequestStats;
@@ -28,6 +29,27 @@ struct Changes {
     obsolete: Vec<BuildKey>,
     /// Per workspace: PR key prefixes whose lists were complete, and the builds seen.
     closed: Vec<(Vec<String>, Vec<BuildKey>)>,
+}
+
+/// Which share of the watch targets a cycle polls: those whose index (in target
+/// order) is `index` modulo `of`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slice {
+    pub index: usize,
+    pub of: usize,
+}
+
+impl Slice {
+    pub const ALL: Slice = Slice { index: 0, of: 1 };
+
+    fn of<K: Clone + Ord, V: Clone>(self, targets: &BTreeMap<K, V>) -> BTreeMap<K, V> {
+        targets
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % self.of.max(1) == self.index)
+            .map(|(_, (k, v))| (k.clone(), v.clone()))
+            .collect()
+    }
 }
 
 /// Whether a cycle sends anything.
@@ -103,6 +125,17 @@ impl Supervisor {
         mode: Mode,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<CycleReport> {
+        self.cycle_slice(mode, Slice::ALL, shutdown).await
+    }
+
+    /// A cycle that polls only `slice` of the targets and computes every build from
+    /// the latest answers known for all of them (`run` spreads its requests so).
+    pub async fn cycle_slice(
+        &self,
+        mode: Mode,
+        slice: Slice,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<CycleReport> {
         let number = self
             .cycles
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
@@ -110,7 +143,7 @@ impl Supervisor {
         let span = tracing::info_span!("cycle", number);
         let before = self.request_stats();
         let report = self
-            .cycle_in_span(mode, shutdown)
+            .cycle_in_span(mode, slice, shutdown)
             .instrument(span.clone())
             .await;
         span.in_scope(|| self.log_forge_usage(&before));
@@ -150,6 +183,7 @@ impl Supervisor {
     async fn cycle_in_span(
         &self,
         mode: Mode,
+        slice: Slice,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<CycleReport> {
         let started = SystemTime::now();
@@ -158,7 +192,9 @@ impl Supervisor {
             let p = packages.get(&ws.name)?;
             Some((&p.packages[..], ws.pull_requests.enabled))
         }));
-        let results = poll(&targets, &self.forges, shutdown).await;
+        let polled = poll(&slice.of(&targets), &self.forges, shutdown).await;
+        self.log_poll_changes(&polled);
+        let results = self.merge_known(polled, &targets);
         let mut report = CycleReport {
             poll_errors: results.errors().map(|(t, e)| format!("{t}: {e}")).collect(),
             interrupted: results.interrupted,
@@ -166,9 +202,6 @@ impl Supervisor {
             ..CycleReport::default()
         };
         report.poll_errors.sort();
-        for e in &report.poll_errors {
-            tracing::warn!("poll failed: {e}");
-        }
         for (forge, (targets, until)) in &results.paused {
             tracing::warn!(
                 forge = %forge,

@@ -12,7 +12,9 @@ use crate::config::{ForgeKind, PackageKind};
 use crate::dependencies::parse::Flavor;
 use crate::dependencies::resolve::{DependencyGraph, Forges, resolve};
 use crate::packages::WorkspacePackages;
-use crate::poller::{PollResults, poll, watch_targets};
+use forgewatch_adapters::forge::WatchTarget;
+
+use crate::poller::{PollResults, TargetNeeds, poll, watch_targets};
 use crate::supervisor::Supervisor;
 use crate::updates::config_heads;
 
@@ -118,7 +120,7 @@ impl Supervisor {
                 })
                 .collect(),
         };
-        let mut graph = resolve(polled, &forges).await;
+        let mut graph = resolve(polled, &forges, &self.lookups, self.config.poll_interval).await;
         crate::mergeability::fill(&mut graph, &forges, &self.state).await;
         graph
     }
@@ -128,6 +130,58 @@ impl Supervisor {
         let mut seen = self.reported.lock().unwrap_or_else(|p| p.into_inner());
         if seen.insert(message.clone()) {
             tracing::info!("{message}");
+        }
+    }
+}
+
+impl Supervisor {
+    /// This cycle's answers over the latest known ones: targets not polled this
+    /// time keep their last answer; targets no longer watched are forgotten.
+    pub(crate) fn merge_known(
+        &self,
+        polled: PollResults,
+        targets: &BTreeMap<WatchTarget, TargetNeeds>,
+    ) -> PollResults {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        known.heads.retain(|t, _| targets.contains_key(t));
+        known.pulls.retain(|t, _| targets.contains_key(t));
+        known.heads.extend(polled.heads);
+        known.pulls.extend(polled.pulls);
+        let mut merged = known.clone();
+        merged.interrupted = polled.interrupted;
+        merged.paused = polled.paused;
+        merged
+    }
+
+    /// Logs a target's poll failure when it starts or changes, and its recovery:
+    /// a target that keeps failing the same way does not flood the log.
+    pub(crate) fn log_poll_changes(&self, polled: &PollResults) {
+        let mut last = self.poll_failures.lock().unwrap_or_else(|p| p.into_inner());
+        let answers = polled
+            .heads
+            .iter()
+            .map(|(t, r)| (format!("{t} head"), r.as_ref().err()))
+            .chain(
+                polled
+                    .pulls
+                    .iter()
+                    .map(|(t, r)| (format!("{t} pull requests"), r.as_ref().err())),
+            );
+        for (what, error) in answers {
+            match (error, last.get(&what)) {
+                (Some(e), Some(previous)) if previous == e => {
+                    tracing::debug!("{what}: still failing: {e}")
+                }
+                (Some(e), _) => {
+                    tracing::warn!("poll failed: {what}: {e}");
+                    last.insert(what, e.clone());
+                }
+                (None, Some(_)) => {
+                    tracing::info!("{what}: polled again successfully");
+                    last.remove(&what);
+                }
+                (None, None) => {}
+            }
         }
     }
 }

@@ -33,6 +33,12 @@ pub struct Supervisor {
     pub retry: RetryPolicy,
     /// `once` attempts every pending delivery whatever its backoff.
     pub attempt_all_pending: bool,
+    /// The latest answer of every target (a cycle may poll only a slice of them).
+    pub(crate) known: std::sync::Mutex<crate::poller::PollResults>,
+    /// Dependency lookups of the current poll interval.
+    pub(crate) lookups: crate::dependencies::resolve::LookupCache,
+    /// The last failure logged per poll, so a repeating one is logged once.
+    pub(crate) poll_failures: std::sync::Mutex<std::collections::HashMap<String, String>>,
     /// Messages already logged once (see `report_once`).
     pub(crate) reported: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
@@ -157,6 +163,9 @@ impl Supervisor {
             cycles: AtomicU64::new(0),
             retry,
             attempt_all_pending: false,
+            known: Default::default(),
+            poll_failures: Default::default(),
+            lookups: Default::default(),
             reported: Default::default(),
         })
     }

@@ -53,8 +53,37 @@ impl Forges {
     }
 }
 
-/// Builds the graph from the polled open PRs.
-pub async fn resolve(polled: Vec<PullRequest>, forges: &Forges) -> DependencyGraph {
+/// Answers of lookups, reused while younger than a poll interval, so a PR outside
+/// the watched targets is asked for at most once per interval however many
+/// cycles (slices) run.
+#[derive(Default)]
+pub struct LookupCache {
+    entries: std::sync::Mutex<BTreeMap<PrRef, (std::time::Instant, Result<PullRequest, String>)>>,
+}
+
+impl LookupCache {
+    fn get(&self, id: &PrRef, max_age: std::time::Duration) -> Option<Result<PullRequest, String>> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries
+            .get(id)
+            .filter(|(at, _)| at.elapsed() < max_age)
+            .map(|(_, r)| r.clone())
+    }
+
+    fn put(&self, id: PrRef, answer: Result<PullRequest, String>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.insert(id, (std::time::Instant::now(), answer));
+    }
+}
+
+/// Builds the graph from the polled open PRs; lookups younger than `max_age` are
+/// taken from `cache`.
+pub async fn resolve(
+    polled: Vec<PullRequest>,
+    forges: &Forges,
+    cache: &LookupCache,
+    max_age: std::time::Duration,
+) -> DependencyGraph {
     let mut graph = DependencyGraph::default();
     for pr in polled {
         graph.open.insert(pr_ref(&pr), pr);
@@ -106,8 +135,16 @@ pub async fn resolve(polled: Vec<PullRequest>, forges: &Forges) -> DependencyGra
                 );
                 continue;
             }
-            lookups += 1;
-            match lookup(&dep, forges).await {
+            let answer = match cache.get(&dep, max_age) {
+                Some(answer) => answer,
+                None => {
+                    lookups += 1;
+                    let answer = lookup(&dep, forges).await;
+                    cache.put(dep.clone(), answer.clone());
+                    answer
+                }
+            };
+            match answer {
                 Ok(pr) if pr.state == PrState::Open => {
                     graph.open.insert(dep.clone(), pr);
                     to_parse.push(dep);

@@ -408,6 +408,17 @@ mod tests {
     }
 
     #[test]
+    fn refuses_a_corrupt_file_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(DATABASE_FILE), vec![0x5a; 8192]).unwrap();
+        let message = State::open(dir.path()).err().unwrap().to_string();
+        assert!(
+            message.contains("state.sqlite3") && message.contains("not a database"),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn refuses_a_newer_schema() {
         let dir = tempfile::tempdir().unwrap();
         drop(State::open(dir.path()).unwrap());
