@@ -58,11 +58,14 @@ impl Forges {
 /// cycles (slices) run.
 #[derive(Default)]
 pub struct LookupCache {
-    entries: std::sync::Mutex<BTreeMap<PrRef, (std::time::Instant, Result<PullRequest, String>)>>,
+    entries: std::sync::Mutex<BTreeMap<PrRef, (std::time::Instant, Lookup)>>,
 }
 
+/// A looked-up PR, or why it could not be.
+type Lookup = Result<PullRequest, String>;
+
 impl LookupCache {
-    fn get(&self, id: &PrRef, max_age: std::time::Duration) -> Option<Result<PullRequest, String>> {
+    fn get(&self, id: &PrRef, max_age: std::time::Duration) -> Option<Lookup> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries
             .get(id)
@@ -70,7 +73,7 @@ impl LookupCache {
             .map(|(_, r)| r.clone())
     }
 
-    fn put(&self, id: PrRef, answer: Result<PullRequest, String>) {
+    fn put(&self, id: PrRef, answer: Lookup) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries.insert(id, (std::time::Instant::now(), answer));
     }
