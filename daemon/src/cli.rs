@@ -10,15 +10,14 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
-use crate::cycle::{CycleReport, Mode, Slice, Status};
+use crate::cycle::{CycleReport, Mode};
 use crate::lock::StateLock;
+use crate::notify::Notifier;
 use crate::packages::Packages;
 use crate::state::State;
 use crate::supervisor::Supervisor;
 
 const DEFAULT_CONFIG: &str = "/etc/forgewatch/config.yml";
-/// Slices of a poll interval in `run` (see the run loop).
-const SLICES: usize = 4;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -27,8 +26,17 @@ const SLICES: usize = 4;
     about = "Watches forges for many build workspaces and triggers CI when a build changes"
 )]
 struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -54,6 +62,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show what a running daemon reports.
+    Status {
+        /// Where the daemon's API is found (`http.listen`).
+        #[arg(long, default_value = DEFAULT_CONFIG, conflicts_with = "url")]
+        config: PathBuf,
+        /// The daemon's API, e.g. `http://127.0.0.1:8471`.
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask a running daemon to deliver a build now, under a new delivery id.
+    Trigger {
+        workspace: String,
+        /// A pull request, `HOST/PATH#N`; without it, the mainline.
+        #[arg(long)]
+        pr: Option<String>,
+        #[arg(long, default_value = DEFAULT_CONFIG, conflicts_with = "url")]
+        config: PathBuf,
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Print the JSON Schema of the configuration file.
+    Schema,
 }
 
 /// The entry point of the `forgewatch` binary.
@@ -69,7 +101,7 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    init_logging();
+    init_logging(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -80,30 +112,69 @@ pub fn main() -> ExitCode {
     runtime.block_on(dispatch(cli.command))
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 async fn dispatch(command: Command) -> ExitCode {
     let config_path = match &command {
-        Command::Run { config } | Command::Check { config } | Command::Once { config, .. } => {
-            config.clone()
+        Command::Schema => {
+            println!("{}", config::schema::schema());
+            return ExitCode::SUCCESS;
         }
+        Command::Status {
+            url: Some(url),
+            json,
+            ..
+        } => {
+            return finish(crate::remote::status(url, None, *json).await);
+        }
+        Command::Trigger {
+            url: Some(url),
+            workspace,
+            pr,
+            ..
+        } => {
+            return finish(crate::remote::trigger(url, None, workspace, pr.as_deref()).await);
+        }
+        Command::Run { config }
+        | Command::Check { config }
+        | Command::Once { config, .. }
+        | Command::Status { config, .. }
+        | Command::Trigger { config, .. } => config.clone(),
     };
     let config = match load_config(&config_path) {
         Some(c) => c,
         None => return ExitCode::from(2),
     };
     let result = match command {
+        Command::Schema => Ok(()),
+        Command::Status { json, .. } => {
+            let url = crate::remote::api_url(&config);
+            crate::remote::status(&url, Some(&config), json).await
+        }
+        Command::Trigger { workspace, pr, .. } => {
+            let url = crate::remote::api_url(&config);
+            crate::remote::trigger(&url, Some(&config), &workspace, pr.as_deref()).await
+        }
         Command::Check { .. } => print_summary(&config),
         Command::Once { dry_run, json, .. } => once(config, dry_run, json).await,
-        Command::Run { .. } => run(config).await,
+        Command::Run { .. } => {
+            crate::service::run(config, Notifier::from_env(|k| std::env::var(k).ok())).await
+        }
     };
+    finish(result)
+}
+
+fn finish(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -184,7 +255,11 @@ async fn once(config: Config, dry_run: bool, json: bool) -> anyhow::Result<()> {
         )
     } else {
         let lock = StateLock::acquire(&config.state_dir)?;
-        (Some(lock), open_locked_state(&config)?, Mode::Deliver)
+        (
+            Some(lock),
+            crate::service::open_locked_state(&config)?,
+            Mode::Deliver,
+        )
     };
     let mut supervisor = Supervisor::new(config, Arc::new(state))?;
     // `once` attempts every pending delivery, whatever its backoff.
@@ -215,93 +290,4 @@ fn print_report(report: &CycleReport, json: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-async fn run(config: Config) -> anyhow::Result<()> {
-    let _lock = StateLock::acquire(&config.state_dir)?;
-    let state = open_locked_state(&config)?;
-    let interval = config.poll_interval;
-    let supervisor = Supervisor::new(config, Arc::new(state))?;
-    let shutdown = CancellationToken::new();
-    let signals = tokio::spawn(shutdown_on_signal(shutdown.clone()));
-    tracing::info!(interval = ?interval, workspaces = supervisor.config.workspaces.len(), "forgewatch running");
-    // The first cycle polls every target at once; after it, each interval is cut
-    // into slices, each polling a share of the targets and recomputing every build
-    // from the latest answers: requests are spread over the interval, every target
-    // is asked once per interval, and a change goes out right after its target's
-    // turn.
-    let mut slice = Slice::ALL;
-    while !shutdown.is_cancelled() {
-        let started = tokio::time::Instant::now();
-        match supervisor
-            .cycle_slice(Mode::Deliver, slice, &shutdown)
-            .await
-        {
-            Ok(report) if report.outcomes.is_empty() && report.poll_errors.is_empty() => {
-                tracing::debug!(elapsed = ?started.elapsed(), "cycle done, nothing changed");
-            }
-            Ok(report) => tracing::info!(
-                elapsed = ?started.elapsed(),
-                delivered = report.count(Status::Delivered),
-                failed = report.count(Status::Failed),
-                pending = report.count(Status::Pending),
-                poll_errors = report.poll_errors.len(),
-                "cycle done"
-            ),
-            Err(e) => tracing::error!("cycle failed: {e:#}"),
-        }
-        slice = Slice {
-            index: if slice.of == SLICES {
-                (slice.index + 1) % SLICES
-            } else {
-                0
-            },
-            of: SLICES,
-        };
-        tokio::select! {
-            () = shutdown.cancelled() => {}
-            () = tokio::time::sleep_until(started + interval / SLICES as u32) => {}
-        }
-    }
-    // Running updates were cancelled with `shutdown`: their groups are being killed.
-    supervisor.updates.wait_all().await;
-    signals.abort();
-    tracing::info!("stopped");
-    Ok(())
-}
-
-/// The state of a process that holds the `state_dir` lock: jobs a dead process left
-/// running are marked failed, and this process adopts orphaned grandchildren of its
-/// update commands so they are reaped.
-fn open_locked_state(config: &Config) -> anyhow::Result<State> {
-    let state = State::open(&config.state_dir)?;
-    let now_ms = forgewatch_adapters::http::unix_seconds(std::time::SystemTime::now()) * 1000;
-    let interrupted = state.fail_interrupted_jobs(now_ms)?;
-    if interrupted > 0 {
-        tracing::warn!(interrupted, "jobs of a previous run were interrupted");
-    }
-    if let Err(e) = forgewatch_workspace_runner::process::become_child_subreaper() {
-        tracing::warn!(
-            "cannot become a child subreaper (orphans of update commands may linger): {e}"
-        );
-    }
-    Ok(state)
-}
-
-/// Cancels `shutdown` on the first SIGTERM or SIGINT.
-async fn shutdown_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    tracing::info!("{name} received: stopping");
-    shutdown.cancel();
 }

@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
+use forgewatch_adapters::forge::WatchTarget;
+
 use forgewatch_adapters::forge::RequestStats;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -31,22 +33,29 @@ struct Changes {
     closed: Vec<(Vec<String>, Vec<BuildKey>)>,
 }
 
-/// Which share of the watch targets a cycle polls: those whose index (in target
-/// order) is `index` modulo `of`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Slice {
-    pub index: usize,
-    pub of: usize,
+/// Which watch targets a cycle polls; the others keep their latest answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selection {
+    All,
+    /// Those whose index (in target order) is `index` modulo `of`.
+    Slice {
+        index: usize,
+        of: usize,
+    },
+    /// The targets of one repository (a webhook named it).
+    Repo(forgewatch_adapters::RepoId),
 }
 
-impl Slice {
-    pub const ALL: Slice = Slice { index: 0, of: 1 };
-
-    fn of<K: Clone + Ord, V: Clone>(self, targets: &BTreeMap<K, V>) -> BTreeMap<K, V> {
+impl Selection {
+    fn of<V: Clone>(&self, targets: &BTreeMap<WatchTarget, V>) -> BTreeMap<WatchTarget, V> {
         targets
             .iter()
             .enumerate()
-            .filter(|(i, _)| i % self.of.max(1) == self.index)
+            .filter(|(i, (t, _))| match self {
+                Selection::All => true,
+                Selection::Slice { index, of } => i % (*of).max(1) == *index,
+                Selection::Repo(repo) => t.repo == *repo,
+            })
             .map(|(_, (k, v))| (k.clone(), v.clone()))
             .collect()
     }
@@ -125,7 +134,7 @@ impl Supervisor {
         mode: Mode,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<CycleReport> {
-        self.cycle_slice(mode, Slice::ALL, shutdown).await
+        self.cycle_slice(mode, Selection::All, shutdown).await
     }
 
     /// A cycle that polls only `slice` of the targets and computes every build from
@@ -133,7 +142,7 @@ impl Supervisor {
     pub async fn cycle_slice(
         &self,
         mode: Mode,
-        slice: Slice,
+        slice: Selection,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<CycleReport> {
         let number = self
@@ -183,7 +192,7 @@ impl Supervisor {
     async fn cycle_in_span(
         &self,
         mode: Mode,
-        slice: Slice,
+        slice: Selection,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<CycleReport> {
         let started = SystemTime::now();
@@ -192,7 +201,7 @@ impl Supervisor {
             let p = packages.get(&ws.name)?;
             Some((&p.packages[..], ws.pull_requests.enabled))
         }));
-        let polled = poll(&slice.of(&targets), &self.forges, shutdown).await;
+        let polled = poll(&slice.of(&targets), &self.forges, shutdown, &self.progress).await;
         self.log_poll_changes(&polled);
         let results = self.merge_known(polled, &targets);
         let mut report = CycleReport {
@@ -222,6 +231,7 @@ impl Supervisor {
         let graph = self.dependency_graph(&results).await;
         let detected_at = forgewatch_adapters::http::unix_seconds(started);
         let mut changes = Changes::default();
+        let mut seen = Vec::new();
         for ws in &self.config.workspaces {
             let Some(ws_packages) = packages.get(&ws.name) else {
                 continue;
@@ -242,6 +252,7 @@ impl Supervisor {
             );
             let _span = tracing::info_span!("workspace", workspace = %ws.name).entered();
             self.observe_workspace(ws, &planned, mode, detected_at, &mut changes, &mut report)?;
+            seen.push((ws, ws_packages.packages.clone(), planned));
         }
         if mode == Mode::DryRun {
             return Ok(report);
@@ -256,6 +267,7 @@ impl Supervisor {
         report.outcomes = self
             .send_pending(self.attempt_all_pending, shutdown)
             .await?;
+        self.refresh_snapshot(&results, seen, &report, started)?;
         Ok(report)
     }
 

@@ -73,6 +73,11 @@ pub struct DeliveryId(uuid::Uuid);
 const DELIVERY_NAMESPACE: uuid::Uuid = uuid::uuid!("5b1e0c3e-8f4a-5d2b-9c61-0f6f6a7e2d41");
 
 impl DeliveryId {
+    /// A new random id: a manual trigger is a delivery of its own.
+    pub fn fresh() -> DeliveryId {
+        DeliveryId(uuid::Uuid::new_v4())
+    }
+
     pub fn derive(key: &BuildKey, fingerprint: &Fingerprint) -> DeliveryId {
         let name = format!("{}\n{}", key.as_str(), fingerprint.as_str());
         DeliveryId(uuid::Uuid::new_v5(&DELIVERY_NAMESPACE, name.as_bytes()))

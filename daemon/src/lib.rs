@@ -20,7 +20,12 @@
 //! - [`cycle`]: one poll → compute → enqueue pass.
 //! - [`outbox`]: sends pending deliveries, with retries and backoff.
 //! - [`crash`]: named crash points for the crash-safety tests.
-//! - [`cli`]: the command line (`check`, `once`, `run`).
+//! - [`status`]: the snapshot and counters the HTTP API serves.
+//! - [`status_api`]: the HTTP API, webhooks; [`status_page`]: the page and metrics.
+//! - [`cli`]: the command line (`check`, `once`, `run`, `status`, `trigger`, `schema`).
+//! - [`service`]: the daemon's loop: cycles, HTTP API, webhooks, reloads, signals.
+//! - [`notify`]: systemd's notify protocol.
+//! - [`remote`]: `status` and `trigger`, clients of a running daemon's API.
 
 pub mod builds;
 pub mod cli;
@@ -33,12 +38,18 @@ pub mod fingerprint;
 pub mod ids;
 pub mod lock;
 pub mod mergeability;
+pub mod notify;
 pub mod outbox;
 pub mod packages;
 pub mod payload;
 pub mod poller;
 pub mod pr_builds;
 pub mod refresh;
+pub mod remote;
+pub mod service;
 pub mod state;
+pub mod status;
+pub mod status_api;
+pub mod status_page;
 pub mod supervisor;
 pub mod updates;

@@ -73,11 +73,12 @@ impl Supervisor {
             let target = self.ci.get(&ci_name).cloned();
             let state = self.state.clone();
             let policy = self.retry;
+            let progress = self.progress.clone();
             let shutdown = shutdown.clone();
             let span = tracing::info_span!("deliveries", ci = %ci_name);
             tasks.spawn(
                 async move {
-                    send_to(
+                    let outcomes = send_to(
                         target,
                         &ci_name,
                         items,
@@ -86,7 +87,9 @@ impl Supervisor {
                         attempt_all,
                         &shutdown,
                     )
-                    .await
+                    .await;
+                    progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    outcomes
                 }
                 .instrument(span),
             );
@@ -145,6 +148,9 @@ async fn send_to(
                 crate::crash::point("after-accept");
                 state.complete_delivery(&item, now / 1000)?;
                 span.in_scope(|| tracing::info!(reason = %item.reason, "delivered"));
+                let workspace = item.key.as_str().split('/').next();
+                let message = format!("{} (delivery {})", item.reason, item.delivery_id);
+                state.record_event("delivered", workspace, Some(item.key.as_str()), &message);
                 outcome.status = Status::Delivered;
             }
             Err(error) => {
@@ -152,6 +158,14 @@ async fn send_to(
                 let delay = policy.delay(attempts, seed(&item, now));
                 let next = now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
                 state.delivery_failed(&item, attempts, next, &error)?;
+                let workspace = item.key.as_str().split('/').next();
+                let message = format!("attempt {attempts} failed: {error}");
+                state.record_event(
+                    "delivery_failed",
+                    workspace,
+                    Some(item.key.as_str()),
+                    &message,
+                );
                 span.in_scope(|| {
                     tracing::warn!(
                         attempts,
@@ -166,6 +180,54 @@ async fn send_to(
         outcomes.push(outcome);
     }
     Ok(outcomes)
+}
+
+impl Supervisor {
+    /// `forgewatch trigger`: sends the last computed build of `key` again under a
+    /// fresh delivery id, through the outbox.
+    pub async fn trigger_now(&self, key: &crate::ids::BuildKey) -> anyhow::Result<String> {
+        let (workspace, ci, build) = {
+            let builds = self.last_builds.lock().unwrap_or_else(|p| p.into_inner());
+            builds
+                .get(key)
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("no build `{key}` is known (yet)"))?
+        };
+        let previous = self.state.delivered(key)?.and_then(|d| d.inputs);
+        let delivery_id = crate::ids::DeliveryId::fresh();
+        let reason = "manual trigger".to_owned();
+        let now = unix_ms(SystemTime::now());
+        let trigger = crate::payload::build_trigger(
+            &build,
+            &crate::payload::PayloadContext {
+                workspace: &workspace,
+                delivery_id: &delivery_id,
+                previous: previous.as_ref(),
+                reason: &reason,
+                detected_at: now / 1000,
+            },
+        );
+        let item = Pending {
+            key: key.clone(),
+            inputs: build.inputs.clone(),
+            delivery_id: delivery_id.to_string(),
+            ci,
+            reason,
+            trigger,
+            attempts: 0,
+            next_attempt: now,
+            last_error: None,
+        };
+        self.state.enqueue_manual(&item, now)?;
+        self.state.record_event(
+            "triggered",
+            Some(&workspace),
+            Some(key.as_str()),
+            "manual trigger",
+        );
+        self.send_pending(false, &CancellationToken::new()).await?;
+        Ok(item.delivery_id)
+    }
 }
 
 #[cfg(test)]

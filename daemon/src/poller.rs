@@ -83,6 +83,7 @@ pub async fn poll(
     targets: &BTreeMap<WatchTarget, TargetNeeds>,
     forges: &BTreeMap<String, Arc<dyn Forge>>,
     shutdown: &CancellationToken,
+    progress: &std::sync::atomic::AtomicU64,
 ) -> PollResults {
     let mut tasks = JoinSet::new();
     let mut paused = BTreeMap::new();
@@ -134,6 +135,7 @@ pub async fn poll(
         ..PollResults::default()
     };
     while let Some(joined) = tasks.join_next().await {
+        progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match joined {
             Ok(Some(Answer::Head(t, r))) => {
                 results.heads.insert(t, r);

@@ -88,7 +88,7 @@ impl Supervisor {
             })
             .collect();
         let targets = watch_targets(config_only.values().map(|p| (&p[..], false)));
-        let results = poll(&targets, &self.forges, shutdown).await;
+        let results = poll(&targets, &self.forges, shutdown, &self.progress).await;
         self.schedule_updates(&packages, &results, shutdown).await?;
         self.updates.wait_all().await;
         Ok(())

@@ -35,6 +35,16 @@ pub struct Supervisor {
     pub attempt_all_pending: bool,
     /// The latest answer of every target (a cycle may poll only a slice of them).
     pub(crate) known: std::sync::Mutex<crate::poller::PollResults>,
+    pub snapshot: std::sync::Mutex<crate::status::Snapshot>,
+    pub metrics: Arc<crate::status::Metrics>,
+    /// The builds of the last cycle, by key, with their workspace and CI target
+    /// (what a manual trigger sends again).
+    pub(crate) last_builds: std::sync::Mutex<
+        BTreeMap<crate::ids::BuildKey, (String, String, crate::builds::PlannedBuild)>,
+    >,
+    /// Advanced by every forge answer and delivery attempt: the watchdog is fed
+    /// during a cycle only while this moves.
+    pub progress: Arc<std::sync::atomic::AtomicU64>,
     /// Dependency lookups of the current poll interval.
     pub(crate) lookups: crate::dependencies::resolve::LookupCache,
     /// The last failure logged per poll, so a repeating one is logged once.
@@ -45,6 +55,15 @@ pub struct Supervisor {
 
 impl Supervisor {
     pub fn new(config: Config, state: Arc<State>) -> anyhow::Result<Supervisor> {
+        Self::with_metrics(config, state, Arc::default())
+    }
+
+    /// A supervisor whose counters continue `metrics` (across reloads).
+    pub fn with_metrics(
+        config: Config,
+        state: Arc<State>,
+        metrics: Arc<crate::status::Metrics>,
+    ) -> anyhow::Result<Supervisor> {
         let store: Arc<dyn ValidatorStore> = state.clone();
         let mut forges: BTreeMap<String, Arc<dyn Forge>> = BTreeMap::new();
         for (name, forge) in &config.forges {
@@ -152,7 +171,7 @@ impl Supervisor {
             initial: config.delivery.retry_initial,
             cap: config.delivery.retry_cap,
         };
-        let updates = Updates::new(&config, state.clone());
+        let updates = Updates::new(&config, state.clone(), metrics.clone());
         Ok(Supervisor {
             config,
             state,
@@ -166,7 +185,32 @@ impl Supervisor {
             known: Default::default(),
             poll_failures: Default::default(),
             lookups: Default::default(),
+            progress: Default::default(),
+            snapshot: Default::default(),
+            metrics,
+            last_builds: Default::default(),
             reported: Default::default(),
         })
+    }
+}
+
+impl Supervisor {
+    /// After a reload: keep what `old` knew (latest poll answers, the snapshot and
+    /// the builds of the last cycle) until this supervisor's first cycle.
+    pub fn carry_over(&mut self, old: &Supervisor) {
+        let lock = |e: std::sync::PoisonError<_>| e.into_inner();
+        *self.known.lock().unwrap_or_else(lock) = old.known.lock().unwrap_or_else(lock).clone();
+        let mut snapshot = old
+            .snapshot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        snapshot.config_error = None;
+        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = snapshot;
+        *self.last_builds.lock().unwrap_or_else(|e| e.into_inner()) = old
+            .last_builds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
     }
 }

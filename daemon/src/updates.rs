@@ -88,6 +88,7 @@ pub struct Updates {
     tasks: tokio::sync::Mutex<JoinSet<()>>,
     /// Workspaces whose update finished since the last [`Updates::take_finished`].
     finished: Arc<Mutex<Vec<String>>>,
+    metrics: Arc<crate::status::Metrics>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -95,7 +96,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Updates {
-    pub fn new(config: &Config, state: Arc<State>) -> Updates {
+    /// After a reload: the updates still running (or finished and not yet seen)
+    /// stay known, and startup updates run only for workspaces the old
+    /// configuration did not have.
+    pub fn carry_over(&mut self, old: &Updates, old_workspaces: &[String]) {
+        self.running = old.running.clone();
+        self.finished = old.finished.clone();
+        let mut pending = lock(&self.startup_pending);
+        pending.retain(|ws| !old_workspaces.contains(ws));
+    }
+
+    pub fn new(
+        config: &Config,
+        state: Arc<State>,
+        metrics: Arc<crate::status::Metrics>,
+    ) -> Updates {
         let startup = config
             .workspaces
             .iter()
@@ -110,6 +125,7 @@ impl Updates {
             startup_pending: Mutex::new(startup),
             tasks: tokio::sync::Mutex::new(JoinSet::new()),
             finished: Arc::new(Mutex::new(Vec::new())),
+            metrics,
         }
     }
 
@@ -189,6 +205,7 @@ impl Updates {
             heads,
             state: self.state.clone(),
             secret_env_vars: self.secret_env_vars.clone(),
+            metrics: self.metrics.clone(),
         };
         let permits = self.permits.clone();
         let cancel = cancel.clone();
@@ -229,6 +246,7 @@ struct UpdateRun {
     heads: Option<BTreeMap<String, String>>,
     state: Arc<State>,
     secret_env_vars: Vec<String>,
+    metrics: Arc<crate::status::Metrics>,
 }
 
 fn unix_ms(t: SystemTime) -> i64 {
@@ -326,6 +344,15 @@ impl UpdateRun {
         if let Err(e) = self.state.finish_job(job_id, &end) {
             tracing::error!("cannot record the end of job {job_id}: {e}");
         }
+        let (kind, counter) = match status {
+            JobStatus::Succeeded => ("update_succeeded", &self.metrics.updates_succeeded),
+            JobStatus::TimedOut => ("update_timed_out", &self.metrics.updates_timed_out),
+            _ => ("update_failed", &self.metrics.updates_failed),
+        };
+        crate::status::Metrics::add(counter, 1);
+        let message = format!("job {job_id} ({}): {detail}", self.trigger.as_str());
+        self.state
+            .record_event(kind, Some(&self.workspace), None, &message);
         if status == JobStatus::Succeeded {
             if let Some(heads) = self.heads {
                 marks.config_heads = heads;

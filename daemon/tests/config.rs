@@ -111,8 +111,8 @@ fn unknown_key_lists_what_is_expected_without_inline_secret_keys() {
 
 #[test]
 fn unknown_keys_of_a_later_release() {
-    let msg = "`http` is not supported by this version";
-    refused("state_dir: s\nhttp: {}", (2, 1), msg);
+    let msg = "`listen` must be an address and port";
+    refused("state_dir: s\nhttp: { listen: localhost }", (2, 17), msg);
     let text = workspace("", "", "\n    discover:\n      argv: [x]");
     refused(&text, (15, 5), "unknown field `discover`");
     refused(

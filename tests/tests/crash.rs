@@ -205,6 +205,9 @@ async fn kills_at_any_point_lose_no_build_and_repeat_only_with_the_same_delivery
         .env("FW_E2E_TOKEN", support::TOKEN)
         .env("FW_E2E_HOOK_SECRET", support::HOOK_SECRET)
         .env("FW_E2E_TRIGGER_TOKEN", support::TRIGGER_TOKEN)
+        .env("FW_E2E_ADMIN", support::ADMIN_TOKEN)
+        .env("FW_E2E_GITHUB_HOOK", support::GITHUB_HOOK_SECRET)
+        .env("FW_E2E_GITLAB_HOOK", support::GITLAB_HOOK_SECRET)
         .output()
         .await
         .unwrap();

@@ -8,6 +8,7 @@
 
 mod duration;
 mod raw;
+pub mod schema;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -31,6 +32,7 @@ pub struct Config {
     /// Update subprocesses running at once, all workspaces together.
     pub max_parallel_updates: usize,
     pub delivery: DeliveryConfig,
+    pub http: HttpConfig,
     /// Names of the environment variables secrets were read from: removed from the
     /// environment of every subprocess.
     pub secret_env_vars: Vec<String>,
@@ -69,6 +71,17 @@ pub struct ForgeConfig {
     pub secondary_limit_wait: Duration,
     /// At most this many requests a minute to this forge (`None`: no cap).
     pub requests_per_minute: Option<u32>,
+    /// Verifies this forge's webhooks (`X-Hub-Signature-256` / `X-Gitlab-Token`);
+    /// `None`: the forge's webhooks are refused.
+    pub webhook_secret: Option<Secret>,
+}
+
+/// The HTTP listener: status API, metrics, webhooks, status page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    pub listen: std::net::SocketAddr,
+    /// Bearer token of the POST endpoints; `None`: they are refused.
+    pub admin_token: Option<Secret>,
 }
 
 /// How deliveries are retried (SPEC §8).

@@ -27,7 +27,7 @@ use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_saphyr::{Location, MessageFormatter, Spanned, UserMessageFormatter};
 
 /// Keys accepted only to be refused with "must not be written inline".
-pub(super) const INLINE_SECRET_KEYS: [&str; 3] = ["token", "secret", "password"];
+pub(super) const INLINE_SECRET_KEYS: [&str; 4] = ["token", "secret", "password", "admin_token"];
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -37,6 +37,7 @@ pub(super) struct RawConfig {
     pub poll_interval: Option<Spanned<String>>,
     pub max_parallel_updates: Option<Spanned<usize>>,
     pub delivery: Option<Spanned<RawDelivery>>,
+    pub http: Option<Spanned<RawHttp>>,
     pub forges: Option<Entries<Spanned<RawForge>>>,
     pub ci: Option<Entries<Spanned<RawCi>>>,
     pub workspaces: Option<Vec<Spanned<RawWorkspace>>>,
@@ -58,12 +59,25 @@ pub(super) struct RawForge {
     pub rate_limit_reserve: Option<Spanned<String>>,
     pub secondary_limit_wait: Option<Spanned<String>>,
     pub requests_per_minute: Option<Spanned<u32>>,
+    pub webhook_secret_env: Option<Spanned<String>>,
+    pub webhook_secret_file: Option<Spanned<String>>,
     /// Refused (inline secret); the value is skipped, never stored.
     pub token: Option<Spanned<IgnoredAny>>,
     /// Refused (inline secret).
     pub secret: Option<Spanned<IgnoredAny>>,
     /// Refused (inline secret).
     pub password: Option<Spanned<IgnoredAny>>,
+}
+
+/// `http`: the status API, metrics and webhook receiver.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHttp {
+    pub listen: Option<Spanned<String>>,
+    pub admin_token_env: Option<Spanned<String>>,
+    pub admin_token_file: Option<Spanned<String>>,
+    /// Refused (inline secret).
+    pub admin_token: Option<Spanned<IgnoredAny>>,
 }
 
 /// `delivery`: retries of failed deliveries.
@@ -250,7 +264,7 @@ pub(super) fn parse(text: &str) -> Result<Spanned<RawConfig>, (u32, u32, String)
 }
 
 /// Keys of later releases (SPEC §5), named in the unknown-key message.
-const LATER_KEYS: [&str; 3] = ["http", "discover", "webhook_secret_file"];
+const LATER_KEYS: [&str; 1] = ["discover"];
 
 /// A location as `(line, column)`, 1-based.
 pub(super) fn line_col(location: Location) -> (u32, u32) {

@@ -246,6 +246,8 @@ impl Checker<'_> {
             _ => Err(Reported),
         };
 
+        let http = self.http(raw.http.as_ref());
+
         let mut forges = BTreeMap::new();
         let mut hosts: BTreeMap<String, ForgeHost> = BTreeMap::new();
         let mut forges_ok = true;
@@ -291,10 +293,11 @@ impl Checker<'_> {
             }
         }
 
-        let (Ok(state_dir), Ok(poll_interval), Ok(delivery), true, true, true, true) = (
+        let (Ok(state_dir), Ok(poll_interval), Ok(delivery), Ok(http), true, true, true, true) = (
             state_dir,
             poll_interval,
             delivery,
+            http,
             max_parallel_updates.is_ok(),
             forges_ok,
             ci_ok,
@@ -308,6 +311,7 @@ impl Checker<'_> {
             poll_interval,
             max_parallel_updates: max_parallel_updates.unwrap_or(DEFAULT_MAX_PARALLEL_UPDATES),
             delivery,
+            http,
             secret_env_vars: std::mem::take(&mut self.secret_env_vars),
             forges,
             ci,
@@ -404,6 +408,11 @@ impl Checker<'_> {
             }
             Some(n) => Ok(Some(n.value)),
         };
+        let webhook_secret = self.secret(
+            "webhook_secret",
+            raw.webhook_secret_env.as_ref(),
+            raw.webhook_secret_file.as_ref(),
+        );
         inline?;
         Ok(ForgeConfig {
             name: name.value.clone(),
@@ -417,6 +426,7 @@ impl Checker<'_> {
             rate_limit_reserve: rate_limit_reserve?,
             secondary_limit_wait: secondary_limit_wait?,
             requests_per_minute: requests_per_minute?,
+            webhook_secret: webhook_secret?,
         })
     }
 

@@ -13,6 +13,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
+pub mod events;
 mod http_cache;
 pub mod jobs;
 mod mergeability;
@@ -22,7 +23,7 @@ pub mod workspaces;
 use crate::fingerprint::BuildInputs;
 use crate::ids::{BuildKey, Fingerprint};
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 const DATABASE_FILE: &str = "state.sqlite3";
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +50,8 @@ pub struct DeliveredBuild {
     pub fingerprint: Fingerprint,
     /// `None` when the stored inputs are of another version.
     pub inputs: Option<BuildInputs>,
+    /// Unix seconds.
+    pub delivered_at: Option<i64>,
 }
 
 pub struct State {
@@ -137,7 +140,7 @@ impl State {
     pub fn delivered(&self, key: &BuildKey) -> Result<Option<DeliveredBuild>, StateError> {
         self.conn()
             .query_row(
-                "SELECT fingerprint, inputs FROM builds WHERE build_key = ?1",
+                "SELECT fingerprint, inputs, delivered_at FROM builds WHERE build_key = ?1",
                 [key.as_str()],
                 |row| {
                     let fingerprint: String = row.get(0)?;
@@ -145,6 +148,7 @@ impl State {
                     Ok(DeliveredBuild {
                         fingerprint: Fingerprint::from_stored(fingerprint),
                         inputs: BuildInputs::from_stored(&inputs),
+                        delivered_at: row.get(2)?,
                     })
                 },
             )
@@ -202,7 +206,7 @@ fn check_version(conn: &Connection, path: &Path) -> Result<i64, StateError> {
 }
 
 /// Schema steps, applied in order: step `i` brings the database to version `i + 1`.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     "CREATE TABLE http_cache (
        key TEXT PRIMARY KEY,
        etag TEXT,
@@ -264,6 +268,15 @@ const MIGRATIONS: [&str; 4] = [
        last_error TEXT,
        created_at INTEGER NOT NULL
      );",
+    "CREATE TABLE events (
+       id INTEGER PRIMARY KEY AUTOINCREMENT,
+       time INTEGER NOT NULL,
+       kind TEXT NOT NULL,
+       workspace TEXT,
+       build_key TEXT,
+       message TEXT NOT NULL
+     );
+     CREATE INDEX events_by_time ON events (time);",
 ];
 
 fn migrate(conn: &Connection, path: &Path) -> Result<(), StateError> {

@@ -93,6 +93,21 @@ impl State {
         tx.commit().map_err(|e| self.err(e))
     }
 
+    /// A manual trigger: replaces whatever is pending for the key, even with the
+    /// same fingerprint (it carries its own delivery id).
+    pub fn enqueue_manual(&self, item: &Pending, now: i64) -> Result<(), StateError> {
+        if self.read_only() {
+            return Ok(());
+        }
+        self.conn()
+            .execute(
+                "DELETE FROM outbox WHERE build_key = ?1",
+                [item.key.as_str()],
+            )
+            .map_err(|e| self.err(e))?;
+        self.enqueue(std::slice::from_ref(item), &[], now)
+    }
+
     /// Every pending delivery, by build key.
     pub fn pending(&self) -> Result<Vec<Pending>, StateError> {
         let conn = self.conn();

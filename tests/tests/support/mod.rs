@@ -20,6 +20,11 @@ pub const DEADLINE: Duration = Duration::from_secs(60);
 /// The token the fake GitHub requires and the daemon is given.
 pub const TOKEN: &str = "ghp_e2eTestToken0123456789";
 pub const HOOK_SECRET: &str = "e2e-hook-secret";
+/// The admin bearer token of the daemon's API.
+pub const ADMIN_TOKEN: &str = "e2e-admin-token";
+/// The forges' webhook secrets.
+pub const GITHUB_HOOK_SECRET: &str = "e2e-github-hook";
+pub const GITLAB_HOOK_SECRET: &str = "e2e-gitlab-hook";
 /// The GitLab pipeline trigger token of project `infra/ci`.
 pub const TRIGGER_TOKEN: &str = "glptt-e2eTrigger42";
 
@@ -131,7 +136,7 @@ impl Env {
     /// (`sh ci-script.sh` in the test directory, the payload on its stdin).
     pub fn config_header(&self) -> String {
         format!(
-            "state_dir: ./state\npoll_interval: 1s\nforges:\n  github:\n    kind: github\n    host: github.com\n    api_url: {api}\n    token_env: FW_E2E_TOKEN\n    max_concurrency: 4\n  lab:\n    kind: gitlab\n    host: gitlab.example.org\n    api_url: {lab}\n    token_env: FW_E2E_TOKEN\n    max_concurrency: 4\nci:\n  bb:\n    kind: buildbot\n    url: {bb}\n  hook:\n    kind: webhook\n    url: {hook}\n    secret_env: FW_E2E_HOOK_SECRET\n  pipeline:\n    kind: gitlab_pipeline\n    forge: lab\n    project: infra/ci\n    ref: main\n    token_env: FW_E2E_TRIGGER_TOKEN\n  script:\n    kind: command\n    argv: [sh, ci-script.sh]\n    timeout: 30s\nworkspaces:\n",
+            "state_dir: ./state\npoll_interval: 1s\nhttp:\n  listen: 127.0.0.1:0\n  admin_token_env: FW_E2E_ADMIN\nforges:\n  github:\n    kind: github\n    host: github.com\n    api_url: {api}\n    token_env: FW_E2E_TOKEN\n    webhook_secret_env: FW_E2E_GITHUB_HOOK\n    max_concurrency: 4\n  lab:\n    kind: gitlab\n    host: gitlab.example.org\n    api_url: {lab}\n    token_env: FW_E2E_TOKEN\n    webhook_secret_env: FW_E2E_GITLAB_HOOK\n    max_concurrency: 4\nci:\n  bb:\n    kind: buildbot\n    url: {bb}\n  hook:\n    kind: webhook\n    url: {hook}\n    secret_env: FW_E2E_HOOK_SECRET\n  pipeline:\n    kind: gitlab_pipeline\n    forge: lab\n    project: infra/ci\n    ref: main\n    token_env: FW_E2E_TRIGGER_TOKEN\n  script:\n    kind: command\n    argv: [sh, ci-script.sh]\n    timeout: 30s\nworkspaces:\n",
             api = self.github.api_url(),
             lab = self.gitlab.api_url(),
             bb = self.ci.buildbot_url(),
@@ -180,6 +185,9 @@ impl Env {
             .env("FW_E2E_TOKEN", TOKEN)
             .env("FW_E2E_HOOK_SECRET", HOOK_SECRET)
             .env("FW_E2E_TRIGGER_TOKEN", TRIGGER_TOKEN)
+            .env("FW_E2E_ADMIN", ADMIN_TOKEN)
+            .env("FW_E2E_GITHUB_HOOK", GITHUB_HOOK_SECRET)
+            .env("FW_E2E_GITLAB_HOOK", GITLAB_HOOK_SECRET)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -279,4 +279,47 @@ impl Checker<'_> {
             )),
         }
     }
+
+    /// The `http` block; the listener defaults to 127.0.0.1:8471.
+    pub(super) fn http(
+        &mut self,
+        raw: Option<&Spanned<super::super::raw::RawHttp>>,
+    ) -> Checked<crate::config::HttpConfig> {
+        let Some(raw) = raw else {
+            return Ok(crate::config::HttpConfig {
+                listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8471)),
+                admin_token: None,
+            });
+        };
+        let h = &raw.value;
+        let inline = match &h.admin_token {
+            Some(t) => Err(self.error(
+                t.referenced,
+                inline_secret_message("admin_token", &env_or_file("admin_token")),
+            )),
+            None => Ok(()),
+        };
+        let listen = match &h.listen {
+            None => Ok(std::net::SocketAddr::from(([127, 0, 0, 1], 8471))),
+            Some(l) => l.value.parse::<std::net::SocketAddr>().map_err(|_| {
+                self.error(
+                    l.referenced,
+                    format!(
+                        "`listen` must be an address and port such as `127.0.0.1:8471`, not {}",
+                        q(&l.value)
+                    ),
+                )
+            }),
+        };
+        let admin_token = self.secret(
+            "admin_token",
+            h.admin_token_env.as_ref(),
+            h.admin_token_file.as_ref(),
+        );
+        inline?;
+        Ok(crate::config::HttpConfig {
+            listen: listen?,
+            admin_token: admin_token?,
+        })
+    }
 }

@@ -1,0 +1,128 @@
+//! The event history served by `GET /api/v1/events`: triggers, deliveries, update
+//! jobs, reloads and errors, oldest first, the last [`EVENTS_KEPT`] kept.
+
+use rusqlite::params;
+use serde::Serialize;
+
+use super::{State, StateError};
+
+pub const EVENTS_KEPT: i64 = 10_000;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Event {
+    pub id: i64,
+    /// RFC 3339.
+    pub time: String,
+    pub kind: String,
+    pub workspace: Option<String>,
+    pub build_key: Option<String>,
+    pub message: String,
+}
+
+/// Which events to return.
+#[derive(Clone, Debug, Default)]
+pub struct EventQuery {
+    /// Unix milliseconds; only newer events.
+    pub since: Option<i64>,
+    pub workspace: Option<String>,
+    pub limit: Option<i64>,
+}
+
+fn rfc3339(ms: i64) -> String {
+    let t =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+impl State {
+    pub fn record_event(
+        &self,
+        kind: &str,
+        workspace: Option<&str>,
+        build_key: Option<&str>,
+        message: &str,
+    ) {
+        if self.read_only() {
+            return;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let conn = self.conn();
+        let result = conn
+            .execute(
+                "INSERT INTO events (time, kind, workspace, build_key, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![now, kind, workspace, build_key, message],
+            )
+            .and_then(|_| {
+                conn.execute(
+                    "DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?1",
+                    [EVENTS_KEPT],
+                )
+            });
+        if let Err(e) = result {
+            tracing::warn!("cannot record an event: {e}");
+        }
+    }
+
+    pub fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, time, kind, workspace, build_key, message FROM events
+                 WHERE time > ?1 AND (?2 IS NULL OR workspace = ?2)
+                 ORDER BY id LIMIT ?3",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map(
+            params![
+                query.since.unwrap_or(i64::MIN),
+                query.workspace,
+                query.limit.unwrap_or(EVENTS_KEPT).clamp(0, EVENTS_KEPT)
+            ],
+            |row| {
+                Ok(Event {
+                    id: row.get(0)?,
+                    time: rfc3339(row.get(1)?),
+                    kind: row.get(2)?,
+                    workspace: row.get(3)?,
+                    build_key: row.get(4)?,
+                    message: row.get(5)?,
+                })
+            },
+        )
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_filtered_and_ordered() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        state.record_event("delivered", Some("a"), Some("a/mainline"), "first delivery");
+        state.record_event("update_failed", Some("b"), None, "exited with status 1");
+        let all = state.events(&EventQuery::default()).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].kind, "delivered");
+        assert!(all[0].time.ends_with('Z'));
+        let b = state
+            .events(&EventQuery {
+                workspace: Some("b".into()),
+                ..EventQuery::default()
+            })
+            .unwrap();
+        assert_eq!(b.len(), 1);
+        let none = state
+            .events(&EventQuery {
+                since: Some(i64::MAX - 1),
+                ..EventQuery::default()
+            })
+            .unwrap();
+        assert!(none.is_empty());
+    }
+}

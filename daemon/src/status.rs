@@ -1,0 +1,292 @@
+//! What the daemon knows, for people and tools: a snapshot refreshed at the end of
+//! every cycle (served by the status API, the status page and `forgewatch status`),
+//! and the counters behind `/metrics`, which outlive reloads.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+use crate::builds::{PlannedBuild, Subject};
+use crate::dependencies::resolve::Unresolved;
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Snapshot {
+    /// The first cycle is done.
+    pub ready: bool,
+    pub cycles: u64,
+    /// RFC 3339.
+    pub last_cycle_at: Option<String>,
+    pub last_cycle_seconds: f64,
+    pub forges: BTreeMap<String, ForgeStatus>,
+    pub workspaces: BTreeMap<String, WorkspaceStatus>,
+    pub poll_errors: Vec<String>,
+    /// The last configuration reload that failed, and why.
+    pub config_error: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ForgeStatus {
+    pub host: String,
+    pub requests_fresh: u64,
+    pub requests_not_modified: u64,
+    pub requests_failed: u64,
+    pub rate_limit: Option<u64>,
+    pub rate_limit_remaining: Option<u64>,
+    pub paused_until: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct WorkspaceStatus {
+    pub ci: String,
+    pub packages: Vec<PackageStatus>,
+    pub builds: Vec<BuildStatus>,
+    /// Open PRs not built, with the reason (`awaiting_approval`, stale, ...).
+    pub not_built: Vec<NotBuiltStatus>,
+    /// Builds not computed this cycle, with the reason.
+    pub waiting: Vec<String>,
+    pub update_running: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PackageStatus {
+    pub name: String,
+    pub repository: String,
+    pub branch: String,
+    pub head: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NotBuiltStatus {
+    pub build_key: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BuildStatus {
+    pub build_key: String,
+    pub kind: &'static str,
+    pub fingerprint: String,
+    /// The fingerprint the CI last accepted, and when (RFC 3339).
+    pub delivered_fingerprint: Option<String>,
+    pub delivered_at: Option<String>,
+    pub pending: Option<PendingStatus>,
+    pub pull_request: Option<PullRequestStatus>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PendingStatus {
+    pub delivery_id: String,
+    pub attempts: u32,
+    pub next_attempt: String,
+    pub last_error: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PullRequestStatus {
+    pub url: String,
+    pub number: u64,
+    pub title: String,
+    pub author: String,
+    pub head_sha: String,
+    pub test_ref: String,
+    pub dependencies: Vec<String>,
+    pub unresolved_dependencies: Vec<Unresolved>,
+    /// The dependency cycle it is on, if any.
+    pub cycle: Vec<String>,
+}
+
+impl serde::Serialize for Unresolved {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Unresolved", 2)?;
+        st.serialize_field("reference", &self.reference)?;
+        st.serialize_field("reason", &self.reason)?;
+        st.end()
+    }
+}
+
+pub fn rfc3339_ms(ms: i64) -> String {
+    let t =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// The pull-request part of a build's status.
+pub fn pull_request_status(build: &PlannedBuild) -> Option<PullRequestStatus> {
+    let Subject::PullRequest {
+        pr,
+        test_ref,
+        dependencies,
+        unresolved,
+        cycle,
+        ..
+    } = &build.subject
+    else {
+        return None;
+    };
+    Some(PullRequestStatus {
+        url: pr.web_url.clone(),
+        number: pr.number,
+        title: pr.title.clone(),
+        author: pr.author.clone(),
+        head_sha: pr.head_sha.clone(),
+        test_ref: pr.test_ref(*test_ref),
+        dependencies: dependencies
+            .iter()
+            .map(|d| format!("{}#{}", d.base_repo, d.number))
+            .collect(),
+        unresolved_dependencies: unresolved.clone(),
+        cycle: cycle.clone(),
+    })
+}
+
+/// Counters of `/metrics` (monotonic for the life of the process).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub builds_triggered: AtomicU64,
+    pub deliveries_failed: AtomicU64,
+    pub updates_succeeded: AtomicU64,
+    pub updates_failed: AtomicU64,
+    pub updates_timed_out: AtomicU64,
+    pub webhooks_accepted: AtomicU64,
+    pub webhooks_refused: AtomicU64,
+}
+
+impl Metrics {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// What one cycle saw of a workspace: its configuration, packages and builds.
+pub type SeenWorkspace<'a> = (
+    &'a crate::config::WorkspaceConfig,
+    Vec<crate::config::PackageConfig>,
+    crate::builds::WorkspaceBuilds,
+);
+
+impl crate::supervisor::Supervisor {
+    /// Rebuilds the snapshot after a cycle, and counts its deliveries.
+    pub(crate) fn refresh_snapshot(
+        &self,
+        results: &crate::poller::PollResults,
+        seen: Vec<SeenWorkspace<'_>>,
+        report: &crate::cycle::CycleReport,
+        started: std::time::SystemTime,
+    ) -> anyhow::Result<()> {
+        use crate::cycle::Status;
+        Metrics::add(
+            &self.metrics.builds_triggered,
+            report.count(Status::Delivered) as u64,
+        );
+        Metrics::add(
+            &self.metrics.deliveries_failed,
+            report.count(Status::Failed) as u64,
+        );
+        let pending: BTreeMap<String, crate::state::outbox::Pending> = self
+            .state
+            .pending()?
+            .into_iter()
+            .map(|p| (p.key.to_string(), p))
+            .collect();
+        let mut workspaces = BTreeMap::new();
+        let mut last_builds = BTreeMap::new();
+        for (ws, packages, planned) in seen {
+            let mut status = WorkspaceStatus {
+                ci: ws.ci.clone(),
+                update_running: self.updates.is_running(&ws.name),
+                waiting: planned
+                    .skipped
+                    .iter()
+                    .map(|s| format!("{}: {}", s.key, s.reason))
+                    .collect(),
+                not_built: planned
+                    .not_built
+                    .iter()
+                    .map(|(k, why)| NotBuiltStatus {
+                        build_key: k.to_string(),
+                        reason: why.to_string(),
+                    })
+                    .collect(),
+                ..WorkspaceStatus::default()
+            };
+            for pkg in &packages {
+                let target = forgewatch_adapters::forge::WatchTarget {
+                    repo: pkg.repo.clone(),
+                    branch: pkg.branch.clone(),
+                };
+                status.packages.push(PackageStatus {
+                    name: pkg.name.clone(),
+                    repository: pkg.repo.to_string(),
+                    branch: pkg.branch.clone(),
+                    head: results
+                        .heads
+                        .get(&target)
+                        .and_then(|r| r.as_ref().ok())
+                        .cloned(),
+                });
+            }
+            for build in planned.builds {
+                let delivered = self.state.delivered(&build.key)?;
+                status.builds.push(BuildStatus {
+                    build_key: build.key.to_string(),
+                    kind: if build.key.as_str().ends_with("/mainline") {
+                        "mainline"
+                    } else {
+                        "pull_request"
+                    },
+                    fingerprint: build.inputs.fingerprint().to_string(),
+                    delivered_fingerprint: delivered.as_ref().map(|d| d.fingerprint.to_string()),
+                    delivered_at: delivered
+                        .as_ref()
+                        .and_then(|d| d.delivered_at)
+                        .map(|s| rfc3339_ms(s * 1000)),
+                    pending: pending.get(build.key.as_str()).map(|p| PendingStatus {
+                        delivery_id: p.delivery_id.clone(),
+                        attempts: p.attempts,
+                        next_attempt: rfc3339_ms(p.next_attempt),
+                        last_error: p.last_error.clone(),
+                    }),
+                    pull_request: pull_request_status(&build),
+                });
+                last_builds.insert(build.key.clone(), (ws.name.clone(), ws.ci.clone(), build));
+            }
+            workspaces.insert(ws.name.clone(), status);
+        }
+        let forges = self
+            .forges
+            .iter()
+            .map(|(name, f)| {
+                let stats = f.stats();
+                let rate = f.rate_limit();
+                let status = ForgeStatus {
+                    host: f.host().to_owned(),
+                    requests_fresh: stats.fresh,
+                    requests_not_modified: stats.not_modified,
+                    requests_failed: stats.failed,
+                    rate_limit: rate.as_ref().and_then(|r| r.limit),
+                    rate_limit_remaining: rate.as_ref().and_then(|r| r.remaining),
+                    paused_until: f
+                        .paused_until()
+                        .map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+                };
+                (name.clone(), status)
+            })
+            .collect();
+        let mut snapshot = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        snapshot.ready = true;
+        snapshot.cycles += 1;
+        snapshot.last_cycle_at = Some(humantime::format_rfc3339_seconds(started).to_string());
+        snapshot.last_cycle_seconds = started.elapsed().map_or(0.0, |d| d.as_secs_f64());
+        snapshot.forges = forges;
+        snapshot.workspaces = workspaces;
+        snapshot.poll_errors = report.poll_errors.clone();
+        *self.last_builds.lock().unwrap_or_else(|p| p.into_inner()) = last_builds;
+        Ok(())
+    }
+}

@@ -1,0 +1,427 @@
+//! The HTTP API (SPEC §10) on `http.listen`: health and readiness, Prometheus
+//! metrics, the status of workspaces and builds, the event history, update jobs and
+//! their logs, manual triggers and reloads (admin bearer token), the forges'
+//! webhooks (signed; a hint to poll a repository now), and the status page.
+//!
+//! Handlers read the current supervisor through a watch channel (a reload swaps
+//! it) and ask the run loop for polls and reloads through channels: they never
+//! mutate the supervisor themselves.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use forgewatch_adapters::{RepoId, Secret};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::state::events::EventQuery;
+use crate::status::Metrics;
+use crate::supervisor::Supervisor;
+
+const MAX_BODY: usize = 1024 * 1024;
+
+/// Requests from the API to the run loop.
+#[derive(Debug)]
+pub enum Request {
+    /// Poll this repository now (a webhook arrived).
+    Poll(RepoId),
+    /// Re-read the configuration; the answer says whether it was applied.
+    Reload(oneshot::Sender<Result<(), String>>),
+}
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub supervisor: watch::Receiver<Arc<Supervisor>>,
+    pub requests: mpsc::Sender<Request>,
+}
+
+impl ApiState {
+    fn current(&self) -> Arc<Supervisor> {
+        self.supervisor.borrow().clone()
+    }
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/", get(crate::status_page::page))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/workspaces", get(workspaces))
+        .route("/api/v1/workspaces/{name}", get(workspace))
+        .route("/api/v1/workspaces/{name}/trigger", post(trigger))
+        .route("/api/v1/events", get(events))
+        .route("/api/v1/jobs/{id}", get(job))
+        .route("/api/v1/jobs/{id}/log", get(job_log))
+        .route("/api/v1/reload", post(reload))
+        .route("/hooks/github", post(github_hook))
+        .route("/hooks/gitlab", post(gitlab_hook))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+async fn readyz(State(api): State<ApiState>) -> Response {
+    let ready = api
+        .current()
+        .snapshot
+        .lock()
+        .map(|s| s.ready)
+        .unwrap_or(false);
+    if ready {
+        axum::Json(json!({ "ready": true })).into_response()
+    } else {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the first cycle has not finished yet",
+        )
+    }
+}
+
+async fn status(State(api): State<ApiState>) -> Response {
+    let supervisor = api.current();
+    let snapshot = supervisor
+        .snapshot
+        .lock()
+        .map(|s| s.clone())
+        .unwrap_or_default();
+    axum::Json(snapshot).into_response()
+}
+
+async fn workspaces(State(api): State<ApiState>) -> Response {
+    let supervisor = api.current();
+    let snapshot = supervisor
+        .snapshot
+        .lock()
+        .map(|s| s.clone())
+        .unwrap_or_default();
+    let list: Vec<_> = snapshot
+        .workspaces
+        .iter()
+        .map(|(name, ws)| {
+            json!({
+                "name": name,
+                "ci": ws.ci,
+                "packages": ws.packages.len(),
+                "builds": ws.builds.len(),
+                "pending": ws.builds.iter().filter(|b| b.pending.is_some()).count(),
+                "not_built": ws.not_built.len(),
+                "update_running": ws.update_running,
+            })
+        })
+        .collect();
+    axum::Json(list).into_response()
+}
+
+async fn workspace(State(api): State<ApiState>, Path(name): Path<String>) -> Response {
+    let supervisor = api.current();
+    let ws = supervisor
+        .snapshot
+        .lock()
+        .ok()
+        .and_then(|s| s.workspaces.get(&name).cloned());
+    let Some(ws) = ws else {
+        return error(StatusCode::NOT_FOUND, format!("no workspace `{name}`"));
+    };
+    let jobs = match supervisor.state.jobs_of(&name, 10) {
+        Ok(jobs) => jobs,
+        Err(e) => return internal(e),
+    };
+    let jobs: Vec<_> = jobs.iter().map(job_json).collect();
+    let mut value = serde_json::to_value(ws).unwrap_or_default();
+    value["name"] = json!(name);
+    value["jobs"] = json!(jobs);
+    axum::Json(value).into_response()
+}
+
+fn job_json(job: &crate::state::jobs::JobRecord) -> serde_json::Value {
+    json!({
+        "id": job.id,
+        "workspace": job.workspace,
+        "kind": job.kind,
+        "status": job.status.as_str(),
+        "started_at": crate::status::rfc3339_ms(job.started_at),
+        "ended_at": job.ended_at.map(crate::status::rfc3339_ms),
+        "detail": job.detail,
+        "dropped_lines": job.dropped_lines,
+        "log": format!("/api/v1/jobs/{}/log", job.id),
+    })
+}
+
+/// A refusal: the status and the message of a JSON error.
+type Refusal = (StatusCode, String);
+
+fn refused((status, message): Refusal) -> Response {
+    error(status, message)
+}
+
+/// An RFC 3339 time as unix milliseconds.
+fn parse_since(since: Option<&str>) -> Result<Option<i64>, Refusal> {
+    since
+        .map(|s| {
+            humantime::parse_rfc3339_weak(s)
+                .map(|t| {
+                    forgewatch_adapters::http::unix_seconds(t) * 1000
+                        + i64::from(
+                            t.duration_since(std::time::UNIX_EPOCH)
+                                .map_or(0, |d| d.subsec_millis()),
+                        )
+                })
+                .map_err(|e| {
+                    (
+                        StatusCode::BAD_REQUEST,
+                        format!("`since` is not an RFC 3339 time: {e}"),
+                    )
+                })
+        })
+        .transpose()
+}
+
+#[derive(Deserialize)]
+struct EventsParams {
+    since: Option<String>,
+    workspace: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn events(State(api): State<ApiState>, Query(p): Query<EventsParams>) -> Response {
+    let since = match parse_since(p.since.as_deref()) {
+        Ok(s) => s,
+        Err(r) => return refused(r),
+    };
+    let query = EventQuery {
+        since,
+        workspace: p.workspace,
+        limit: p.limit,
+    };
+    match api.current().state.events(&query) {
+        Ok(events) => axum::Json(events).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn job(State(api): State<ApiState>, Path(id): Path<i64>) -> Response {
+    match api.current().state.job(id) {
+        Ok(Some(job)) => axum::Json(job_json(&job)).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no job {id}")),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct LogParams {
+    since: Option<String>,
+}
+
+async fn job_log(
+    State(api): State<ApiState>,
+    Path(id): Path<i64>,
+    Query(p): Query<LogParams>,
+) -> Response {
+    let since = match parse_since(p.since.as_deref()) {
+        Ok(s) => s.unwrap_or(0),
+        Err(r) => return refused(r),
+    };
+    let supervisor = api.current();
+    match supervisor.state.job(id) {
+        Ok(Some(_)) => {}
+        Ok(None) => return error(StatusCode::NOT_FOUND, format!("no job {id}")),
+        Err(e) => return internal(e),
+    }
+    match supervisor.state.job_lines(id, since) {
+        Ok(lines) => {
+            let lines: Vec<_> = lines
+                .iter()
+                .map(|l| json!({"time": crate::status::rfc3339_ms(l.time), "stream": l.stream, "line": l.text}))
+                .collect();
+            axum::Json(lines).into_response()
+        }
+        Err(e) => internal(e),
+    }
+}
+
+/// The admin bearer token, compared in constant time.
+fn authorized(supervisor: &Supervisor, headers: &HeaderMap) -> Result<(), Refusal> {
+    use subtle::ConstantTimeEq;
+    let Some(token) = &supervisor.config.http.admin_token else {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "no admin token is configured (http.admin_token_file)".to_owned(),
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())) {
+        Ok(())
+    } else {
+        Err((
+            StatusCode::UNAUTHORIZED,
+            "a valid admin bearer token is required".to_owned(),
+        ))
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct TriggerBody {
+    /// `HOST/PATH#N`; without it, the mainline.
+    pr: Option<String>,
+}
+
+async fn trigger(
+    State(api): State<ApiState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let supervisor = api.current();
+    if let Err(r) = authorized(&supervisor, &headers) {
+        return refused(r);
+    }
+    let request: TriggerBody = if body.is_empty() {
+        TriggerBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("expected {{\"pr\": \"HOST/PATH#N\"}}: {e}"),
+                );
+            }
+        }
+    };
+    let key = match request.pr.as_deref() {
+        None => crate::ids::BuildKey::mainline(&name),
+        Some(pr) => {
+            let Some((repo, number)) = pr.rsplit_once('#') else {
+                return error(StatusCode::BAD_REQUEST, "`pr` must look like HOST/PATH#N");
+            };
+            let (Ok(repo), Ok(number)) = (
+                RepoId::parse(&format!("https://{repo}")),
+                number.parse::<u64>(),
+            ) else {
+                return error(StatusCode::BAD_REQUEST, "`pr` must look like HOST/PATH#N");
+            };
+            crate::ids::BuildKey::pull_request(&name, &repo, number)
+        }
+    };
+    match supervisor.trigger_now(&key).await {
+        Ok(delivery_id) => (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({"build_key": key.as_str(), "delivery_id": delivery_id})),
+        )
+            .into_response(),
+        Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
+    }
+}
+
+async fn reload(State(api): State<ApiState>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorized(&api.current(), &headers) {
+        return refused(r);
+    }
+    let (tx, rx) = oneshot::channel();
+    if api.requests.send(Request::Reload(tx)).await.is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping");
+    }
+    match rx.await {
+        Ok(Ok(())) => axum::Json(json!({"reloaded": true})).into_response(),
+        Ok(Err(e)) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping"),
+    }
+}
+
+async fn metrics(State(api): State<ApiState>) -> Response {
+    let supervisor = api.current();
+    let text = crate::status_page::prometheus(&supervisor);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// A signed webhook of one of the configured forges of `kind`: the forge whose
+/// secret verifies it, if any.
+async fn hook(api: &ApiState, headers: &HeaderMap, body: &[u8], gitlab: bool) -> Response {
+    use subtle::ConstantTimeEq;
+    let supervisor = api.current();
+    let kind = if gitlab {
+        crate::config::ForgeKind::GitLab
+    } else {
+        crate::config::ForgeKind::GitHub
+    };
+    let verified = supervisor
+        .config
+        .forges
+        .values()
+        .filter(|f| f.kind == kind)
+        .find(|f| {
+            let Some(secret) = &f.webhook_secret else {
+                return false;
+            };
+            if gitlab {
+                headers
+                    .get("x-gitlab-token")
+                    .is_some_and(|t| bool::from(t.as_bytes().ct_eq(secret.expose().as_bytes())))
+            } else {
+                headers
+                    .get("x-hub-signature-256")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|sig| signature_matches(secret, body, sig))
+            }
+        });
+    let Some(forge) = verified else {
+        Metrics::add(&supervisor.metrics.webhooks_refused, 1);
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "missing or invalid webhook signature",
+        );
+    };
+    Metrics::add(&supervisor.metrics.webhooks_accepted, 1);
+    let Ok(payload) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return error(StatusCode::BAD_REQUEST, "the body is not JSON");
+    };
+    // The payload only says which repository to poll; polling stays the truth.
+    let path = if gitlab {
+        payload["project"]["path_with_namespace"].as_str()
+    } else {
+        payload["repository"]["full_name"].as_str()
+    };
+    let Some(repo) = path.and_then(|p| RepoId::from_host_path(&forge.host, p).ok()) else {
+        return (StatusCode::ACCEPTED, axum::Json(json!({"polled": false}))).into_response();
+    };
+    let _ = api.requests.send(Request::Poll(repo.clone())).await;
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(json!({"polled": repo.to_string()})),
+    )
+        .into_response()
+}
+
+fn signature_matches(secret: &Secret, body: &[u8], given: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    let expected = forgewatch_adapters::ci::webhook::signature_256(secret, body);
+    bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
+}
+
+async fn github_hook(State(api): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+    hook(&api, &headers, &body, false).await
+}
+
+async fn gitlab_hook(State(api): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+    hook(&api, &headers, &body, true).await
+}
