@@ -1,6 +1,7 @@
 //! Named crash points for the crash-safety tests: with the `crash-points` feature,
 //! `FORGEWATCH_CRASH_AT=NAME` (or `NAME:N`, the N-th time) aborts the process right
-//! there, as a `kill -9` would. Without the feature every point is a no-op.
+//! there, as a `kill -9` would, and `FORGEWATCH_BLOCK_AT=NAME` blocks there forever
+//! (a stuck loop). Without the feature every point is a no-op.
 
 /// Aborts the process if `FORGEWATCH_CRASH_AT` names this point (and hit count).
 #[cfg(feature = "crash-points")]
@@ -43,3 +44,17 @@ pub fn point(name: &str) {
 #[cfg(not(feature = "crash-points"))]
 #[inline(always)]
 pub fn point(_name: &str) {}
+
+/// Blocks forever if `FORGEWATCH_BLOCK_AT` names this point: a stuck loop, for the
+/// watchdog tests. Without the `crash-points` feature it returns at once.
+#[cfg(feature = "crash-points")]
+pub async fn block_point(name: &str) {
+    if std::env::var("FORGEWATCH_BLOCK_AT").as_deref() == Ok(name) {
+        eprintln!("forgewatch: block point {name}: blocking");
+        std::future::pending::<()>().await;
+    }
+}
+
+#[cfg(not(feature = "crash-points"))]
+#[inline(always)]
+pub async fn block_point(_name: &str) {}

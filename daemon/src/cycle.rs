@@ -42,8 +42,8 @@ pub enum Selection {
         index: usize,
         of: usize,
     },
-    /// The targets of one repository (a webhook named it).
-    Repo(forgewatch_adapters::RepoId),
+    /// The targets of these repositories (webhooks named them).
+    Repos(std::collections::BTreeSet<forgewatch_adapters::RepoId>),
 }
 
 impl Selection {
@@ -54,7 +54,7 @@ impl Selection {
             .filter(|(i, (t, _))| match self {
                 Selection::All => true,
                 Selection::Slice { index, of } => i % (*of).max(1) == *index,
-                Selection::Repo(repo) => t.repo == *repo,
+                Selection::Repos(repos) => repos.contains(&t.repo),
             })
             .map(|(_, (k, v))| (k.clone(), v.clone()))
             .collect()
@@ -195,6 +195,7 @@ impl Supervisor {
         slice: Selection,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<CycleReport> {
+        crate::crash::block_point("cycle").await;
         let started = SystemTime::now();
         let packages = self.workspace_packages(shutdown).await;
         let targets = watch_targets(self.config.workspaces.iter().filter_map(|ws| {

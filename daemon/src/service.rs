@@ -92,12 +92,26 @@ pub async fn run(config: Config, notifier: Notifier) -> anyhow::Result<()> {
             () = shutdown.cancelled() => break,
             () = tokio::time::sleep_until(next) => true,
             Some(request) = requests.recv() => {
-                match request {
-                    Request::Poll(repo) => {
-                        tracing::info!(%repo, "webhook: polling the repository now");
-                        run_cycle(&supervisor, Selection::Repo(repo), &shutdown, &notifier).await;
+                // Webhooks queued meanwhile are coalesced into one poll.
+                let mut repos = std::collections::BTreeSet::new();
+                let mut reload_answer = None;
+                let mut queued = Some(request);
+                while let Some(request) = queued.take().or_else(|| requests.try_recv().ok()) {
+                    match request {
+                        Request::Poll(repo) => {
+                            repos.insert(repo);
+                        }
+                        Request::Reload(answer) => reload_answer = Some(answer),
                     }
-                    Request::Reload(answer) => {
+                }
+                if !repos.is_empty() {
+                    let names: Vec<String> = repos.iter().map(ToString::to_string).collect();
+                    tracing::info!(repositories = ?names, "webhook: polling now");
+                    run_cycle(&supervisor, Selection::Repos(repos), &shutdown, &notifier).await;
+                }
+                match reload_answer {
+                    None => {}
+                    Some(answer) => {
                         notifier.reloading();
                         let result = reload(&config_path, &state, &metrics, &supervisor);
                         match result {

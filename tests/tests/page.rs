@@ -1,0 +1,210 @@
+//! End-to-end: the status page at `GET /` rendered by a real browser. `forgewatch
+//! run` serves workspace `mixed` (a GitHub repository and a GitLab project in a
+//! subgroup) with a GitHub PR that depends on a GitLab MR; headless Chromium (the
+//! Debian package `chromium`, which `.ci/run` installs) loads the page, and the
+//! rendered DOM shows the workspace, the PR's build key and its dependency. A
+//! screenshot of the page is taken too.
+
+#![allow(clippy::unwrap_used)] // helpers of the test below
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use forgewatch_tests::fake_github::NewPr;
+use forgewatch_tests::fake_gitlab::NewMr;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use support::{DEADLINE, Env, Ws};
+
+const MAIN: &str = "main";
+const LIDAR: &str = "acme/robots/lidar";
+const LIDAR_URL: &str = "https://gitlab.example.org/acme/robots/lidar";
+const PR_KEY: &str = "mixed/pr/github.com/acme/app/1";
+const DEPENDENCY: &str = "gitlab.example.org/acme/robots/lidar#1";
+
+/// `chromium` on `PATH`; a missing browser fails the test (`.ci/run` installs it).
+fn chromium() -> PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("chromium"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "`chromium` is not on PATH: this test needs headless Chromium; \
+                 install the Debian package (`apt-get install chromium`), as `.ci/run` does"
+            )
+        })
+}
+
+/// Runs headless Chromium with a fresh profile in `profile` and `args` (as root it
+/// needs `--no-sandbox`; the background-networking flags keep it off the closed
+/// network), to completion within [`DEADLINE`]; returns its stdout.
+async fn run_chromium(profile: &Path, args: &[String]) -> String {
+    let mut cmd = tokio::process::Command::new(chromium());
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-proxy-server",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .args(args)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
+    let child = cmd.spawn().unwrap();
+    let output = tokio::time::timeout(DEADLINE, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("chromium {args:?} did not finish before the deadline"))
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "chromium {args:?}: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+struct Daemon {
+    child: tokio::process::Child,
+    base: String,
+}
+
+impl Daemon {
+    async fn start(env: &Env) -> Daemon {
+        let child = env.command(&["run"]).spawn().unwrap();
+        let file = env.state_dir().join("listen-address");
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        // The daemon writes its address once it listens (no event to wait on).
+        let address = loop {
+            if let Ok(a) = std::fs::read_to_string(&file)
+                && a.ends_with('\n')
+            {
+                break a.trim().to_owned();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the daemon never listened"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        Daemon {
+            child,
+            base: format!("http://{address}"),
+        }
+    }
+
+    /// Waits for `/readyz`: the first cycle finished and its snapshot, which the
+    /// page shows, is written.
+    async fn ready(&self) {
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let status = http
+                .get(format!("{}/readyz", self.base))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            if status == 200 {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "never ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn stop(mut self) {
+        kill(
+            Pid::from_raw(self.child.id().unwrap() as i32),
+            Signal::SIGTERM,
+        )
+        .unwrap();
+        let status = tokio::time::timeout(DEADLINE, self.child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(status.code(), Some(0));
+    }
+}
+
+/// Workspace `mixed` (`app` on GitHub, `lidar` on GitLab) with MR `lidar!1` and PR
+/// `app#1`, whose body depends on the MR (URL form); polled every 10 minutes, so
+/// the first cycle is the only one.
+fn configure(env: &Env) {
+    env.github.create_repo("acme/app", MAIN);
+    env.gitlab.create_project(LIDAR, MAIN);
+    assert_eq!(env.gitlab.open_mr(LIDAR, NewMr::new("fix-scan", MAIN)), 1);
+    let mut pr = NewPr::new(MAIN, "use-scan");
+    pr.body = Some(format!(
+        "Needs the driver fix.\r\n\r\nDepends on:\r\n\r\n- [ ] {LIDAR_URL}/-/merge_requests/1\r\n"
+    ));
+    assert_eq!(env.github.open_pr("acme/app", pr), 1);
+    env.configure(&[Ws {
+        name: "mixed",
+        ci: "bb",
+        packages: &[
+            ("app", "acme/app", MAIN),
+            ("drivers/lidar", LIDAR_URL, MAIN),
+        ],
+        pull_requests: true,
+    }]);
+    let config = std::fs::read_to_string(env.config_path())
+        .unwrap()
+        .replace("poll_interval: 1s", "poll_interval: 10m");
+    std::fs::write(env.config_path(), config).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_renders_the_workspaces_and_a_pr_dependency_on_the_status_page() {
+    let browser = chromium();
+    let env = Env::new().await;
+    configure(&env);
+    let daemon = Daemon::start(&env).await;
+    // Mainline, the PR and the MR.
+    assert!(env.ci.wait_for_accepted(3, DEADLINE).await);
+    daemon.ready().await;
+    let url = format!("{}/", daemon.base);
+
+    let profile = tempfile::tempdir().unwrap();
+    let dom = run_chromium(profile.path(), &["--dump-dom".to_owned(), url.clone()]).await;
+    assert!(
+        dom.contains("<h2>mixed</h2>"),
+        "{browser:?} rendered: {dom}"
+    );
+    assert!(dom.contains(PR_KEY), "{dom}");
+    assert!(dom.contains(DEPENDENCY), "{dom}");
+
+    let shots = tempfile::tempdir().unwrap();
+    let png = shots.path().join("page.png");
+    let profile = tempfile::tempdir().unwrap();
+    run_chromium(
+        profile.path(),
+        &[
+            format!("--screenshot={}", png.display()),
+            "--window-size=1200,900".to_owned(),
+            url,
+        ],
+    )
+    .await;
+    let size = std::fs::metadata(&png)
+        .unwrap_or_else(|e| panic!("no screenshot at {}: {e}", png.display()))
+        .len();
+    assert!(size > 0, "the screenshot {} is empty", png.display());
+    // To look at the page: FW_E2E_KEEP_SCREENSHOT=/some/file.png cargo test --test page
+    if let Some(keep) = std::env::var_os("FW_E2E_KEEP_SCREENSHOT") {
+        std::fs::copy(&png, keep).unwrap();
+    }
+
+    daemon.stop().await;
+}
