@@ -162,10 +162,16 @@ pub async fn run(config: Config, notifier: Notifier) -> anyhow::Result<()> {
     }
     notifier.stopping();
     tracing::info!("stopping: in-flight deliveries finish, update process groups are killed");
-    // Running updates were cancelled with `shutdown`: their groups are being killed.
-    supervisor.updates.wait_all().await;
+    let grace = supervisor.config.shutdown_grace;
+    let stop = async {
+        // Running updates were cancelled with `shutdown`: their groups are being killed.
+        supervisor.updates.wait_all().await;
+        let _ = server.await;
+    };
+    if tokio::time::timeout(grace, stop).await.is_err() {
+        tracing::warn!(grace = ?grace, "stopping took longer than shutdown_grace: exiting anyway");
+    }
     signals.abort();
-    let _ = server.await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -37,6 +37,7 @@ const OBJECTS: &[(&str, &str, &[&str])] = &[
             "state_dir",
             "poll_interval",
             "max_parallel_updates",
+            "shutdown_grace",
             "delivery",
             "http",
             "forges",
@@ -220,6 +221,7 @@ const CASES: &[Case] = &[
         optional: &[
             ("poll_interval", "10m"),
             ("max_parallel_updates", "3"),
+            ("shutdown_grace", "30s"),
             ("delivery", "{timeout: 5s}"),
             ("http", "{listen: '127.0.0.1:8471'}"),
             ("forges", "{}"),

@@ -322,12 +322,29 @@ async fn reloads_keep_the_running_configuration_or_add_only_what_changed() {
     assert!(env.ci.wait_for_accepted(2, DEADLINE).await);
     let good = std::fs::read_to_string(env.config_path()).unwrap();
 
-    // An invalid file: refused, the old configuration keeps serving.
+    // An invalid file: refused (SIGHUP, then the API), the old configuration
+    // keeps serving.
     std::fs::write(
         env.config_path(),
         good.replace("poll_interval: 1s", "poll_interval: soon"),
     )
     .unwrap();
+    daemon.signal(Signal::SIGHUP);
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while daemon.json("/api/v1/status").await["config_error"].is_null() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the refused reload never showed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let served = env.ci.accepted().len();
+    let seen = env.github.requests().len();
+    assert!(
+        env.github.wait_for_requests(seen + 4, DEADLINE).await,
+        "still polling"
+    );
+    assert_eq!(env.ci.accepted().len(), served);
     let bearer = format!("Bearer {}", support::ADMIN_TOKEN);
     let (status, body) = daemon
         .post("/api/v1/reload", &[("authorization", &bearer)], vec![])

@@ -33,6 +33,8 @@ pub struct Config {
     pub max_parallel_updates: usize,
     pub delivery: DeliveryConfig,
     pub http: HttpConfig,
+    /// How long a stop (SIGTERM) may take before the daemon exits anyway.
+    pub shutdown_grace: Duration,
     /// Names of the environment variables secrets were read from: removed from the
     /// environment of every subprocess.
     pub secret_env_vars: Vec<String>,

@@ -247,6 +247,8 @@ impl Checker<'_> {
         };
 
         let http = self.http(raw.http.as_ref());
+        let shutdown_grace =
+            self.positive_duration(raw.shutdown_grace.as_ref(), Duration::from_secs(60));
 
         let mut forges = BTreeMap::new();
         let mut hosts: BTreeMap<String, ForgeHost> = BTreeMap::new();
@@ -293,16 +295,28 @@ impl Checker<'_> {
             }
         }
 
-        let (Ok(state_dir), Ok(poll_interval), Ok(delivery), Ok(http), true, true, true, true) = (
+        let (
+            Ok(state_dir),
+            Ok(poll_interval),
+            Ok(delivery),
+            Ok(http),
+            Ok(shutdown_grace),
+            true,
+            true,
+            true,
+            true,
+        ) = (
             state_dir,
             poll_interval,
             delivery,
             http,
+            shutdown_grace,
             max_parallel_updates.is_ok(),
             forges_ok,
             ci_ok,
             workspaces_ok,
-        ) else {
+        )
+        else {
             return None;
         };
         Some(Config {
@@ -312,6 +326,7 @@ impl Checker<'_> {
             max_parallel_updates: max_parallel_updates.unwrap_or(DEFAULT_MAX_PARALLEL_UPDATES),
             delivery,
             http,
+            shutdown_grace,
             secret_env_vars: std::mem::take(&mut self.secret_env_vars),
             forges,
             ci,
