@@ -95,29 +95,9 @@ impl GitHubClient {
             .append_pair("per_page", "100");
         let url = url.to_string();
         let pages = self.http.get_all_pages(&url).await?;
-        let mut pulls = Vec::new();
-        for page in pages {
-            let items = crate::http::list_items(&url, &page.body)?;
-            for item in items {
-                // Garbage in one item is confined to that item.
-                match serde_json::from_value::<GhPull>(item) {
-                    Ok(pr) => {
-                        match pr.into_pull_request(&self.host, &target.repo, Some(&target.branch)) {
-                            Ok(pr) => pulls.push(pr),
-                            Err(message) => {
-                                tracing::warn!(target = %target, "skipping a pull request: {message}")
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(target = %target, "skipping an unreadable pull request: {e}")
-                    }
-                }
-            }
-        }
-        pulls.sort_by_key(|p| p.number);
-        pulls.dedup_by_key(|p| p.number);
-        Ok(pulls)
+        crate::http::pull_requests_of(&url, &pages, "pull request", |pr: GhPull| {
+            pr.into_pull_request(&self.host, &target.repo, Some(&target.branch))
+        })
     }
 }
 

@@ -86,27 +86,10 @@ impl GitLabClient {
             .append_pair("target_branch", &target.branch)
             .append_pair("per_page", "100");
         let url = url.to_string();
-        let mut merge_requests = Vec::new();
-        for page in self.http.get_all_pages(&url).await? {
-            let items = crate::http::list_items(&url, &page.body)?;
-            for item in items {
-                // Garbage in one item is confined to that item.
-                match serde_json::from_value::<GlMergeRequest>(item) {
-                    Ok(mr) => match mr.into_pull_request(&target.repo, Some(&target.branch)) {
-                        Ok(pr) => merge_requests.push(pr),
-                        Err(message) => {
-                            tracing::warn!(target = %target, "skipping a merge request: {message}");
-                        }
-                    },
-                    Err(e) => {
-                        tracing::warn!(target = %target, "skipping an unreadable merge request: {e}");
-                    }
-                }
-            }
-        }
-        merge_requests.sort_by_key(|p| p.number);
-        merge_requests.dedup_by_key(|p| p.number);
-        Ok(merge_requests)
+        let pages = self.http.get_all_pages(&url).await?;
+        crate::http::pull_requests_of(&url, &pages, "merge request", |mr: GlMergeRequest| {
+            mr.into_pull_request(&target.repo, Some(&target.branch))
+        })
     }
 }
 
