@@ -72,7 +72,7 @@ impl GitHubClient {
     }
 
     fn decode<T: for<'de> Deserialize<'de>>(url: &str, body: &[u8]) -> Result<T, ForgeError> {
-        serde_json::from_slice(body).map_err(|e| crate::http::decode_error(url, &e))
+        serde_json::from_slice(body).map_err(|e| crate::decode::decode_error(url, &e))
     }
 
     async fn fetch_branch_head(&self, target: &WatchTarget) -> Result<String, ForgeError> {
@@ -95,7 +95,7 @@ impl GitHubClient {
             .append_pair("per_page", "100");
         let url = url.to_string();
         let pages = self.http.get_all_pages(&url).await?;
-        crate::http::pull_requests_of(&url, &pages, "pull request", |pr: GhPull| {
+        crate::decode::pull_requests_of(&url, &pages, "pull request", |pr: GhPull| {
             pr.into_pull_request(&self.host, &target.repo, Some(&target.branch))
         })
     }

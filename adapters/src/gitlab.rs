@@ -87,14 +87,14 @@ impl GitLabClient {
             .append_pair("per_page", "100");
         let url = url.to_string();
         let pages = self.http.get_all_pages(&url).await?;
-        crate::http::pull_requests_of(&url, &pages, "merge request", |mr: GlMergeRequest| {
+        crate::decode::pull_requests_of(&url, &pages, "merge request", |mr: GlMergeRequest| {
             mr.into_pull_request(&target.repo, Some(&target.branch))
         })
     }
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(url: &str, body: &[u8]) -> Result<T, ForgeError> {
-    serde_json::from_slice(body).map_err(|e| crate::http::decode_error(url, &e))
+    serde_json::from_slice(body).map_err(|e| crate::decode::decode_error(url, &e))
 }
 
 impl Forge for GitLabClient {

@@ -8,12 +8,14 @@
 //! - [`secret`]: a string type that never prints its value.
 //! - [`governor`]: rate-limit pauses, backoff and a requests-per-minute cap per forge.
 //! - [`http`]: conditional GETs (ETag / Last-Modified), `Link` pagination, rate-limit headers.
+//! - [`decode`]: forge answers decoded, lists item by item.
 //! - [`forge`]: the [`forge::Forge`] trait and the forge-neutral data it returns.
 //! - [`github`]: the GitHub REST client.
 //! - [`gitlab`]: the GitLab REST v4 client.
 //! - [`ci`]: the [`ci::CiTarget`] trait: Buildbot change hook, signed webhook, GitLab pipeline.
 
 pub mod ci;
+pub mod decode;
 pub mod forge;
 pub mod github;
 pub mod gitlab;

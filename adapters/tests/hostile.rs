@@ -8,7 +8,7 @@
 //! well-formed ones are still returned.
 //!
 //! Where garbage is *not* confined to its item, the limit is pinned here too: a list
-//! page is parsed as a whole first (`http::list_items`: invalid UTF-8 replaced by
+//! page is parsed as a whole first (`decode::list_items`: invalid UTF-8 replaced by
 //! U+FFFD, then `Vec<serde_json::Value>`). Invalid UTF-8 inside one item's strings is
 //! therefore confined to that item (read with replacement characters, or skipped when
 //! it then fails to decode), but whatever serde_json refuses while parsing the page (a
