@@ -355,6 +355,7 @@ impl Supervisor {
     /// Drops the stored and pending builds of pull requests that are no longer
     /// open (or no longer built).
     fn forget_closed(&self, prefixes: &[String], open: &[BuildKey]) -> anyhow::Result<()> {
+        let open: std::collections::HashSet<&BuildKey> = open.iter().collect();
         let mut closed: Vec<BuildKey> = Vec::new();
         for prefix in prefixes {
             for key in self.state.build_keys_with_prefix(prefix)? {

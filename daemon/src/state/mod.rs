@@ -161,12 +161,12 @@ impl State {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT build_key FROM builds WHERE substr(build_key, 1, length(?1)) = ?1
-                 UNION SELECT build_key FROM outbox WHERE substr(build_key, 1, length(?1)) = ?1",
+                "SELECT build_key FROM builds WHERE build_key >= ?1 AND build_key < ?2
+                 UNION SELECT build_key FROM outbox WHERE build_key >= ?1 AND build_key < ?2",
             )
             .map_err(|e| self.err(e))?;
         let keys = stmt
-            .query_map([prefix], |row| row.get::<_, String>(0))
+            .query_map([prefix, &prefix_end(prefix)], |row| row.get::<_, String>(0))
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(|e| self.err(e))?;
         Ok(keys.into_iter().map(BuildKey::from_stored).collect())
@@ -203,6 +203,20 @@ fn check_version(conn: &Connection, path: &Path) -> Result<i64, StateError> {
         });
     }
     Ok(version)
+}
+
+/// The smallest string greater than every string starting with `prefix`, so that
+/// a prefix search is a range the primary-key index answers.
+fn prefix_end(prefix: &str) -> String {
+    let mut end: Vec<char> = prefix.chars().collect();
+    while let Some(last) = end.pop() {
+        if let Some(next) = char::from_u32(last as u32 + 1) {
+            end.push(next);
+            return end.into_iter().collect();
+        }
+    }
+    // Only a prefix of `char::MAX`es: no upper bound short of infinity.
+    "\u{10FFFF}".repeat(prefix.chars().count() + 1)
 }
 
 /// Schema steps, applied in order: step `i` brings the database to version `i + 1`.
