@@ -2,6 +2,7 @@
 //! (GitHub's and GitLab's REST APIs and CI receivers), served over real HTTP on 127.0.0.1,
 //! and [`forge::FakeForge`], one interface over both forges.
 
+pub mod bench;
 pub mod fake_ci;
 pub mod fake_github;
 pub mod fake_gitlab;
