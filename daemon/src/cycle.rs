@@ -172,18 +172,23 @@ impl Supervisor {
             let rate = self.forges.get(name).and_then(|f| f.rate_limit());
             let remaining = rate.as_ref().and_then(|r| r.remaining);
             let limit = rate.as_ref().and_then(|r| r.limit);
-            tracing::info!(
-                forge = %name,
-                fresh = new.fresh - old.fresh,
-                not_modified = new.not_modified - old.not_modified,
-                failed = new.failed - old.failed,
-                rate_limit_remaining = ?remaining,
-                rate_limit = ?limit,
-                "forge requests"
+            let (fresh, not_modified, failed) = (
+                new.fresh - old.fresh,
+                new.not_modified - old.not_modified,
+                new.failed - old.failed,
             );
-            if let (Some(remaining), Some(limit)) = (remaining, limit)
-                && remaining.saturating_mul(10) < limit
-            {
+            // Only news at info: a quiet slice (all 304s) is a debug line.
+            if fresh + failed > 0 {
+                tracing::info!(forge = %name, fresh, not_modified, failed, rate_limit_remaining = ?remaining, rate_limit = ?limit, "forge requests");
+            } else {
+                tracing::debug!(forge = %name, fresh, not_modified, failed, rate_limit_remaining = ?remaining, rate_limit = ?limit, "forge requests");
+            }
+            let (Some(remaining), Some(limit)) = (remaining, limit) else {
+                continue;
+            };
+            let low = remaining.saturating_mul(10) < limit;
+            let state = if low { "low" } else { "ok" };
+            if self.is_news(format!("budget {name}"), Some(state)) && low {
                 tracing::warn!(forge = %name, remaining, limit, "rate-limit budget below 10%");
             }
         }
@@ -213,11 +218,12 @@ impl Supervisor {
         };
         report.poll_errors.sort();
         for (forge, (targets, until)) in &results.paused {
-            tracing::warn!(
-                forge = %forge,
-                until = %humantime::format_rfc3339_seconds(*until),
-                "paused by its rate limit: {targets} targets skipped this cycle"
-            );
+            let until_text = humantime::format_rfc3339_seconds(*until).to_string();
+            if self.is_news(format!("pause {forge}"), Some(&until_text)) {
+                tracing::warn!(forge = %forge, until = %until_text, "paused by its rate limit: {targets} targets skipped");
+            } else {
+                tracing::debug!(forge = %forge, until = %until_text, "still paused: {targets} targets skipped");
+            }
             report
                 .skipped
                 .push(format!("forge {forge}: paused, {targets} targets skipped"));
@@ -288,12 +294,17 @@ impl Supervisor {
             report.not_built.push(format!("{key}: {why}"));
         }
         for skipped in &planned.skipped {
-            tracing::info!(build_key = %skipped.key, "not computed this cycle: {}", skipped.reason);
+            if self.is_news(format!("skipped {}", skipped.key), Some(&skipped.reason)) {
+                tracing::info!(build_key = %skipped.key, "not computed: {}", skipped.reason);
+            }
             report
                 .skipped
                 .push(format!("{}: {}", skipped.key, skipped.reason));
         }
         for build in &planned.builds {
+            if self.is_news(format!("skipped {}", build.key), None) {
+                tracing::info!(build_key = %build.key, "computed again");
+            }
             let fingerprint = build.inputs.fingerprint();
             let delivered = self.state.delivered(&build.key)?;
             let pending = self.state.pending_fingerprint(&build.key)?;

@@ -125,6 +125,20 @@ impl Supervisor {
         graph
     }
 
+    /// Whether `state` differs from the last one recorded for `topic` (recording it);
+    /// `None` forgets the topic, so its next state is news again.
+    pub(crate) fn is_news(&self, topic: String, state: Option<&str>) -> bool {
+        let mut last = self.last_logged.lock().unwrap_or_else(|p| p.into_inner());
+        match state {
+            None => last.remove(&topic).is_some(),
+            Some(state) if last.get(&topic).is_some_and(|s| s == state) => false,
+            Some(state) => {
+                last.insert(topic, state.to_owned());
+                true
+            }
+        }
+    }
+
     /// Logs `message` at info the first time it is seen in this process.
     pub(crate) fn report_once(&self, message: String) {
         let mut seen = self.reported.lock().unwrap_or_else(|p| p.into_inner());

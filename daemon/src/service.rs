@@ -210,7 +210,8 @@ async fn run_cycle(
     };
     match result {
         Ok(report) => {
-            if report.outcomes.is_empty() && report.poll_errors.is_empty() {
+            // Poll failures are logged when they start and end (`log_poll_changes`).
+            if report.outcomes.is_empty() {
                 tracing::debug!(elapsed = ?started.elapsed(), "cycle done, nothing changed");
             } else {
                 tracing::info!(

@@ -51,6 +51,9 @@ pub struct Supervisor {
     pub(crate) poll_failures: std::sync::Mutex<std::collections::HashMap<String, String>>,
     /// Messages already logged once (see `report_once`).
     pub(crate) reported: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// The last state logged per topic (see `is_news`), so a repeating state is
+    /// logged once rather than every slice.
+    pub(crate) last_logged: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl Supervisor {
@@ -190,6 +193,7 @@ impl Supervisor {
             metrics,
             last_builds: Default::default(),
             reported: Default::default(),
+            last_logged: Default::default(),
         })
     }
 }
