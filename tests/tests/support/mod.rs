@@ -177,6 +177,10 @@ impl Env {
         std::fs::write(self.config_path(), yaml).expect("write config");
     }
 
+    /// `forgewatch ARGS --config …` with the test's secrets. Output is piped for the
+    /// caller, except a long-running `run` daemon's: no test reads that pipe while the
+    /// daemon runs, and a full pipe (64 KiB) would block it, so it goes to `daemon.log`
+    /// in the test directory instead ([`Self::forgewatch`] pipes it: it reads as it waits).
     pub fn command(&self, args: &[&str]) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(binary());
         cmd.args(args)
@@ -193,12 +197,26 @@ impl Env {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        if args.first() == Some(&"run") {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.path().join("daemon.log"))
+                .expect("open daemon.log");
+            cmd.stdout(log.try_clone().expect("clone daemon.log"))
+                .stderr(log);
+        }
         cmd
     }
 
     /// Runs `forgewatch ARGS --config …` to completion.
     pub async fn forgewatch(&self, args: &[&str]) -> Run {
-        let child = self.command(args).spawn().expect("spawn forgewatch");
+        let child = self
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn forgewatch");
         let output = tokio::time::timeout(DEADLINE, child.wait_with_output())
             .await
             .expect("forgewatch did not finish before the deadline")
