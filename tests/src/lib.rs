@@ -7,3 +7,4 @@ pub mod fake_ci;
 pub mod fake_github;
 pub mod fake_gitlab;
 pub mod forge;
+pub mod wait;

@@ -8,8 +8,7 @@
 
 mod support;
 
-use std::time::Duration;
-
+use forgewatch_tests::wait::eventually;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -27,21 +26,7 @@ impl Daemon {
     async fn start(env: &Env, cmd: Option<tokio::process::Command>) -> Daemon {
         let mut cmd = cmd.unwrap_or_else(|| env.command(&["run"]));
         let child = cmd.spawn().unwrap();
-        let file = env.state_dir().join("listen-address");
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        // The daemon writes its address once it listens (no event to wait on).
-        let address = loop {
-            if let Ok(a) = std::fs::read_to_string(&file)
-                && a.ends_with('\n')
-            {
-                break a.trim().to_owned();
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the daemon never listened"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let address = env.listen_address().await;
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
         Daemon {
             child,
@@ -111,11 +96,11 @@ impl Daemon {
     }
 
     async fn ready(&self) {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        while self.get("/readyz").await.0 != 200 {
-            assert!(tokio::time::Instant::now() < deadline, "never ready");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(DEADLINE, || async {
+            (self.get("/readyz").await.0 == 200).then_some(())
+        })
+        .await
+        .expect("never ready");
     }
 
     fn signal(&self, signal: Signal) {
@@ -363,14 +348,11 @@ async fn reloads_keep_the_running_configuration_or_add_only_what_changed() {
     )
     .unwrap();
     daemon.signal(Signal::SIGHUP);
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while daemon.json("/api/v1/status").await["config_error"].is_null() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the refused reload never showed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(DEADLINE, || async {
+        (!daemon.json("/api/v1/status").await["config_error"].is_null()).then_some(())
+    })
+    .await
+    .expect("the refused reload never showed");
     let served = env.ci.accepted().len();
     let seen = env.github.requests().len();
     assert!(

@@ -11,10 +11,10 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
 
 use forgewatch_tests::fake_github::NewPr;
 use forgewatch_tests::fake_gitlab::NewMr;
+use forgewatch_tests::wait::eventually;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use support::{DEADLINE, Env, Ws};
@@ -83,21 +83,7 @@ struct Daemon {
 impl Daemon {
     async fn start(env: &Env) -> Daemon {
         let child = env.command(&["run"]).spawn().unwrap();
-        let file = env.state_dir().join("listen-address");
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        // The daemon writes its address once it listens (no event to wait on).
-        let address = loop {
-            if let Ok(a) = std::fs::read_to_string(&file)
-                && a.ends_with('\n')
-            {
-                break a.trim().to_owned();
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the daemon never listened"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let address = env.listen_address().await;
         Daemon {
             child,
             base: format!("http://{address}"),
@@ -108,20 +94,12 @@ impl Daemon {
     /// page shows, is written.
     async fn ready(&self) {
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        loop {
-            let status = http
-                .get(format!("{}/readyz", self.base))
-                .send()
-                .await
-                .unwrap()
-                .status();
-            if status == 200 {
-                return;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "never ready");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let url = format!("{}/readyz", self.base);
+        eventually(DEADLINE, || async {
+            (http.get(&url).send().await.unwrap().status() == 200).then_some(())
+        })
+        .await
+        .expect("never ready");
     }
 
     async fn stop(mut self) {

@@ -38,23 +38,6 @@ fn configure(env: &Env) {
     ]);
 }
 
-async fn address(env: &Env) -> String {
-    let file = env.state_dir().join("listen-address");
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        if let Ok(a) = std::fs::read_to_string(&file)
-            && a.ends_with('\n')
-        {
-            return a.trim().to_owned();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the daemon never listened"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn stop(mut child: tokio::process::Child) {
     kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGTERM).unwrap();
     let status = tokio::time::timeout(DEADLINE, child.wait())
@@ -145,7 +128,7 @@ async fn a_gitlab_webhook_with_its_token_polls_its_project() {
         .replace("poll_interval: 1s", "poll_interval: 10m");
     std::fs::write(env.config_path(), config).unwrap();
     let child = env.command(&["run"]).spawn().unwrap();
-    let base = format!("http://{}", address(&env).await);
+    let base = format!("http://{}", env.listen_address().await);
     assert!(env.ci.wait_for_accepted(2, DEADLINE).await);
     env.gitlab.clear_requests();
     env.github.clear_requests();
@@ -180,7 +163,7 @@ async fn status_and_trigger_talk_to_the_running_daemon() {
     let env = Env::new().await;
     configure(&env);
     let child = env.command(&["run"]).spawn().unwrap();
-    address(&env).await;
+    env.listen_address().await;
     assert!(env.ci.wait_for_accepted(2, DEADLINE).await);
 
     let run = env.forgewatch(&["status"]).await;

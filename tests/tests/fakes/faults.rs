@@ -2,10 +2,10 @@
 //! secondary limits, 429s, hanging requests and 401s echoing secrets back. The end-to-end
 //! tests of the daemon's rate-limit handling, timeouts and secrecy rely on these shapes.
 
-use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use forgewatch_tests::fake_github::FakeGitHub;
+use forgewatch_tests::wait::eventually;
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
 
@@ -20,25 +20,6 @@ fn now_epoch() -> u64 {
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
         .as_secs()
-}
-
-/// Calls `probe` every 50 ms until it returns `Some`, for at most `timeout`. Only for
-/// behaviour that time passing drives (a budget's reset): there is no event to wait on.
-async fn eventually<T, F, Fut>(timeout: Duration, mut probe: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(found) = probe().await {
-            return Some(found);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A client that gives up on a request after `timeout`.

@@ -2,10 +2,10 @@
 //! (429 `Retry later` with `RateLimit-*` and `Retry-After`) and refilled at its reset,
 //! hanging requests, and 401s echoing secrets back.
 
-use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use forgewatch_tests::fake_gitlab::{Failure, FakeGitLab};
+use forgewatch_tests::wait::eventually;
 use reqwest::{Client, StatusCode};
 
 use super::{LIDAR, LIDAR_ENC, WAIT, get, header, json};
@@ -15,25 +15,6 @@ fn now_epoch() -> u64 {
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
         .as_secs()
-}
-
-/// Calls `probe` every 50 ms until it returns `Some`, for at most `timeout`. Only for
-/// behaviour that time passing drives (a budget's reset): there is no event to wait on.
-async fn eventually<T, F, Fut>(timeout: Duration, mut probe: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(found) = probe().await {
-            return Some(found);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn statuses(gl: &FakeGitLab) -> Vec<u16> {

@@ -177,6 +177,18 @@ impl Env {
         std::fs::write(self.config_path(), yaml).expect("write config");
     }
 
+    /// The address a `run` daemon listens on, once it has written it to
+    /// `STATE_DIR/listen-address` (no event to wait on).
+    pub async fn listen_address(&self) -> String {
+        let file = self.state_dir().join("listen-address");
+        forgewatch_tests::wait::eventually(DEADLINE, || async {
+            let a = std::fs::read_to_string(&file).ok()?;
+            a.ends_with('\n').then(|| a.trim().to_owned())
+        })
+        .await
+        .expect("the daemon never listened")
+    }
+
     /// `forgewatch ARGS --config …` with the test's secrets. Output is piped for the
     /// caller, except a long-running `run` daemon's: no test reads that pipe while the
     /// daemon runs, and a full pipe (64 KiB) would block it, so it goes to `daemon.log`
