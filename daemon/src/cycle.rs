@@ -4,7 +4,7 @@
 //! ([`crate::outbox`]). A fingerprint is recorded only after its CI target answered
 //! 2xx; a failed delivery stays pending with the same delivery id.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::SystemTime;
 
 use forgewatch_adapters::forge::WatchTarget;
@@ -17,11 +17,21 @@ use tracing::Instrument;
 use crate::builds::{WorkspaceBuilds, plan_workspace};
 use crate::config::WorkspaceConfig;
 use crate::fingerprint::change_reason;
-use crate::ids::{BuildKey, DeliveryId};
+use crate::ids::{BuildKey, DeliveryId, Fingerprint};
 use crate::payload::{PayloadContext, build_trigger};
 use crate::poller::{poll, watch_targets};
+use crate::state::BuildMark;
 use crate::state::outbox::Pending;
 use crate::supervisor::Supervisor;
+
+/// What one cycle saw of a workspace: its configuration, packages and builds, with
+/// each build's fingerprint (in the order of `planned.builds`).
+pub struct SeenWorkspace<'a> {
+    pub config: &'a WorkspaceConfig,
+    pub packages: Vec<crate::config::PackageConfig>,
+    pub planned: WorkspaceBuilds,
+    pub fingerprints: Vec<Fingerprint>,
+}
 
 /// What one cycle tells the outbox.
 #[derive(Default)]
@@ -114,6 +124,8 @@ pub struct CycleReport {
     pub polls: usize,
     /// Open pull requests that are not built, with the reason.
     pub not_built: Vec<String>,
+    /// Time spent computing the fingerprint of every build (the whole state).
+    pub fingerprint_seconds: f64,
 }
 
 impl CycleReport {
@@ -239,6 +251,8 @@ impl Supervisor {
         let detected_at = forgewatch_adapters::http::unix_seconds(started);
         let mut changes = Changes::default();
         let mut seen = Vec::new();
+        let mut fingerprinting = std::time::Duration::ZERO;
+        let marks = self.state.build_marks()?;
         for ws in &self.config.workspaces {
             let Some(ws_packages) = packages.get(&ws.name) else {
                 continue;
@@ -257,10 +271,31 @@ impl Supervisor {
                 &graph,
                 detected_at,
             );
+            let timer = std::time::Instant::now();
+            let fingerprints: Vec<Fingerprint> = planned
+                .builds
+                .iter()
+                .map(|b| b.inputs.fingerprint())
+                .collect();
+            fingerprinting += timer.elapsed();
             let _span = tracing::info_span!("workspace", workspace = %ws.name).entered();
-            self.observe_workspace(ws, &planned, mode, detected_at, &mut changes, &mut report)?;
-            seen.push((ws, ws_packages.packages.clone(), planned));
+            let seen_ws = SeenWorkspace {
+                config: ws,
+                packages: ws_packages.packages.clone(),
+                planned,
+                fingerprints,
+            };
+            self.observe_workspace(
+                &seen_ws,
+                &marks,
+                mode,
+                detected_at,
+                &mut changes,
+                &mut report,
+            )?;
+            seen.push(seen_ws);
         }
+        report.fingerprint_seconds = fingerprinting.as_secs_f64();
         if mode == Mode::DryRun {
             return Ok(report);
         }
@@ -268,8 +303,9 @@ impl Supervisor {
         self.state
             .enqueue(&changes.new, &changes.obsolete, now_ms)?;
         crate::crash::point("after-enqueue");
+        let known: BTreeSet<&str> = marks.keys().map(BuildKey::as_str).collect();
         for closed in &changes.closed {
-            self.forget_closed(&closed.0, &closed.1)?;
+            self.forget_closed(&known, &closed.0, &closed.1)?;
         }
         report.outcomes = self
             .send_pending(self.attempt_all_pending, shutdown)
@@ -279,16 +315,17 @@ impl Supervisor {
     }
 
     /// Compares each build of a workspace with what was delivered and what is
-    /// pending; collects what the outbox must learn.
+    /// pending (`marks`, read once per cycle); collects what the outbox must learn.
     fn observe_workspace(
         &self,
-        ws: &WorkspaceConfig,
-        planned: &WorkspaceBuilds,
+        seen: &SeenWorkspace<'_>,
+        marks: &HashMap<BuildKey, BuildMark>,
         mode: Mode,
         detected_at: i64,
         changes: &mut Changes,
         report: &mut CycleReport,
     ) -> anyhow::Result<()> {
+        let planned = &seen.planned;
         for (key, why) in &planned.not_built {
             self.report_once(format!("{key}: not built: {why}"));
             report.not_built.push(format!("{key}: {why}"));
@@ -301,26 +338,27 @@ impl Supervisor {
                 .skipped
                 .push(format!("{}: {}", skipped.key, skipped.reason));
         }
-        for build in &planned.builds {
+        for (build, fingerprint) in planned.builds.iter().zip(&seen.fingerprints) {
             if self.is_news(format!("skipped {}", build.key), None) {
                 tracing::info!(build_key = %build.key, "computed again");
             }
-            let fingerprint = build.inputs.fingerprint();
-            let delivered = self.state.delivered(&build.key)?;
-            let pending = self.state.pending_fingerprint(&build.key)?;
-            if delivered
-                .as_ref()
-                .is_some_and(|d| d.fingerprint == fingerprint)
-            {
+            let mark = marks.get(&build.key);
+            let pending = mark.and_then(|m| m.pending.as_ref());
+            if mark.and_then(|m| m.delivered.as_ref()) == Some(fingerprint) {
                 // Back to what the CI has: an older pending change is obsolete.
                 if pending.is_some() {
                     changes.obsolete.push(build.key.clone());
                 }
                 continue;
             }
+            if mode == Mode::Deliver && pending == Some(fingerprint) {
+                continue;
+            }
+            // A change: only now are the delivered inputs read, for the reason.
+            let delivered = self.state.delivered(&build.key)?;
             let previous = delivered.as_ref().and_then(|d| d.inputs.as_ref());
             let reason = change_reason(previous, &build.inputs);
-            let delivery_id = DeliveryId::derive(&build.key, &fingerprint);
+            let delivery_id = DeliveryId::derive(&build.key, fingerprint);
             if mode == Mode::DryRun {
                 report.outcomes.push(Outcome {
                     build_key: build.key.to_string(),
@@ -331,13 +369,10 @@ impl Supervisor {
                 });
                 continue;
             }
-            if pending.as_ref() == Some(&fingerprint) {
-                continue;
-            }
             let trigger = build_trigger(
                 build,
                 &PayloadContext {
-                    workspace: &ws.name,
+                    workspace: &seen.config.name,
                     delivery_id: &delivery_id,
                     previous,
                     reason: &reason,
@@ -348,7 +383,7 @@ impl Supervisor {
                 key: build.key.clone(),
                 inputs: build.inputs.clone(),
                 delivery_id: delivery_id.to_string(),
-                ci: ws.ci.clone(),
+                ci: seen.config.ci.clone(),
                 reason,
                 trigger,
                 attempts: 0,
@@ -364,14 +399,23 @@ impl Supervisor {
     }
 
     /// Drops the stored and pending builds of pull requests that are no longer
-    /// open (or no longer built).
-    fn forget_closed(&self, prefixes: &[String], open: &[BuildKey]) -> anyhow::Result<()> {
-        let open: std::collections::HashSet<&BuildKey> = open.iter().collect();
+    /// open (or no longer built): those of `known` (the keys the state held when
+    /// the cycle began) under a complete list's prefix that this cycle did not see.
+    fn forget_closed(
+        &self,
+        known: &BTreeSet<&str>,
+        prefixes: &[String],
+        open: &[BuildKey],
+    ) -> anyhow::Result<()> {
+        let open: HashSet<&str> = open.iter().map(BuildKey::as_str).collect();
         let mut closed: Vec<BuildKey> = Vec::new();
         for prefix in prefixes {
-            for key in self.state.build_keys_with_prefix(prefix)? {
-                if !open.contains(&key) {
-                    closed.push(key);
+            let under = known
+                .range(prefix.as_str()..)
+                .take_while(|k| k.starts_with(prefix.as_str()));
+            for key in under {
+                if !open.contains(key) {
+                    closed.push(BuildKey::from_stored((*key).to_owned()));
                 }
             }
         }

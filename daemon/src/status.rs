@@ -18,6 +18,14 @@ pub struct Snapshot {
     /// RFC 3339.
     pub last_cycle_at: Option<String>,
     pub last_cycle_seconds: f64,
+    /// Wall time of every cycle so far, summed.
+    pub cycle_seconds_total: f64,
+    /// Builds computed by the last cycle, and the time it took to compute all their
+    /// fingerprints.
+    pub builds: usize,
+    pub fingerprint_seconds: f64,
+    /// Deliveries waiting in the outbox.
+    pub pending: usize,
     pub forges: BTreeMap<String, ForgeStatus>,
     pub workspaces: BTreeMap<String, WorkspaceStatus>,
     pub poll_errors: Vec<String>,
@@ -163,19 +171,12 @@ impl Metrics {
     }
 }
 
-/// What one cycle saw of a workspace: its configuration, packages and builds.
-pub type SeenWorkspace<'a> = (
-    &'a crate::config::WorkspaceConfig,
-    Vec<crate::config::PackageConfig>,
-    crate::builds::WorkspaceBuilds,
-);
-
 impl crate::supervisor::Supervisor {
     /// Rebuilds the snapshot after a cycle, and counts its deliveries.
     pub(crate) fn refresh_snapshot(
         &self,
         results: &crate::poller::PollResults,
-        seen: Vec<SeenWorkspace<'_>>,
+        seen: Vec<crate::cycle::SeenWorkspace<'_>>,
         report: &crate::cycle::CycleReport,
         started: std::time::SystemTime,
     ) -> anyhow::Result<()> {
@@ -194,9 +195,18 @@ impl crate::supervisor::Supervisor {
             .into_iter()
             .map(|p| (p.key.to_string(), p))
             .collect();
+        let marks = self.state.build_marks()?;
         let mut workspaces = BTreeMap::new();
         let mut last_builds = BTreeMap::new();
-        for (ws, packages, planned) in seen {
+        let mut build_count = 0;
+        for seen_ws in seen {
+            let crate::cycle::SeenWorkspace {
+                config: ws,
+                packages,
+                planned,
+                fingerprints,
+            } = seen_ws;
+            build_count += planned.builds.len();
             let mut status = WorkspaceStatus {
                 ci: ws.ci.clone(),
                 update_running: self.updates.is_running(&ws.name),
@@ -231,8 +241,8 @@ impl crate::supervisor::Supervisor {
                         .cloned(),
                 });
             }
-            for build in planned.builds {
-                let delivered = self.state.delivered(&build.key)?;
+            for (build, fingerprint) in planned.builds.into_iter().zip(fingerprints) {
+                let mark = marks.get(&build.key);
                 status.builds.push(BuildStatus {
                     build_key: build.key.to_string(),
                     kind: if build.key.as_str().ends_with("/mainline") {
@@ -240,11 +250,12 @@ impl crate::supervisor::Supervisor {
                     } else {
                         "pull_request"
                     },
-                    fingerprint: build.inputs.fingerprint().to_string(),
-                    delivered_fingerprint: delivered.as_ref().map(|d| d.fingerprint.to_string()),
-                    delivered_at: delivered
-                        .as_ref()
-                        .and_then(|d| d.delivered_at)
+                    fingerprint: fingerprint.to_string(),
+                    delivered_fingerprint: mark
+                        .and_then(|m| m.delivered.as_ref())
+                        .map(ToString::to_string),
+                    delivered_at: mark
+                        .and_then(|m| m.delivered_at)
                         .map(|s| rfc3339_ms(s * 1000)),
                     pending: pending.get(build.key.as_str()).map(|p| PendingStatus {
                         delivery_id: p.delivery_id.clone(),
@@ -283,6 +294,10 @@ impl crate::supervisor::Supervisor {
         snapshot.cycles += 1;
         snapshot.last_cycle_at = Some(humantime::format_rfc3339_seconds(started).to_string());
         snapshot.last_cycle_seconds = started.elapsed().map_or(0.0, |d| d.as_secs_f64());
+        snapshot.cycle_seconds_total += snapshot.last_cycle_seconds;
+        snapshot.fingerprint_seconds = report.fingerprint_seconds;
+        snapshot.builds = build_count;
+        snapshot.pending = pending.len();
         snapshot.forges = forges;
         snapshot.workspaces = workspaces;
         snapshot.poll_errors = report.poll_errors.clone();

@@ -184,11 +184,11 @@ fn render(supervisor: &Supervisor) -> String {
 
 /// The Prometheus text exposition of `/metrics`; every name starts with `forgewatch_`.
 pub fn prometheus(supervisor: &Supervisor) -> String {
+    // Read under the lock, not cloned: scrapes stay cheap however many builds there are.
     let snapshot = supervisor
         .snapshot
         .lock()
-        .map(|s| s.clone())
-        .unwrap_or_default();
+        .unwrap_or_else(|p| p.into_inner());
     let m = &supervisor.metrics;
     let mut t = String::new();
     t.push_str("# HELP forgewatch_requests_total Forge requests by outcome (not_modified: 304).\n# TYPE forgewatch_requests_total counter\n");
@@ -210,18 +210,30 @@ pub fn prometheus(supervisor: &Supervisor) -> String {
             let _ = writeln!(t, "forgewatch_rate_limit_remaining{{forge=\"{name}\"}} {r}");
         }
     }
-    let pending: usize = snapshot
-        .workspaces
-        .values()
-        .flat_map(|w| &w.builds)
-        .filter(|b| b.pending.is_some())
-        .count();
     let simple = [
         (
             "cycle_duration_seconds",
             "gauge",
             "Wall time of the last cycle.",
             format!("{}", snapshot.last_cycle_seconds),
+        ),
+        (
+            "cycle_seconds_total",
+            "counter",
+            "Wall time of all cycles.",
+            format!("{}", snapshot.cycle_seconds_total),
+        ),
+        (
+            "builds",
+            "gauge",
+            "Builds computed by the last cycle.",
+            snapshot.builds.to_string(),
+        ),
+        (
+            "fingerprint_duration_seconds",
+            "gauge",
+            "Time the last cycle took to compute the fingerprints of all its builds.",
+            format!("{}", snapshot.fingerprint_seconds),
         ),
         (
             "cycles_total",
@@ -245,7 +257,7 @@ pub fn prometheus(supervisor: &Supervisor) -> String {
             "deliveries_pending",
             "gauge",
             "Deliveries waiting in the outbox.",
-            pending.to_string(),
+            snapshot.pending.to_string(),
         ),
         (
             "webhooks_accepted_total",

@@ -41,6 +41,8 @@ pub struct Delivery {
     pub form: Vec<(String, String)>,
     /// The parsed body (webhook).
     pub json: Option<Value>,
+    /// When the request arrived (push-to-delivery latency in the benchmark).
+    pub received_at: std::time::Instant,
 }
 
 impl Delivery {
@@ -248,6 +250,7 @@ impl FakeCi {
             body: body.to_vec(),
             form: Vec::new(),
             json: None,
+            received_at: std::time::Instant::now(),
         };
         let outcome = match endpoint {
             Endpoint::Buildbot => st.check_buildbot(&mut delivery, uri.query().unwrap_or("")),

@@ -6,7 +6,21 @@ use std::future::Future;
 use std::time::Duration;
 
 /// Calls `probe` every 20 ms until it returns `Some`, for at most `timeout`.
-pub async fn eventually<T, F, Fut>(timeout: Duration, mut probe: F) -> Option<T>
+pub async fn eventually<T, F, Fut>(timeout: Duration, probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    eventually_every(Duration::from_millis(20), timeout, probe).await
+}
+
+/// [`eventually`] with another period (the benchmark probes its daemon rarely, so
+/// as not to measure its own probes).
+pub async fn eventually_every<T, F, Fut>(
+    period: Duration,
+    timeout: Duration,
+    mut probe: F,
+) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -19,6 +33,6 @@ where
         if tokio::time::Instant::now() >= deadline {
             return None;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(period).await;
     }
 }

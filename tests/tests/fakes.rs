@@ -522,6 +522,7 @@ fn signature_matches_the_github_test_vector() {
         body: b"Hello, World!".to_vec(),
         form: Vec::new(),
         json: None,
+        received_at: std::time::Instant::now(),
     };
     assert!(delivery.verify_signature(secret));
     assert!(!delivery.verify_signature(b"another secret"));

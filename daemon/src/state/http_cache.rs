@@ -9,21 +9,23 @@ use super::State;
 
 impl ValidatorStore for State {
     fn load(&self, key: &str) -> Option<CachedResponse> {
-        let result = self
-            .conn()
-            .query_row(
+        // Asked for every request of every cycle: the statement is prepared once.
+        let conn = self.conn();
+        let result = conn
+            .prepare_cached(
                 "SELECT etag, last_modified, next_url, body FROM http_cache WHERE key = ?1",
-                [key],
-                |row| {
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row([key], |row| {
                     Ok(CachedResponse {
                         etag: row.get(0)?,
                         last_modified: row.get(1)?,
                         next_url: row.get(2)?,
                         body: row.get(3)?,
                     })
-                },
-            )
-            .optional();
+                })
+                .optional()
+            });
         result.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot read the HTTP cache; asking the forge afresh");
             None
@@ -34,12 +36,23 @@ impl ValidatorStore for State {
         if self.read_only {
             return;
         }
-        let result = self.conn().execute(
-            "INSERT INTO http_cache (key, etag, last_modified, next_url, body) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (key) DO UPDATE SET etag = excluded.etag, last_modified = excluded.last_modified,
-               next_url = excluded.next_url, body = excluded.body",
-            params![key, response.etag, response.last_modified, response.next_url, response.body],
-        );
+        let conn = self.conn();
+        let result = conn
+            .prepare_cached(
+                "INSERT INTO http_cache (key, etag, last_modified, next_url, body) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (key) DO UPDATE SET etag = excluded.etag, last_modified = excluded.last_modified,
+                   next_url = excluded.next_url, body = excluded.body",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    key,
+                    response.etag,
+                    response.last_modified,
+                    response.next_url,
+                    response.body
+                ])
+            });
+        drop(conn);
         if let Err(e) = result {
             tracing::warn!(error = %e, "cannot write the HTTP cache");
         }

@@ -8,6 +8,7 @@
 //! CI answered 2xx. The schema is versioned with `PRAGMA user_version`; a newer
 //! schema than this binary knows is refused rather than guessed at.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -42,6 +43,15 @@ pub enum StateError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+/// What the state knows of a build, without its inputs: the fingerprint the CI last
+/// accepted (and when) and the one waiting in the outbox.
+#[derive(Clone, Debug, Default)]
+pub struct BuildMark {
+    pub delivered: Option<Fingerprint>,
+    pub delivered_at: Option<i64>,
+    pub pending: Option<Fingerprint>,
 }
 
 /// What was last delivered for a build key.
@@ -156,20 +166,43 @@ impl State {
             .map_err(|e| self.err(e))
     }
 
-    /// Keys starting with `prefix` of builds delivered or pending.
-    pub fn build_keys_with_prefix(&self, prefix: &str) -> Result<Vec<BuildKey>, StateError> {
+    /// The delivered and pending fingerprint of every known build, in two queries
+    /// (a cycle compares every build with them; the inputs are read only on change).
+    pub fn build_marks(&self) -> Result<HashMap<BuildKey, BuildMark>, StateError> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT build_key FROM builds WHERE build_key >= ?1 AND build_key < ?2
-                 UNION SELECT build_key FROM outbox WHERE build_key >= ?1 AND build_key < ?2",
-            )
+        let mut marks: HashMap<BuildKey, BuildMark> = HashMap::new();
+        let mut delivered = conn
+            .prepare_cached("SELECT build_key, fingerprint, delivered_at FROM builds")
             .map_err(|e| self.err(e))?;
-        let keys = stmt
-            .query_map([prefix, &prefix_end(prefix)], |row| row.get::<_, String>(0))
+        let rows = delivered
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, Option<i64>>(2)?,
+                ))
+            })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(|e| self.err(e))?;
-        Ok(keys.into_iter().map(BuildKey::from_stored).collect())
+        for (key, fingerprint, at) in rows {
+            let mark = marks.entry(BuildKey::from_stored(key)).or_default();
+            mark.delivered = Some(Fingerprint::from_stored(fingerprint));
+            mark.delivered_at = at;
+        }
+        let mut pending = conn
+            .prepare_cached("SELECT build_key, fingerprint FROM outbox")
+            .map_err(|e| self.err(e))?;
+        let rows = pending
+            .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e))?;
+        for (key, fingerprint) in rows {
+            marks.entry(BuildKey::from_stored(key)).or_default().pending =
+                Some(Fingerprint::from_stored(fingerprint));
+        }
+        Ok(marks)
     }
 
     /// Forgets builds (closed pull requests), in one transaction.
@@ -207,18 +240,6 @@ fn check_version(conn: &Connection, path: &Path) -> Result<i64, StateError> {
 
 /// The smallest string greater than every string starting with `prefix`, so that
 /// a prefix search is a range the primary-key index answers.
-fn prefix_end(prefix: &str) -> String {
-    let mut end: Vec<char> = prefix.chars().collect();
-    while let Some(last) = end.pop() {
-        if let Some(next) = char::from_u32(last as u32 + 1) {
-            end.push(next);
-            return end.into_iter().collect();
-        }
-    }
-    // Only a prefix of `char::MAX`es: no upper bound short of infinity.
-    "\u{10FFFF}".repeat(prefix.chars().count() + 1)
-}
-
 /// Schema steps, applied in order: step `i` brings the database to version `i + 1`.
 const MIGRATIONS: [&str; 5] = [
     "CREATE TABLE http_cache (
@@ -358,12 +379,13 @@ mod tests {
         state.enqueue(std::slice::from_ref(&item), &[], 1).unwrap();
         if !state.read_only() {
             assert_eq!(
-                state.pending_fingerprint(key).unwrap(),
+                state.build_marks().unwrap()[key].pending,
                 Some(inputs.fingerprint())
             );
         }
         state.complete_delivery(&item, 5).unwrap();
-        assert_eq!(state.pending_fingerprint(key).unwrap(), None);
+        let marks = state.build_marks().unwrap();
+        assert_eq!(marks.get(key).and_then(|m| m.pending.as_ref()), None);
     }
 
     #[test]
@@ -389,10 +411,9 @@ mod tests {
         assert_eq!(delivered.fingerprint, inputs("2").fingerprint());
         assert_eq!(delivered.inputs, Some(inputs("2")));
         assert_eq!(state.load("k").unwrap().etag.as_deref(), Some("\"e\""));
-        assert_eq!(
-            state.build_keys_with_prefix("ws/").unwrap(),
-            vec![key.clone()]
-        );
+        let marks = state.build_marks().unwrap();
+        assert_eq!(marks.keys().collect::<Vec<_>>(), vec![&key]);
+        assert_eq!(marks[&key].delivered, Some(inputs("2").fingerprint()));
         state.forget_builds(std::slice::from_ref(&key)).unwrap();
         assert_eq!(state.delivered(&key).unwrap(), None);
     }

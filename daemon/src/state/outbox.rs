@@ -5,7 +5,7 @@
 //! one. After a crash the outbox is where the restarted daemon resumes.
 
 use forgewatch_adapters::ci::BuildTrigger;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
 use super::{State, StateError};
@@ -158,19 +158,6 @@ impl State {
             });
         }
         Ok(pending)
-    }
-
-    /// The fingerprint pending for `key`, if any.
-    pub fn pending_fingerprint(&self, key: &BuildKey) -> Result<Option<Fingerprint>, StateError> {
-        self.conn()
-            .query_row(
-                "SELECT fingerprint FROM outbox WHERE build_key = ?1",
-                [key.as_str()],
-                |row| row.get::<_, String>(0),
-            )
-            .optional()
-            .map(|f| f.map(Fingerprint::from_stored))
-            .map_err(|e| self.err(e))
     }
 
     /// The CI accepted `item`: record its fingerprint as delivered and remove it from

@@ -2,13 +2,15 @@
 //! `forgewatch` binary (`forgewatch-under-test`, next to this executable) and prints
 //! one JSON object of figures on stdout, then a readable table on stderr.
 //!
-//! Usage: `cargo run --release -p forgewatch-tests --bin bench -- --scenario shared
-//! [--workspaces N] [--repos M] [--prs P]`
+//! Usage: `cargo run --release -p forgewatch-tests --bin bench -- --scenario
+//! shared|large|latency [--workspaces N] [--targets N] [--prs N] [--interval MS]`
+
+use std::time::Duration;
 
 use anyhow::{Context, bail};
-use forgewatch_tests::bench::{self, Shared};
+use forgewatch_tests::bench::{self, Size, daemon::binary_next_to_self, latency};
 
-const USAGE: &str = "usage: bench --scenario shared [--workspaces N] [--repos M] [--prs P]   (large, latency: not implemented)";
+const USAGE: &str = "usage: bench --scenario shared|large|latency [--workspaces N] [--targets N] [--prs N] [--interval MS]";
 
 fn number(value: Option<String>, flag: &str) -> anyhow::Result<usize> {
     value
@@ -20,7 +22,7 @@ fn number(value: Option<String>, flag: &str) -> anyhow::Result<usize> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut scenario = None;
-    let mut params = Shared::FULL;
+    let mut overrides: Vec<(String, usize)> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -29,19 +31,49 @@ async fn main() -> anyhow::Result<()> {
                 return Ok(());
             }
             "--scenario" => scenario = Some(args.next().context("--scenario needs a name")?),
-            "--workspaces" => params.workspaces = number(args.next(), "--workspaces")?,
-            "--repos" => params.repos = number(args.next(), "--repos")?,
-            "--prs" => params.prs = number(args.next(), "--prs")?,
+            flag @ ("--workspaces" | "--targets" | "--prs" | "--interval") => {
+                overrides.push((flag.to_owned(), number(args.next(), flag)?));
+            }
             _ => bail!("unexpected argument {arg:?}\n{USAGE}"),
         }
     }
-    let report = match scenario.as_deref() {
-        Some("shared") => bench::run_shared(&bench::binary_next_to_self()?, params).await?,
-        Some(other @ ("large" | "latency")) => bail!("scenario {other} is not implemented yet"),
+    let (mut size, mut interval_ms) = match scenario.as_deref() {
+        Some("shared") => (Size::SHARED, 16_000),
+        Some("large") => (Size::LARGE, 40_000),
+        Some("latency") => (
+            latency::Params::FULL.size,
+            latency::Params::FULL.poll_interval_ms as usize,
+        ),
         Some(other) => bail!("unknown scenario {other:?}\n{USAGE}"),
         None => bail!("{USAGE}"),
     };
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    eprint!("{}", report.table());
+    for (flag, n) in overrides {
+        match flag.as_str() {
+            "--workspaces" => size.workspaces = n,
+            "--targets" => {
+                size.gitlab_targets = size.gitlab_targets * n / size.targets.max(1);
+                size.targets = n;
+            }
+            "--prs" => size.prs = n,
+            _ => interval_ms = n,
+        }
+    }
+    let binary = binary_next_to_self()?;
+    if scenario.as_deref() == Some("latency") {
+        let params = latency::Params {
+            size,
+            poll_interval_ms: interval_ms as u64,
+            ..latency::Params::FULL
+        };
+        let report = latency::run(&binary, params).await?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        eprint!("{}", report.table());
+    } else {
+        let name = scenario.as_deref().unwrap_or_default();
+        let interval = Duration::from_millis(interval_ms as u64);
+        let report = bench::run_cycles(&binary, name, size, interval).await?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        eprint!("{}", report.table());
+    }
     Ok(())
 }
