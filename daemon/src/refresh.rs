@@ -29,7 +29,11 @@ impl Supervisor {
             self.packages.invalidate(&ws);
         }
         self.packages.refresh(&self.config, &self.state, now);
-        for (forge, repo) in self.packages.unresolved_default_branches(&self.config) {
+        let discovered = self.discovered_entries();
+        for (forge, repo) in self
+            .packages
+            .unresolved_default_branches(&self.config, &discovered)
+        {
             if shutdown.is_cancelled() {
                 break;
             }

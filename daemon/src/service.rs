@@ -166,6 +166,7 @@ pub async fn run(config: Config, notifier: Notifier) -> anyhow::Result<()> {
     let stop = async {
         // Running updates were cancelled with `shutdown`: their groups are being killed.
         supervisor.updates.wait_all().await;
+        supervisor.discoveries.wait_all().await;
         let _ = server.await;
     };
     if tokio::time::timeout(grace, stop).await.is_err() {

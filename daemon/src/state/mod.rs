@@ -2,7 +2,8 @@
 //! HTTP validators and bodies of every forge URL (so a restart costs no rate limit;
 //! [`http_cache`]), per build key the last fingerprint the CI accepted with its
 //! inputs (here), each workspace's last good package list and update marks
-//! ([`workspaces`]), and update job records with their logs ([`jobs`]).
+//! ([`workspaces`]), update and discovery job records with their logs ([`jobs`]),
+//! and the outcome of the last discovery of each open config PR ([`discoveries`]).
 //!
 //! A delivered fingerprint is written in a transaction of its own, only after the
 //! CI answered 2xx. The schema is versioned with `PRAGMA user_version`; a newer
@@ -13,6 +14,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
+pub mod discoveries;
 pub mod events;
 mod http_cache;
 pub mod jobs;
@@ -23,7 +25,7 @@ pub mod workspaces;
 use crate::fingerprint::BuildInputs;
 use crate::ids::{BuildKey, Fingerprint};
 
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 const DATABASE_FILE: &str = "state.sqlite3";
 
 #[derive(Debug, thiserror::Error)]
@@ -220,7 +222,7 @@ fn prefix_end(prefix: &str) -> String {
 }
 
 /// Schema steps, applied in order: step `i` brings the database to version `i + 1`.
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     "CREATE TABLE http_cache (
        key TEXT PRIMARY KEY,
        etag TEXT,
@@ -291,6 +293,12 @@ const MIGRATIONS: [&str; 5] = [
        message TEXT NOT NULL
      );
      CREATE INDEX events_by_time ON events (time);",
+    "CREATE TABLE discoveries (
+       workspace TEXT NOT NULL,
+       config_pr TEXT NOT NULL,
+       record TEXT NOT NULL,
+       PRIMARY KEY (workspace, config_pr)
+     );",
 ];
 
 fn migrate(conn: &Connection, path: &Path) -> Result<(), StateError> {
@@ -432,6 +440,37 @@ mod tests {
         let kept = state.delivered(&BuildKey::mainline("ws")).unwrap().unwrap();
         assert_eq!(kept.fingerprint.as_str(), "sha256:x");
         assert_eq!(state.jobs_of("ws", 1).unwrap(), vec![]);
+        assert_eq!(state.discoveries_of("ws").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn a_version_5_database_gains_the_discoveries_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+        conn.execute_batch(&format!(
+            "BEGIN; {} PRAGMA user_version = 5; COMMIT;",
+            MIGRATIONS[..5].join(" ")
+        ))
+        .unwrap();
+        conn.execute(
+            "INSERT INTO builds VALUES ('ws/mainline', 'sha256:x', '{}', 'id', 1)",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let state = State::open(dir.path()).unwrap();
+        let version: i64 = state
+            .conn()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 6);
+        assert!(
+            state
+                .delivered(&BuildKey::mainline("ws"))
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(state.discoveries_of("ws").unwrap(), vec![]);
     }
 
     #[test]
