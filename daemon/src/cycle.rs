@@ -251,6 +251,7 @@ impl Supervisor {
                 }
             }
             self.discoveries.wait_all().await;
+            self.learn_default_branches(shutdown).await;
             let targets = self.cycle_targets(&packages);
             let added = self.unanswered(&targets);
             if !added.is_empty() {
