@@ -185,7 +185,13 @@ fn plan_pull_requests(
                             state => (
                                 None,
                                 PrExtras {
-                                    overrides: transient_overrides(c, ws, poll, &graph, now),
+                                    overrides: transient_overrides(
+                                        c,
+                                        &ws.pull_requests,
+                                        poll,
+                                        &graph,
+                                        now,
+                                    ),
                                     discovery: Some(state.as_str()),
                                 },
                             ),

@@ -325,35 +325,25 @@ impl Supervisor {
                 let record = records.iter().find(|r| r.config_pr == id.to_string());
                 let current =
                     record.filter(|r| r.head_sha == pr.head_sha && r.test_ref == *test_ref);
-                let discovery = match current.map(|r| &r.outcome) {
-                    Some(Ok(_)) => DiscoveryState::Succeeded,
-                    Some(Err(why)) => DiscoveryState::Failed(why.clone()),
-                    None if running.as_deref() == Some(&id.to_string()) => {
-                        DiscoveryState::Waiting("waiting for its discovery (running)".to_owned())
-                    }
-                    None => DiscoveryState::Waiting("waiting for its discovery".to_owned()),
-                };
                 let mut packages = Vec::new();
-                if let Some(record) = record {
-                    let incomplete = self.packages.resolve(
+                let incomplete = record.and_then(|r| {
+                    self.packages.resolve(
                         &ws.name,
-                        new_entries(record, mainline),
+                        new_entries(r, mainline),
                         &mut packages,
                         &self.config,
-                    );
-                    if let Some(why) = incomplete
-                        && discovery == DiscoveryState::Succeeded
-                    {
-                        return ConfigPr {
-                            id,
-                            pr: pr.clone(),
-                            test_ref: test_ref.clone(),
-                            discovery: DiscoveryState::Waiting(why),
-                            job_id: Some(record.job_id),
-                            packages,
-                        };
+                    )
+                });
+                let discovery = match (current.map(|r| &r.outcome), incomplete) {
+                    // Its packages are complete once their default branches are known.
+                    (Some(Ok(_)), Some(why)) => DiscoveryState::Waiting(why),
+                    (Some(Ok(_)), None) => DiscoveryState::Succeeded,
+                    (Some(Err(why)), _) => DiscoveryState::Failed(why.clone()),
+                    (None, _) if running.as_deref() == Some(&id.to_string()) => {
+                        DiscoveryState::Waiting("waiting for its discovery (running)".to_owned())
                     }
-                }
+                    (None, _) => DiscoveryState::Waiting("waiting for its discovery".to_owned()),
+                };
                 ConfigPr {
                     id,
                     pr: pr.clone(),

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 
 use forgewatch_adapters::forge::{PullRequest, WatchTarget};
 
-use crate::config::{PackageConfig, PackageKind, WorkspaceConfig};
+use crate::config::{PackageConfig, PackageKind, PullRequestsConfig, WorkspaceConfig};
 use crate::dependencies::parse::PrRef;
 use crate::dependencies::resolve::{DependencyGraph, pr_ref};
 use crate::poller::PollResults;
@@ -266,7 +266,7 @@ impl Transients {
 /// test ref of its one built open PR, else at its tracked branch.
 pub fn transient_overrides(
     c: &ConfigPr,
-    ws: &WorkspaceConfig,
+    cfg: &PullRequestsConfig,
     poll: &PollResults,
     graph: &DependencyGraph,
     now: i64,
@@ -278,12 +278,12 @@ pub fn transient_overrides(
                 Some(Ok(pulls)) => pulls
                     .iter()
                     .map(|p| graph.open.get(&pr_ref(p)).unwrap_or(p))
-                    .filter(|p| eligibility(p, &ws.pull_requests, now).is_ok())
+                    .filter(|p| eligibility(p, cfg, now).is_ok())
                     .collect(),
                 _ => Vec::new(),
             };
             let reference = match built.as_slice() {
-                [one] => one.test_ref(test_ref(one, ws.pull_requests.pr_ref)),
+                [one] => one.test_ref(test_ref(one, cfg.pr_ref)),
                 _ => pkg.branch.clone(),
             };
             (pkg.name.clone(), reference)
@@ -313,7 +313,174 @@ pub fn packages_for<'a>(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use forgewatch_adapters::RepoId;
+    use forgewatch_adapters::forge::PrState;
+
     use super::*;
+    use crate::config::{PrRefMode, TrustConfig};
+
+    fn repo(path: &str) -> RepoId {
+        RepoId::from_host_path("github.com", path).unwrap()
+    }
+
+    fn package(name: &str, path: &str) -> PackageConfig {
+        PackageConfig {
+            name: name.into(),
+            repo: repo(path),
+            forge: "github".into(),
+            branch: "main".into(),
+            kind: PackageKind::Package,
+        }
+    }
+
+    fn pr(path: &str, number: u64) -> PullRequest {
+        PullRequest {
+            number,
+            title: "t".into(),
+            body: None,
+            author: "alice".into(),
+            author_association: Some("MEMBER".into()),
+            labels: vec![],
+            draft: false,
+            updated_at: Some(NOW),
+            head_sha: format!("{path}-{number}"),
+            head_ref: "topic".into(),
+            head_repo: Some(repo(path)),
+            head_repo_numeric_id: Some(1),
+            base_repo: repo(path),
+            base_branch: "main".into(),
+            base_sha: None,
+            state: PrState::Open,
+            web_url: format!("https://github.com/{path}/pull/{number}"),
+            mergeable: Some(true),
+            refs_prefix: format!("refs/pull/{number}"),
+        }
+    }
+
+    fn cfg() -> PullRequestsConfig {
+        PullRequestsConfig {
+            enabled: true,
+            pr_ref: PrRefMode::Merge,
+            include_drafts: true,
+            stale_after: Duration::from_secs(86_400),
+            skip_labels: vec!["no-ci".into()],
+            rebuild_on_base_change: false,
+            trust: TrustConfig {
+                authors: vec![],
+                author_associations: vec!["MEMBER".into()],
+                same_repository: true,
+                approve_label: None,
+            },
+        }
+    }
+
+    const NOW: i64 = 1_000_000;
+
+    fn config_pr(path: &str, packages: Vec<PackageConfig>) -> ConfigPr {
+        let pr = pr(path, 1);
+        ConfigPr {
+            id: pr_ref(&pr),
+            test_ref: "refs/pull/1/merge".into(),
+            pr,
+            discovery: DiscoveryState::Succeeded,
+            job_id: Some(1),
+            packages,
+        }
+    }
+
+    /// Poll answers listing `pulls` as the open PRs of each repository's `main`.
+    fn poll(pulls: &[PullRequest]) -> PollResults {
+        let mut poll = PollResults::default();
+        for pr in pulls {
+            let target = WatchTarget {
+                repo: pr.base_repo.clone(),
+                branch: "main".into(),
+            };
+            let list = poll.pulls.entry(target).or_insert_with(|| Ok(Vec::new()));
+            list.as_mut().unwrap().push(pr.clone());
+        }
+        poll
+    }
+
+    #[test]
+    fn a_transient_package_follows_its_one_built_pr_else_its_branch() {
+        let c = config_pr(
+            "acme/pkgset",
+            vec![
+                package("one", "acme/one"),
+                package("two", "acme/two"),
+                package("none", "acme/none"),
+                package("skipped", "acme/skipped"),
+            ],
+        );
+        let mut labelled = pr("acme/skipped", 2);
+        labelled.labels = vec!["no-ci".into()];
+        let pulls = [
+            pr("acme/one", 4),
+            pr("acme/two", 1),
+            pr("acme/two", 2),
+            labelled,
+            pr("acme/skipped", 3),
+        ];
+        let overrides =
+            transient_overrides(&c, &cfg(), &poll(&pulls), &DependencyGraph::default(), NOW);
+        assert_eq!(
+            overrides,
+            [
+                ("one".to_owned(), "refs/pull/4/merge".to_owned()),
+                ("two".to_owned(), "main".to_owned()),
+                ("none".to_owned(), "main".to_owned()),
+                ("skipped".to_owned(), "refs/pull/3/merge".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn config_pr_and_transient_prs_form_a_cycle_and_conflicts_are_named() {
+        let set = config_pr("acme/pkgset", vec![package("new/pkg", "acme/r")]);
+        let conf = config_pr("acme/buildconf", vec![package("new/pkg", "acme/other")]);
+        let transients = Transients {
+            config_prs: vec![set.clone(), conf.clone()],
+        };
+        let impl_pr = pr("acme/r", 2);
+        let mut graph = DependencyGraph::default();
+        for p in [&set.pr, &conf.pr, &impl_pr] {
+            graph.open.insert(pr_ref(p), p.clone());
+        }
+        let pulls = poll(&[impl_pr.clone()]);
+        let with = transients.graph_with_edges(&graph, &pulls);
+        assert_eq!(with.edges[&set.id], vec![pr_ref(&impl_pr)]);
+        assert_eq!(with.edges[&pr_ref(&impl_pr)], vec![set.id.clone()]);
+        assert!(!with.edges.contains_key(&conf.id));
+        assert!(matches!(
+            transients.graph_with_edges(&graph, &PollResults::default()),
+            Cow::Borrowed(_)
+        ));
+
+        let Role::OfTransient(of) = transients.role_of(&impl_pr) else {
+            panic!("a PR of a transient package");
+        };
+        assert_eq!(of.len(), 1);
+        let mainline = [package("base/a", "acme/a")];
+        let seen = packages_for(&mainline, &transients.role_of(&impl_pr));
+        let names: Vec<&str> = seen.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["base/a", "new/pkg"]);
+        assert_eq!(seen[1].repo, repo("acme/r"));
+        assert!(matches!(transients.role_of(&pr("acme/a", 1)), Role::Plain));
+
+        assert_eq!(
+            transients.conflicts(),
+            [Conflict {
+                package: "new/pkg".into(),
+                definitions: vec![
+                    (set.id.to_string(), "github.com/acme/r".into()),
+                    (conf.id.to_string(), "github.com/acme/other".into()),
+                ],
+            }]
+        );
+    }
 
     #[test]
     fn the_overrides_file_is_autoproj_yaml() {
