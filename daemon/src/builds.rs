@@ -11,8 +11,8 @@ use crate::dependencies::resolve::{DependencyGraph, Unresolved, pr_ref};
 use crate::fingerprint::{BuildInputs, PackageHead};
 use crate::ids::BuildKey;
 use crate::poller::PollResults;
-use crate::pr_builds::{NotBuilt, PrExtras, eligibility, plan_pull_request};
-use crate::transient::{DiscoveryState, Role, Transients, packages_for, transient_overrides};
+use crate::pr_builds::{NotBuilt, eligibility, plan_pull_request};
+use crate::transient::{Transients, packages_for};
 
 /// A build as computed this cycle.
 #[derive(Clone, Debug)]
@@ -176,44 +176,13 @@ fn plan_pull_requests(
                         continue;
                     }
                     let role = transients.role_of(pr);
-                    let (waiting, extras) = match &role {
-                        Role::Plain => (None, PrExtras::default()),
-                        Role::Config(c) => match &c.discovery {
-                            DiscoveryState::Waiting(why) => {
-                                (Some(why.clone()), PrExtras::default())
-                            }
-                            state => (
-                                None,
-                                PrExtras {
-                                    overrides: transient_overrides(
-                                        c,
-                                        &ws.pull_requests,
-                                        poll,
-                                        &graph,
-                                        now,
-                                    ),
-                                    discovery: Some(state.as_str()),
-                                },
-                            ),
-                        },
-                        Role::OfTransient(configs) => (
-                            configs.iter().find_map(|c| match &c.discovery {
-                                DiscoveryState::Waiting(_) => {
-                                    Some(format!("waiting for the discovery of config PR {}", c.id))
-                                }
-                                _ => None,
-                            }),
-                            PrExtras::default(),
-                        ),
-                    };
-                    if let Some(reason) = waiting {
-                        out.skipped.push(Skipped { key, reason });
-                        continue;
-                    }
-                    let pkgs = packages_for(packages, &role);
-                    if out.builds.iter().all(|b| b.key != key) {
-                        out.builds
-                            .push(plan_pull_request(ws, &pkgs, pr, &graph, &extras));
+                    match role.extras(&ws.pull_requests, poll, &graph, now) {
+                        Ok(extras) => {
+                            let pkgs = packages_for(packages, &role);
+                            out.builds
+                                .push(plan_pull_request(ws, &pkgs, pr, &graph, &extras));
+                        }
+                        Err(reason) => out.skipped.push(Skipped { key, reason }),
                     }
                 }
             }

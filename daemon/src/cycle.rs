@@ -241,16 +241,17 @@ impl Supervisor {
             && self.start_discoveries(&open, &packages, shutdown).await > 0
             && self.discover_in_foreground
         {
-            // `once`: every discovery ends, and what they add is polled, before
-            // builds are computed (each key is delivered at most once).
-            let limit = open.values().map(Vec::len).sum::<usize>();
-            for _ in 0..limit {
+            // `once`: every due discovery runs (one per workspace at a time) and
+            // what they add is polled before builds are computed, so each key is
+            // delivered at most once. Bounded: each run records its config PR.
+            let mut rounds = open.values().map(Vec::len).sum::<usize>();
+            loop {
                 self.discoveries.wait_all().await;
-                if self.start_discoveries(&open, &packages, shutdown).await == 0 {
+                rounds = rounds.saturating_sub(1);
+                if rounds == 0 || self.start_discoveries(&open, &packages, shutdown).await == 0 {
                     break;
                 }
             }
-            self.discoveries.wait_all().await;
             self.learn_default_branches(shutdown).await;
             let targets = self.cycle_targets(&packages);
             let added = self.unanswered(&targets);

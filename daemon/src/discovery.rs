@@ -99,14 +99,20 @@ impl Discoveries {
             self.permits.clone(),
             self.running.clone(),
         );
-        let dir = self.files.join(&request.workspace);
+        // Prefixed: a workspace may be named `..`.
+        let dir = self.files.join(format!("ws-{}", request.workspace));
         let secret_env_vars = self.secret_env_vars.clone();
         let cancel = cancel.clone();
-        self.tasks.lock().await.spawn(
+        let mut tasks = self.tasks.lock().await;
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(
             async move {
                 if let Ok(_permit) = permits.acquire_owned().await {
                     let record = execute(&request, &dir, &state, &secret_env_vars, &cancel).await;
-                    if let Err(e) = state.save_discovery(&request.workspace, &record) {
+                    // Interrupted by a stop: it runs again after the restart.
+                    if !cancel.is_cancelled()
+                        && let Err(e) = state.save_discovery(&request.workspace, &record)
+                    {
                         tracing::error!("cannot record the discovery: {e}");
                     }
                 }

@@ -23,7 +23,7 @@ use crate::config::{PackageConfig, PackageKind, PullRequestsConfig, WorkspaceCon
 use crate::dependencies::parse::PrRef;
 use crate::dependencies::resolve::{DependencyGraph, pr_ref};
 use crate::poller::PollResults;
-use crate::pr_builds::{eligibility, test_ref};
+use crate::pr_builds::{PrExtras, eligibility, test_ref};
 
 /// Where the discovery of a config PR's current head stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,6 +81,36 @@ pub enum Role<'a> {
     Config(&'a ConfigPr),
     /// A PR of a transient package of these config PRs.
     OfTransient(Vec<&'a ConfigPr>),
+}
+
+impl Role<'_> {
+    /// What a PR of this role adds to its build, or why it waits (its config PR's
+    /// discovery has not ended for its current head).
+    pub fn extras(
+        &self,
+        cfg: &PullRequestsConfig,
+        poll: &PollResults,
+        graph: &DependencyGraph,
+        now: i64,
+    ) -> Result<PrExtras, String> {
+        match self {
+            Role::Plain => Ok(PrExtras::default()),
+            Role::Config(c) => match &c.discovery {
+                DiscoveryState::Waiting(why) => Err(why.clone()),
+                state => Ok(PrExtras {
+                    overrides: transient_overrides(c, cfg, poll, graph, now),
+                    discovery: Some(state.as_str()),
+                }),
+            },
+            Role::OfTransient(configs) => match configs
+                .iter()
+                .find(|c| matches!(c.discovery, DiscoveryState::Waiting(_)))
+            {
+                Some(c) => Err(format!("waiting for the discovery of config PR {}", c.id)),
+                None => Ok(PrExtras::default()),
+            },
+        }
+    }
 }
 
 fn target_of(pkg: &PackageConfig) -> WatchTarget {
