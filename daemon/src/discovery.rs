@@ -37,6 +37,7 @@ use crate::state::State;
 use crate::state::discoveries::DiscoveryRecord;
 use crate::state::jobs::JobStatus;
 use crate::state::workspaces::StoredPackage;
+use crate::status::Metrics;
 use crate::supervisor::Supervisor;
 use crate::transient::{
     ConfigPr, DiscoveryState, Transients, config_lists_complete, config_overrides, open_config_prs,
@@ -65,6 +66,7 @@ pub struct Discoveries {
     /// Workspace → the config PR (`host/path#N`) whose discovery runs.
     running: Arc<Mutex<BTreeMap<String, String>>>,
     tasks: tokio::sync::Mutex<JoinSet<()>>,
+    metrics: Arc<Metrics>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -72,7 +74,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Discoveries {
-    pub fn new(config: &Config, state: Arc<State>, permits: Arc<Semaphore>) -> Discoveries {
+    pub fn new(
+        config: &Config,
+        state: Arc<State>,
+        permits: Arc<Semaphore>,
+        metrics: Arc<Metrics>,
+    ) -> Discoveries {
         let state_dir = std::path::absolute(&config.state_dir).unwrap_or(config.state_dir.clone());
         Discoveries {
             state,
@@ -81,6 +88,16 @@ impl Discoveries {
             files: state_dir.join("discovery"),
             running: Arc::default(),
             tasks: tokio::sync::Mutex::new(JoinSet::new()),
+            metrics,
+        }
+    }
+
+    /// After a reload: the discoveries still running stay known (and are waited
+    /// for at shutdown), so none is started twice in a workspace's `dir`.
+    pub fn carry_over(&mut self, old: &Discoveries) {
+        self.running = old.running.clone();
+        if let Ok(mut tasks) = old.tasks.try_lock() {
+            *self.tasks.get_mut() = std::mem::take(&mut *tasks);
         }
     }
 
@@ -94,10 +111,11 @@ impl Discoveries {
         lock(&self.running).insert(request.workspace.clone(), id.clone());
         let span =
             tracing::info_span!("discovery", workspace = %request.workspace, config_pr = %id);
-        let (state, permits, running) = (
+        let (state, permits, running, metrics) = (
             self.state.clone(),
             self.permits.clone(),
             self.running.clone(),
+            self.metrics.clone(),
         );
         // Prefixed: a workspace may be named `..`.
         let dir = self.files.join(format!("ws-{}", request.workspace));
@@ -108,7 +126,14 @@ impl Discoveries {
         tasks.spawn(
             async move {
                 if let Ok(_permit) = permits.acquire_owned().await {
-                    let record = execute(&request, &dir, &state, &secret_env_vars, &cancel).await;
+                    let (record, status) =
+                        execute(&request, &dir, &state, &secret_env_vars, &cancel).await;
+                    let counter = match (&record.outcome, status) {
+                        (Ok(_), _) => &metrics.discoveries_succeeded,
+                        (Err(_), JobStatus::TimedOut) => &metrics.discoveries_timed_out,
+                        (Err(_), _) => &metrics.discoveries_failed,
+                    };
+                    Metrics::add(counter, 1);
                     // Interrupted by a stop: it runs again after the restart.
                     if !cancel.is_cancelled()
                         && let Err(e) = state.save_discovery(&request.workspace, &record)
@@ -133,14 +158,14 @@ impl Discoveries {
     }
 }
 
-/// Runs one discovery and says what it found.
+/// Runs one discovery and says what it found, with how its job ended.
 async fn execute(
     request: &Request,
     dir: &std::path::Path,
     state: &State,
     secret_env_vars: &[String],
     cancel: &CancellationToken,
-) -> DiscoveryRecord {
+) -> (DiscoveryRecord, JobStatus) {
     let config_pr = pr_ref(&request.pr).to_string();
     let overrides_file = dir.join("overrides.yml");
     let manifest_out = dir.join("manifest");
@@ -179,8 +204,12 @@ async fn execute(
         max_log_lines: MAX_LOG_LINES,
         max_line_bytes: MAX_LINE_BYTES,
     };
-    let (job_id, outcome) = match prepared {
-        Err(e) => (0, Err(format!("cannot write {}: {e}", dir.display()))),
+    let (job_id, status, outcome) = match prepared {
+        Err(e) => (
+            0,
+            JobStatus::Failed,
+            Err(format!("cannot write {}: {e}", dir.display())),
+        ),
         Ok(()) => {
             let run = recorded_job::run(state, &request.workspace, "discover", &job, cancel).await;
             let outcome: Result<Vec<StoredPackage>, String> = if run.status == JobStatus::Succeeded
@@ -205,7 +234,7 @@ async fn execute(
             } else {
                 Err(run.detail)
             };
-            (run.id, outcome)
+            (run.id, run.status, outcome)
         }
     };
     let key = BuildKey::pull_request(&request.workspace, &request.pr.base_repo, request.pr.number);
@@ -238,13 +267,14 @@ async fn execute(
             );
         }
     }
-    DiscoveryRecord {
+    let record = DiscoveryRecord {
         config_pr,
         head_sha: request.pr.head_sha.clone(),
         test_ref: request.test_ref.clone(),
         outcome,
         job_id,
-    }
+    };
+    (record, status)
 }
 
 fn path_text(path: &std::path::Path) -> String {

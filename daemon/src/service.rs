@@ -290,6 +290,7 @@ fn reload(
         .map(|w| w.name.clone())
         .collect();
     new.updates.carry_over(&current.updates, &old_names);
+    new.discoveries.carry_over(&current.discoveries);
     new.carry_over(current);
     state.record_event("reloaded", None, None, "configuration reloaded");
     tracing::info!(

@@ -261,6 +261,9 @@ pub struct Metrics {
     pub updates_succeeded: AtomicU64,
     pub updates_failed: AtomicU64,
     pub updates_timed_out: AtomicU64,
+    pub discoveries_succeeded: AtomicU64,
+    pub discoveries_failed: AtomicU64,
+    pub discoveries_timed_out: AtomicU64,
     pub webhooks_accepted: AtomicU64,
     pub webhooks_refused: AtomicU64,
 }

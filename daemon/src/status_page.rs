@@ -280,6 +280,18 @@ pub fn prometheus(supervisor: &Supervisor) -> String {
             Metrics::get(counter)
         );
     }
+    t.push_str("# HELP forgewatch_discoveries_total Discovery jobs by outcome.\n# TYPE forgewatch_discoveries_total counter\n");
+    for (outcome, counter) in [
+        ("succeeded", &m.discoveries_succeeded),
+        ("failed", &m.discoveries_failed),
+        ("timed_out", &m.discoveries_timed_out),
+    ] {
+        let _ = writeln!(
+            t,
+            "forgewatch_discoveries_total{{outcome=\"{outcome}\"}} {}",
+            Metrics::get(counter)
+        );
+    }
     t
 }
 

@@ -179,8 +179,12 @@ impl Supervisor {
             cap: config.delivery.retry_cap,
         };
         let updates = Updates::new(&config, state.clone(), metrics.clone());
-        let discoveries =
-            crate::discovery::Discoveries::new(&config, state.clone(), updates.permits());
+        let discoveries = crate::discovery::Discoveries::new(
+            &config,
+            state.clone(),
+            updates.permits(),
+            metrics.clone(),
+        );
         Ok(Supervisor {
             config,
             state,

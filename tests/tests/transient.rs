@@ -456,6 +456,18 @@ async fn the_status_api_lists_config_prs_and_conflicting_definitions() {
             {"config_pr": "github.com/acme/pkgset#1", "repository": "github.com/acme/newpkg"},
         ]}])
     );
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("forgewatch_discoveries_total{outcome=\"succeeded\"} 2\n"),
+        "{metrics}"
+    );
     let page = http.get(&base).send().await.unwrap().text().await.unwrap();
     assert!(
         page.contains("new/pkg is introduced with different repositories"),
