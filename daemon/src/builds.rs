@@ -64,7 +64,8 @@ pub struct WorkspaceBuilds {
     pub not_built: Vec<(BuildKey, NotBuilt)>,
 }
 
-fn target_of(pkg: &PackageConfig) -> WatchTarget {
+/// The watch target of a package.
+pub(crate) fn target_of(pkg: &PackageConfig) -> WatchTarget {
     WatchTarget {
         repo: pkg.repo.clone(),
         branch: pkg.branch.clone(),

@@ -187,17 +187,13 @@ fn package_status(
     pkg: &crate::config::PackageConfig,
     results: &crate::poller::PollResults,
 ) -> PackageStatus {
-    let target = forgewatch_adapters::forge::WatchTarget {
-        repo: pkg.repo.clone(),
-        branch: pkg.branch.clone(),
-    };
     PackageStatus {
         name: pkg.name.clone(),
         repository: pkg.repo.to_string(),
         branch: pkg.branch.clone(),
         head: results
             .heads
-            .get(&target)
+            .get(&crate::builds::target_of(pkg))
             .and_then(|r| r.as_ref().ok())
             .cloned(),
     }

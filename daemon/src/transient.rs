@@ -17,8 +17,9 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use forgewatch_adapters::forge::{PullRequest, WatchTarget};
+use forgewatch_adapters::forge::PullRequest;
 
+use crate::builds::target_of;
 use crate::config::{PackageConfig, PackageKind, PullRequestsConfig, WorkspaceConfig};
 use crate::dependencies::parse::PrRef;
 use crate::dependencies::resolve::{DependencyGraph, pr_ref};
@@ -110,13 +111,6 @@ impl Role<'_> {
                 None => Ok(PrExtras::default()),
             },
         }
-    }
-}
-
-fn target_of(pkg: &PackageConfig) -> WatchTarget {
-    WatchTarget {
-        repo: pkg.repo.clone(),
-        branch: pkg.branch.clone(),
     }
 }
 
@@ -424,7 +418,7 @@ mod tests {
     fn poll(pulls: &[PullRequest]) -> PollResults {
         let mut poll = PollResults::default();
         for pr in pulls {
-            let target = WatchTarget {
+            let target = forgewatch_adapters::forge::WatchTarget {
                 repo: pr.base_repo.clone(),
                 branch: "main".into(),
             };
