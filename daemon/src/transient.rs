@@ -473,7 +473,7 @@ mod tests {
         for p in [&set.pr, &conf.pr, &impl_pr] {
             graph.open.insert(pr_ref(p), p.clone());
         }
-        let pulls = poll(&[impl_pr.clone()]);
+        let pulls = poll(std::slice::from_ref(&impl_pr));
         let with = transients.graph_with_edges(&graph, &pulls);
         assert_eq!(with.edges[&set.id], vec![pr_ref(&impl_pr)]);
         assert_eq!(with.edges[&pr_ref(&impl_pr)], vec![set.id.clone()]);
