@@ -301,10 +301,9 @@ fn new_entries(record: &DiscoveryRecord, mainline: &[PackageConfig]) -> Vec<Stor
 }
 
 impl Supervisor {
+    /// The recorded discoveries of `ws` (also when it has no `discover` any more:
+    /// they are forgotten, with their builds, once its config PR lists are read).
     fn records(&self, ws: &WorkspaceConfig) -> Vec<DiscoveryRecord> {
-        if ws.discover.is_none() {
-            return Vec::new();
-        }
         self.state.discoveries_of(&ws.name).unwrap_or_else(|e| {
             tracing::error!(workspace = %ws.name, "cannot read discoveries: {e}");
             Vec::new()
