@@ -12,6 +12,7 @@ use crate::fingerprint::{BuildInputs, PackageHead};
 use crate::ids::BuildKey;
 use crate::poller::PollResults;
 use crate::pr_builds::{NotBuilt, eligibility, plan_pull_request};
+use crate::transient::{Transients, packages_for};
 
 /// A build as computed this cycle.
 #[derive(Clone, Debug)]
@@ -38,6 +39,8 @@ pub enum Subject {
         overrides: Vec<(String, String)>,
         /// The dependency cycle it is on (`host/path#N`), if any.
         cycle: Vec<String>,
+        /// For a config PR of a workspace with `discover`: `succeeded` or `failed`.
+        discovery: Option<&'static str>,
     },
 }
 
@@ -61,19 +64,22 @@ pub struct WorkspaceBuilds {
     pub not_built: Vec<(BuildKey, NotBuilt)>,
 }
 
-fn target_of(pkg: &PackageConfig) -> WatchTarget {
+/// The watch target of a package.
+pub(crate) fn target_of(pkg: &PackageConfig) -> WatchTarget {
     WatchTarget {
         repo: pkg.repo.clone(),
         branch: pkg.branch.clone(),
     }
 }
 
-/// The builds of workspace `ws` watching `packages`. When `mainline_waits` gives a
-/// reason (an update is running, the package list is incomplete), the mainline is
-/// not computed this cycle. `now` is unix seconds (for `stale_after`).
+/// The builds of workspace `ws` watching `packages` (and the transient packages of
+/// its open config PRs). When `mainline_waits` gives a reason (an update is running,
+/// the package list is incomplete), the mainline is not computed this cycle. `now`
+/// is unix seconds (for `stale_after`).
 pub fn plan_workspace(
     ws: &WorkspaceConfig,
     packages: &[PackageConfig],
+    transients: &Transients,
     mainline_waits: Option<&str>,
     poll: &PollResults,
     graph: &DependencyGraph,
@@ -89,7 +95,7 @@ pub fn plan_workspace(
         None => {}
     }
     if ws.pull_requests.enabled {
-        plan_pull_requests(ws, packages, poll, graph, now, &mut out);
+        plan_pull_requests(ws, packages, transients, poll, graph, now, &mut out);
     }
     out.builds.sort_by(|a, b| a.key.cmp(&b.key));
     out
@@ -144,12 +150,18 @@ fn plan_mainline(
 fn plan_pull_requests(
     ws: &WorkspaceConfig,
     packages: &[PackageConfig],
+    transients: &Transients,
     poll: &PollResults,
     graph: &DependencyGraph,
     now: i64,
     out: &mut WorkspaceBuilds,
 ) {
-    let targets: BTreeSet<WatchTarget> = packages.iter().map(target_of).collect();
+    let graph = transients.graph_with_edges(graph, poll);
+    let targets: BTreeSet<WatchTarget> = packages
+        .iter()
+        .chain(transients.packages())
+        .map(target_of)
+        .collect();
     let mut complete_repos = BTreeSet::new();
     let mut incomplete_repos = BTreeSet::new();
     for target in &targets {
@@ -159,12 +171,19 @@ fn plan_pull_requests(
                 for listed in pulls {
                     // The graph's copy carries what was learnt since (mergeability).
                     let pr = graph.open.get(&pr_ref(listed)).unwrap_or(listed);
-                    match eligibility(pr, &ws.pull_requests, now) {
-                        Ok(()) => out.builds.push(plan_pull_request(ws, packages, pr, graph)),
-                        Err(why) => out.not_built.push((
-                            BuildKey::pull_request(&ws.name, &pr.base_repo, pr.number),
-                            why,
-                        )),
+                    let key = BuildKey::pull_request(&ws.name, &pr.base_repo, pr.number);
+                    if let Err(why) = eligibility(pr, &ws.pull_requests, now) {
+                        out.not_built.push((key, why));
+                        continue;
+                    }
+                    let role = transients.role_of(pr);
+                    match role.extras(&ws.pull_requests, poll, &graph, now) {
+                        Ok(extras) => {
+                            let pkgs = packages_for(packages, &role);
+                            out.builds
+                                .push(plan_pull_request(ws, &pkgs, pr, &graph, &extras));
+                        }
+                        Err(reason) => out.skipped.push(Skipped { key, reason }),
                     }
                 }
             }

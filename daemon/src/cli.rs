@@ -264,6 +264,7 @@ async fn once(config: Config, dry_run: bool, json: bool) -> anyhow::Result<()> {
     let mut supervisor = Supervisor::new(config, Arc::new(state))?;
     // `once` attempts every pending delivery, whatever its backoff.
     supervisor.attempt_all_pending = true;
+    supervisor.discover_in_foreground = true;
     let never = CancellationToken::new();
     if mode == Mode::Deliver {
         // Startup and due config_change updates first, so the cycle sees their lists.

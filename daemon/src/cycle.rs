@@ -19,7 +19,7 @@ use crate::config::WorkspaceConfig;
 use crate::fingerprint::change_reason;
 use crate::ids::{BuildKey, DeliveryId, Fingerprint};
 use crate::payload::{PayloadContext, build_trigger};
-use crate::poller::{poll, watch_targets};
+use crate::poller::poll;
 use crate::state::BuildMark;
 use crate::state::outbox::Pending;
 use crate::supervisor::Supervisor;
@@ -31,6 +31,8 @@ pub struct SeenWorkspace<'a> {
     pub packages: Vec<crate::config::PackageConfig>,
     pub planned: WorkspaceBuilds,
     pub fingerprints: Vec<Fingerprint>,
+    /// Its config PRs and their transient packages.
+    pub transients: crate::transient::Transients,
 }
 
 /// What one cycle tells the outbox.
@@ -215,13 +217,12 @@ impl Supervisor {
         crate::crash::block_point("cycle").await;
         let started = SystemTime::now();
         let packages = self.workspace_packages(shutdown).await;
-        let targets = watch_targets(self.config.workspaces.iter().filter_map(|ws| {
-            let p = packages.get(&ws.name)?;
-            Some((&p.packages[..], ws.pull_requests.enabled))
-        }));
-        let polled = poll(&slice.of(&targets), &self.forges, shutdown, &self.progress).await;
+        let targets = self.cycle_targets(&packages);
+        let mut selected = slice.of(&targets);
+        selected.extend(self.unanswered(&targets));
+        let polled = poll(&selected, &self.forges, shutdown, &self.progress).await;
         self.log_poll_changes(&polled);
-        let results = self.merge_known(polled, &targets);
+        let mut results = self.merge_known(polled, &targets);
         let mut report = CycleReport {
             poll_errors: results.errors().map(|(t, e)| format!("{t}: {e}")).collect(),
             interrupted: results.interrupted,
@@ -247,8 +248,35 @@ impl Supervisor {
         if mode == Mode::Deliver {
             self.schedule_updates(&packages, &results, shutdown).await?;
         }
-        let graph = self.dependency_graph(&results).await;
         let detected_at = forgewatch_adapters::http::unix_seconds(started);
+        let mut graph = self.dependency_graph(&results).await;
+        let mut open = self.open_config_prs(&packages, &results, &graph, detected_at);
+        if mode == Mode::Deliver
+            && self.start_discoveries(&open, &packages, shutdown).await > 0
+            && self.discover_in_foreground
+        {
+            // `once`: every due discovery runs (one per workspace at a time) and
+            // what they add is polled before builds are computed, so each key is
+            // delivered at most once. Bounded: each run records its config PR.
+            let mut rounds = open.values().map(Vec::len).sum::<usize>();
+            loop {
+                self.discoveries.wait_all().await;
+                rounds = rounds.saturating_sub(1);
+                if rounds == 0 || self.start_discoveries(&open, &packages, shutdown).await == 0 {
+                    break;
+                }
+            }
+            self.learn_default_branches(shutdown).await;
+            let targets = self.cycle_targets(&packages);
+            let added = self.unanswered(&targets);
+            if !added.is_empty() {
+                let polled = poll(&added, &self.forges, shutdown, &self.progress).await;
+                self.log_poll_changes(&polled);
+                results = self.merge_known(polled, &targets);
+                graph = self.dependency_graph(&results).await;
+                open = self.open_config_prs(&packages, &results, &graph, detected_at);
+            }
+        }
         let mut changes = Changes::default();
         let mut seen = Vec::new();
         let mut fingerprinting = std::time::Duration::ZERO;
@@ -257,6 +285,11 @@ impl Supervisor {
             let Some(ws_packages) = packages.get(&ws.name) else {
                 continue;
             };
+            let open_here = open.get(&ws.name).map_or(&[][..], Vec::as_slice);
+            if mode == Mode::Deliver {
+                self.forget_closed_config_prs(ws, &ws_packages.packages, open_here, &results)?;
+            }
+            let transients = self.transients(ws, &ws_packages.packages, open_here);
             // A running update may change the package list: the mainline waits for it.
             let waits = if self.updates.is_running(&ws.name) {
                 Some("waiting for its update to end".to_owned())
@@ -266,6 +299,7 @@ impl Supervisor {
             let planned = plan_workspace(
                 ws,
                 &ws_packages.packages,
+                &transients,
                 waits.as_deref(),
                 &results,
                 &graph,
@@ -284,6 +318,7 @@ impl Supervisor {
                 packages: ws_packages.packages.clone(),
                 planned,
                 fingerprints,
+                transients,
             };
             self.observe_workspace(
                 &seen_ws,
@@ -391,9 +426,15 @@ impl Supervisor {
                 last_error: None,
             });
         }
+        // A build waiting this cycle (for a discovery) is still open.
         changes.closed.push((
             planned.complete_pr_prefixes.clone(),
-            planned.builds.iter().map(|b| b.key.clone()).collect(),
+            planned
+                .builds
+                .iter()
+                .map(|b| b.key.clone())
+                .chain(planned.skipped.iter().map(|s| s.key.clone()))
+                .collect(),
         ));
         Ok(())
     }

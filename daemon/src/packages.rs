@@ -137,19 +137,26 @@ impl Packages {
         }
     }
 
-    /// Repositories of manifest packages that name no branch and whose default
-    /// branch is not known yet, with the forge that owns them.
-    pub fn unresolved_default_branches(&self, config: &Config) -> Vec<(String, RepoId)> {
+    /// Repositories of manifest packages (and of `more` entries: discovered ones)
+    /// that name no branch and whose default branch is not known yet, with the forge
+    /// that owns them.
+    pub fn unresolved_default_branches(
+        &self,
+        config: &Config,
+        more: &[StoredPackage],
+    ) -> Vec<(String, RepoId)> {
         let inner = self.lock();
         let mut wanted = BTreeSet::new();
-        for slot in inner.manifests.values() {
-            for entry in slot.list.iter().flatten().filter(|e| e.branch.is_none()) {
-                if let Ok(repo) = RepoId::parse(&entry.url)
-                    && let Some(forge) = forge_of(config, &repo)
-                    && !inner.default_branches.contains_key(&repo)
-                {
-                    wanted.insert((forge, repo));
-                }
+        let lists = inner
+            .manifests
+            .values()
+            .flat_map(|s| s.list.iter().flatten());
+        for entry in lists.chain(more).filter(|e| e.branch.is_none()) {
+            if let Ok(repo) = RepoId::parse(&entry.url)
+                && let Some(forge) = forge_of(config, &repo)
+                && !inner.default_branches.contains_key(&repo)
+            {
+                wanted.insert((forge, repo));
             }
         }
         wanted.into_iter().collect()
@@ -169,19 +176,41 @@ impl Packages {
                 incomplete: None,
             };
         };
-        let mut inner = self.lock();
-        let Some(list) = inner.manifests.get(&ws.name).and_then(|s| s.list.clone()) else {
+        let Some(list) = self
+            .lock()
+            .manifests
+            .get(&ws.name)
+            .and_then(|s| s.list.clone())
+        else {
             return WorkspacePackages {
                 packages: Vec::new(),
                 incomplete: Some("its manifest never gave a package list".to_owned()),
             };
         };
+        let incomplete = self.resolve(&ws.name, list, &mut packages, config);
+        WorkspacePackages {
+            packages,
+            incomplete,
+        }
+    }
+
+    /// Appends the watchable `entries` (of a manifest of workspace `ws`) to
+    /// `packages`, skipping names already there; returns why the list is incomplete
+    /// (a default branch not known yet), if so.
+    pub fn resolve(
+        &self,
+        ws: &str,
+        entries: Vec<StoredPackage>,
+        packages: &mut Vec<PackageConfig>,
+        config: &Config,
+    ) -> Option<String> {
+        let mut inner = self.lock();
         let mut incomplete = None;
-        for entry in list {
+        for entry in entries {
             if packages.iter().any(|p| p.name == entry.name) {
                 let message = format!(
-                    "{}: {}: also listed in the configuration, which wins",
-                    ws.name, entry.name
+                    "{ws}: {}: also listed in the configuration, which wins",
+                    entry.name
                 );
                 report(&mut inner, message, false);
                 continue;
@@ -191,7 +220,7 @@ impl Packages {
                 Err(e) => {
                     report(
                         &mut inner,
-                        format!("{}: {}: not watched: {e}", ws.name, entry.name),
+                        format!("{ws}: {}: not watched: {e}", entry.name),
                         true,
                     );
                     continue;
@@ -199,8 +228,7 @@ impl Packages {
             };
             let Some(forge) = forge_of(config, &repo) else {
                 let message = format!(
-                    "{}: {}: not watched: no forge is configured for host `{}`",
-                    ws.name,
+                    "{ws}: {}: not watched: no forge is configured for host `{}`",
                     entry.name,
                     repo.host()
                 );
@@ -229,10 +257,7 @@ impl Packages {
                 },
             });
         }
-        WorkspacePackages {
-            packages,
-            incomplete,
-        }
+        incomplete
     }
 }
 

@@ -39,6 +39,7 @@ pub fn build_trigger(build: &PlannedBuild, cx: &PayloadContext<'_>) -> BuildTrig
             unresolved,
             overrides,
             cycle: _,
+            discovery,
         } => {
             let ref_name = pr.test_ref(*test_ref);
             let names: Vec<&str> = packages.iter().map(|p| p.name.as_str()).collect();
@@ -88,6 +89,9 @@ pub fn build_trigger(build: &PlannedBuild, cx: &PayloadContext<'_>) -> BuildTrig
             properties.insert("overrides".into(), Value::Array(overrides));
             properties.insert("dependencies".into(), Value::Array(dependencies));
             properties.insert("unresolved_dependencies".into(), Value::Array(unresolved));
+            if let Some(discovery) = discovery {
+                properties.insert("discovery".into(), json!(discovery));
+            }
             TriggerFields {
                 author: pr.author.clone(),
                 committer: pr.author.clone(),

@@ -90,11 +90,22 @@ fn packages_on_base<'a>(packages: &'a [PackageConfig], pr: &PullRequest) -> Vec<
         .collect()
 }
 
+/// What a config PR's build adds to an ordinary PR build (SPEC §13).
+#[derive(Clone, Debug, Default)]
+pub struct PrExtras {
+    /// Overrides after the PR's own and before its dependencies' (a config PR's
+    /// transient packages: they win over the refs of the PRs of its closure).
+    pub overrides: Vec<(String, String)>,
+    /// The `discovery` property of a config PR's payload.
+    pub discovery: Option<&'static str>,
+}
+
 pub fn plan_pull_request(
     ws: &WorkspaceConfig,
     packages: &[PackageConfig],
     pr: &PullRequest,
     graph: &DependencyGraph,
+    extras: &PrExtras,
 ) -> PlannedBuild {
     let mode = ws.pull_requests.pr_ref;
     let id = pr_ref(pr);
@@ -105,14 +116,25 @@ pub fn plan_pull_request(
         .filter_map(|m| graph.open.get(m))
         .collect();
 
-    // Overrides: the PR first, then its dependencies; a package is pointed at one ref.
+    // Overrides: the PR first, then the extras, then its dependencies; a package is
+    // pointed at one ref.
     let mut overrides: Vec<(String, String)> = Vec::new();
-    for x in std::iter::once(pr).chain(members.iter().copied()) {
+    let mut add = |name: &str, ref_name: &str| {
+        if !overrides.iter().any(|(n, _)| n == name) {
+            overrides.push((name.to_owned(), ref_name.to_owned()));
+        }
+    };
+    let own_ref_name = pr.test_ref(test_ref(pr, mode));
+    for pkg in packages_on_base(packages, pr) {
+        add(&pkg.name, &own_ref_name);
+    }
+    for (name, ref_name) in &extras.overrides {
+        add(name, ref_name);
+    }
+    for x in members.iter().copied() {
         let ref_name = x.test_ref(test_ref(x, mode));
         for pkg in packages_on_base(packages, x) {
-            if !overrides.iter().any(|(name, _)| *name == pkg.name) {
-                overrides.push((pkg.name.clone(), ref_name.clone()));
-            }
+            add(&pkg.name, &ref_name);
         }
     }
     let mut unresolved: Vec<Unresolved> = std::iter::once(&id)
@@ -164,6 +186,7 @@ pub fn plan_pull_request(
             unresolved,
             overrides,
             cycle: closure.cycle.iter().map(ToString::to_string).collect(),
+            discovery: extras.discovery,
         },
     }
 }

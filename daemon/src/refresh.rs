@@ -29,7 +29,22 @@ impl Supervisor {
             self.packages.invalidate(&ws);
         }
         self.packages.refresh(&self.config, &self.state, now);
-        for (forge, repo) in self.packages.unresolved_default_branches(&self.config) {
+        self.learn_default_branches(shutdown).await;
+        self.config
+            .workspaces
+            .iter()
+            .map(|ws| (ws.name.clone(), self.packages.of(ws, &self.config)))
+            .collect()
+    }
+
+    /// Asks the forges for the default branches that manifest (and discovered)
+    /// packages without a branch need.
+    pub(crate) async fn learn_default_branches(&self, shutdown: &CancellationToken) {
+        let discovered = self.discovered_entries();
+        for (forge, repo) in self
+            .packages
+            .unresolved_default_branches(&self.config, &discovered)
+        {
             if shutdown.is_cancelled() {
                 break;
             }
@@ -41,11 +56,6 @@ impl Supervisor {
                 Err(e) => tracing::warn!("default branch of {repo} unknown: {e}"),
             }
         }
-        self.config
-            .workspaces
-            .iter()
-            .map(|ws| (ws.name.clone(), self.packages.of(ws, &self.config)))
-            .collect()
     }
 
     /// Starts the update jobs that are due after this cycle's polls.

@@ -166,6 +166,7 @@ pub async fn run(config: Config, notifier: Notifier) -> anyhow::Result<()> {
     let stop = async {
         // Running updates were cancelled with `shutdown`: their groups are being killed.
         supervisor.updates.wait_all().await;
+        supervisor.discoveries.wait_all().await;
         let _ = server.await;
     };
     if tokio::time::timeout(grace, stop).await.is_err() {
@@ -289,6 +290,7 @@ fn reload(
         .map(|w| w.name.clone())
         .collect();
     new.updates.carry_over(&current.updates, &old_names);
+    new.discoveries.carry_over(&current.discoveries);
     new.carry_over(current);
     state.record_event("reloaded", None, None, "configuration reloaded");
     tracing::info!(

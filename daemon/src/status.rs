@@ -54,6 +54,48 @@ pub struct WorkspaceStatus {
     /// Builds not computed this cycle, with the reason.
     pub waiting: Vec<String>,
     pub update_running: bool,
+    /// Open config PRs (SPEC §13), with their discovery and transient packages.
+    pub config_prs: Vec<ConfigPrStatus>,
+    /// Package names that several open config PRs introduce with different
+    /// repositories (each config PR keeps its own definition).
+    pub transient_conflicts: Vec<ConflictStatus>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ConfigPrStatus {
+    /// `host/path#N`.
+    pub pull_request: String,
+    pub url: String,
+    pub head_sha: String,
+    pub test_ref: String,
+    pub discovery: DiscoveryStatus,
+    pub transient_packages: Vec<PackageStatus>,
+    /// The builds of this cycle built against it: its own and its transient
+    /// packages' PRs.
+    pub builds: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DiscoveryStatus {
+    /// `waiting`, `succeeded` or `failed`.
+    pub state: &'static str,
+    /// Why it waits or failed.
+    pub detail: Option<String>,
+    /// The `discover` job of its last run (`/api/v1/jobs/ID`).
+    pub job_id: Option<i64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ConflictStatus {
+    pub package: String,
+    /// Each definition: the config PR and the repository it gives.
+    pub definitions: Vec<ConflictDefinition>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ConflictDefinition {
+    pub config_pr: String,
+    pub repository: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -149,6 +191,72 @@ pub fn pull_request_status(build: &PlannedBuild) -> Option<PullRequestStatus> {
     })
 }
 
+fn package_status(
+    pkg: &crate::config::PackageConfig,
+    results: &crate::poller::PollResults,
+) -> PackageStatus {
+    PackageStatus {
+        name: pkg.name.clone(),
+        repository: pkg.repo.to_string(),
+        branch: pkg.branch.clone(),
+        head: results
+            .heads
+            .get(&crate::builds::target_of(pkg))
+            .and_then(|r| r.as_ref().ok())
+            .cloned(),
+    }
+}
+
+fn config_pr_statuses(
+    transients: &crate::transient::Transients,
+    planned: &crate::builds::WorkspaceBuilds,
+    results: &crate::poller::PollResults,
+) -> Vec<ConfigPrStatus> {
+    use crate::transient::DiscoveryState;
+    transients
+        .config_prs
+        .iter()
+        .map(|c| {
+            let builds = planned
+                .builds
+                .iter()
+                .filter(|b| match &b.subject {
+                    Subject::PullRequest { pr, .. } => {
+                        crate::dependencies::resolve::pr_ref(pr) == c.id
+                            || c.packages
+                                .iter()
+                                .any(|p| p.repo == pr.base_repo && p.branch == pr.base_branch)
+                    }
+                    Subject::Mainline(_) => false,
+                })
+                .map(|b| b.key.to_string())
+                .collect();
+            ConfigPrStatus {
+                pull_request: c.id.to_string(),
+                url: c.pr.web_url.clone(),
+                head_sha: c.pr.head_sha.clone(),
+                test_ref: c.test_ref.clone(),
+                discovery: DiscoveryStatus {
+                    state: c.discovery.as_str(),
+                    detail: match &c.discovery {
+                        DiscoveryState::Waiting(why) | DiscoveryState::Failed(why) => {
+                            Some(why.clone())
+                        }
+                        DiscoveryState::Succeeded => None,
+                    },
+                    job_id: c.job_id,
+                },
+                transient_packages: c
+                    .packages
+                    .iter()
+                    .map(|p| package_status(p, results))
+                    .collect(),
+                builds,
+            }
+        })
+        .collect()
+}
+
 /// Counters of `/metrics` (monotonic for the life of the process).
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -157,6 +265,9 @@ pub struct Metrics {
     pub updates_succeeded: AtomicU64,
     pub updates_failed: AtomicU64,
     pub updates_timed_out: AtomicU64,
+    pub discoveries_succeeded: AtomicU64,
+    pub discoveries_failed: AtomicU64,
+    pub discoveries_timed_out: AtomicU64,
     pub webhooks_accepted: AtomicU64,
     pub webhooks_refused: AtomicU64,
 }
@@ -205,6 +316,7 @@ impl crate::supervisor::Supervisor {
                 packages,
                 planned,
                 fingerprints,
+                transients,
             } = seen_ws;
             build_count += planned.builds.len();
             let mut status = WorkspaceStatus {
@@ -225,22 +337,26 @@ impl crate::supervisor::Supervisor {
                     .collect(),
                 ..WorkspaceStatus::default()
             };
-            for pkg in &packages {
-                let target = forgewatch_adapters::forge::WatchTarget {
-                    repo: pkg.repo.clone(),
-                    branch: pkg.branch.clone(),
-                };
-                status.packages.push(PackageStatus {
-                    name: pkg.name.clone(),
-                    repository: pkg.repo.to_string(),
-                    branch: pkg.branch.clone(),
-                    head: results
-                        .heads
-                        .get(&target)
-                        .and_then(|r| r.as_ref().ok())
-                        .cloned(),
-                });
-            }
+            status.packages = packages
+                .iter()
+                .map(|p| package_status(p, results))
+                .collect();
+            status.config_prs = config_pr_statuses(&transients, &planned, results);
+            status.transient_conflicts = transients
+                .conflicts()
+                .into_iter()
+                .map(|c| ConflictStatus {
+                    package: c.package,
+                    definitions: c
+                        .definitions
+                        .into_iter()
+                        .map(|(config_pr, repository)| ConflictDefinition {
+                            config_pr,
+                            repository,
+                        })
+                        .collect(),
+                })
+                .collect();
             for (build, fingerprint) in planned.builds.into_iter().zip(fingerprints) {
                 let mark = marks.get(&build.key);
                 status.builds.push(BuildStatus {

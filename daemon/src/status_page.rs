@@ -143,15 +143,17 @@ fn render(supervisor: &Supervisor) -> String {
             );
         }
         h.push_str("</table>");
+        config_prs(&mut h, ws);
         if let Ok(jobs) = supervisor.state.jobs_of(name, 5)
             && !jobs.is_empty()
         {
-            h.push_str("<p>Updates: ");
+            h.push_str("<p>Jobs: ");
             for j in jobs {
                 let _ = write!(
                     h,
-                    "<a href='/api/v1/jobs/{0}/log'>#{0} {1}</a> ",
+                    "<a href='/api/v1/jobs/{0}/log'>#{0} {1} {2}</a> ",
                     j.id,
+                    esc(&j.kind),
                     j.status.as_str()
                 );
             }
@@ -290,5 +292,69 @@ pub fn prometheus(supervisor: &Supervisor) -> String {
             Metrics::get(counter)
         );
     }
+    t.push_str("# HELP forgewatch_discoveries_total Discovery jobs by outcome.\n# TYPE forgewatch_discoveries_total counter\n");
+    for (outcome, counter) in [
+        ("succeeded", &m.discoveries_succeeded),
+        ("failed", &m.discoveries_failed),
+        ("timed_out", &m.discoveries_timed_out),
+    ] {
+        let _ = writeln!(
+            t,
+            "forgewatch_discoveries_total{{outcome=\"{outcome}\"}} {}",
+            Metrics::get(counter)
+        );
+    }
     t
+}
+
+/// The open config PRs of a workspace: discovery, transient packages, the builds
+/// made against them, and conflicting definitions.
+fn config_prs(h: &mut String, ws: &crate::status::WorkspaceStatus) {
+    if ws.config_prs.is_empty() {
+        return;
+    }
+    h.push_str("<table><tr><th>config PR</th><th>discovery</th><th>transient packages</th><th>builds</th></tr>");
+    for c in &ws.config_prs {
+        let packages: Vec<String> = c
+            .transient_packages
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} <span class=muted>{}@{}</span>",
+                    esc(&p.name),
+                    esc(&p.repository),
+                    esc(&p.branch)
+                )
+            })
+            .collect();
+        let builds: Vec<String> = c.builds.iter().map(|b| esc(b)).collect();
+        let _ = write!(
+            h,
+            "<tr><td><a href='{}'>{}</a></td><td>{}{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&c.url),
+            esc(&c.pull_request),
+            c.discovery.state,
+            c.discovery
+                .detail
+                .as_deref()
+                .map(|d| format!(": {}", esc(d)))
+                .unwrap_or_default(),
+            packages.join("<br>"),
+            builds.join("<br>")
+        );
+    }
+    for conflict in &ws.transient_conflicts {
+        let defs: Vec<String> = conflict
+            .definitions
+            .iter()
+            .map(|d| format!("{} in {}", esc(&d.repository), esc(&d.config_pr)))
+            .collect();
+        let _ = write!(
+            h,
+            "<tr><td colspan=4 class=bad>{} is introduced with different repositories: {}</td></tr>",
+            esc(&conflict.package),
+            defs.join(", ")
+        );
+    }
+    h.push_str("</table>");
 }

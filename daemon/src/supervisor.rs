@@ -28,6 +28,10 @@ pub struct Supervisor {
     pub ci: BTreeMap<String, Arc<dyn CiTarget>>,
     pub packages: Packages,
     pub updates: Updates,
+    pub discoveries: crate::discovery::Discoveries,
+    /// `once`: a cycle waits for the discoveries it starts (and polls what they add)
+    /// before computing builds; `run` lets them run in the background.
+    pub discover_in_foreground: bool,
     /// Cycles started so far (for the `cycle` span).
     pub(crate) cycles: AtomicU64,
     pub retry: RetryPolicy,
@@ -175,6 +179,12 @@ impl Supervisor {
             cap: config.delivery.retry_cap,
         };
         let updates = Updates::new(&config, state.clone(), metrics.clone());
+        let discoveries = crate::discovery::Discoveries::new(
+            &config,
+            state.clone(),
+            updates.permits(),
+            metrics.clone(),
+        );
         Ok(Supervisor {
             config,
             state,
@@ -182,6 +192,8 @@ impl Supervisor {
             ci,
             packages,
             updates,
+            discoveries,
+            discover_in_foreground: false,
             cycles: AtomicU64::new(0),
             retry,
             attempt_all_pending: false,

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use forgewatch_adapters::forge::WatchTarget;
-use forgewatch_workspace_runner::process::{self, Job, LogLine, Stream, Termination};
+use forgewatch_workspace_runner::process::Job;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -18,12 +18,10 @@ use tracing::Instrument;
 
 use crate::config::{Config, PackageConfig, PackageKind, UpdateConfig, WorkspaceConfig};
 use crate::poller::PollResults;
+use crate::recorded_job::{self, MAX_LINE_BYTES, MAX_LOG_LINES, unix_ms};
 use crate::state::State;
-use crate::state::jobs::{JobEnd, JobLine, JobStatus};
+use crate::state::jobs::JobStatus;
 
-/// Lines of output kept per job.
-const MAX_LOG_LINES: usize = 10_000;
-const MAX_LINE_BYTES: usize = 4096;
 /// First retry delay after a failure; doubles per consecutive failure.
 const BACKOFF_BASE: Duration = Duration::from_secs(60);
 const BACKOFF_CAP: Duration = Duration::from_secs(60 * 60);
@@ -127,6 +125,11 @@ impl Updates {
             finished: Arc::new(Mutex::new(Vec::new())),
             metrics,
         }
+    }
+
+    /// The subprocess permits (`max_parallel_updates`), shared with discoveries.
+    pub fn permits(&self) -> Arc<Semaphore> {
+        self.permits.clone()
     }
 
     pub fn is_running(&self, workspace: &str) -> bool {
@@ -249,27 +252,12 @@ struct UpdateRun {
     metrics: Arc<crate::status::Metrics>,
 }
 
-fn unix_ms(t: SystemTime) -> i64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 impl UpdateRun {
     async fn execute(self, cancel: &CancellationToken) {
-        let started = SystemTime::now();
-        let now_s = unix_ms(started) / 1000;
-        let job_id = self
-            .state
-            .start_job(&self.workspace, "update", unix_ms(started))
-            .unwrap_or_else(|e| {
-                tracing::error!("cannot record the job: {e}");
-                0
-            });
+        let now_s = unix_ms(SystemTime::now()) / 1000;
         let mut marks = self.state.update_marks(&self.workspace).unwrap_or_default();
         marks.last_attempt = Some(now_s);
         let _ = self.state.save_update_marks(&self.workspace, &marks);
-        tracing::info!(job = job_id, argv = ?self.update.argv, "update started");
-
         let job = Job {
             argv: self.update.argv.clone(),
             dir: self.update.dir.clone(),
@@ -281,69 +269,8 @@ impl UpdateRun {
             max_log_lines: MAX_LOG_LINES,
             max_line_bytes: MAX_LINE_BYTES,
         };
-        let workspace = self.workspace.clone();
-        let on_line = move |line: &LogLine| {
-            tracing::debug!(workspace = %workspace, stream = ?line.stream, "{}", line.text);
-        };
-        let result = process::run(&job, &on_line, cancel).await;
-        let ended = unix_ms(SystemTime::now());
-        let (status, detail, lines, dropped) = match result {
-            Err(e) => (
-                JobStatus::Failed,
-                format!("cannot start: {e}"),
-                Vec::new(),
-                0,
-            ),
-            Ok(outcome) => {
-                let (status, detail) = match &outcome.termination {
-                    Termination::Exited(0) => {
-                        (JobStatus::Succeeded, "exited with status 0".to_owned())
-                    }
-                    Termination::Exited(code) => {
-                        (JobStatus::Failed, format!("exited with status {code}"))
-                    }
-                    Termination::Signaled(sig) => {
-                        (JobStatus::Failed, format!("killed by signal {sig}"))
-                    }
-                    Termination::TimedOut => (
-                        JobStatus::TimedOut,
-                        format!(
-                            "timed out after {}",
-                            humantime::format_duration(self.update.timeout)
-                        ),
-                    ),
-                    Termination::Cancelled => (
-                        JobStatus::Failed,
-                        "cancelled: forgewatch is stopping".to_owned(),
-                    ),
-                };
-                let lines = outcome
-                    .lines
-                    .iter()
-                    .enumerate()
-                    .map(|(seq, l)| JobLine {
-                        seq: i64::try_from(seq).unwrap_or(i64::MAX),
-                        time: unix_ms(l.time),
-                        stream: match l.stream {
-                            Stream::Stdout => "stdout".to_owned(),
-                            Stream::Stderr => "stderr".to_owned(),
-                        },
-                        text: l.text.clone(),
-                    })
-                    .collect();
-                (status, detail, lines, outcome.dropped_lines)
-            }
-        };
-        let end = JobEnd {
-            status,
-            ended_at: ended,
-            detail: Some(detail.clone()),
-            lines: &lines,
-            dropped_lines: dropped,
-        };
-        if let Err(e) = self.state.finish_job(job_id, &end) {
-            tracing::error!("cannot record the end of job {job_id}: {e}");
-        }
+        let outcome = recorded_job::run(&self.state, &self.workspace, "update", &job, cancel).await;
+        let (job_id, status, detail) = (outcome.id, outcome.status, outcome.detail);
         let (kind, counter) = match status {
             JobStatus::Succeeded => ("update_succeeded", &self.metrics.updates_succeeded),
             JobStatus::TimedOut => ("update_timed_out", &self.metrics.updates_timed_out),
@@ -357,7 +284,7 @@ impl UpdateRun {
             if let Some(heads) = self.heads {
                 marks.config_heads = heads;
             }
-            marks.last_success = Some(ended / 1000);
+            marks.last_success = Some(outcome.ended_at / 1000);
             marks.failures = 0;
             tracing::info!(
                 job = job_id,

@@ -110,15 +110,20 @@ fn unknown_key_lists_what_is_expected_without_inline_secret_keys() {
 }
 
 #[test]
-fn unknown_keys_of_a_later_release() {
+fn a_discover_needs_a_manifest_and_a_program() {
     let msg = "`listen` must be an address and port";
     refused("state_dir: s\nhttp: { listen: localhost }", (2, 17), msg);
-    let text = workspace("", "", "\n    discover:\n      argv: [x]");
-    refused(&text, (15, 5), "unknown field `discover`");
+    let text = workspace("", "", "\n    discover:\n      argv: [x]\n      dir: d");
+    refused(&text, (16, 7), "has a `discover` but no `manifest`");
+    let text = workspace(
+        "",
+        "",
+        "\n    manifest: { path: m }\n    discover:\n      dir: d",
+    );
     refused(
         &text,
-        (15, 5),
-        "(`discover` is not supported by this version",
+        (17, 7),
+        "the discovery of workspace `nightly` needs `argv`",
     );
 }
 

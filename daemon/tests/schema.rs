@@ -106,6 +106,7 @@ const OBJECTS: &[(&str, &str, &[&str])] = &[
             "packages",
             "manifest",
             "update",
+            "discover",
             "buildconf",
             "pull_requests",
         ],
@@ -132,6 +133,11 @@ const OBJECTS: &[(&str, &str, &[&str])] = &[
             "when",
             "every",
         ],
+    ),
+    (
+        "discover",
+        "/properties/workspaces/items/properties/discover",
+        &["argv", "dir", "timeout", "kill_grace", "env"],
     ),
     (
         "buildconf",
@@ -169,6 +175,7 @@ const MAPS: &[&str] = &[
     "/properties/forges",
     "/properties/ci",
     "/properties/workspaces/items/properties/update/properties/env",
+    "/properties/workspaces/items/properties/discover/properties/env",
 ];
 
 /// Keys that raw.rs accepts only to refuse them as inline secrets.
@@ -365,7 +372,10 @@ const CASES: &[Case] = &[
         object: "workspace",
         template: concat!(ws_prefix!(), "[{HERE}]}"),
         required: &[("name", "w"), ("ci", "c"), ("manifest", "{path: m}")],
-        optional: &[("update", "{argv: [x], dir: d}")],
+        optional: &[
+            ("update", "{argv: [x], dir: d}"),
+            ("discover", "{argv: [x], dir: d}"),
+        ],
     },
     Case {
         object: "package",
@@ -396,6 +406,19 @@ const CASES: &[Case] = &[
             ("env", "{AUTOPROJ_NONINTERACTIVE: '1'}"),
             ("when", "[config_change]"),
             ("every", "24h"),
+        ],
+    },
+    Case {
+        object: "discover",
+        template: concat!(
+            ws_prefix!(),
+            "[{name: w, ci: c, manifest: {path: m}, discover: {HERE}}]}"
+        ),
+        required: &[("argv", "[sh, discover.sh]"), ("dir", "scratch")],
+        optional: &[
+            ("timeout", "5m"),
+            ("kill_grace", "2s"),
+            ("env", "{AUTOPROJ_NONINTERACTIVE: '1'}"),
         ],
     },
     Case {
@@ -985,6 +1008,16 @@ fn without_a_key_both_give_the_same_verdict() {
     let text = concat!(
         ws_prefix!(),
         "[{name: w, ci: c, update: {argv: [x], dir: d}}]}"
+    );
+    let errors = env.refused_by_both(text);
+    assert!(
+        errors.iter().any(|e| e.contains("but no `manifest`")),
+        "{errors:#?}"
+    );
+    // So does `discover`.
+    let text = concat!(
+        ws_prefix!(),
+        "[{name: w, ci: c, discover: {argv: [x], dir: d}}]}"
     );
     let errors = env.refused_by_both(text);
     assert!(

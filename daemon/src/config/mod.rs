@@ -142,6 +142,9 @@ pub struct WorkspaceConfig {
     /// Where more packages are read from (a file an update command refreshes).
     pub manifest: Option<ManifestConfig>,
     pub update: Option<UpdateConfig>,
+    /// The command that writes the manifest of the configuration with an open
+    /// config PR applied (SPEC §13); needs `manifest` (its format is the same).
+    pub discover: Option<CommandConfig>,
     /// The workspace's main build configuration: watched like a package (named
     /// [`BUILDCONF_PACKAGE`]); a push to it is a `config_change`.
     pub buildconf: Option<PackageConfig>,
@@ -180,6 +183,18 @@ pub struct UpdateConfig {
     pub on_config_change: bool,
     /// Run at least this often.
     pub every: Option<Duration>,
+}
+
+/// A subprocess of a workspace (the `discover` command): what runs, where, and for
+/// how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandConfig {
+    pub argv: Vec<String>,
+    pub dir: PathBuf,
+    pub timeout: Duration,
+    pub kill_grace: Duration,
+    /// Added to the sanitised environment.
+    pub env: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -160,6 +160,7 @@ pub(super) struct RawWorkspace {
     pub packages: Option<Vec<Spanned<RawPackage>>>,
     pub manifest: Option<Spanned<RawManifest>>,
     pub update: Option<Spanned<RawUpdate>>,
+    pub discover: Option<Spanned<RawDiscover>>,
     pub buildconf: Option<Spanned<RawBuildconf>>,
     pub pull_requests: Option<RawPullRequests>,
 }
@@ -183,6 +184,18 @@ pub(super) struct RawUpdate {
     pub env: Option<Entries<Spanned<String>>>,
     pub when: Option<Vec<Spanned<String>>>,
     pub every: Option<Spanned<String>>,
+}
+
+/// A workspace's `discover`: the command that writes the manifest of the
+/// configuration with an open config PR applied (SPEC §13).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDiscover {
+    pub argv: Option<Spanned<Vec<String>>>,
+    pub dir: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub kill_grace: Option<Spanned<String>>,
+    pub env: Option<Entries<Spanned<String>>>,
 }
 
 /// A workspace's `buildconf`.
@@ -264,9 +277,6 @@ pub(super) fn parse(text: &str) -> Result<Spanned<RawConfig>, (u32, u32, String)
     })
 }
 
-/// Keys of later releases (SPEC §5), named in the unknown-key message.
-const LATER_KEYS: [&str; 1] = ["discover"];
-
 /// A location as `(line, column)`, 1-based.
 pub(super) fn line_col(location: Location) -> (u32, u32) {
     let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
@@ -334,12 +344,7 @@ fn unknown_field_message(field: &str, expected: &[&str]) -> String {
             many.join(", ")
         ),
     };
-    if LATER_KEYS.contains(&field) {
-        message.push_str(&format!(
-            " ({} is not supported by this version of forgewatch)",
-            q(field)
-        ));
-    } else if field == "tag" || field == "commit" {
+    if field == "tag" || field == "commit" {
         message.push_str(" (a tag or commit is not watched: give `branch`)");
     }
     message

@@ -509,6 +509,18 @@ impl Checker<'_> {
             }
             update => update.as_ref().map(|u| self.update(u, &label)).transpose(),
         };
+        let discover = match &raw.discover {
+            Some(d) if raw.manifest.is_none() => {
+                let msg = format!(
+                    "workspace {label} has a `discover` but no `manifest` (the discovered manifest has its format)"
+                );
+                Err(self.error(d.referenced, msg))
+            }
+            discover => discover
+                .as_ref()
+                .map(|d| self.discover(d, &label))
+                .transpose(),
+        };
         let buildconf = raw
             .buildconf
             .as_ref()
@@ -520,6 +532,7 @@ impl Checker<'_> {
             packages: packages?,
             manifest: manifest?,
             update: update?,
+            discover: discover?,
             buildconf: buildconf?,
             pull_requests: pull_requests?,
         })

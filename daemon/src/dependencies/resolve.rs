@@ -24,7 +24,7 @@ pub struct Unresolved {
 }
 
 /// Everything known about dependencies this cycle.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct DependencyGraph {
     /// Open PRs: those polled and those looked up.
     pub open: BTreeMap<PrRef, PullRequest>,

@@ -2,7 +2,8 @@
 //! HTTP validators and bodies of every forge URL (so a restart costs no rate limit;
 //! [`http_cache`]), per build key the last fingerprint the CI accepted with its
 //! inputs (here), each workspace's last good package list and update marks
-//! ([`workspaces`]), and update job records with their logs ([`jobs`]).
+//! ([`workspaces`]), update and discovery job records with their logs ([`jobs`]),
+//! and the outcome of the last discovery of each open config PR ([`discoveries`]).
 //!
 //! A delivered fingerprint is written in a transaction of its own, only after the
 //! CI answered 2xx. The schema is versioned with `PRAGMA user_version`; a newer
@@ -14,6 +15,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
+pub mod discoveries;
 pub mod events;
 mod http_cache;
 pub mod jobs;
@@ -24,7 +26,7 @@ pub mod workspaces;
 use crate::fingerprint::BuildInputs;
 use crate::ids::{BuildKey, Fingerprint};
 
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 const DATABASE_FILE: &str = "state.sqlite3";
 
 #[derive(Debug, thiserror::Error)]
@@ -205,6 +207,22 @@ impl State {
         Ok(marks)
     }
 
+    /// Keys starting with `prefix` of builds delivered or pending.
+    pub fn build_keys_with_prefix(&self, prefix: &str) -> Result<Vec<BuildKey>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT build_key FROM builds WHERE build_key >= ?1 AND build_key < ?2
+                 UNION SELECT build_key FROM outbox WHERE build_key >= ?1 AND build_key < ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let keys = stmt
+            .query_map([prefix, &prefix_end(prefix)], |row| row.get::<_, String>(0))
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e))?;
+        Ok(keys.into_iter().map(BuildKey::from_stored).collect())
+    }
+
     /// Forgets builds (closed pull requests), in one transaction.
     pub fn forget_builds(&self, keys: &[BuildKey]) -> Result<(), StateError> {
         if self.read_only || keys.is_empty() {
@@ -240,8 +258,20 @@ fn check_version(conn: &Connection, path: &Path) -> Result<i64, StateError> {
 
 /// The smallest string greater than every string starting with `prefix`, so that
 /// a prefix search is a range the primary-key index answers.
+fn prefix_end(prefix: &str) -> String {
+    let mut end: Vec<char> = prefix.chars().collect();
+    while let Some(last) = end.pop() {
+        if let Some(next) = char::from_u32(last as u32 + 1) {
+            end.push(next);
+            return end.into_iter().collect();
+        }
+    }
+    // Only a prefix of `char::MAX`es: no upper bound short of infinity.
+    "\u{10FFFF}".repeat(prefix.chars().count() + 1)
+}
+
 /// Schema steps, applied in order: step `i` brings the database to version `i + 1`.
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     "CREATE TABLE http_cache (
        key TEXT PRIMARY KEY,
        etag TEXT,
@@ -312,6 +342,12 @@ const MIGRATIONS: [&str; 5] = [
        message TEXT NOT NULL
      );
      CREATE INDEX events_by_time ON events (time);",
+    "CREATE TABLE discoveries (
+       workspace TEXT NOT NULL,
+       config_pr TEXT NOT NULL,
+       record TEXT NOT NULL,
+       PRIMARY KEY (workspace, config_pr)
+     );",
 ];
 
 fn migrate(conn: &Connection, path: &Path) -> Result<(), StateError> {
@@ -413,6 +449,10 @@ mod tests {
         assert_eq!(state.load("k").unwrap().etag.as_deref(), Some("\"e\""));
         let marks = state.build_marks().unwrap();
         assert_eq!(marks.keys().collect::<Vec<_>>(), vec![&key]);
+        assert_eq!(
+            state.build_keys_with_prefix("ws/").unwrap(),
+            vec![key.clone()]
+        );
         assert_eq!(marks[&key].delivered, Some(inputs("2").fingerprint()));
         state.forget_builds(std::slice::from_ref(&key)).unwrap();
         assert_eq!(state.delivered(&key).unwrap(), None);
@@ -453,6 +493,37 @@ mod tests {
         let kept = state.delivered(&BuildKey::mainline("ws")).unwrap().unwrap();
         assert_eq!(kept.fingerprint.as_str(), "sha256:x");
         assert_eq!(state.jobs_of("ws", 1).unwrap(), vec![]);
+        assert_eq!(state.discoveries_of("ws").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn a_version_5_database_gains_the_discoveries_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+        conn.execute_batch(&format!(
+            "BEGIN; {} PRAGMA user_version = 5; COMMIT;",
+            MIGRATIONS[..5].join(" ")
+        ))
+        .unwrap();
+        conn.execute(
+            "INSERT INTO builds VALUES ('ws/mainline', 'sha256:x', '{}', 'id', 1)",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let state = State::open(dir.path()).unwrap();
+        let version: i64 = state
+            .conn()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 6);
+        assert!(
+            state
+                .delivered(&BuildKey::mainline("ws"))
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(state.discoveries_of("ws").unwrap(), vec![]);
     }
 
     #[test]

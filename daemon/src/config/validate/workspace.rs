@@ -1,15 +1,18 @@
-//! Validation of a workspace's `manifest`, `update` and `buildconf` blocks: where
-//! its package list comes from and how it is refreshed.
+//! Validation of a workspace's `manifest`, `update`, `discover` and `buildconf`
+//! blocks: where its package list comes from, how it is refreshed, and how the
+//! packages of an open config PR are discovered.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
-use super::super::raw::{RawBuildconf, RawManifest, RawPullRequests, RawUpdate, q};
+use super::super::raw::{
+    Entries, RawBuildconf, RawDiscover, RawManifest, RawPullRequests, RawUpdate, q,
+};
 use super::super::{
-    BUILDCONF_PACKAGE, ManifestConfig, ManifestFormat, PackageConfig, PackageKind, PrRefMode,
-    PullRequestsConfig, TrustConfig, UpdateConfig,
+    BUILDCONF_PACKAGE, CommandConfig, ManifestConfig, ManifestFormat, PackageConfig, PackageKind,
+    PrRefMode, PullRequestsConfig, TrustConfig, UpdateConfig,
 };
 use super::{Checked, Checker, ForgeHost};
 
@@ -65,50 +68,65 @@ impl Checker<'_> {
         })
     }
 
-    pub(super) fn update(&mut self, u: &Spanned<RawUpdate>, ws: &str) -> Checked<UpdateConfig> {
-        let raw = &u.value;
-        let argv = match &raw.argv {
+    /// The parts `update` and `discover` share: what runs, where, for how long.
+    #[allow(clippy::too_many_arguments)]
+    fn command(
+        &mut self,
+        what: &str,
+        at: serde_saphyr::Location,
+        argv: &Option<Spanned<Vec<String>>>,
+        dir: &Option<Spanned<String>>,
+        timeout: &Option<Spanned<String>>,
+        kill_grace: &Option<Spanned<String>>,
+        env: &Option<Entries<Spanned<String>>>,
+    ) -> Checked<CommandConfig> {
+        let argv = match argv {
             None => Err(self.error(
-                u.referenced,
-                format!(
-                    "the update of workspace {ws} needs `argv` (the command and its arguments)"
-                ),
+                at,
+                format!("{what} needs `argv` (the command and its arguments)"),
             )),
             Some(a) if a.value.first().is_none_or(|p| p.is_empty()) => {
                 Err(self.error(a.referenced, "`argv` needs at least the program"))
             }
             Some(a) => Ok(a.value.clone()),
         };
-        let dir = match &raw.dir {
-            None => Err(self.error(
-                u.referenced,
-                format!("the update of workspace {ws} needs `dir` (where it runs)"),
-            )),
+        let dir = match dir {
+            None => Err(self.error(at, format!("{what} needs `dir` (where it runs)"))),
             Some(d) if d.value.is_empty() => Err(self.error(d.referenced, "`dir` is empty")),
             Some(d) => Ok(self.resolve(&d.value)),
         };
-        let mut duration = |value: &Option<Spanned<String>>, default: Duration| match value {
-            None => Ok(default),
-            Some(v) => self.duration(v).and_then(|d| {
-                if d.is_zero() {
-                    Err(self.error(v.referenced, "the duration must be more than 0s"))
-                } else {
-                    Ok(d)
-                }
-            }),
-        };
-        let timeout = duration(&raw.timeout, DEFAULT_UPDATE_TIMEOUT);
-        let kill_grace = duration(&raw.kill_grace, DEFAULT_KILL_GRACE);
-        let every = match &raw.every {
-            None => Ok(None),
-            Some(_) => duration(&raw.every, Duration::ZERO).map(Some),
-        };
-        let env = raw
-            .env
+        let timeout = self.positive_duration(timeout.as_ref(), DEFAULT_UPDATE_TIMEOUT);
+        let kill_grace = self.positive_duration(kill_grace.as_ref(), DEFAULT_KILL_GRACE);
+        let env = env
             .iter()
             .flat_map(|e| &e.0)
             .map(|(k, v)| (k.value.clone(), v.value.clone()))
             .collect();
+        Ok(CommandConfig {
+            argv: argv?,
+            dir: dir?,
+            timeout: timeout?,
+            kill_grace: kill_grace?,
+            env,
+        })
+    }
+
+    pub(super) fn update(&mut self, u: &Spanned<RawUpdate>, ws: &str) -> Checked<UpdateConfig> {
+        let raw = &u.value;
+        let command = self.command(
+            &format!("the update of workspace {ws}"),
+            u.referenced,
+            &raw.argv,
+            &raw.dir,
+            &raw.timeout,
+            &raw.kill_grace,
+            &raw.env,
+        );
+        let every = raw
+            .every
+            .as_ref()
+            .map(|e| self.positive_duration(Some(e), Duration::ZERO))
+            .transpose();
         let (mut on_startup, mut on_config_change) = (true, true);
         let mut when = Ok(());
         if let Some(list) = &raw.when {
@@ -128,16 +146,40 @@ impl Checker<'_> {
             }
         }
         when?;
+        let CommandConfig {
+            argv,
+            dir,
+            timeout,
+            kill_grace,
+            env,
+        } = command?;
         Ok(UpdateConfig {
-            argv: argv?,
-            dir: dir?,
-            timeout: timeout?,
-            kill_grace: kill_grace?,
+            argv,
+            dir,
+            timeout,
+            kill_grace,
             env,
             on_startup,
             on_config_change,
             every: every?,
         })
+    }
+
+    pub(super) fn discover(
+        &mut self,
+        d: &Spanned<RawDiscover>,
+        ws: &str,
+    ) -> Checked<CommandConfig> {
+        let raw = &d.value;
+        self.command(
+            &format!("the discovery of workspace {ws}"),
+            d.referenced,
+            &raw.argv,
+            &raw.dir,
+            &raw.timeout,
+            &raw.kill_grace,
+            &raw.env,
+        )
     }
 
     pub(super) fn buildconf(
