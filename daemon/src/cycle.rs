@@ -19,9 +19,10 @@ use crate::config::WorkspaceConfig;
 use crate::fingerprint::change_reason;
 use crate::ids::{BuildKey, DeliveryId, Fingerprint};
 use crate::payload::{PayloadContext, build_trigger};
+use crate::plan_inputs::PlanInputs;
 use crate::poller::poll;
 use crate::state::BuildMark;
-use crate::state::outbox::Pending;
+use crate::state::outbox::{Enqueued, Pending};
 use crate::supervisor::Supervisor;
 
 /// What one cycle saw of a workspace: its configuration, packages and builds, with
@@ -38,7 +39,7 @@ pub struct SeenWorkspace<'a> {
 /// What one cycle tells the outbox.
 #[derive(Default)]
 struct Changes {
-    new: Vec<Pending>,
+    new: Vec<Enqueued>,
     /// Keys whose pending delivery is obsolete.
     obsolete: Vec<BuildKey>,
     /// Per workspace: PR key prefixes whose lists were complete, and the builds seen.
@@ -222,7 +223,10 @@ impl Supervisor {
         selected.extend(self.unanswered(&targets));
         let polled = poll(&selected, &self.forges, shutdown, &self.progress).await;
         self.log_poll_changes(&polled);
-        let mut results = self.merge_known(polled, &targets);
+        let (mut results, changed) = self.merge_known(polled, &targets);
+        if changed {
+            self.last_inputs.answers_changed();
+        }
         let mut report = CycleReport {
             poll_errors: results.errors().map(|(t, e)| format!("{t}: {e}")).collect(),
             interrupted: results.interrupted,
@@ -272,15 +276,17 @@ impl Supervisor {
             if !added.is_empty() {
                 let polled = poll(&added, &self.forges, shutdown, &self.progress).await;
                 self.log_poll_changes(&polled);
-                results = self.merge_known(polled, &targets);
+                let changed;
+                (results, changed) = self.merge_known(polled, &targets);
+                if changed {
+                    self.last_inputs.answers_changed();
+                }
                 graph = self.dependency_graph(&results).await;
                 open = self.open_config_prs(&packages, &results, &graph, detected_at);
             }
         }
-        let mut changes = Changes::default();
-        let mut seen = Vec::new();
-        let mut fingerprinting = std::time::Duration::ZERO;
-        let marks = self.state.build_marks()?;
+        // Each workspace's config PRs, and whether its update runs.
+        let mut prepared = Vec::new();
         for ws in &self.config.workspaces {
             let Some(ws_packages) = packages.get(&ws.name) else {
                 continue;
@@ -290,8 +296,37 @@ impl Supervisor {
                 self.forget_closed_config_prs(ws, &ws_packages.packages, open_here, &results)?;
             }
             let transients = self.transients(ws, &ws_packages.packages, open_here);
+            prepared.push((
+                ws,
+                ws_packages,
+                transients,
+                self.updates.is_running(&ws.name),
+            ));
+        }
+        let inputs = PlanInputs {
+            packages: packages.clone(),
+            paused: results.paused.clone(),
+            graph: graph.clone(),
+            open_config_prs: open.clone(),
+            transients: prepared.iter().map(|p| p.2.clone()).collect(),
+            updates_running: prepared.iter().map(|p| p.3).collect(),
+        };
+        let later_slice = matches!(slice, Selection::Slice { index, .. } if index != 0);
+        if mode == Mode::Deliver && later_slice && self.last_inputs.still_hold(&inputs) {
+            tracing::debug!("nothing changed since the last computation: builds kept");
+            report.outcomes = self
+                .send_pending(self.attempt_all_pending, shutdown)
+                .await?;
+            self.refresh_deliveries(&report, started)?;
+            return Ok(report);
+        }
+        let mut changes = Changes::default();
+        let mut seen = Vec::new();
+        let mut fingerprinting = std::time::Duration::ZERO;
+        let marks = self.state.build_marks()?;
+        for (ws, ws_packages, transients, update_running) in prepared {
             // A running update may change the package list: the mainline waits for it.
-            let waits = if self.updates.is_running(&ws.name) {
+            let waits = if update_running {
                 Some("waiting for its update to end".to_owned())
             } else {
                 ws_packages.incomplete.clone()
@@ -335,8 +370,10 @@ impl Supervisor {
             return Ok(report);
         }
         let now_ms = detected_at.saturating_mul(1000);
-        self.state
-            .enqueue(&changes.new, &changes.obsolete, now_ms)?;
+        // The new payloads are in the outbox now: not kept in memory as well.
+        let new = std::mem::take(&mut changes.new);
+        self.state.enqueue(&new, &changes.obsolete, now_ms)?;
+        drop(new);
         crate::crash::point("after-enqueue");
         let known: BTreeSet<&str> = marks.keys().map(BuildKey::as_str).collect();
         for closed in &changes.closed {
@@ -346,6 +383,7 @@ impl Supervisor {
             .send_pending(self.attempt_all_pending, shutdown)
             .await?;
         self.refresh_snapshot(&results, seen, &report, started)?;
+        self.last_inputs.computed(inputs);
         Ok(report)
     }
 
@@ -414,7 +452,7 @@ impl Supervisor {
                     detected_at,
                 },
             );
-            changes.new.push(Pending {
+            changes.new.push(Enqueued::from(&Pending {
                 key: build.key.clone(),
                 inputs: build.inputs.clone(),
                 delivery_id: delivery_id.to_string(),
@@ -424,7 +462,7 @@ impl Supervisor {
                 attempts: 0,
                 next_attempt: 0,
                 last_error: None,
-            });
+            }));
         }
         // A build waiting this cycle (for a discovery) is still open.
         changes.closed.push((

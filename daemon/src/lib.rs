@@ -17,7 +17,11 @@
 //! - [`mergeability`]: GitHub's `mergeable`, asked once per (base, head).
 //! - [`payload`]: trigger payloads.
 //! - [`supervisor`]: configuration wired to clients.
-//! - [`cycle`]: one poll → compute → enqueue pass.
+//! - [`transient`]: config PRs and the packages they introduce (pure);
+//!   [`discovery`]: the discovery jobs that find those packages;
+//!   [`recorded_job`]: a subprocess recorded as a job with its log.
+//! - [`cycle`]: one poll → compute → enqueue pass; [`plan_inputs`]: what it
+//!   computes from, so a slice that changed nothing skips the computation.
 //! - [`outbox`]: sends pending deliveries, with retries and backoff.
 //! - [`crash`]: named crash points for the crash-safety tests.
 //! - [`status`]: the snapshot and counters the HTTP API serves.
@@ -43,6 +47,7 @@ pub mod notify;
 pub mod outbox;
 pub mod packages;
 pub mod payload;
+pub mod plan_inputs;
 pub mod poller;
 pub mod pr_builds;
 pub mod recorded_job;

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::cycle::{Outcome, Status};
+use crate::ids::BuildKey;
 use crate::state::State;
 use crate::state::outbox::Pending;
 use crate::supervisor::Supervisor;
@@ -63,10 +64,9 @@ impl Supervisor {
         attempt_all: bool,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Vec<Outcome>> {
-        let pending = self.state.pending()?;
-        let mut by_target: BTreeMap<String, Vec<Pending>> = BTreeMap::new();
-        for item in pending {
-            by_target.entry(item.ci.clone()).or_default().push(item);
+        let mut by_target: BTreeMap<String, Vec<BuildKey>> = BTreeMap::new();
+        for (key, ci) in self.state.pending_keys()? {
+            by_target.entry(ci).or_default().push(key);
         }
         let mut tasks = JoinSet::new();
         for (ci_name, items) in by_target {
@@ -110,14 +110,18 @@ impl Supervisor {
 async fn send_to(
     target: Option<Arc<dyn CiTarget>>,
     ci_name: &str,
-    items: Vec<Pending>,
+    keys: Vec<BuildKey>,
     state: &State,
     policy: RetryPolicy,
     attempt_all: bool,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Vec<Outcome>> {
     let mut outcomes = Vec::new();
-    for item in items {
+    for key in keys {
+        // Read one at a time: the outbox may hold thousands of payloads.
+        let Some(item) = state.pending_item(&key)? else {
+            continue;
+        };
         let now = unix_ms(SystemTime::now());
         let mut outcome = Outcome {
             build_key: item.key.to_string(),

@@ -45,7 +45,7 @@ pub fn watch_targets<'a>(
 }
 
 /// The answers of one cycle. Errors are one-line messages.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PollResults {
     pub heads: HashMap<WatchTarget, Result<String, String>>,
     pub pulls: HashMap<WatchTarget, Result<Vec<PullRequest>, String>>,

@@ -160,21 +160,30 @@ impl Supervisor {
 
 impl Supervisor {
     /// This cycle's answers over the latest known ones: targets not polled this
-    /// time keep their last answer; targets no longer watched are forgotten.
+    /// time keep their last answer; targets no longer watched are forgotten. Also
+    /// says whether any known answer changed (or was added or forgotten).
     pub(crate) fn merge_known(
         &self,
         polled: PollResults,
         targets: &BTreeMap<WatchTarget, TargetNeeds>,
-    ) -> PollResults {
+    ) -> (PollResults, bool) {
         let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let before = (known.heads.len(), known.pulls.len());
         known.heads.retain(|t, _| targets.contains_key(t));
         known.pulls.retain(|t, _| targets.contains_key(t));
-        known.heads.extend(polled.heads);
-        known.pulls.extend(polled.pulls);
+        let mut changed = before != (known.heads.len(), known.pulls.len());
+        for (target, answer) in polled.heads {
+            changed |= known.heads.get(&target) != Some(&answer);
+            known.heads.insert(target, answer);
+        }
+        for (target, answer) in polled.pulls {
+            changed |= known.pulls.get(&target) != Some(&answer);
+            known.pulls.insert(target, answer);
+        }
         let mut merged = known.clone();
         merged.interrupted = polled.interrupted;
         merged.paused = polled.paused;
-        merged
+        (merged, changed)
     }
 
     /// Logs a target's poll failure when it starts or changes, and its recovery:

@@ -26,6 +26,8 @@ pub struct Snapshot {
     pub fingerprint_seconds: f64,
     /// Deliveries waiting in the outbox.
     pub pending: usize,
+    /// Cycles that computed every build (the others found nothing changed).
+    pub computations: u64,
     pub forges: BTreeMap<String, ForgeStatus>,
     pub workspaces: BTreeMap<String, WorkspaceStatus>,
     pub poll_errors: Vec<String>,
@@ -291,21 +293,8 @@ impl crate::supervisor::Supervisor {
         report: &crate::cycle::CycleReport,
         started: std::time::SystemTime,
     ) -> anyhow::Result<()> {
-        use crate::cycle::Status;
-        Metrics::add(
-            &self.metrics.builds_triggered,
-            report.count(Status::Delivered) as u64,
-        );
-        Metrics::add(
-            &self.metrics.deliveries_failed,
-            report.count(Status::Failed) as u64,
-        );
-        let pending: BTreeMap<String, crate::state::outbox::Pending> = self
-            .state
-            .pending()?
-            .into_iter()
-            .map(|p| (p.key.to_string(), p))
-            .collect();
+        self.count_deliveries(report);
+        let pending = self.pending_by_key()?;
         let marks = self.state.build_marks()?;
         let mut workspaces = BTreeMap::new();
         let mut last_builds = BTreeMap::new();
@@ -358,8 +347,7 @@ impl crate::supervisor::Supervisor {
                 })
                 .collect();
             for (build, fingerprint) in planned.builds.into_iter().zip(fingerprints) {
-                let mark = marks.get(&build.key);
-                status.builds.push(BuildStatus {
+                let mut build_status = BuildStatus {
                     build_key: build.key.to_string(),
                     kind: if build.key.as_str().ends_with("/mainline") {
                         "mainline"
@@ -367,26 +355,76 @@ impl crate::supervisor::Supervisor {
                         "pull_request"
                     },
                     fingerprint: fingerprint.to_string(),
-                    delivered_fingerprint: mark
-                        .and_then(|m| m.delivered.as_ref())
-                        .map(ToString::to_string),
-                    delivered_at: mark
-                        .and_then(|m| m.delivered_at)
-                        .map(|s| rfc3339_ms(s * 1000)),
-                    pending: pending.get(build.key.as_str()).map(|p| PendingStatus {
-                        delivery_id: p.delivery_id.clone(),
-                        attempts: p.attempts,
-                        next_attempt: rfc3339_ms(p.next_attempt),
-                        last_error: p.last_error.clone(),
-                    }),
+                    delivered_fingerprint: None,
+                    delivered_at: None,
+                    pending: None,
                     pull_request: pull_request_status(&build),
-                });
+                };
+                build_status.set_delivery(&build.key, &marks, &pending);
+                status.builds.push(build_status);
                 last_builds.insert(build.key.clone(), (ws.name.clone(), ws.ci.clone(), build));
             }
             workspaces.insert(ws.name.clone(), status);
         }
-        let forges = self
-            .forges
+        let forges = self.forge_statuses();
+        let mut snapshot = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        snapshot.builds = build_count;
+        snapshot.workspaces = workspaces;
+        snapshot.fingerprint_seconds = report.fingerprint_seconds;
+        snapshot.computations += 1;
+        close_cycle(&mut snapshot, report, started, forges, pending.len());
+        *self.last_builds.lock().unwrap_or_else(|p| p.into_inner()) = last_builds;
+        Ok(())
+    }
+
+    /// After a cycle that computed no build (its inputs had not changed, see
+    /// [`crate::plan_inputs`]): the builds stay; their delivery state, the forges
+    /// and the cycle's figures are refreshed.
+    pub(crate) fn refresh_deliveries(
+        &self,
+        report: &crate::cycle::CycleReport,
+        started: std::time::SystemTime,
+    ) -> anyhow::Result<()> {
+        self.count_deliveries(report);
+        let pending = self.pending_by_key()?;
+        let marks = self.state.build_marks()?;
+        let forges = self.forge_statuses();
+        let mut snapshot = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        for build in snapshot
+            .workspaces
+            .values_mut()
+            .flat_map(|w| w.builds.iter_mut())
+        {
+            let key = crate::ids::BuildKey::from_stored(build.build_key.clone());
+            build.set_delivery(&key, &marks, &pending);
+        }
+        close_cycle(&mut snapshot, report, started, forges, pending.len());
+        Ok(())
+    }
+
+    fn count_deliveries(&self, report: &crate::cycle::CycleReport) {
+        use crate::cycle::Status;
+        Metrics::add(
+            &self.metrics.builds_triggered,
+            report.count(Status::Delivered) as u64,
+        );
+        Metrics::add(
+            &self.metrics.deliveries_failed,
+            report.count(Status::Failed) as u64,
+        );
+    }
+
+    fn pending_by_key(&self) -> anyhow::Result<BTreeMap<String, crate::state::outbox::Pending>> {
+        Ok(self
+            .state
+            .pending()?
+            .into_iter()
+            .map(|p| (p.key.to_string(), p))
+            .collect())
+    }
+
+    fn forge_statuses(&self) -> BTreeMap<String, ForgeStatus> {
+        self.forges
             .iter()
             .map(|(name, f)| {
                 let stats = f.stats();
@@ -404,20 +442,48 @@ impl crate::supervisor::Supervisor {
                 };
                 (name.clone(), status)
             })
-            .collect();
-        let mut snapshot = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
-        snapshot.ready = true;
-        snapshot.cycles += 1;
-        snapshot.last_cycle_at = Some(humantime::format_rfc3339_seconds(started).to_string());
-        snapshot.last_cycle_seconds = started.elapsed().map_or(0.0, |d| d.as_secs_f64());
-        snapshot.cycle_seconds_total += snapshot.last_cycle_seconds;
-        snapshot.fingerprint_seconds = report.fingerprint_seconds;
-        snapshot.builds = build_count;
-        snapshot.pending = pending.len();
-        snapshot.forges = forges;
-        snapshot.workspaces = workspaces;
-        snapshot.poll_errors = report.poll_errors.clone();
-        *self.last_builds.lock().unwrap_or_else(|p| p.into_inner()) = last_builds;
-        Ok(())
+            .collect()
     }
+}
+
+impl BuildStatus {
+    /// What the CI accepted for this build and what waits in the outbox.
+    fn set_delivery(
+        &mut self,
+        key: &crate::ids::BuildKey,
+        marks: &std::collections::HashMap<crate::ids::BuildKey, crate::state::BuildMark>,
+        pending: &BTreeMap<String, crate::state::outbox::Pending>,
+    ) {
+        let mark = marks.get(key);
+        self.delivered_fingerprint = mark
+            .and_then(|m| m.delivered.as_ref())
+            .map(ToString::to_string);
+        self.delivered_at = mark
+            .and_then(|m| m.delivered_at)
+            .map(|s| rfc3339_ms(s * 1000));
+        self.pending = pending.get(key.as_str()).map(|p| PendingStatus {
+            delivery_id: p.delivery_id.clone(),
+            attempts: p.attempts,
+            next_attempt: rfc3339_ms(p.next_attempt),
+            last_error: p.last_error.clone(),
+        });
+    }
+}
+
+/// The figures every cycle updates.
+fn close_cycle(
+    snapshot: &mut Snapshot,
+    report: &crate::cycle::CycleReport,
+    started: std::time::SystemTime,
+    forges: BTreeMap<String, ForgeStatus>,
+    pending: usize,
+) {
+    snapshot.ready = true;
+    snapshot.cycles += 1;
+    snapshot.last_cycle_at = Some(humantime::format_rfc3339_seconds(started).to_string());
+    snapshot.last_cycle_seconds = started.elapsed().map_or(0.0, |d| d.as_secs_f64());
+    snapshot.cycle_seconds_total += snapshot.last_cycle_seconds;
+    snapshot.pending = pending;
+    snapshot.forges = forges;
+    snapshot.poll_errors = report.poll_errors.clone();
 }

@@ -226,6 +226,12 @@ pub fn prometheus(supervisor: &Supervisor) -> String {
             format!("{}", snapshot.cycle_seconds_total),
         ),
         (
+            "build_computations_total",
+            "counter",
+            "Cycles that computed every build (a slice whose answers changed nothing does not).",
+            snapshot.computations.to_string(),
+        ),
+        (
             "builds",
             "gauge",
             "Builds computed by the last cycle.",

@@ -58,6 +58,8 @@ pub struct Supervisor {
     /// The last state logged per topic (see `is_news`), so a repeating state is
     /// logged once rather than every slice.
     pub(crate) last_logged: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// The inputs of the last computation of every build.
+    pub(crate) last_inputs: crate::plan_inputs::LastInputs,
 }
 
 impl Supervisor {
@@ -206,6 +208,7 @@ impl Supervisor {
             last_builds: Default::default(),
             reported: Default::default(),
             last_logged: Default::default(),
+            last_inputs: Default::default(),
         })
     }
 }

@@ -47,7 +47,7 @@ impl DiscoveryState {
 }
 
 /// One open config PR of a workspace, as far as transient packages go.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigPr {
     pub id: PrRef,
     pub pr: PullRequest,
@@ -71,7 +71,7 @@ pub struct Conflict {
 }
 
 /// The config PRs of one workspace this cycle.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Transients {
     pub config_prs: Vec<ConfigPr>,
 }

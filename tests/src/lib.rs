@@ -7,4 +7,5 @@ pub mod fake_ci;
 pub mod fake_github;
 pub mod fake_gitlab;
 pub mod forge;
+pub mod rng;
 pub mod wait;

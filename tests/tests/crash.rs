@@ -14,6 +14,7 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 
 use forgewatch_tests::fake_github::NewPr;
+use forgewatch_tests::rng::Rng;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use support::{DEADLINE, Env, Ws};
@@ -26,21 +27,6 @@ const CRASH_POINTS: [&str; 4] = [
     "after-accept",
     "record-delivery",
 ];
-
-/// xorshift64*: deterministic, seeded.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kills_at_any_point_lose_no_build_and_repeat_only_with_the_same_delivery_id() {
@@ -71,7 +57,7 @@ async fn kills_at_any_point_lose_no_build_and_repeat_only_with_the_same_delivery
             pull_requests: true,
         },
     ]);
-    let mut rng = Rng(0x5eed_f04e_u64);
+    let mut rng = Rng::new(0x5eed_f04e_u64);
     let mut open: Vec<(&str, u64)> = Vec::new();
     let (mut events, mut kills, mut crash_points_hit) = (0, 0, 0);
     for round in 0..40 {

@@ -31,18 +31,8 @@ const PKG_SET: &str = "pkg_set:github:/acme/pkgset.git";
 const SET_PR: &str = "auto/pr/github.com/acme/pkgset/1";
 const NEW_PR: &str = "auto/pr/github.com/acme/newpkg/2";
 
-/// An autoproj installation manifest: the package set `acme/pkgset`, then packages
-/// (each `(name, owner/repo)`; no branch: the repository's default one).
 fn manifest(packages: &[(&str, &str)]) -> String {
-    let mut yaml = String::from(
-        "- name: acme.core\n  vcs:\n    :type: git\n    :url: https://github.com/acme/pkgset.git\n    :repository_id: github:/acme/pkgset.git\n    :branch: main\n  package_set: acme.core\n",
-    );
-    for (name, repo) in packages {
-        yaml.push_str(&format!(
-            "- name: {name}\n  type: Autobuild::CMake\n  vcs:\n    :type: git\n    :url: https://github.com/{repo}.git\n  srcdir: /srv/ws/{name}\n"
-        ));
-    }
-    yaml
+    support::autoproj_manifest(packages, None)
 }
 
 /// The discovery: records its pid, environment and overrides, hangs while

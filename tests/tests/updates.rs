@@ -19,18 +19,8 @@ use support::{DEADLINE, Env};
 const MAIN: &str = "main";
 const PKG_SET: &str = "pkg_set:github:/acme/pkgset.git";
 
-/// An autoproj installation manifest: the package set `acme/pkgset`, then packages
-/// (each `(name, owner/repo)`, on `main`), symbol keys as autoproj writes them.
 fn manifest(packages: &[(&str, &str)]) -> String {
-    let mut yaml = String::from(
-        "- name: acme.core\n  vcs:\n    :type: git\n    :url: https://github.com/acme/pkgset.git\n    :repository_id: github:/acme/pkgset.git\n    :branch: main\n  raw_local_dir: /srv/ws/.autoproj/remotes/acme\n  package_set: acme.core\n",
-    );
-    for (name, repo) in packages {
-        yaml.push_str(&format!(
-            "- name: {name}\n  type: Autobuild::CMake\n  vcs:\n    :type: git\n    :url: https://github.com/{repo}.git\n    :branch: main\n  srcdir: /srv/ws/{name}\n  importdir: /srv/ws/{name}\n"
-        ));
-    }
-    yaml
+    support::autoproj_manifest(packages, Some(MAIN))
 }
 
 /// The update script: records its pid and environment, hangs while `hang` exists,

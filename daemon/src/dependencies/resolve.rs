@@ -24,7 +24,7 @@ pub struct Unresolved {
 }
 
 /// Everything known about dependencies this cycle.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DependencyGraph {
     /// Open PRs: those polled and those looked up.
     pub open: BTreeMap<PrRef, PullRequest>,

@@ -412,7 +412,9 @@ mod tests {
             next_attempt: 0,
             last_error: None,
         };
-        state.enqueue(std::slice::from_ref(&item), &[], 1).unwrap();
+        state
+            .enqueue(&[outbox::Enqueued::from(&item)], &[], 1)
+            .unwrap();
         if !state.read_only() {
             assert_eq!(
                 state.build_marks().unwrap()[key].pending,

@@ -35,8 +35,51 @@ impl Pending {
     }
 }
 
+/// A pending delivery as the outbox stores it: inputs and payload already
+/// serialised, so a cycle that enqueues thousands of builds holds text, not
+/// thousands of JSON trees.
+#[derive(Clone, Debug)]
+pub struct Enqueued {
+    pub key: BuildKey,
+    pub fingerprint: Fingerprint,
+    /// [`BuildInputs::canonical`].
+    pub inputs: String,
+    pub delivery_id: String,
+    pub ci: String,
+    pub reason: String,
+    /// The [`StoredTrigger`] JSON.
+    pub payload: String,
+}
+
+impl From<&Pending> for Enqueued {
+    fn from(item: &Pending) -> Enqueued {
+        let payload = serde_json::to_string(&StoredTriggerRef {
+            version: 1,
+            trigger: &item.trigger,
+        })
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        let inputs = item.inputs.canonical();
+        Enqueued {
+            key: item.key.clone(),
+            fingerprint: Fingerprint::of_bytes(inputs.as_bytes()),
+            inputs,
+            delivery_id: item.delivery_id.clone(),
+            ci: item.ci.clone(),
+            reason: item.reason.clone(),
+            payload,
+        }
+    }
+}
+
+/// [`StoredTrigger`] as written, without copying the trigger.
+#[derive(Serialize)]
+struct StoredTriggerRef<'a> {
+    version: u32,
+    trigger: &'a BuildTrigger,
+}
+
 /// The stored payload (version 1).
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct StoredTrigger {
     version: u32,
     trigger: BuildTrigger,
@@ -48,7 +91,7 @@ impl State {
     /// whose fingerprint is already pending keeps its retry schedule.
     pub fn enqueue(
         &self,
-        items: &[Pending],
+        items: &[Enqueued],
         obsolete: &[BuildKey],
         now: i64,
     ) -> Result<(), StateError> {
@@ -58,11 +101,6 @@ impl State {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         for item in items {
-            let payload = serde_json::to_string(&StoredTrigger {
-                version: 1,
-                trigger: item.trigger.clone(),
-            })
-            .unwrap_or_else(|e| unreachable!("{e}"));
             tx.execute(
                 "INSERT INTO outbox (build_key, fingerprint, inputs, delivery_id, ci, reason, payload,
                    attempts, next_attempt, last_error, created_at)
@@ -75,12 +113,12 @@ impl State {
                  WHERE outbox.fingerprint <> excluded.fingerprint",
                 params![
                     item.key.as_str(),
-                    item.fingerprint().as_str(),
-                    item.inputs.canonical(),
+                    item.fingerprint.as_str(),
+                    item.inputs,
                     item.delivery_id,
                     item.ci,
                     item.reason,
-                    payload,
+                    item.payload,
                     now
                 ],
             )
@@ -105,20 +143,54 @@ impl State {
                 [item.key.as_str()],
             )
             .map_err(|e| self.err(e))?;
-        self.enqueue(std::slice::from_ref(item), &[], now)
+        self.enqueue(&[Enqueued::from(item)], &[], now)
     }
 
     /// Every pending delivery, by build key.
     pub fn pending(&self) -> Result<Vec<Pending>, StateError> {
+        self.pending_matching("ORDER BY build_key", [])
+    }
+
+    /// The pending delivery of `key`, if any (read just before it is sent, so the
+    /// outbox is never all in memory at once).
+    pub fn pending_item(&self, key: &BuildKey) -> Result<Option<Pending>, StateError> {
+        Ok(self
+            .pending_matching("WHERE build_key = ?1", [key.as_str()])?
+            .pop())
+    }
+
+    /// The key and CI target of every pending delivery, by build key.
+    pub fn pending_keys(&self) -> Result<Vec<(BuildKey, String)>, StateError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare_cached(
-                "SELECT build_key, inputs, delivery_id, ci, reason, payload, attempts, next_attempt,
-                   last_error FROM outbox ORDER BY build_key",
-            )
+            .prepare_cached("SELECT build_key, ci FROM outbox ORDER BY build_key")
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| self.err(e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(key, ci)| (BuildKey::from_stored(key), ci))
+            .collect())
+    }
+
+    fn pending_matching<P: rusqlite::Params>(
+        &self,
+        tail: &str,
+        params: P,
+    ) -> Result<Vec<Pending>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT build_key, inputs, delivery_id, ci, reason, payload, attempts, next_attempt,
+                   last_error FROM outbox {tail}"
+            ))
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params, |row| {
                 Ok((
                     row.get::<_, String>(0)?,
                     row.get::<_, String>(1)?,

@@ -42,6 +42,10 @@ impl Metrics {
         self.get("forgewatch_cycles_total") as u64
     }
 
+    pub fn computations(&self) -> u64 {
+        self.get("forgewatch_build_computations_total") as u64
+    }
+
     fn parse(text: &str) -> Metrics {
         let values = text
             .lines()

@@ -17,6 +17,7 @@ use serde::Serialize;
 use super::daemon::{DEADLINE, Daemon};
 use super::world::{HOOK_SECRET, Size, World};
 use crate::fake_ci::Delivery;
+use crate::rng::Rng;
 use crate::wait::eventually;
 
 /// Parameters of the scenario.
@@ -91,22 +92,6 @@ impl Report {
     }
 }
 
-/// xorshift64*: a seeded schedule without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
 struct Push {
     target: usize,
     sha: String,
@@ -124,7 +109,7 @@ pub async fn run(binary: &Path, params: Params) -> anyhow::Result<Report> {
         Daemon::start(binary, &config, &dir.path().join("state"), &World::env()).await?;
     daemon.wait_cycles(1).await?;
     let first = world.ci.accepted().len();
-    let mut rng = Rng(params.seed.max(1));
+    let mut rng = Rng::new(params.seed);
     let polling = half(&world, &daemon, params, &mut rng, false).await?;
     let webhook = half(&world, &daemon, params, &mut rng, true).await?;
     let deliveries = world.ci.accepted().len() - first;

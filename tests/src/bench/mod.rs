@@ -35,8 +35,10 @@ pub const SLICES: u64 = 4;
 #[derive(Clone, Debug, Serialize)]
 pub struct Phase {
     pub name: String,
-    /// Cycles the phase spans (1, or the slices of one interval).
+    /// Cycles the phase spans (1, or the slices of one interval), and those of them
+    /// that computed every build (the others found nothing changed).
     pub cycles: u64,
+    pub computations: u64,
     /// Forge requests by forge, then HTTP status.
     pub requests_by_status: BTreeMap<String, BTreeMap<u16, usize>>,
     pub requests: usize,
@@ -101,9 +103,9 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "{:<8} {:>6} {:>8} {:>34} {:>16} {:>8} {:>9} {:>7} {:>9} {:>8} {:>9} {:>6} {:>8} {:>10}",
+            "{:<8} {:>8} {:>8} {:>34} {:>16} {:>8} {:>9} {:>7} {:>9} {:>8} {:>9} {:>6} {:>8} {:>10}",
             "phase",
-            "cycles",
+            "cyc/comp",
             "requests",
             "by status",
             "non-304",
@@ -135,9 +137,9 @@ impl Report {
                 .join(" ");
             let _ = writeln!(
                 out,
-                "{:<8} {:>6} {:>8} {:>34} {:>16} {:>8} {:>9} {:>7.2} {:>9.1} {:>8.0} {:>5.1} MiB {:>6} {:>8.2} {:>10}",
+                "{:<8} {:>8} {:>8} {:>34} {:>16} {:>8} {:>9} {:>7.2} {:>9.1} {:>8.0} {:>5.1} MiB {:>6} {:>8.2} {:>10}",
                 p.name,
-                p.cycles,
+                format!("{}/{}", p.cycles, p.computations),
                 p.requests,
                 statuses,
                 non_304,
@@ -159,6 +161,7 @@ impl Report {
 /// A phase in progress: what was true when it began.
 struct Start {
     cycles: u64,
+    computations: u64,
     cycle_seconds: f64,
     cpu_ms: f64,
     deliveries: usize,
@@ -168,16 +171,18 @@ impl Start {
     /// Clears the fakes' request logs and notes where the daemon is.
     fn now(world: &World, daemon: Option<(&Daemon, &Metrics)>) -> anyhow::Result<Start> {
         world.clear_requests();
-        let (cycles, cycle_seconds, cpu_ms) = match daemon {
+        let (cycles, computations, cycle_seconds, cpu_ms) = match daemon {
             Some((d, m)) => (
                 m.cycles(),
+                m.computations(),
                 m.get("forgewatch_cycle_seconds_total"),
                 d.cpu_ms()?,
             ),
-            None => (0, 0.0, 0.0),
+            None => (0, 0, 0.0, 0.0),
         };
         Ok(Start {
             cycles,
+            computations,
             cycle_seconds,
             cpu_ms,
             deliveries: world.ci.accepted().len(),
@@ -212,6 +217,7 @@ impl Start {
         Ok(Phase {
             name: name.to_owned(),
             cycles: end.cycles() - self.cycles,
+            computations: end.computations() - self.computations,
             requests: requests.len(),
             requests_by_status: by_status,
             non_304,

@@ -293,3 +293,19 @@ impl Env {
             .collect()
     }
 }
+
+/// An autoproj installation manifest as autoproj writes it (symbol keys): the
+/// package set `acme/pkgset` on `main`, then packages (each `(name, owner/repo)`
+/// on GitHub), on `branch`, or with no branch (the repository's default one).
+pub fn autoproj_manifest(packages: &[(&str, &str)], branch: Option<&str>) -> String {
+    let mut yaml = String::from(
+        "- name: acme.core\n  vcs:\n    :type: git\n    :url: https://github.com/acme/pkgset.git\n    :repository_id: github:/acme/pkgset.git\n    :branch: main\n  raw_local_dir: /srv/ws/.autoproj/remotes/acme\n  package_set: acme.core\n",
+    );
+    let branch = branch.map_or(String::new(), |b| format!("    :branch: {b}\n"));
+    for (name, repo) in packages {
+        yaml.push_str(&format!(
+            "- name: {name}\n  type: Autobuild::CMake\n  vcs:\n    :type: git\n    :url: https://github.com/{repo}.git\n{branch}  srcdir: /srv/ws/{name}\n  importdir: /srv/ws/{name}\n"
+        ));
+    }
+    yaml
+}

@@ -1,0 +1,71 @@
+//! Everything a cycle computes its builds from, kept from one cycle to the next so
+//! that a slice whose answers changed nothing skips the computation.
+//!
+//! In `run` each interval is cut into slices; every slice used to recompute every
+//! build of every workspace from the latest answers, which made an idle interval
+//! cost as many full computations as it has slices. Builds are a pure function of
+//! these inputs and of the time (staleness), so a slice with the same inputs as
+//! the last computed one would compute the same builds: it only sends what the
+//! outbox has due. The first slice of each interval always computes, so the time's
+//! effect is seen once per interval.
+
+use std::collections::{BTreeMap, HashMap};
+
+use forgewatch_adapters::forge::PullRequest;
+
+use crate::dependencies::resolve::DependencyGraph;
+use crate::packages::WorkspacePackages;
+use crate::transient::Transients;
+
+/// The inputs of one computation of every build.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PlanInputs {
+    pub packages: HashMap<String, WorkspacePackages>,
+    /// The forges paused by their rate limit. The poll answers are not kept here
+    /// (they are the bulk of the memory): the cycle learns from merging them
+    /// whether any changed.
+    pub paused: BTreeMap<String, (usize, std::time::SystemTime)>,
+    pub graph: DependencyGraph,
+    pub open_config_prs: BTreeMap<String, Vec<(PullRequest, String)>>,
+    /// Per workspace, in configuration order.
+    pub transients: Vec<Transients>,
+    /// Per workspace, in configuration order: an update is running.
+    pub updates_running: Vec<bool>,
+}
+
+/// The inputs of the last completed computation, and whether a poll answer
+/// changed since (answers are merged into the supervisor's known ones every slice,
+/// computed or not).
+#[derive(Debug, Default)]
+pub struct LastInputs(std::sync::Mutex<Last>);
+
+#[derive(Debug, Default)]
+struct Last {
+    inputs: Option<PlanInputs>,
+    answers_changed: bool,
+}
+
+impl LastInputs {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Last> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A merged poll answer differs from the one known before.
+    pub fn answers_changed(&self) {
+        self.lock().answers_changed = true;
+    }
+
+    /// Whether the builds computed last still hold: no answer changed since, and
+    /// the other inputs are the same.
+    pub fn still_hold(&self, inputs: &PlanInputs) -> bool {
+        let last = self.lock();
+        !last.answers_changed && last.inputs.as_ref() == Some(inputs)
+    }
+
+    /// Every build was computed from `inputs` and the answers known now.
+    pub fn computed(&self, inputs: PlanInputs) {
+        let mut last = self.lock();
+        last.inputs = Some(inputs);
+        last.answers_changed = false;
+    }
+}
