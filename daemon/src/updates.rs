@@ -95,11 +95,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Updates {
     /// After a reload: the updates still running (or finished and not yet seen)
-    /// stay known, and startup updates run only for workspaces the old
-    /// configuration did not have.
+    /// stay known and their tasks move here (dropping the old set would abort them
+    /// and leave their workspaces waiting forever), and startup updates run only
+    /// for workspaces the old configuration did not have.
     pub fn carry_over(&mut self, old: &Updates, old_workspaces: &[String]) {
         self.running = old.running.clone();
         self.finished = old.finished.clone();
+        // Only `spawn` and `wait_all` lock the set, and neither runs during a reload.
+        if let Ok(mut tasks) = old.tasks.try_lock() {
+            *self.tasks.get_mut() = std::mem::take(&mut *tasks);
+        }
         let mut pending = lock(&self.startup_pending);
         pending.retain(|ws| !old_workspaces.contains(ws));
     }
@@ -215,7 +220,10 @@ impl Updates {
         let finished = self.finished.clone();
         let span = tracing::info_span!("update", workspace = %ws.name, trigger = trigger.as_str());
         let (name, running) = (ws.name.clone(), self.running.clone());
-        self.tasks.lock().await.spawn(
+        let mut tasks = self.tasks.lock().await;
+        // Reap the updates that ended, so a long-running daemon does not keep them.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(
             async move {
                 // Waiting for a permit counts as running: the workspace's mainline waits.
                 if let Ok(_permit) = permits.acquire_owned().await {

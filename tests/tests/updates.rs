@@ -308,6 +308,57 @@ async fn a_hanging_update_delays_no_other_workspace_and_dies_with_the_daemon() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_lets_a_running_update_finish_and_its_mainline_follow() {
+    let env = Env::new().await;
+    repos(&env);
+    let ws = Workspace::new(&env);
+    std::fs::write(ws.file("manifest"), manifest(&[("base/a", "acme/a")])).unwrap();
+    ws.next_manifest(&[("base/a", "acme/a"), ("base/b", "acme/b")]);
+    std::fs::write(ws.file("hang"), "").unwrap();
+    configure(&env, "[startup]", "1h");
+    let mut daemon = env.command(&["run"]).spawn().unwrap();
+    assert!(env.ci.wait_for_accepted(1, DEADLINE).await);
+    assert_eq!(env.delivered_keys(0), ["plain/mainline"]);
+    let pid_file = ws.file("update.pid");
+    let started =
+        forgewatch_tests::wait::eventually(DEADLINE, || async { pid_file.exists().then_some(()) })
+            .await;
+    assert!(started.is_some(), "the update never started");
+
+    // A reload (same file) while the update runs.
+    kill(Pid::from_raw(daemon.id().unwrap() as i32), Signal::SIGHUP).unwrap();
+    let reloaded = forgewatch_tests::wait::eventually(DEADLINE, || async {
+        let events = State::open_read_only(&env.state_dir())
+            .ok()?
+            .events(&Default::default())
+            .ok()?;
+        events.iter().any(|e| e.kind == "reloaded").then_some(())
+    })
+    .await;
+    assert!(reloaded.is_some(), "the reload never happened");
+
+    // The update was not cancelled by the reload: it ends, and the mainline goes
+    // out once, with the list it installed.
+    std::fs::remove_file(ws.file("hang")).unwrap();
+    assert!(env.ci.wait_for_accepted(2, DEADLINE).await);
+    assert_eq!(env.delivered_keys(1), ["auto/mainline"]);
+    assert_eq!(
+        env.ci.accepted()[1].properties()["package_names"],
+        serde_json::json!(["base/a", "base/b", "main configuration", PKG_SET])
+    );
+    let jobs = jobs(&env);
+    assert_eq!(jobs.len(), 1, "{jobs:#?}");
+    assert_eq!(jobs[0].status, JobStatus::Succeeded);
+
+    kill(Pid::from_raw(daemon.id().unwrap() as i32), Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(DEADLINE, daemon.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_command_target_gets_the_payload_on_stdin_and_exit_0_accepts() {
     let env = Env::new().await;
     env.github.create_repo("acme/p", MAIN);
