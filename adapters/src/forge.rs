@@ -166,7 +166,22 @@ pub trait Forge: Send + Sync {
     fn branch_head<'a>(
         &'a self,
         target: &'a WatchTarget,
-    ) -> BoxFuture<'a, Result<String, ForgeError>>;
+    ) -> BoxFuture<'a, Result<String, ForgeError>> {
+        Box::pin(async move {
+            self.branch_head_if_changed(target, false)
+                .await?
+                .ok_or_else(|| unanswered(target))
+        })
+    }
+
+    /// [`Forge::branch_head`] for a caller that holds (`held`) the answer of the
+    /// last call: `None` when the forge says it did not change (a 304), without
+    /// reading or decoding the stored body. Never `None` when not `held`.
+    fn branch_head_if_changed<'a>(
+        &'a self,
+        target: &'a WatchTarget,
+        held: bool,
+    ) -> BoxFuture<'a, Result<Option<String>, ForgeError>>;
 
     /// One pull request by number, in any state, with what only the single-PR
     /// endpoint tells (GitHub's `mergeable`). `NotFound` when it does not exist.
@@ -180,7 +195,21 @@ pub trait Forge: Send + Sync {
     fn open_pull_requests<'a>(
         &'a self,
         target: &'a WatchTarget,
-    ) -> BoxFuture<'a, Result<Vec<PullRequest>, ForgeError>>;
+    ) -> BoxFuture<'a, Result<Vec<PullRequest>, ForgeError>> {
+        Box::pin(async move {
+            self.open_pull_requests_if_changed(target, false)
+                .await?
+                .ok_or_else(|| unanswered(target))
+        })
+    }
+
+    /// [`Forge::open_pull_requests`] for a caller that holds the list of the last
+    /// call: `None` when every page answered 304 (no stored body read or decoded).
+    fn open_pull_requests_if_changed<'a>(
+        &'a self,
+        target: &'a WatchTarget,
+        held: bool,
+    ) -> BoxFuture<'a, Result<Option<Vec<PullRequest>>, ForgeError>>;
 
     /// The last rate-limit figures seen.
     fn rate_limit(&self) -> Option<RateLimit>;
@@ -190,4 +219,12 @@ pub trait Forge: Send + Sync {
 
     /// Response counts so far.
     fn stats(&self) -> RequestStats;
+}
+
+/// An `_if_changed` call that was not `held` answered "unchanged": a client bug.
+fn unanswered(target: &WatchTarget) -> ForgeError {
+    ForgeError::Decode {
+        url: target.to_string(),
+        message: "the client answered \"unchanged\" to a caller that holds no answer".to_owned(),
+    }
 }

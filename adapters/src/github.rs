@@ -75,14 +75,24 @@ impl GitHubClient {
         serde_json::from_slice(body).map_err(|e| crate::decode::decode_error(url, &e))
     }
 
-    async fn fetch_branch_head(&self, target: &WatchTarget) -> Result<String, ForgeError> {
+    async fn fetch_branch_head(
+        &self,
+        target: &WatchTarget,
+        held: bool,
+    ) -> Result<Option<String>, ForgeError> {
         let url = self.repo_url(&target.repo, &["branches", &target.branch]);
-        let page = self.http.get(&url).await?;
+        let Some(page) = self.http.get_if_changed(&url, held).await? else {
+            return Ok(None);
+        };
         let branch: GhBranch = Self::decode(&url, &page.body)?;
-        Ok(branch.commit.sha)
+        Ok(Some(branch.commit.sha))
     }
 
-    async fn fetch_open_pulls(&self, target: &WatchTarget) -> Result<Vec<PullRequest>, ForgeError> {
+    async fn fetch_open_pulls(
+        &self,
+        target: &WatchTarget,
+        held: bool,
+    ) -> Result<Option<Vec<PullRequest>>, ForgeError> {
         let mut url = url::Url::parse(&self.repo_url(&target.repo, &["pulls"])).map_err(|e| {
             ForgeError::Decode {
                 url: target.repo.to_string(),
@@ -94,10 +104,13 @@ impl GitHubClient {
             .append_pair("base", &target.branch)
             .append_pair("per_page", "100");
         let url = url.to_string();
-        let pages = self.http.get_all_pages(&url).await?;
+        let Some(pages) = self.http.get_all_pages_if_changed(&url, held).await? else {
+            return Ok(None);
+        };
         crate::decode::pull_requests_of(&url, &pages, "pull request", |pr: GhPull| {
             pr.into_pull_request(&self.host, &target.repo, Some(&target.branch))
         })
+        .map(Some)
     }
 }
 
@@ -115,11 +128,12 @@ impl Forge for GitHubClient {
         })
     }
 
-    fn branch_head<'a>(
+    fn branch_head_if_changed<'a>(
         &'a self,
         target: &'a WatchTarget,
-    ) -> BoxFuture<'a, Result<String, ForgeError>> {
-        Box::pin(self.fetch_branch_head(target))
+        held: bool,
+    ) -> BoxFuture<'a, Result<Option<String>, ForgeError>> {
+        Box::pin(self.fetch_branch_head(target, held))
     }
 
     fn pull_request<'a>(
@@ -136,11 +150,12 @@ impl Forge for GitHubClient {
         })
     }
 
-    fn open_pull_requests<'a>(
+    fn open_pull_requests_if_changed<'a>(
         &'a self,
         target: &'a WatchTarget,
-    ) -> BoxFuture<'a, Result<Vec<PullRequest>, ForgeError>> {
-        Box::pin(self.fetch_open_pulls(target))
+        held: bool,
+    ) -> BoxFuture<'a, Result<Option<Vec<PullRequest>>, ForgeError>> {
+        Box::pin(self.fetch_open_pulls(target, held))
     }
 
     fn rate_limit(&self) -> Option<RateLimit> {

@@ -65,17 +65,24 @@ impl GitLabClient {
         url.to_string()
     }
 
-    async fn fetch_branch_head(&self, target: &WatchTarget) -> Result<String, ForgeError> {
+    async fn fetch_branch_head(
+        &self,
+        target: &WatchTarget,
+        held: bool,
+    ) -> Result<Option<String>, ForgeError> {
         let url = self.project_url(&target.repo, &["repository", "branches", &target.branch]);
-        let page = self.http.get(&url).await?;
+        let Some(page) = self.http.get_if_changed(&url, held).await? else {
+            return Ok(None);
+        };
         let branch: GlBranch = decode(&url, &page.body)?;
-        Ok(branch.commit.id)
+        Ok(Some(branch.commit.id))
     }
 
     async fn fetch_open_merge_requests(
         &self,
         target: &WatchTarget,
-    ) -> Result<Vec<PullRequest>, ForgeError> {
+        held: bool,
+    ) -> Result<Option<Vec<PullRequest>>, ForgeError> {
         let mut url = url::Url::parse(&self.project_url(&target.repo, &["merge_requests"]))
             .map_err(|e| ForgeError::Decode {
                 url: target.repo.to_string(),
@@ -86,10 +93,13 @@ impl GitLabClient {
             .append_pair("target_branch", &target.branch)
             .append_pair("per_page", "100");
         let url = url.to_string();
-        let pages = self.http.get_all_pages(&url).await?;
+        let Some(pages) = self.http.get_all_pages_if_changed(&url, held).await? else {
+            return Ok(None);
+        };
         crate::decode::pull_requests_of(&url, &pages, "merge request", |mr: GlMergeRequest| {
             mr.into_pull_request(&target.repo, Some(&target.branch))
         })
+        .map(Some)
     }
 }
 
@@ -114,11 +124,12 @@ impl Forge for GitLabClient {
         })
     }
 
-    fn branch_head<'a>(
+    fn branch_head_if_changed<'a>(
         &'a self,
         target: &'a WatchTarget,
-    ) -> BoxFuture<'a, Result<String, ForgeError>> {
-        Box::pin(self.fetch_branch_head(target))
+        held: bool,
+    ) -> BoxFuture<'a, Result<Option<String>, ForgeError>> {
+        Box::pin(self.fetch_branch_head(target, held))
     }
 
     fn pull_request<'a>(
@@ -135,11 +146,12 @@ impl Forge for GitLabClient {
         })
     }
 
-    fn open_pull_requests<'a>(
+    fn open_pull_requests_if_changed<'a>(
         &'a self,
         target: &'a WatchTarget,
-    ) -> BoxFuture<'a, Result<Vec<PullRequest>, ForgeError>> {
-        Box::pin(self.fetch_open_merge_requests(target))
+        held: bool,
+    ) -> BoxFuture<'a, Result<Option<Vec<PullRequest>>, ForgeError>> {
+        Box::pin(self.fetch_open_merge_requests(target, held))
     }
 
     fn rate_limit(&self) -> Option<RateLimit> {

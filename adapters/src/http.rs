@@ -35,6 +35,14 @@ pub struct CachedResponse {
 /// Where validators and bodies are kept between requests (and restarts).
 pub trait ValidatorStore: Send + Sync {
     fn load(&self, key: &str) -> Option<CachedResponse>;
+    /// [`ValidatorStore::load`] without the body (left empty): what a conditional
+    /// request needs when the caller does not want the body of a 304.
+    fn load_validators(&self, key: &str) -> Option<CachedResponse> {
+        self.load(key).map(|c| CachedResponse {
+            body: Vec::new(),
+            ..c
+        })
+    }
     /// Failures are the store's to report; the request already succeeded.
     fn save(&self, key: &str, response: &CachedResponse);
 }
@@ -79,6 +87,7 @@ impl Default for ClientOptions {
 /// One answer: fresh from the server or revalidated from the store.
 #[derive(Debug)]
 pub struct Page {
+    /// Empty for a 304 asked without its body ([`ConditionalClient::get_if_changed`]).
     pub body: Vec<u8>,
     pub next: Option<String>,
     pub not_modified: bool,
@@ -150,14 +159,25 @@ impl ConditionalClient {
         }
     }
 
-    /// One conditional GET.
+    /// One conditional GET; a 304 is answered with the stored body.
     pub async fn get(&self, url: &str) -> Result<Page, ForgeError> {
-        use tracing::Instrument;
-        let span = tracing::debug_span!("forge_request", url);
-        self.get_in_span(url).instrument(span).await
+        self.get_with(url, true).await
     }
 
-    async fn get_in_span(&self, url: &str) -> Result<Page, ForgeError> {
+    /// One conditional GET for a caller that may hold (`held`) the answer of the
+    /// last response: then a 304 is `None`, its stored body not even read.
+    pub async fn get_if_changed(&self, url: &str, held: bool) -> Result<Option<Page>, ForgeError> {
+        let page = self.get_with(url, !held).await?;
+        Ok((!(held && page.not_modified)).then_some(page))
+    }
+
+    async fn get_with(&self, url: &str, body_on_304: bool) -> Result<Page, ForgeError> {
+        use tracing::Instrument;
+        let span = tracing::debug_span!("forge_request", url);
+        self.get_in_span(url, body_on_304).instrument(span).await
+    }
+
+    async fn get_in_span(&self, url: &str, body_on_304: bool) -> Result<Page, ForgeError> {
         let _permit = self
             .permits
             .acquire()
@@ -173,7 +193,11 @@ impl ConditionalClient {
             });
         }
         let key = format!("{}|{}", self.scope, url);
-        let cached = self.store.load(&key);
+        let cached = if body_on_304 {
+            self.store.load(&key)
+        } else {
+            self.store.load_validators(&key)
+        };
 
         let mut request = self.http.get(url);
         for (name, value) in &self.default_headers {
@@ -220,8 +244,14 @@ impl ConditionalClient {
             // A 304 may omit the ETag (keep ours) or carry a newer one (take it).
             let new_etag = header_string(&headers, header::ETAG);
             if new_etag.is_some() && new_etag != cached.etag {
+                let mut stored = if body_on_304 {
+                    cached.clone()
+                } else {
+                    self.store.load(&key).unwrap_or_else(|| cached.clone())
+                };
+                stored.etag = new_etag.clone();
                 cached.etag = new_etag;
-                self.store.save(&key, &cached);
+                self.store.save(&key, &stored);
             }
             return Ok(Page {
                 body: cached.body,
@@ -268,6 +298,47 @@ impl ConditionalClient {
     /// conditional request of its own. A next page on another origin is refused:
     /// the credential must not travel to a host the forge names.
     pub async fn get_all_pages(&self, first_url: &str) -> Result<Vec<Page>, ForgeError> {
+        let pages = self.pages(first_url, true).await?;
+        Ok(pages.into_iter().map(|(_, page)| page).collect())
+    }
+
+    /// [`ConditionalClient::get_all_pages`] for a caller that may hold (`held`) the
+    /// list of the last call: then `None` when every page answered 304 (no stored
+    /// body read). When any page changed, every page comes with its body.
+    pub async fn get_all_pages_if_changed(
+        &self,
+        first_url: &str,
+        held: bool,
+    ) -> Result<Option<Vec<Page>>, ForgeError> {
+        if !held {
+            return self.get_all_pages(first_url).await.map(Some);
+        }
+        let pages = self.pages(first_url, false).await?;
+        if pages.iter().all(|(_, p)| p.not_modified) {
+            return Ok(None);
+        }
+        // A page changed: the unchanged ones are needed whole after all.
+        let mut whole = Vec::with_capacity(pages.len());
+        for (url, mut page) in pages {
+            if page.not_modified {
+                let key = format!("{}|{}", self.scope, url);
+                let stored = self.store.load(&key).ok_or_else(|| ForgeError::Decode {
+                    url: url.clone(),
+                    message: "the stored body of a 304 is gone".to_owned(),
+                })?;
+                page.body = stored.body;
+            }
+            whole.push(page);
+        }
+        Ok(Some(whole))
+    }
+
+    /// Every page from `first_url` on, each with its URL.
+    async fn pages(
+        &self,
+        first_url: &str,
+        bodies_on_304: bool,
+    ) -> Result<Vec<(String, Page)>, ForgeError> {
         let mut pages = Vec::new();
         let mut url = Some(first_url.to_owned());
         let origin = url::Url::parse(first_url).map(|u| u.origin()).ok();
@@ -288,9 +359,9 @@ impl ConditionalClient {
                     message: format!("more than {MAX_PAGES} pages"),
                 });
             }
-            let page = self.get(&current).await?;
+            let page = self.get_with(&current, bodies_on_304).await?;
             url = page.next.clone();
-            pages.push(page);
+            pages.push((current, page));
         }
         Ok(pages)
     }

@@ -221,7 +221,8 @@ impl Supervisor {
         let targets = self.cycle_targets(&packages);
         let mut selected = slice.of(&targets);
         selected.extend(self.unanswered(&targets));
-        let polled = poll(&selected, &self.forges, shutdown, &self.progress).await;
+        let held = self.held_answers(&selected);
+        let polled = poll(&selected, &held, &self.forges, shutdown, &self.progress).await;
         self.log_poll_changes(&polled);
         let (mut results, changed) = self.merge_known(polled, &targets);
         if changed {
@@ -274,7 +275,8 @@ impl Supervisor {
             let targets = self.cycle_targets(&packages);
             let added = self.unanswered(&targets);
             if !added.is_empty() {
-                let polled = poll(&added, &self.forges, shutdown, &self.progress).await;
+                let held = self.held_answers(&added);
+                let polled = poll(&added, &held, &self.forges, shutdown, &self.progress).await;
                 self.log_poll_changes(&polled);
                 let changed;
                 (results, changed) = self.merge_known(polled, &targets);

@@ -3,7 +3,7 @@
 //! concurrently; each forge client caps its own concurrency. A target that fails is
 //! reported for that target only.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use forgewatch_adapters::forge::{Forge, ForgeError, PullRequest, WatchTarget};
@@ -70,9 +70,15 @@ impl PollResults {
     }
 }
 
+/// `(target, pull requests?)` whose last answer the caller holds: a 304 for one of
+/// them is "unchanged", its stored body neither read nor decoded.
+pub type Held = HashSet<(WatchTarget, bool)>;
+
 enum Answer {
     Head(WatchTarget, Result<String, String>),
     Pulls(WatchTarget, Result<Vec<PullRequest>, String>),
+    /// The forge answered 304 to a request whose answer the caller holds.
+    Unchanged,
     /// Not sent: the forge got paused meanwhile.
     Paused(String, std::time::SystemTime),
 }
@@ -81,6 +87,7 @@ enum Answer {
 /// already sent are finished.
 pub async fn poll(
     targets: &BTreeMap<WatchTarget, TargetNeeds>,
+    held: &Held,
     forges: &BTreeMap<String, Arc<dyn Forge>>,
     shutdown: &CancellationToken,
     progress: &std::sync::atomic::AtomicU64,
@@ -104,24 +111,29 @@ pub async fn poll(
         for pulls in requests {
             let (forge, target, shutdown) = (forge.clone(), target.clone(), shutdown.clone());
             let forge_name = needs.forge.clone();
+            let held = held.contains(&(target.clone(), pulls));
             tasks.spawn(
                 async move {
                     if shutdown.is_cancelled() {
                         return None;
                     }
                     let answer = if pulls {
-                        match forge.open_pull_requests(&target).await {
+                        match forge.open_pull_requests_if_changed(&target, held).await {
                             Err(ForgeError::Paused { until, .. }) => {
                                 Answer::Paused(forge_name, until)
                             }
-                            r => Answer::Pulls(target, r.map_err(|e| e.to_string())),
+                            Ok(None) => Answer::Unchanged,
+                            Ok(Some(answer)) => Answer::Pulls(target, Ok(answer)),
+                            Err(e) => Answer::Pulls(target, Err(e.to_string())),
                         }
                     } else {
-                        match forge.branch_head(&target).await {
+                        match forge.branch_head_if_changed(&target, held).await {
                             Err(ForgeError::Paused { until, .. }) => {
                                 Answer::Paused(forge_name, until)
                             }
-                            r => Answer::Head(target, r.map_err(|e| e.to_string())),
+                            Ok(None) => Answer::Unchanged,
+                            Ok(Some(answer)) => Answer::Head(target, Ok(answer)),
+                            Err(e) => Answer::Head(target, Err(e.to_string())),
                         }
                     };
                     Some(answer)
@@ -143,6 +155,8 @@ pub async fn poll(
             Ok(Some(Answer::Pulls(t, r))) => {
                 results.pulls.insert(t, r);
             }
+            // The held answer stands: merging keeps it.
+            Ok(Some(Answer::Unchanged)) => {}
             Ok(Some(Answer::Paused(forge, until))) => {
                 let entry = results.paused.entry(forge).or_insert((0, until));
                 entry.0 += 1;

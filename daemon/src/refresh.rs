@@ -14,7 +14,7 @@ use crate::dependencies::resolve::{DependencyGraph, Forges, resolve};
 use crate::packages::WorkspacePackages;
 use forgewatch_adapters::forge::WatchTarget;
 
-use crate::poller::{PollResults, TargetNeeds, poll, watch_targets};
+use crate::poller::{Held, PollResults, TargetNeeds, poll, watch_targets};
 use crate::supervisor::Supervisor;
 use crate::updates::config_heads;
 
@@ -98,7 +98,8 @@ impl Supervisor {
             })
             .collect();
         let targets = watch_targets(config_only.values().map(|p| (&p[..], false)));
-        let results = poll(&targets, &self.forges, shutdown, &self.progress).await;
+        let held = self.held_answers(&targets);
+        let results = poll(&targets, &held, &self.forges, shutdown, &self.progress).await;
         self.schedule_updates(&packages, &results, shutdown).await?;
         self.updates.wait_all().await;
         Ok(())
@@ -159,6 +160,22 @@ impl Supervisor {
 }
 
 impl Supervisor {
+    /// The answers of `targets` the supervisor holds (successful ones): a 304 for
+    /// them needs no stored body.
+    pub(crate) fn held_answers(&self, targets: &BTreeMap<WatchTarget, TargetNeeds>) -> Held {
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let mut held = Held::new();
+        for target in targets.keys() {
+            if known.heads.get(target).is_some_and(Result::is_ok) {
+                held.insert((target.clone(), false));
+            }
+            if known.pulls.get(target).is_some_and(Result::is_ok) {
+                held.insert((target.clone(), true));
+            }
+        }
+        held
+    }
+
     /// This cycle's answers over the latest known ones: targets not polled this
     /// time keep their last answer; targets no longer watched are forgotten. Also
     /// says whether any known answer changed (or was added or forgotten).

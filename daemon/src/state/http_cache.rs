@@ -9,7 +9,7 @@ use super::State;
 
 impl ValidatorStore for State {
     fn load(&self, key: &str) -> Option<CachedResponse> {
-        // Asked for every request of every cycle: the statement is prepared once.
+        // Statements are prepared once: they run for every request.
         let conn = self.conn();
         let result = conn
             .prepare_cached(
@@ -22,6 +22,28 @@ impl ValidatorStore for State {
                         last_modified: row.get(1)?,
                         next_url: row.get(2)?,
                         body: row.get(3)?,
+                    })
+                })
+                .optional()
+            });
+        result.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the HTTP cache; asking the forge afresh");
+            None
+        })
+    }
+
+    fn load_validators(&self, key: &str) -> Option<CachedResponse> {
+        // Every request of every cycle asks this: the body column is not read.
+        let conn = self.conn();
+        let result = conn
+            .prepare_cached("SELECT etag, last_modified, next_url FROM http_cache WHERE key = ?1")
+            .and_then(|mut stmt| {
+                stmt.query_row([key], |row| {
+                    Ok(CachedResponse {
+                        etag: row.get(0)?,
+                        last_modified: row.get(1)?,
+                        next_url: row.get(2)?,
+                        body: Vec::new(),
                     })
                 })
                 .optional()
