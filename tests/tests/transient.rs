@@ -13,7 +13,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use forgewatch::ids::BuildKey;
 use forgewatch::state::State;
@@ -21,7 +21,7 @@ use forgewatch::state::jobs::JobStatus;
 use forgewatch_tests::fake_ci::Delivery;
 use forgewatch_tests::fake_github::NewPr;
 use forgewatch_tests::wait::eventually;
-use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 use support::{DEADLINE, Env};
@@ -163,15 +163,6 @@ fn overrides(pairs: &[(&str, &str)]) -> Value {
 
 fn newpkg_polls(env: &Env) -> usize {
     env.github.count_path_prefix("/repos/acme/newpkg/")
-}
-
-fn group_is_gone(pid_file: &Path) -> bool {
-    let pid: i32 = std::fs::read_to_string(pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    killpg(Pid::from_raw(pid), None) == Err(nix::errno::Errno::ESRCH)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,7 +333,7 @@ async fn a_hanging_discovery_is_killed_and_the_config_pr_goes_out_flagged() {
     let jobs = discover_jobs(&env);
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].status, JobStatus::TimedOut);
-    assert!(group_is_gone(&ws.file("discover.pid")));
+    assert!(support::group_is_gone(&ws.file("discover.pid")));
     let events = state(&env)
         .events(&forgewatch::state::events::EventQuery {
             since: None,

@@ -8,11 +8,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use forgewatch::state::State;
 use forgewatch::state::jobs::JobStatus;
-use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use support::{DEADLINE, Env};
 
@@ -93,15 +93,6 @@ fn jobs(env: &Env) -> Vec<forgewatch::state::jobs::JobRecord> {
 fn branch_polls(env: &Env, repo: &str) -> usize {
     env.github
         .count_path_prefix(&format!("/repos/{repo}/branches/"))
-}
-
-fn group_is_gone(pid_file: &Path) -> bool {
-    let pid: i32 = std::fs::read_to_string(pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    killpg(Pid::from_raw(pid), None) == Err(nix::errno::Errno::ESRCH)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -235,7 +226,7 @@ async fn a_timed_out_update_and_a_broken_manifest_keep_the_last_good_list() {
     let jobs = jobs(&env);
     assert_eq!(jobs[0].status, JobStatus::TimedOut, "{jobs:#?}");
     assert!(
-        group_is_gone(&ws.file("update.pid")),
+        support::group_is_gone(&ws.file("update.pid")),
         "a process of the update survived"
     );
     // The last good list is still watched: its packages are polled.
@@ -295,7 +286,7 @@ async fn a_hanging_update_delays_no_other_workspace_and_dies_with_the_daemon() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
     assert!(
-        group_is_gone(&ws.file("update.pid")),
+        support::group_is_gone(&ws.file("update.pid")),
         "a process of the update survived"
     );
     let jobs = jobs(&env);

@@ -9,49 +9,11 @@ use super::State;
 
 impl ValidatorStore for State {
     fn load(&self, key: &str) -> Option<CachedResponse> {
-        // Statements are prepared once: they run for every request.
-        let conn = self.conn();
-        let result = conn
-            .prepare_cached(
-                "SELECT etag, last_modified, next_url, body FROM http_cache WHERE key = ?1",
-            )
-            .and_then(|mut stmt| {
-                stmt.query_row([key], |row| {
-                    Ok(CachedResponse {
-                        etag: row.get(0)?,
-                        last_modified: row.get(1)?,
-                        next_url: row.get(2)?,
-                        body: row.get(3)?,
-                    })
-                })
-                .optional()
-            });
-        result.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "cannot read the HTTP cache; asking the forge afresh");
-            None
-        })
+        self.cached(key, true)
     }
 
     fn load_validators(&self, key: &str) -> Option<CachedResponse> {
-        // Every request of every cycle asks this: the body column is not read.
-        let conn = self.conn();
-        let result = conn
-            .prepare_cached("SELECT etag, last_modified, next_url FROM http_cache WHERE key = ?1")
-            .and_then(|mut stmt| {
-                stmt.query_row([key], |row| {
-                    Ok(CachedResponse {
-                        etag: row.get(0)?,
-                        last_modified: row.get(1)?,
-                        next_url: row.get(2)?,
-                        body: Vec::new(),
-                    })
-                })
-                .optional()
-            });
-        result.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "cannot read the HTTP cache; asking the forge afresh");
-            None
-        })
+        self.cached(key, false)
     }
 
     fn save(&self, key: &str, response: &CachedResponse) {
@@ -79,5 +41,33 @@ impl ValidatorStore for State {
             tracing::warn!(error = %e, "cannot write the HTTP cache");
         }
         crate::crash::point("http-cache-write");
+    }
+}
+
+impl State {
+    /// One URL's row; the body (the bulk of it) only `with_body`. Both statements
+    /// run for every request and are prepared once.
+    fn cached(&self, key: &str, with_body: bool) -> Option<CachedResponse> {
+        let sql = if with_body {
+            "SELECT etag, last_modified, next_url, body FROM http_cache WHERE key = ?1"
+        } else {
+            "SELECT etag, last_modified, next_url, NULL FROM http_cache WHERE key = ?1"
+        };
+        let conn = self.conn();
+        let result = conn.prepare_cached(sql).and_then(|mut stmt| {
+            stmt.query_row([key], |row| {
+                Ok(CachedResponse {
+                    etag: row.get(0)?,
+                    last_modified: row.get(1)?,
+                    next_url: row.get(2)?,
+                    body: row.get::<_, Option<Vec<u8>>>(3)?.unwrap_or_default(),
+                })
+            })
+            .optional()
+        });
+        result.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the HTTP cache; asking the forge afresh");
+            None
+        })
     }
 }

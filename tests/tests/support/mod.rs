@@ -309,3 +309,13 @@ pub fn autoproj_manifest(packages: &[(&str, &str)], branch: Option<&str>) -> Str
     }
     yaml
 }
+
+/// Whether no process of the group led by the pid in `pid_file` is left.
+pub fn group_is_gone(pid_file: &std::path::Path) -> bool {
+    let pid: i32 = std::fs::read_to_string(pid_file)
+        .expect("read the pid file")
+        .trim()
+        .parse()
+        .expect("a pid");
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), None) == Err(nix::errno::Errno::ESRCH)
+}
