@@ -89,6 +89,10 @@ async fn shared_scenario_request_invariants_hold_independent_of_workspaces() {
     assert_eq!(counts(&one), counts(&three));
     let json = serde_json::to_value(&three).expect("report serializes");
     assert_eq!(json["phases"].as_array().map(Vec::len), Some(4));
+    // BENCHMARKS.md's table of it: a header, a rule and a row per phase.
+    let table = bench::markdown::table(&json).expect("markdown table");
+    assert_eq!(table.lines().count(), 2 + 4, "{table}");
+    assert!(table.contains("| idle | 4 / 1 | 10 |"), "{table}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,4 +152,7 @@ async fn latency_scenario_delivers_every_push_by_polling_and_by_webhook() {
         "{}",
         report.table()
     );
+    let json = serde_json::to_value(&report).expect("report serializes");
+    let table = bench::markdown::table(&json).expect("markdown table");
+    assert!(table.starts_with("| half |"), "{table}");
 }

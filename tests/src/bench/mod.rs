@@ -14,6 +14,7 @@
 
 pub mod daemon;
 pub mod latency;
+pub mod markdown;
 pub mod world;
 
 use std::collections::BTreeMap;

@@ -3,14 +3,15 @@
 //! one JSON object of figures on stdout, then a readable table on stderr.
 //!
 //! Usage: `cargo run --release -p forgewatch-tests --bin bench -- --scenario
-//! shared|large|latency [--workspaces N] [--targets N] [--prs N] [--interval MS]`
+//! shared|large|latency [--workspaces N] [--targets N] [--prs N] [--interval MS]`;
+//! `bench --markdown RESULTS.json` prints the BENCHMARKS.md table of a result.
 
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use forgewatch_tests::bench::{self, Size, daemon::binary_next_to_self, latency};
 
-const USAGE: &str = "usage: bench --scenario shared|large|latency [--workspaces N] [--targets N] [--prs N] [--interval MS]";
+const USAGE: &str = "usage: bench --scenario shared|large|latency [--workspaces N] [--targets N] [--prs N] [--interval MS]\n       bench --markdown RESULTS.json";
 
 fn number(value: Option<String>, flag: &str) -> anyhow::Result<usize> {
     value
@@ -28,6 +29,13 @@ async fn main() -> anyhow::Result<()> {
         match arg.as_str() {
             "-h" | "--help" => {
                 println!("{USAGE}");
+                return Ok(());
+            }
+            "--markdown" => {
+                let path = args.next().context("--markdown needs a results file")?;
+                let text = std::fs::read_to_string(&path).with_context(|| path.clone())?;
+                let report = serde_json::from_str(&text).with_context(|| path.clone())?;
+                print!("{}", bench::markdown::table(&report)?);
                 return Ok(());
             }
             "--scenario" => scenario = Some(args.next().context("--scenario needs a name")?),
