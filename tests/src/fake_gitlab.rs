@@ -22,7 +22,6 @@ use tokio::sync::watch;
 use crate::fake_github::HangGate;
 
 mod faults;
-mod format;
 mod http;
 mod routes;
 mod state;

@@ -7,5 +7,6 @@ pub mod fake_ci;
 pub mod fake_github;
 pub mod fake_gitlab;
 pub mod forge;
+pub mod format;
 pub mod rng;
 pub mod wait;

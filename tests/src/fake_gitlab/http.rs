@@ -10,9 +10,9 @@ use axum::response::Response;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::format::http_date;
 use super::{Failure, FakeGitLab, GlState, RequestRecord, faults};
 use crate::fake_github::{now_epoch, secs_until};
+use crate::format::http_date;
 
 /// Largest request body read (pipeline trigger forms are tiny).
 const MAX_BODY: usize = 1 << 20;

@@ -8,10 +8,10 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use url::form_urlencoded;
 
-use super::format::{iso_millis, iso_offset, pct_decode};
 use super::http::{Reply, Req, error_message, error_text, json_reply};
 use super::state::draft_prefix_len;
 use super::{GlState, Mr, MrState, PipelineTrigger, Project};
+use crate::format::{iso_millis, iso_offset, pct_decode};
 
 /// GitLab stops counting past this many items: no `x-total`, `x-total-pages`, `rel="last"`.
 const MAX_COUNTED: usize = 10_000;
