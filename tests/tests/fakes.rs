@@ -6,7 +6,7 @@ use std::time::Duration;
 use forgewatch_tests::fake_ci::{Delivery, Endpoint, FakeCi};
 use forgewatch_tests::fake_github::{FakeGitHub, NewPr};
 use hmac::{Hmac, Mac};
-use reqwest::{Client, Response, StatusCode};
+use reqwest::{Response, StatusCode};
 use serde_json::Value;
 use sha2::Sha256;
 
@@ -16,32 +16,9 @@ const WAIT: Duration = Duration::from_secs(10);
 #[path = "fakes/faults.rs"]
 mod faults;
 
-fn client() -> Client {
-    Client::builder()
-        .no_proxy()
-        .build()
-        .expect("reqwest client")
-}
-
-fn header(resp: &Response, name: &str) -> String {
-    resp.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
-}
-
-async fn get(url: &str, headers: &[(&str, &str)]) -> Response {
-    let mut req = client().get(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    req.send().await.expect("request to the fake")
-}
-
-async fn json(resp: Response) -> Value {
-    serde_json::from_str(&resp.text().await.expect("body")).expect("JSON body")
-}
+#[path = "fake_http/mod.rs"]
+mod fake_http;
+use fake_http::{client, get, header, json};
 
 #[tokio::test]
 async fn etag_is_weak_first_then_strong_and_revalidates_weakly() {

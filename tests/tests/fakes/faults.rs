@@ -2,25 +2,19 @@
 //! secondary limits, 429s, hanging requests and 401s echoing secrets back. The end-to-end
 //! tests of the daemon's rate-limit handling, timeouts and secrecy rely on these shapes.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use forgewatch_tests::fake_github::FakeGitHub;
 use forgewatch_tests::wait::eventually;
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
 
+use super::fake_http::now_epoch;
 use super::{WAIT, get, header, json};
 
 const PRIMARY_BODY: &str = r#"{"message":"API rate limit exceeded for user ID 1.","documentation_url":"https://docs.github.com/rest/overview/resources-in-the-rest-api#rate-limiting"}"#;
 const SECONDARY_MESSAGE: &str =
     "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.";
-
-fn now_epoch() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
-}
 
 /// A client that gives up on a request after `timeout`.
 fn impatient(timeout: Duration) -> Client {

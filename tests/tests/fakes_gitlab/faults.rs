@@ -2,20 +2,14 @@
 //! (429 `Retry later` with `RateLimit-*` and `Retry-After`) and refilled at its reset,
 //! hanging requests, and 401s echoing secrets back.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use forgewatch_tests::fake_gitlab::{Failure, FakeGitLab};
 use forgewatch_tests::wait::eventually;
 use reqwest::{Client, StatusCode};
 
+use super::fake_http::now_epoch;
 use super::{LIDAR, LIDAR_ENC, WAIT, get, header, json};
-
-fn now_epoch() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
-}
 
 fn statuses(gl: &FakeGitLab) -> Vec<u16> {
     gl.requests().iter().map(|r| r.status).collect()
