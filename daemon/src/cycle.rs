@@ -4,6 +4,7 @@
 //! ([`crate::outbox`]). A fingerprint is recorded only after its CI target answered
 //! 2xx; a failed delivery stays pending with the same delivery id.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::SystemTime;
 
@@ -306,11 +307,11 @@ impl Supervisor {
             ));
         }
         let inputs = PlanInputs {
-            packages: packages.clone(),
-            paused: results.paused.clone(),
-            graph: graph.clone(),
-            open_config_prs: open.clone(),
-            transients: prepared.iter().map(|p| p.2.clone()).collect(),
+            packages: Cow::Borrowed(&packages),
+            paused: Cow::Borrowed(&results.paused),
+            graph: Cow::Borrowed(&graph),
+            open_config_prs: Cow::Borrowed(&open),
+            transients: prepared.iter().map(|p| Cow::Borrowed(&p.2)).collect(),
             updates_running: prepared.iter().map(|p| p.3).collect(),
         };
         let later_slice = matches!(slice, Selection::Slice { index, .. } if index != 0);
@@ -322,6 +323,7 @@ impl Supervisor {
             self.refresh_deliveries(&report, started)?;
             return Ok(report);
         }
+        let inputs = inputs.into_owned();
         let mut changes = Changes::default();
         let mut seen = Vec::new();
         let mut fingerprinting = std::time::Duration::ZERO;

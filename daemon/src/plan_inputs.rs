@@ -9,6 +9,7 @@
 //! outbox has due. The first slice of each interval always computes, so the time's
 //! effect is seen once per interval.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use forgewatch_adapters::forge::PullRequest;
@@ -17,20 +18,39 @@ use crate::dependencies::resolve::DependencyGraph;
 use crate::packages::WorkspacePackages;
 use crate::transient::Transients;
 
-/// The inputs of one computation of every build.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct PlanInputs {
-    pub packages: HashMap<String, WorkspacePackages>,
+/// The inputs of one computation of every build: borrowed from the cycle to be
+/// compared (no copy on a slice that skips), owned once kept.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PlanInputs<'a> {
+    pub packages: Cow<'a, HashMap<String, WorkspacePackages>>,
     /// The forges paused by their rate limit. The poll answers are not kept here
     /// (they are the bulk of the memory): the cycle learns from merging them
     /// whether any changed.
-    pub paused: BTreeMap<String, (usize, std::time::SystemTime)>,
-    pub graph: DependencyGraph,
-    pub open_config_prs: BTreeMap<String, Vec<(PullRequest, String)>>,
+    pub paused: Cow<'a, BTreeMap<String, (usize, std::time::SystemTime)>>,
+    pub graph: Cow<'a, DependencyGraph>,
+    pub open_config_prs: Cow<'a, BTreeMap<String, Vec<(PullRequest, String)>>>,
     /// Per workspace, in configuration order.
-    pub transients: Vec<Transients>,
+    pub transients: Vec<Cow<'a, Transients>>,
     /// Per workspace, in configuration order: an update is running.
     pub updates_running: Vec<bool>,
+}
+
+impl PlanInputs<'_> {
+    /// A copy to keep, made only when the builds are computed.
+    pub fn into_owned(self) -> PlanInputs<'static> {
+        PlanInputs {
+            packages: Cow::Owned(self.packages.into_owned()),
+            paused: Cow::Owned(self.paused.into_owned()),
+            graph: Cow::Owned(self.graph.into_owned()),
+            open_config_prs: Cow::Owned(self.open_config_prs.into_owned()),
+            transients: self
+                .transients
+                .into_iter()
+                .map(|t| Cow::Owned(t.into_owned()))
+                .collect(),
+            updates_running: self.updates_running,
+        }
+    }
 }
 
 /// The inputs of the last completed computation, and whether a poll answer
@@ -41,7 +61,7 @@ pub struct LastInputs(std::sync::Mutex<Last>);
 
 #[derive(Debug, Default)]
 struct Last {
-    inputs: Option<PlanInputs>,
+    inputs: Option<PlanInputs<'static>>,
     answers_changed: bool,
 }
 
@@ -57,13 +77,13 @@ impl LastInputs {
 
     /// Whether the builds computed last still hold: no answer changed since, and
     /// the other inputs are the same.
-    pub fn still_hold(&self, inputs: &PlanInputs) -> bool {
+    pub fn still_hold(&self, inputs: &PlanInputs<'_>) -> bool {
         let last = self.lock();
         !last.answers_changed && last.inputs.as_ref() == Some(inputs)
     }
 
     /// Every build was computed from `inputs` and the answers known now.
-    pub fn computed(&self, inputs: PlanInputs) {
+    pub fn computed(&self, inputs: PlanInputs<'static>) {
         let mut last = self.lock();
         last.inputs = Some(inputs);
         last.answers_changed = false;
