@@ -65,8 +65,8 @@ impl Supervisor {
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Vec<Outcome>> {
         let mut by_target: BTreeMap<String, Vec<BuildKey>> = BTreeMap::new();
-        for (key, ci) in self.state.pending_keys()? {
-            by_target.entry(ci).or_default().push(key);
+        for pending in self.state.pending_summaries()? {
+            by_target.entry(pending.ci).or_default().push(pending.key);
         }
         let mut tasks = JoinSet::new();
         for (ci_name, items) in by_target {

@@ -414,10 +414,12 @@ impl crate::supervisor::Supervisor {
         );
     }
 
-    fn pending_by_key(&self) -> anyhow::Result<BTreeMap<String, crate::state::outbox::Pending>> {
+    fn pending_by_key(
+        &self,
+    ) -> anyhow::Result<BTreeMap<String, crate::state::outbox::PendingSummary>> {
         Ok(self
             .state
-            .pending()?
+            .pending_summaries()?
             .into_iter()
             .map(|p| (p.key.to_string(), p))
             .collect())
@@ -452,7 +454,7 @@ impl BuildStatus {
         &mut self,
         key: &crate::ids::BuildKey,
         marks: &std::collections::HashMap<crate::ids::BuildKey, crate::state::BuildMark>,
-        pending: &BTreeMap<String, crate::state::outbox::Pending>,
+        pending: &BTreeMap<String, crate::state::outbox::PendingSummary>,
     ) {
         let mark = marks.get(key);
         self.delivered_fingerprint = mark

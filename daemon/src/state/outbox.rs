@@ -5,7 +5,7 @@
 //! one. After a crash the outbox is where the restarted daemon resumes.
 
 use forgewatch_adapters::ci::BuildTrigger;
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use super::{State, StateError};
@@ -33,6 +33,19 @@ impl Pending {
     pub fn fingerprint(&self) -> Fingerprint {
         self.inputs.fingerprint()
     }
+}
+
+/// A pending delivery without its inputs and payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingSummary {
+    pub key: BuildKey,
+    /// Name of the CI target.
+    pub ci: String,
+    pub delivery_id: String,
+    pub attempts: u32,
+    /// Unix milliseconds.
+    pub next_attempt: i64,
+    pub last_error: Option<String>,
 }
 
 /// A pending delivery as the outbox stores it: inputs and payload already
@@ -146,90 +159,80 @@ impl State {
         self.enqueue(&[Enqueued::from(item)], &[], now)
     }
 
-    /// Every pending delivery, by build key.
-    pub fn pending(&self) -> Result<Vec<Pending>, StateError> {
-        self.pending_matching("ORDER BY build_key", [])
+    /// Every pending delivery without its inputs and payload, by build key: what
+    /// the sender needs to plan and the status shows.
+    pub fn pending_summaries(&self) -> Result<Vec<PendingSummary>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT build_key, ci, delivery_id, attempts, next_attempt, last_error
+                 FROM outbox ORDER BY build_key",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([], |row| {
+            Ok(PendingSummary {
+                key: BuildKey::from_stored(row.get(0)?),
+                ci: row.get(1)?,
+                delivery_id: row.get(2)?,
+                attempts: row.get(3)?,
+                next_attempt: row.get(4)?,
+                last_error: row.get(5)?,
+            })
+        })
+        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| self.err(e))
     }
 
     /// The pending delivery of `key`, if any (read just before it is sent, so the
-    /// outbox is never all in memory at once).
+    /// outbox is never all in memory at once). One written by another version is
+    /// left alone, with a warning.
     pub fn pending_item(&self, key: &BuildKey) -> Result<Option<Pending>, StateError> {
-        Ok(self
-            .pending_matching("WHERE build_key = ?1", [key.as_str()])?
-            .pop())
-    }
-
-    /// The key and CI target of every pending delivery, by build key.
-    pub fn pending_keys(&self) -> Result<Vec<(BuildKey, String)>, StateError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare_cached("SELECT build_key, ci FROM outbox ORDER BY build_key")
+            .prepare_cached(
+                "SELECT inputs, delivery_id, ci, reason, payload, attempts, next_attempt,
+                   last_error FROM outbox WHERE build_key = ?1",
+            )
             .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-            })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| self.err(e))?;
-        Ok(rows
-            .into_iter()
-            .map(|(key, ci)| (BuildKey::from_stored(key), ci))
-            .collect())
-    }
-
-    fn pending_matching<P: rusqlite::Params>(
-        &self,
-        tail: &str,
-        params: P,
-    ) -> Result<Vec<Pending>, StateError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(&format!(
-                "SELECT build_key, inputs, delivery_id, ci, reason, payload, attempts, next_attempt,
-                   last_error FROM outbox {tail}"
-            ))
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params, |row| {
+        let row = stmt
+            .query_row([key.as_str()], |row| {
                 Ok((
                     row.get::<_, String>(0)?,
                     row.get::<_, String>(1)?,
                     row.get::<_, String>(2)?,
                     row.get::<_, String>(3)?,
                     row.get::<_, String>(4)?,
-                    row.get::<_, String>(5)?,
-                    row.get::<_, u32>(6)?,
-                    row.get::<_, i64>(7)?,
-                    row.get::<_, Option<String>>(8)?,
+                    row.get::<_, u32>(5)?,
+                    row.get::<_, i64>(6)?,
+                    row.get::<_, Option<String>>(7)?,
                 ))
             })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .optional()
             .map_err(|e| self.err(e))?;
-        let mut pending = Vec::new();
-        for (key, inputs, delivery_id, ci, reason, payload, attempts, next_attempt, last_error) in
-            rows
-        {
-            let inputs = BuildInputs::from_stored(&inputs);
-            let trigger = serde_json::from_str::<StoredTrigger>(&payload)
-                .ok()
-                .filter(|t| t.version == 1);
-            let (Some(inputs), Some(stored)) = (inputs, trigger) else {
-                tracing::warn!(build_key = %key, "dropping a pending delivery written by another version");
-                continue;
-            };
-            pending.push(Pending {
-                key: BuildKey::from_stored(key),
-                inputs,
-                delivery_id,
-                ci,
-                reason,
-                trigger: stored.trigger,
-                attempts,
-                next_attempt,
-                last_error,
-            });
-        }
-        Ok(pending)
+        let Some((inputs, delivery_id, ci, reason, payload, attempts, next_attempt, last_error)) =
+            row
+        else {
+            return Ok(None);
+        };
+        let inputs = BuildInputs::from_stored(&inputs);
+        let trigger = serde_json::from_str::<StoredTrigger>(&payload)
+            .ok()
+            .filter(|t| t.version == 1);
+        let (Some(inputs), Some(stored)) = (inputs, trigger) else {
+            tracing::warn!(build_key = %key, "leaving a pending delivery written by another version");
+            return Ok(None);
+        };
+        Ok(Some(Pending {
+            key: key.clone(),
+            inputs,
+            delivery_id,
+            ci,
+            reason,
+            trigger: stored.trigger,
+            attempts,
+            next_attempt,
+            last_error,
+        }))
     }
 
     /// The CI accepted `item`: record its fingerprint as delivered and remove it from
