@@ -37,8 +37,19 @@ struct Versioned {
 }
 
 impl State {
-    /// The recorded discoveries of `workspace`, by config PR.
+    /// The recorded discoveries of `workspace`, by config PR (from the database
+    /// once, then from memory until a write).
     pub fn discoveries_of(&self, workspace: &str) -> Result<Vec<DiscoveryRecord>, StateError> {
+        let mut cache = self.discoveries.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(records) = cache.get(workspace) {
+            return Ok(records.clone());
+        }
+        let records = self.read_discoveries(workspace)?;
+        cache.insert(workspace.to_owned(), records.clone());
+        Ok(records)
+    }
+
+    fn read_discoveries(&self, workspace: &str) -> Result<Vec<DiscoveryRecord>, StateError> {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
@@ -79,8 +90,17 @@ impl State {
                  ON CONFLICT (workspace, config_pr) DO UPDATE SET record = excluded.record",
                 params![workspace, record.config_pr, text],
             )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        // After the write: a read meanwhile cannot cache what it replaced.
+        self.forget_cached_discoveries(workspace);
+        Ok(())
+    }
+
+    fn forget_cached_discoveries(&self, workspace: &str) {
+        self.discoveries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(workspace);
     }
 
     /// Forgets the discovery of a config PR that is no longer open.
@@ -93,8 +113,9 @@ impl State {
                 "DELETE FROM discoveries WHERE workspace = ?1 AND config_pr = ?2",
                 params![workspace, config_pr],
             )
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        self.forget_cached_discoveries(workspace);
+        Ok(())
     }
 }
 
@@ -135,6 +156,9 @@ mod tests {
         );
         state.forget_discovery("ws", &found.config_pr).unwrap();
         assert_eq!(state.discoveries_of("ws").unwrap(), vec![failed.clone()]);
-        assert_eq!(state.discoveries_of("other").unwrap(), vec![failed]);
+        assert_eq!(state.discoveries_of("other").unwrap(), vec![failed.clone()]);
+        // Reads are kept in memory: a write is seen by the next read all the same.
+        state.save_discovery("ws", &found).unwrap();
+        assert_eq!(state.discoveries_of("ws").unwrap(), vec![found, failed]);
     }
 }

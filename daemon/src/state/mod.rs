@@ -71,6 +71,10 @@ pub struct State {
     path: PathBuf,
     /// Dry runs read the cache and the delivered builds but write nothing.
     read_only: bool,
+    /// The `discoveries` table per workspace, read once: every slice asks for it
+    /// and only this process writes it (through [`State::save_discovery`] and
+    /// [`State::forget_discovery`], which drop the workspace's entry).
+    discoveries: Mutex<HashMap<String, Vec<discoveries::DiscoveryRecord>>>,
 }
 
 impl State {
@@ -97,6 +101,7 @@ impl State {
             conn: Mutex::new(conn),
             path,
             read_only: false,
+            discoveries: Mutex::default(),
         })
     }
 
@@ -124,6 +129,7 @@ impl State {
             conn: Mutex::new(conn),
             path,
             read_only: true,
+            discoveries: Mutex::default(),
         })
     }
 
