@@ -12,13 +12,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
-use crate::cycle::{Mode, Selection, Status};
-use crate::lock::StateLock;
-use crate::notify::Notifier;
+use crate::engine::cycle::{Mode, Selection, Status};
+use crate::engine::status::Metrics;
+use crate::engine::supervisor::Supervisor;
+use crate::http::api::{ApiState, Request, router};
 use crate::state::State;
-use crate::status::Metrics;
-use crate::status_api::{ApiState, Request, router};
-use crate::supervisor::Supervisor;
+use crate::state::lock::StateLock;
 
 /// Slices of a poll interval (see [`run`]).
 const SLICES: usize = 4;
@@ -43,7 +42,24 @@ pub fn open_locked_state(config: &Config) -> anyhow::Result<State> {
     Ok(state)
 }
 
-pub async fn run(config: Config, notifier: Notifier) -> anyhow::Result<()> {
+/// What the daemon tells the service manager about its life (systemd's notify
+/// protocol, wired in `cli`): the service itself knows nothing of systemd.
+pub trait Lifecycle: Send + Sync {
+    /// Start-up or a reload is complete.
+    fn ready(&self);
+    /// A one-line summary, after each cycle.
+    fn status(&self, line: &str);
+    /// The loop is alive.
+    fn watchdog(&self);
+    /// A reload begins; `ready` follows.
+    fn reloading(&self);
+    /// Shutdown has begun.
+    fn stopping(&self);
+    /// How often `watchdog` should be called; `None` when nobody listens.
+    fn watchdog_interval(&self) -> Option<Duration>;
+}
+
+pub async fn run(config: Config, notifier: &dyn Lifecycle) -> anyhow::Result<()> {
     let _lock = StateLock::acquire(&config.state_dir)?;
     let state = Arc::new(open_locked_state(&config)?);
     let listener = tokio::net::TcpListener::bind(config.http.listen)
@@ -107,7 +123,7 @@ pub async fn run(config: Config, notifier: Notifier) -> anyhow::Result<()> {
                 if !repos.is_empty() {
                     let names: Vec<String> = repos.iter().map(ToString::to_string).collect();
                     tracing::info!(repositories = ?names, "webhook: polling now");
-                    run_cycle(&supervisor, Selection::Repos(repos), &shutdown, &notifier).await;
+                    run_cycle(&supervisor, Selection::Repos(repos), &shutdown, notifier).await;
                 }
                 match reload_answer {
                     None => {}
@@ -142,7 +158,7 @@ pub async fn run(config: Config, notifier: Notifier) -> anyhow::Result<()> {
             }
         };
         if slept {
-            run_cycle(&supervisor, selection.clone(), &shutdown, &notifier).await;
+            run_cycle(&supervisor, selection.clone(), &shutdown, notifier).await;
             selection = match selection {
                 Selection::Slice { index, of } => Selection::Slice {
                     index: (index + 1) % of,
@@ -181,7 +197,7 @@ async fn run_cycle(
     supervisor: &Supervisor,
     selection: Selection,
     shutdown: &CancellationToken,
-    notifier: &Notifier,
+    notifier: &dyn Lifecycle,
 ) {
     let started = tokio::time::Instant::now();
     let cycle = supervisor.cycle_slice(Mode::Deliver, selection, shutdown);

@@ -15,7 +15,7 @@ mod support;
 
 use std::path::PathBuf;
 
-use forgewatch::ids::BuildKey;
+use forgewatch::plan::ids::BuildKey;
 use forgewatch::state::State;
 use forgewatch::state::jobs::JobStatus;
 use forgewatch_tests::fake_ci::Delivery;

@@ -19,12 +19,13 @@ pub mod discoveries;
 pub mod events;
 mod http_cache;
 pub mod jobs;
+pub mod lock;
 mod mergeability;
 pub mod outbox;
 pub mod workspaces;
 
-use crate::fingerprint::BuildInputs;
-use crate::ids::{BuildKey, Fingerprint};
+use crate::plan::fingerprint::BuildInputs;
+use crate::plan::ids::{BuildKey, Fingerprint};
 
 const SCHEMA_VERSION: i64 = 6;
 const DATABASE_FILE: &str = "state.sqlite3";
@@ -377,7 +378,7 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fingerprint::PackageHead;
+    use crate::plan::fingerprint::PackageHead;
     use forgewatch_adapters::http::{CachedResponse, ValidatorStore};
 
     fn inputs(head: &str) -> BuildInputs {

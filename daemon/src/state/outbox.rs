@@ -9,8 +9,8 @@ use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use super::{State, StateError};
-use crate::fingerprint::BuildInputs;
-use crate::ids::{BuildKey, Fingerprint};
+use crate::plan::fingerprint::BuildInputs;
+use crate::plan::ids::{BuildKey, Fingerprint};
 
 /// A delivery waiting to be accepted.
 #[derive(Clone, Debug, PartialEq)]

@@ -14,9 +14,18 @@ use std::collections::{BTreeMap, HashMap};
 
 use forgewatch_adapters::forge::PullRequest;
 
-use crate::dependencies::resolve::DependencyGraph;
-use crate::packages::WorkspacePackages;
-use crate::transient::Transients;
+use crate::config::PackageConfig;
+use crate::plan::dependencies::graph::DependencyGraph;
+use crate::plan::transient::Transients;
+
+/// The packages a workspace watches this cycle.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkspacePackages {
+    pub packages: Vec<PackageConfig>,
+    /// Why the mainline cannot be computed this cycle (no package list yet, a
+    /// default branch not known yet), if so.
+    pub incomplete: Option<String>,
+}
 
 /// The inputs of one computation of every build: borrowed from the cycle to be
 /// compared (no copy on a slice that skips), owned once kept.

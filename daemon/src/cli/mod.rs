@@ -9,13 +9,16 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+pub mod notify;
+pub mod remote;
+
+use crate::cli::notify::Notifier;
 use crate::config::{self, Config};
-use crate::cycle::{CycleReport, Mode};
-use crate::lock::StateLock;
-use crate::notify::Notifier;
-use crate::packages::Packages;
+use crate::engine::cycle::{CycleReport, Mode};
+use crate::engine::packages::Packages;
+use crate::engine::supervisor::Supervisor;
 use crate::state::State;
-use crate::supervisor::Supervisor;
+use crate::state::lock::StateLock;
 
 const DEFAULT_CONFIG: &str = "/etc/forgewatch/config.yml";
 
@@ -135,7 +138,7 @@ async fn dispatch(command: Command) -> ExitCode {
             json,
             ..
         } => {
-            return finish(crate::remote::status(url, None, *json).await);
+            return finish(crate::cli::remote::status(url, None, *json).await);
         }
         Command::Trigger {
             url: Some(url),
@@ -143,7 +146,7 @@ async fn dispatch(command: Command) -> ExitCode {
             pr,
             ..
         } => {
-            return finish(crate::remote::trigger(url, None, workspace, pr.as_deref()).await);
+            return finish(crate::cli::remote::trigger(url, None, workspace, pr.as_deref()).await);
         }
         Command::Run { config }
         | Command::Check { config }
@@ -158,17 +161,17 @@ async fn dispatch(command: Command) -> ExitCode {
     let result = match command {
         Command::Schema => Ok(()),
         Command::Status { json, .. } => {
-            let url = crate::remote::api_url(&config);
-            crate::remote::status(&url, Some(&config), json).await
+            let url = crate::cli::remote::api_url(&config);
+            crate::cli::remote::status(&url, Some(&config), json).await
         }
         Command::Trigger { workspace, pr, .. } => {
-            let url = crate::remote::api_url(&config);
-            crate::remote::trigger(&url, Some(&config), &workspace, pr.as_deref()).await
+            let url = crate::cli::remote::api_url(&config);
+            crate::cli::remote::trigger(&url, Some(&config), &workspace, pr.as_deref()).await
         }
         Command::Check { .. } => print_summary(&config),
         Command::Once { dry_run, json, .. } => once(config, dry_run, json).await,
         Command::Run { .. } => {
-            crate::service::run(config, Notifier::from_env(|k| std::env::var(k).ok())).await
+            crate::service::run(config, &Notifier::from_env(|k| std::env::var(k).ok())).await
         }
     };
     finish(result)
@@ -206,7 +209,7 @@ fn print_summary(config: &Config) -> anyhow::Result<()> {
         .iter()
         .map(|ws| (ws, packages.of(ws, config)))
         .collect();
-    let targets = crate::poller::watch_targets(
+    let targets = crate::plan::answers::watch_targets(
         lists
             .iter()
             .map(|(ws, p)| (&p.packages[..], ws.pull_requests.enabled)),

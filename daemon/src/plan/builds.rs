@@ -1,18 +1,18 @@
 //! From configuration and poll answers to the builds a workspace owns right now:
 //! its mainline and one build per open pull request against a watched target (see
-//! [`crate::pr_builds`]), each with its inputs (and so its fingerprint). Pure: no I/O.
+//! [`crate::plan::pr_builds`]), each with its inputs (and so its fingerprint). Pure: no I/O.
 
 use std::collections::BTreeSet;
 
 use forgewatch_adapters::forge::{PullRequest, TestRef, WatchTarget};
 
 use crate::config::{PackageConfig, WorkspaceConfig};
-use crate::dependencies::resolve::{DependencyGraph, Unresolved, pr_ref};
-use crate::fingerprint::{BuildInputs, PackageHead};
-use crate::ids::BuildKey;
-use crate::poller::PollResults;
-use crate::pr_builds::{NotBuilt, eligibility, plan_pull_request};
-use crate::transient::{Transients, packages_for};
+use crate::plan::answers::PollResults;
+use crate::plan::dependencies::graph::{DependencyGraph, Unresolved, pr_ref};
+use crate::plan::fingerprint::{BuildInputs, PackageHead};
+use crate::plan::ids::BuildKey;
+use crate::plan::pr_builds::{NotBuilt, eligibility, plan_pull_request};
+use crate::plan::transient::{Transients, packages_for};
 
 /// A build as computed this cycle.
 #[derive(Clone, Debug)]

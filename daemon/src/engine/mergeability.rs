@@ -6,8 +6,9 @@
 
 use forgewatch_adapters::RepoId;
 
-use crate::dependencies::parse::Flavor;
-use crate::dependencies::resolve::{DependencyGraph, Forges};
+use crate::engine::lookups::Forges;
+use crate::plan::dependencies::graph::DependencyGraph;
+use crate::plan::dependencies::parse::Flavor;
 use crate::state::State;
 
 pub async fn fill(graph: &mut DependencyGraph, forges: &Forges, state: &State) {

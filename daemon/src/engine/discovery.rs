@@ -28,21 +28,21 @@ use tracing::Instrument;
 use crate::config::{
     CommandConfig, Config, ManifestFormat, PackageConfig, PackageKind, WorkspaceConfig,
 };
-use crate::dependencies::resolve::{DependencyGraph, pr_ref};
-use crate::ids::BuildKey;
-use crate::packages::WorkspacePackages;
-use crate::poller::{PollResults, TargetNeeds, watch_targets};
-use crate::recorded_job::{self, MAX_LINE_BYTES, MAX_LOG_LINES};
+use crate::engine::recorded_job::{self, MAX_LINE_BYTES, MAX_LOG_LINES};
+use crate::engine::status::Metrics;
+use crate::engine::supervisor::Supervisor;
+use crate::plan::answers::{PollResults, TargetNeeds, watch_targets};
+use crate::plan::dependencies::graph::{DependencyGraph, pr_ref};
+use crate::plan::ids::BuildKey;
+use crate::plan::inputs::WorkspacePackages;
+use crate::plan::transient::{
+    ConfigPr, DiscoveryState, Transients, config_lists_complete, config_overrides, open_config_prs,
+    overrides_yaml,
+};
 use crate::state::State;
 use crate::state::discoveries::DiscoveryRecord;
 use crate::state::jobs::JobStatus;
 use crate::state::workspaces::StoredPackage;
-use crate::status::Metrics;
-use crate::supervisor::Supervisor;
-use crate::transient::{
-    ConfigPr, DiscoveryState, Transients, config_lists_complete, config_overrides, open_config_prs,
-    overrides_yaml,
-};
 
 /// One discovery to run.
 struct Request {

@@ -11,36 +11,11 @@ use std::sync::Arc;
 use forgewatch_adapters::RepoId;
 use forgewatch_adapters::forge::{Forge, ForgeError, PrState, PullRequest};
 
-use super::parse::{Context, Flavor, PrRef, Reference, parse_dependencies};
+use crate::plan::dependencies::graph::{DependencyGraph, Unresolved, pr_ref};
+use crate::plan::dependencies::parse::{Context, Flavor, PrRef, Reference, parse_dependencies};
 
 /// Lookups of PRs outside the watched targets, at most, per cycle.
 pub const MAX_LOOKUPS: usize = 200;
-
-/// An unresolved reference, as reported in payloads (`{reference, reason}`).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Unresolved {
-    pub reference: String,
-    pub reason: String,
-}
-
-/// Everything known about dependencies this cycle.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DependencyGraph {
-    /// Open PRs: those polled and those looked up.
-    pub open: BTreeMap<PrRef, PullRequest>,
-    /// Direct resolved dependencies of each open PR (only edges to open PRs).
-    pub edges: BTreeMap<PrRef, Vec<PrRef>>,
-    /// Unresolved references of each open PR.
-    pub unresolved: BTreeMap<PrRef, Vec<Unresolved>>,
-}
-
-pub fn pr_ref(pr: &PullRequest) -> PrRef {
-    PrRef {
-        host: pr.base_repo.host().to_owned(),
-        path: pr.base_repo.path().to_owned(),
-        number: pr.number,
-    }
-}
 
 /// The configured forges by host, with their flavor.
 pub struct Forges {

@@ -7,12 +7,12 @@ use std::fmt;
 
 use forgewatch_adapters::forge::{PullRequest, TestRef};
 
-use crate::builds::{PlannedBuild, Subject};
 use crate::config::{PackageConfig, PackageKind, PrRefMode, PullRequestsConfig, WorkspaceConfig};
-use crate::dependencies::closure::closure;
-use crate::dependencies::resolve::{DependencyGraph, Unresolved, pr_ref};
-use crate::fingerprint::{BuildInputs, DependencyInput, PullRequestInputs};
-use crate::ids::BuildKey;
+use crate::plan::builds::{PlannedBuild, Subject};
+use crate::plan::dependencies::closure::closure;
+use crate::plan::dependencies::graph::{DependencyGraph, Unresolved, pr_ref};
+use crate::plan::fingerprint::{BuildInputs, DependencyInput, PullRequestInputs};
+use crate::plan::ids::BuildKey;
 
 /// Why an open pull request is not built.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -12,19 +12,19 @@
 //!   and the PRs built against it wait, so each is delivered once, complete.
 //!
 //! Pure: the records of discoveries come from the state store and the packages are
-//! resolved by [`crate::packages`]; running discoveries is [`crate::discovery`].
+//! resolved by [`crate::engine::packages`]; running discoveries is [`crate::engine::discovery`].
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use forgewatch_adapters::forge::PullRequest;
 
-use crate::builds::target_of;
 use crate::config::{PackageConfig, PackageKind, PullRequestsConfig, WorkspaceConfig};
-use crate::dependencies::parse::PrRef;
-use crate::dependencies::resolve::{DependencyGraph, pr_ref};
-use crate::poller::PollResults;
-use crate::pr_builds::{PrExtras, eligibility, test_ref};
+use crate::plan::answers::PollResults;
+use crate::plan::builds::target_of;
+use crate::plan::dependencies::graph::{DependencyGraph, pr_ref};
+use crate::plan::dependencies::parse::PrRef;
+use crate::plan::pr_builds::{PrExtras, eligibility, test_ref};
 
 /// Where the discovery of a config PR's current head stands.
 #[derive(Clone, Debug, PartialEq, Eq)]

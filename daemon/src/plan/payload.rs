@@ -4,9 +4,9 @@
 use forgewatch_adapters::ci::{BuildTrigger, TriggerFields};
 use serde_json::{Map, Value, json};
 
-use crate::builds::{PlannedBuild, Subject};
-use crate::fingerprint::{BuildInputs, PackageHead};
-use crate::ids::DeliveryId;
+use crate::plan::builds::{PlannedBuild, Subject};
+use crate::plan::fingerprint::{BuildInputs, PackageHead};
+use crate::plan::ids::DeliveryId;
 
 /// Everything a payload needs besides the build itself.
 pub struct PayloadContext<'a> {

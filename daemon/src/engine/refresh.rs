@@ -9,14 +9,16 @@ use forgewatch_adapters::http::unix_seconds;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ForgeKind, PackageKind};
-use crate::dependencies::parse::Flavor;
-use crate::dependencies::resolve::{DependencyGraph, Forges, resolve};
-use crate::packages::WorkspacePackages;
+use crate::engine::lookups::{Forges, resolve};
+use crate::plan::dependencies::graph::DependencyGraph;
+use crate::plan::dependencies::parse::Flavor;
+use crate::plan::inputs::WorkspacePackages;
 use forgewatch_adapters::forge::WatchTarget;
 
-use crate::poller::{Held, PollResults, TargetNeeds, poll, watch_targets};
-use crate::supervisor::Supervisor;
-use crate::updates::config_heads;
+use crate::engine::poller::{Held, poll};
+use crate::engine::supervisor::Supervisor;
+use crate::engine::updates::config_heads;
+use crate::plan::answers::{PollResults, TargetNeeds, watch_targets};
 
 impl Supervisor {
     /// Every workspace's packages this cycle, by workspace name.
@@ -132,7 +134,7 @@ impl Supervisor {
                 .collect(),
         };
         let mut graph = resolve(polled, &forges, &self.lookups, self.config.poll_interval).await;
-        crate::mergeability::fill(&mut graph, &forges, &self.state).await;
+        crate::engine::mergeability::fill(&mut graph, &forges, &self.state).await;
         graph
     }
 

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::Fingerprint;
+use crate::plan::ids::Fingerprint;
 
 /// Everything that decides whether a build must run again.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,12 +14,12 @@ use forgewatch_adapters::gitlab::{GitLabClient, GitLabOptions};
 use forgewatch_adapters::governor::RatePolicy;
 use forgewatch_adapters::http::{ClientOptions, ValidatorStore};
 
-use crate::command_target::CommandTarget;
 use crate::config::{CiConfig, Config, ForgeKind};
-use crate::outbox::RetryPolicy;
-use crate::packages::Packages;
+use crate::engine::command_target::CommandTarget;
+use crate::engine::outbox::RetryPolicy;
+use crate::engine::packages::Packages;
+use crate::engine::updates::Updates;
 use crate::state::State;
-use crate::updates::Updates;
 
 pub struct Supervisor {
     pub config: Config,
@@ -28,7 +28,7 @@ pub struct Supervisor {
     pub ci: BTreeMap<String, Arc<dyn CiTarget>>,
     pub packages: Packages,
     pub updates: Updates,
-    pub discoveries: crate::discovery::Discoveries,
+    pub discoveries: crate::engine::discovery::Discoveries,
     /// `once`: a cycle waits for the discoveries it starts (and polls what they add)
     /// before computing builds; `run` lets them run in the background.
     pub discover_in_foreground: bool,
@@ -38,19 +38,19 @@ pub struct Supervisor {
     /// `once` attempts every pending delivery whatever its backoff.
     pub attempt_all_pending: bool,
     /// The latest answer of every target (a cycle may poll only a slice of them).
-    pub(crate) known: std::sync::Mutex<crate::poller::PollResults>,
-    pub snapshot: std::sync::Mutex<crate::status::Snapshot>,
-    pub metrics: Arc<crate::status::Metrics>,
+    pub(crate) known: std::sync::Mutex<crate::plan::answers::PollResults>,
+    pub snapshot: std::sync::Mutex<crate::engine::status::Snapshot>,
+    pub metrics: Arc<crate::engine::status::Metrics>,
     /// The builds of the last cycle, by key, with their workspace and CI target
     /// (what a manual trigger sends again).
     pub(crate) last_builds: std::sync::Mutex<
-        BTreeMap<crate::ids::BuildKey, (String, String, crate::builds::PlannedBuild)>,
+        BTreeMap<crate::plan::ids::BuildKey, (String, String, crate::plan::builds::PlannedBuild)>,
     >,
     /// Advanced by every forge answer and delivery attempt: the watchdog is fed
     /// during a cycle only while this moves.
     pub progress: Arc<std::sync::atomic::AtomicU64>,
     /// Dependency lookups of the current poll interval.
-    pub(crate) lookups: crate::dependencies::resolve::LookupCache,
+    pub(crate) lookups: crate::engine::lookups::LookupCache,
     /// The last failure logged per poll, so a repeating one is logged once.
     pub(crate) poll_failures: std::sync::Mutex<std::collections::HashMap<String, String>>,
     /// Messages already logged once (see `report_once`).
@@ -59,7 +59,7 @@ pub struct Supervisor {
     /// logged once rather than every slice.
     pub(crate) last_logged: std::sync::Mutex<std::collections::HashMap<String, String>>,
     /// The inputs of the last computation of every build.
-    pub(crate) last_inputs: crate::plan_inputs::LastInputs,
+    pub(crate) last_inputs: crate::plan::inputs::LastInputs,
 }
 
 impl Supervisor {
@@ -71,7 +71,7 @@ impl Supervisor {
     pub fn with_metrics(
         config: Config,
         state: Arc<State>,
-        metrics: Arc<crate::status::Metrics>,
+        metrics: Arc<crate::engine::status::Metrics>,
     ) -> anyhow::Result<Supervisor> {
         let store: Arc<dyn ValidatorStore> = state.clone();
         let mut forges: BTreeMap<String, Arc<dyn Forge>> = BTreeMap::new();
@@ -181,7 +181,7 @@ impl Supervisor {
             cap: config.delivery.retry_cap,
         };
         let updates = Updates::new(&config, state.clone(), metrics.clone());
-        let discoveries = crate::discovery::Discoveries::new(
+        let discoveries = crate::engine::discovery::Discoveries::new(
             &config,
             state.clone(),
             updates.permits(),

@@ -1,7 +1,7 @@
 //! One cycle: poll every watch target once, compute every build, enqueue each build
 //! whose fingerprint differs from the one the CI last accepted into the persisted
 //! outbox (all of a cycle's changes in one transaction), then send what is due
-//! ([`crate::outbox`]). A fingerprint is recorded only after its CI target answered
+//! ([`crate::engine::outbox`]). A fingerprint is recorded only after its CI target answered
 //! 2xx; a failed delivery stays pending with the same delivery id.
 
 use std::borrow::Cow;
@@ -15,16 +15,16 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::builds::{WorkspaceBuilds, plan_workspace};
 use crate::config::WorkspaceConfig;
-use crate::fingerprint::change_reason;
-use crate::ids::{BuildKey, DeliveryId, Fingerprint};
-use crate::payload::{PayloadContext, build_trigger};
-use crate::plan_inputs::PlanInputs;
-use crate::poller::poll;
+use crate::engine::poller::poll;
+use crate::engine::supervisor::Supervisor;
+use crate::plan::builds::{WorkspaceBuilds, plan_workspace};
+use crate::plan::fingerprint::change_reason;
+use crate::plan::ids::{BuildKey, DeliveryId, Fingerprint};
+use crate::plan::inputs::PlanInputs;
+use crate::plan::payload::{PayloadContext, build_trigger};
 use crate::state::BuildMark;
 use crate::state::outbox::{Enqueued, Pending};
-use crate::supervisor::Supervisor;
 
 /// What one cycle saw of a workspace: its configuration, packages and builds, with
 /// each build's fingerprint (in the order of `planned.builds`).
@@ -34,7 +34,7 @@ pub struct SeenWorkspace<'a> {
     pub planned: WorkspaceBuilds,
     pub fingerprints: Vec<Fingerprint>,
     /// Its config PRs and their transient packages.
-    pub transients: crate::transient::Transients,
+    pub transients: crate::plan::transient::Transients,
 }
 
 /// What one cycle tells the outbox.

@@ -12,17 +12,9 @@ use forgewatch_adapters::RepoId;
 use forgewatch_workspace_runner::manifest::{self, Format};
 
 use crate::config::{Config, ManifestFormat, PackageConfig, PackageKind, WorkspaceConfig};
+use crate::plan::inputs::WorkspacePackages;
 use crate::state::State;
 use crate::state::workspaces::StoredPackage;
-
-/// The packages a workspace watches this cycle.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct WorkspacePackages {
-    pub packages: Vec<PackageConfig>,
-    /// Why the mainline cannot be computed this cycle (no package list yet, a
-    /// default branch not known yet), if so.
-    pub incomplete: Option<String>,
-}
 
 #[derive(Default)]
 struct ManifestSlot {

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
-use crate::builds::{PlannedBuild, Subject};
-use crate::dependencies::resolve::Unresolved;
+use crate::plan::builds::{PlannedBuild, Subject};
+use crate::plan::dependencies::graph::Unresolved;
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Snapshot {
@@ -195,7 +195,7 @@ pub fn pull_request_status(build: &PlannedBuild) -> Option<PullRequestStatus> {
 
 fn package_status(
     pkg: &crate::config::PackageConfig,
-    results: &crate::poller::PollResults,
+    results: &crate::plan::answers::PollResults,
 ) -> PackageStatus {
     PackageStatus {
         name: pkg.name.clone(),
@@ -203,18 +203,18 @@ fn package_status(
         branch: pkg.branch.clone(),
         head: results
             .heads
-            .get(&crate::builds::target_of(pkg))
+            .get(&crate::plan::builds::target_of(pkg))
             .and_then(|r| r.as_ref().ok())
             .cloned(),
     }
 }
 
 fn config_pr_statuses(
-    transients: &crate::transient::Transients,
-    planned: &crate::builds::WorkspaceBuilds,
-    results: &crate::poller::PollResults,
+    transients: &crate::plan::transient::Transients,
+    planned: &crate::plan::builds::WorkspaceBuilds,
+    results: &crate::plan::answers::PollResults,
 ) -> Vec<ConfigPrStatus> {
-    use crate::transient::DiscoveryState;
+    use crate::plan::transient::DiscoveryState;
     transients
         .config_prs
         .iter()
@@ -224,7 +224,7 @@ fn config_pr_statuses(
                 .iter()
                 .filter(|b| match &b.subject {
                     Subject::PullRequest { pr, .. } => {
-                        crate::dependencies::resolve::pr_ref(pr) == c.id
+                        crate::plan::dependencies::graph::pr_ref(pr) == c.id
                             || c.packages
                                 .iter()
                                 .any(|p| p.repo == pr.base_repo && p.branch == pr.base_branch)
@@ -284,13 +284,13 @@ impl Metrics {
     }
 }
 
-impl crate::supervisor::Supervisor {
+impl crate::engine::supervisor::Supervisor {
     /// Rebuilds the snapshot after a cycle, and counts its deliveries.
     pub(crate) fn refresh_snapshot(
         &self,
-        results: &crate::poller::PollResults,
-        seen: Vec<crate::cycle::SeenWorkspace<'_>>,
-        report: &crate::cycle::CycleReport,
+        results: &crate::plan::answers::PollResults,
+        seen: Vec<crate::engine::cycle::SeenWorkspace<'_>>,
+        report: &crate::engine::cycle::CycleReport,
         started: std::time::SystemTime,
     ) -> anyhow::Result<()> {
         self.count_deliveries(report);
@@ -300,7 +300,7 @@ impl crate::supervisor::Supervisor {
         let mut last_builds = BTreeMap::new();
         let mut build_count = 0;
         for seen_ws in seen {
-            let crate::cycle::SeenWorkspace {
+            let crate::engine::cycle::SeenWorkspace {
                 config: ws,
                 packages,
                 planned,
@@ -378,11 +378,11 @@ impl crate::supervisor::Supervisor {
     }
 
     /// After a cycle that computed no build (its inputs had not changed, see
-    /// [`crate::plan_inputs`]): the builds stay; their delivery state, the forges
+    /// [`crate::plan::inputs`]): the builds stay; their delivery state, the forges
     /// and the cycle's figures are refreshed.
     pub(crate) fn refresh_deliveries(
         &self,
-        report: &crate::cycle::CycleReport,
+        report: &crate::engine::cycle::CycleReport,
         started: std::time::SystemTime,
     ) -> anyhow::Result<()> {
         self.count_deliveries(report);
@@ -395,15 +395,15 @@ impl crate::supervisor::Supervisor {
             .values_mut()
             .flat_map(|w| w.builds.iter_mut())
         {
-            let key = crate::ids::BuildKey::from_stored(build.build_key.clone());
+            let key = crate::plan::ids::BuildKey::from_stored(build.build_key.clone());
             build.set_delivery(&key, &marks, &pending);
         }
         close_cycle(&mut snapshot, report, started, forges, pending.len());
         Ok(())
     }
 
-    fn count_deliveries(&self, report: &crate::cycle::CycleReport) {
-        use crate::cycle::Status;
+    fn count_deliveries(&self, report: &crate::engine::cycle::CycleReport) {
+        use crate::engine::cycle::Status;
         Metrics::add(
             &self.metrics.builds_triggered,
             report.count(Status::Delivered) as u64,
@@ -452,8 +452,8 @@ impl BuildStatus {
     /// What the CI accepted for this build and what waits in the outbox.
     fn set_delivery(
         &mut self,
-        key: &crate::ids::BuildKey,
-        marks: &std::collections::HashMap<crate::ids::BuildKey, crate::state::BuildMark>,
+        key: &crate::plan::ids::BuildKey,
+        marks: &std::collections::HashMap<crate::plan::ids::BuildKey, crate::state::BuildMark>,
         pending: &BTreeMap<String, crate::state::outbox::PendingSummary>,
     ) {
         let mark = marks.get(key);
@@ -475,7 +475,7 @@ impl BuildStatus {
 /// The figures every cycle updates.
 fn close_cycle(
     snapshot: &mut Snapshot,
-    report: &crate::cycle::CycleReport,
+    report: &crate::engine::cycle::CycleReport,
     started: std::time::SystemTime,
     forges: BTreeMap<String, ForgeStatus>,
     pending: usize,

@@ -218,6 +218,27 @@ fn monotonic_usec() -> Option<u64> {
     secs.checked_mul(1_000_000)?.checked_add(micros)
 }
 
+impl crate::service::Lifecycle for Notifier {
+    fn ready(&self) {
+        Notifier::ready(self)
+    }
+    fn status(&self, line: &str) {
+        Notifier::status(self, line)
+    }
+    fn watchdog(&self) {
+        Notifier::watchdog(self)
+    }
+    fn reloading(&self) {
+        Notifier::reloading(self)
+    }
+    fn stopping(&self) {
+        Notifier::stopping(self)
+    }
+    fn watchdog_interval(&self) -> Option<Duration> {
+        Notifier::watchdog_interval(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::{Config, PackageConfig, PackageKind, UpdateConfig, WorkspaceConfig};
-use crate::poller::PollResults;
-use crate::recorded_job::{self, MAX_LINE_BYTES, MAX_LOG_LINES, unix_ms};
+use crate::engine::recorded_job::{self, MAX_LINE_BYTES, MAX_LOG_LINES, unix_ms};
+use crate::plan::answers::PollResults;
 use crate::state::State;
 use crate::state::jobs::JobStatus;
 
@@ -86,7 +86,7 @@ pub struct Updates {
     tasks: tokio::sync::Mutex<JoinSet<()>>,
     /// Workspaces whose update finished since the last [`Updates::take_finished`].
     finished: Arc<Mutex<Vec<String>>>,
-    metrics: Arc<crate::status::Metrics>,
+    metrics: Arc<crate::engine::status::Metrics>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -112,7 +112,7 @@ impl Updates {
     pub fn new(
         config: &Config,
         state: Arc<State>,
-        metrics: Arc<crate::status::Metrics>,
+        metrics: Arc<crate::engine::status::Metrics>,
     ) -> Updates {
         let startup = config
             .workspaces
@@ -257,7 +257,7 @@ struct UpdateRun {
     heads: Option<BTreeMap<String, String>>,
     state: Arc<State>,
     secret_env_vars: Vec<String>,
-    metrics: Arc<crate::status::Metrics>,
+    metrics: Arc<crate::engine::status::Metrics>,
 }
 
 impl UpdateRun {
@@ -284,7 +284,7 @@ impl UpdateRun {
             JobStatus::TimedOut => ("update_timed_out", &self.metrics.updates_timed_out),
             _ => ("update_failed", &self.metrics.updates_failed),
         };
-        crate::status::Metrics::add(counter, 1);
+        crate::engine::status::Metrics::add(counter, 1);
         let message = format!("job {job_id} ({}): {detail}", self.trigger.as_str());
         self.state
             .record_event(kind, Some(&self.workspace), None, &message);

@@ -12,11 +12,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::cycle::{Outcome, Status};
-use crate::ids::BuildKey;
+use crate::engine::cycle::{Outcome, Status};
+use crate::engine::supervisor::Supervisor;
+use crate::plan::ids::BuildKey;
 use crate::state::State;
 use crate::state::outbox::Pending;
-use crate::supervisor::Supervisor;
 
 /// How retries of failed deliveries are spaced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,7 +189,7 @@ async fn send_to(
 impl Supervisor {
     /// `forgewatch trigger`: sends the last computed build of `key` again under a
     /// fresh delivery id, through the outbox.
-    pub async fn trigger_now(&self, key: &crate::ids::BuildKey) -> anyhow::Result<String> {
+    pub async fn trigger_now(&self, key: &crate::plan::ids::BuildKey) -> anyhow::Result<String> {
         let (workspace, ci, build) = {
             let builds = self.last_builds.lock().unwrap_or_else(|p| p.into_inner());
             builds
@@ -198,12 +198,12 @@ impl Supervisor {
                 .ok_or_else(|| anyhow::anyhow!("no build `{key}` is known (yet)"))?
         };
         let previous = self.state.delivered(key)?.and_then(|d| d.inputs);
-        let delivery_id = crate::ids::DeliveryId::fresh();
+        let delivery_id = crate::plan::ids::DeliveryId::fresh();
         let reason = "manual trigger".to_owned();
         let now = unix_ms(SystemTime::now());
-        let trigger = crate::payload::build_trigger(
+        let trigger = crate::plan::payload::build_trigger(
             &build,
-            &crate::payload::PayloadContext {
+            &crate::plan::payload::PayloadContext {
                 workspace: &workspace,
                 delivery_id: &delivery_id,
                 previous: previous.as_ref(),

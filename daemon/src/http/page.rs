@@ -8,10 +8,10 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::response::Html;
 
+use crate::engine::status::Metrics;
+use crate::engine::supervisor::Supervisor;
+use crate::http::api::ApiState;
 use crate::state::events::EventQuery;
-use crate::status::Metrics;
-use crate::status_api::ApiState;
-use crate::supervisor::Supervisor;
 
 fn esc(text: &str) -> String {
     text.replace('&', "&amp;")
@@ -315,7 +315,7 @@ pub fn prometheus(supervisor: &Supervisor) -> String {
 
 /// The open config PRs of a workspace: discovery, transient packages, the builds
 /// made against them, and conflicting definitions.
-fn config_prs(h: &mut String, ws: &crate::status::WorkspaceStatus) {
+fn config_prs(h: &mut String, ws: &crate::engine::status::WorkspaceStatus) {
     if ws.config_prs.is_empty() {
         return;
     }

@@ -20,9 +20,9 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::engine::status::Metrics;
+use crate::engine::supervisor::Supervisor;
 use crate::state::events::EventQuery;
-use crate::status::Metrics;
-use crate::supervisor::Supervisor;
 
 const MAX_BODY: usize = 1024 * 1024;
 
@@ -49,7 +49,7 @@ impl ApiState {
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
-        .route("/", get(crate::status_page::page))
+        .route("/", get(crate::http::page::page))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -155,8 +155,8 @@ fn job_json(job: &crate::state::jobs::JobRecord) -> serde_json::Value {
         "workspace": job.workspace,
         "kind": job.kind,
         "status": job.status.as_str(),
-        "started_at": crate::status::rfc3339_ms(job.started_at),
-        "ended_at": job.ended_at.map(crate::status::rfc3339_ms),
+        "started_at": crate::engine::status::rfc3339_ms(job.started_at),
+        "ended_at": job.ended_at.map(crate::engine::status::rfc3339_ms),
         "detail": job.detail,
         "dropped_lines": job.dropped_lines,
         "log": format!("/api/v1/jobs/{}/log", job.id),
@@ -247,7 +247,7 @@ async fn job_log(
         Ok(lines) => {
             let lines: Vec<_> = lines
                 .iter()
-                .map(|l| json!({"time": crate::status::rfc3339_ms(l.time), "stream": l.stream, "line": l.text}))
+                .map(|l| json!({"time": crate::engine::status::rfc3339_ms(l.time), "stream": l.stream, "line": l.text}))
                 .collect();
             axum::Json(lines).into_response()
         }
@@ -309,7 +309,7 @@ async fn trigger(
         }
     };
     let key = match request.pr.as_deref() {
-        None => crate::ids::BuildKey::mainline(&name),
+        None => crate::plan::ids::BuildKey::mainline(&name),
         Some(pr) => {
             let Some((repo, number)) = pr.rsplit_once('#') else {
                 return error(StatusCode::BAD_REQUEST, "`pr` must look like HOST/PATH#N");
@@ -320,7 +320,7 @@ async fn trigger(
             ) else {
                 return error(StatusCode::BAD_REQUEST, "`pr` must look like HOST/PATH#N");
             };
-            crate::ids::BuildKey::pull_request(&name, &repo, number)
+            crate::plan::ids::BuildKey::pull_request(&name, &repo, number)
         }
     };
     match supervisor.trigger_now(&key).await {
@@ -350,7 +350,7 @@ async fn reload(State(api): State<ApiState>, headers: HeaderMap) -> Response {
 
 async fn metrics(State(api): State<ApiState>) -> Response {
     let supervisor = api.current();
-    let text = crate::status_page::prometheus(&supervisor);
+    let text = crate::http::page::prometheus(&supervisor);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -1,0 +1,29 @@
+//! The engine: everything that runs. It polls the forges, keeps the workspaces'
+//! package lists current (manifests, update and discovery jobs), asks the plan for
+//! the builds, and delivers changed ones through the persisted outbox.
+//!
+//! - [`supervisor`]: the configuration wired to clients (the only place that
+//!   turns config values into adapter objects).
+//! - [`cycle`]: one poll → compute → enqueue pass; [`poller`]: polls watch
+//!   targets; [`lookups`]: dependencies outside the watched targets;
+//!   [`mergeability`]: GitHub's `mergeable`.
+//! - [`packages`]: each workspace's packages; [`refresh`]: package lists and
+//!   update jobs around a cycle's polls; [`updates`], [`discovery`] and
+//!   [`recorded_job`]: the workspace subprocesses.
+//! - [`outbox`]: sends pending deliveries; [`command_target`]: the `command` CI
+//!   target.
+//! - [`status`]: the snapshot and counters the HTTP API serves.
+
+pub mod command_target;
+pub mod cycle;
+pub mod discovery;
+pub mod lookups;
+pub mod mergeability;
+pub mod outbox;
+pub mod packages;
+pub mod poller;
+pub mod recorded_job;
+pub mod refresh;
+pub mod status;
+pub mod supervisor;
+pub mod updates;

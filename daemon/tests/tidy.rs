@@ -1,0 +1,190 @@
+//! Architecture invariants that the compiler does not check, checked by reading the
+//! sources (see ARCHITECTURE.md): the top-level modules of `daemon/src` form layers
+//! with no import cycle between them; the pure layer (`plan`) does no I/O, reads no
+//! clock and uses no runtime; forge kinds are told apart only where the
+//! configuration is read and wired to clients; every file says why it exists.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+fn src() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+/// Every `.rs` file under `dir`, sorted.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The top-level module a file belongs to (`plan/builds.rs` → `plan`).
+fn top_module(file: &Path) -> String {
+    let rel = file.strip_prefix(src()).expect("under src");
+    let first = rel.components().next().expect("a component");
+    first
+        .as_os_str()
+        .to_string_lossy()
+        .trim_end_matches(".rs")
+        .to_owned()
+}
+
+/// The code of a file without comments and without its test module (a
+/// `#[cfg(test)]` item runs to the end of the file in this code base) — test code
+/// may read clocks and files.
+fn code_of(file: &Path) -> String {
+    let text = std::fs::read_to_string(file).expect("read");
+    if file.file_name().is_some_and(|n| n == "tests.rs") {
+        return String::new();
+    }
+    let mut code = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("#[cfg(test)]") {
+            break;
+        }
+        if trimmed.starts_with("//") {
+            continue;
+        }
+        code.push_str(line.split(" // ").next().unwrap_or(line));
+        code.push('\n');
+    }
+    code
+}
+
+/// Top-level modules each top-level module refers to through `crate::`.
+fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in rust_files(&src()) {
+        let top = top_module(&file);
+        if top == "lib" || top == "main" {
+            continue;
+        }
+        let code = code_of(&file);
+        let deps = graph.entry(top.clone()).or_default();
+        for (i, _) in code.match_indices("crate::") {
+            let rest = &code[i + "crate::".len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() && name != top {
+                deps.insert(name);
+            }
+        }
+    }
+    graph
+}
+
+#[test]
+fn top_level_modules_form_layers_without_cycles() {
+    let graph = module_graph();
+    // Depth-first search; a back edge is a cycle.
+    fn visit(
+        node: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+        cycles: &mut Vec<String>,
+    ) {
+        if done.contains(node) {
+            return;
+        }
+        if let Some(at) = path.iter().position(|n| n == node) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(node.to_owned());
+            cycles.push(cycle.join(" → "));
+            return;
+        }
+        path.push(node.to_owned());
+        for dep in graph.get(node).into_iter().flatten() {
+            visit(dep, graph, path, done, cycles);
+        }
+        path.pop();
+        done.insert(node.to_owned());
+    }
+    let mut cycles = Vec::new();
+    let mut done = BTreeSet::new();
+    for node in graph.keys() {
+        visit(node, &graph, &mut Vec::new(), &mut done, &mut cycles);
+    }
+    assert!(cycles.is_empty(), "import cycles: {cycles:#?}\n{graph:#?}");
+    // The layers named in lib.rs: nothing below refers to anything above.
+    let expected = [
+        ("plan", &["config"][..]),
+        ("state", &["config", "crash", "plan"][..]),
+        ("config", &[][..]),
+        ("crash", &[][..]),
+    ];
+    for (module, allowed) in expected {
+        let deps = graph.get(module).cloned().unwrap_or_default();
+        let extra: Vec<_> = deps
+            .iter()
+            .filter(|d| !allowed.contains(&d.as_str()))
+            .collect();
+        assert!(extra.is_empty(), "`{module}` must not depend on {extra:?}");
+    }
+}
+
+#[test]
+fn the_plan_does_no_io_reads_no_clock_and_uses_no_runtime() {
+    let forbidden = [
+        "tokio",
+        "rusqlite",
+        "reqwest",
+        "axum",
+        "std::fs",
+        "std::net",
+        "std::process",
+        "std::env",
+        "std::thread",
+        "::now(",
+        "Instant",
+        "fs::",
+    ];
+    let mut found = Vec::new();
+    for file in rust_files(&src().join("plan")) {
+        let code = code_of(&file);
+        for word in forbidden {
+            if code.contains(word) {
+                found.push(format!("{}: {word}", file.display()));
+            }
+        }
+        // `use std::{fs, …}` spells the module without its path.
+        for line in code.lines().filter(|l| l.contains("use std::{")) {
+            for module in ["fs", "net", "process", "env", "thread"] {
+                if line.contains(&format!("{{{module}")) || line.contains(&format!(" {module},")) {
+                    found.push(format!("{}: std::{module}", file.display()));
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "the pure layer does I/O: {found:#?}");
+}
+
+#[test]
+fn every_file_says_why_it_exists() {
+    let roots = ["src", "tests"].map(|d| Path::new(env!("CARGO_MANIFEST_DIR")).join(d));
+    let mut missing = Vec::new();
+    for file in roots.iter().flat_map(|r| rust_files(r)) {
+        let text = std::fs::read_to_string(&file).expect("read");
+        if !text.trim_start().starts_with("//!") {
+            missing.push(file.display().to_string());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "files without a `//!` doc: {missing:#?}"
+    );
+}
