@@ -106,7 +106,7 @@ pub struct RateLimit {
 }
 
 /// Counts of responses by outcome since the client was created.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RequestStats {
     /// 2xx with a body.
     pub fresh: u64,
@@ -114,6 +114,18 @@ pub struct RequestStats {
     pub not_modified: u64,
     /// Any other status, or no response at all.
     pub failed: u64,
+}
+
+/// The counts of two clients of one forge (before and after a reload).
+impl std::ops::Add for RequestStats {
+    type Output = RequestStats;
+    fn add(self, other: RequestStats) -> RequestStats {
+        RequestStats {
+            fresh: self.fresh + other.fresh,
+            not_modified: self.not_modified + other.not_modified,
+            failed: self.failed + other.failed,
+        }
+    }
 }
 
 impl RequestStats {

@@ -13,7 +13,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
 use crate::engine::cycle::{Mode, Selection, Status};
-use crate::engine::status::Metrics;
 use crate::engine::supervisor::Supervisor;
 use crate::http::api::{ApiState, Request, router};
 use crate::state::State;
@@ -71,12 +70,7 @@ pub async fn run(config: Config, notifier: &dyn Lifecycle) -> anyhow::Result<()>
         format!("{address}\n"),
     )?;
     let config_path = config.path.clone();
-    let metrics = Arc::new(Metrics::default());
-    let mut supervisor = Arc::new(Supervisor::with_metrics(
-        config,
-        state.clone(),
-        metrics.clone(),
-    )?);
+    let mut supervisor = Arc::new(Supervisor::new(config, state.clone())?);
     let (supervisor_tx, supervisor_rx) = watch::channel(supervisor.clone());
     let (requests_tx, mut requests) = mpsc::channel::<Request>(64);
     let shutdown = CancellationToken::new();
@@ -129,7 +123,7 @@ pub async fn run(config: Config, notifier: &dyn Lifecycle) -> anyhow::Result<()>
                     None => {}
                     Some(answer) => {
                         notifier.reloading();
-                        let result = reload(&config_path, &state, &metrics, &supervisor);
+                        let result = reload(&config_path, &state, &supervisor);
                         match result {
                             Ok(new) => {
                                 supervisor = new;
@@ -274,7 +268,6 @@ fn status_line(supervisor: &Supervisor) -> String {
 fn reload(
     path: &std::path::Path,
     state: &Arc<State>,
-    metrics: &Arc<Metrics>,
     current: &Arc<Supervisor>,
 ) -> Result<Arc<Supervisor>, String> {
     let refuse = |message: String| {
@@ -295,7 +288,7 @@ fn reload(
     if config.http != current.config.http {
         tracing::warn!("`http` changed: it applies at the next restart");
     }
-    let mut new = match Supervisor::with_metrics(config, state.clone(), metrics.clone()) {
+    let mut new = match Supervisor::reloaded(config, current) {
         Ok(s) => s,
         Err(e) => return refuse(format!("{e:#}")),
     };

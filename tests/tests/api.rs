@@ -385,6 +385,60 @@ async fn reloads_keep_the_running_configuration_or_add_only_what_changed() {
     daemon.stop().await;
 }
 
+/// Every counter of `/metrics` (`*_total` samples), by sample name and labels.
+fn counters(text: &str) -> std::collections::BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(name, _)| name.split('{').next().unwrap().ends_with("_total"))
+        .map(|(name, value)| (name.to_owned(), value.parse().unwrap()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_never_go_backwards_on_a_reload_even_of_a_changed_forge() {
+    let env = Env::new().await;
+    configure(&env, "1s");
+    let daemon = Daemon::start(&env, None).await;
+    daemon.ready().await;
+    assert!(env.ci.wait_for_accepted(2, DEADLINE).await);
+    let seen = env.github.requests().len();
+    assert!(env.github.wait_for_requests(seen + 4, DEADLINE).await);
+    let before = counters(&daemon.get("/metrics").await.1);
+    let requests = "forgewatch_requests_total{forge=\"github\",status=\"not_modified\"}";
+    assert!(before[requests] > 0.0, "{before:#?}");
+
+    // One reload that changes the GitHub forge's settings, one that changes nothing.
+    let good = std::fs::read_to_string(env.config_path()).unwrap();
+    let changed = good.replacen("max_concurrency: 4", "max_concurrency: 3", 1);
+    assert_ne!(changed, good);
+    for (config, reloads) in [(changed, 1), (good, 2)] {
+        std::fs::write(env.config_path(), config).unwrap();
+        daemon.signal(Signal::SIGHUP);
+        eventually(DEADLINE, || async {
+            let events = daemon.json("/api/v1/events").await;
+            let done = events
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["kind"] == "reloaded")
+                .count();
+            (done == reloads).then_some(())
+        })
+        .await
+        .expect("the reload never happened");
+        // Cycles of the new configuration have refreshed the figures.
+        let seen = env.github.requests().len();
+        assert!(env.github.wait_for_requests(seen + 4, DEADLINE).await);
+        let after = counters(&daemon.get("/metrics").await.1);
+        for (name, value) in &before {
+            let now = after.get(name).copied().unwrap_or(0.0);
+            assert!(now >= *value, "{name} went from {value} to {now}");
+        }
+    }
+    daemon.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn systemd_hears_ready_status_watchdog_reloading_and_stopping_in_order() {
     let env = Env::new().await;

@@ -146,7 +146,7 @@ impl ConditionalClient {
     }
 
     pub fn stats(&self) -> RequestStats {
-        self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+        self.stats.lock().map(|s| *s).unwrap_or_default()
     }
 
     pub fn rate_limit(&self) -> Option<RateLimit> {

@@ -97,7 +97,7 @@ pub struct DeliveryConfig {
     pub timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CiConfig {
     Buildbot {
         url: String,
@@ -126,7 +126,7 @@ pub enum CiConfig {
     },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BasicAuth {
     pub user: String,
     pub password: Secret,

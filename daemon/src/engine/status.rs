@@ -429,7 +429,8 @@ impl crate::engine::supervisor::Supervisor {
         self.forges
             .iter()
             .map(|(name, f)| {
-                let stats = f.stats();
+                let before = self.requests_before.get(name).copied().unwrap_or_default();
+                let stats = before + f.stats();
                 let rate = f.rate_limit();
                 let status = ForgeStatus {
                     host: f.host().to_owned(),

@@ -8,13 +8,13 @@ use std::sync::atomic::AtomicU64;
 
 use anyhow::Context as _;
 use forgewatch_adapters::ci::{Buildbot, CiTarget, GitLabPipeline, Webhook};
-use forgewatch_adapters::forge::Forge;
+use forgewatch_adapters::forge::{Forge, RequestStats};
 use forgewatch_adapters::github::{GitHubClient, GitHubOptions};
 use forgewatch_adapters::gitlab::{GitLabClient, GitLabOptions};
 use forgewatch_adapters::governor::RatePolicy;
 use forgewatch_adapters::http::{ClientOptions, ValidatorStore};
 
-use crate::config::{CiConfig, Config, ForgeKind};
+use crate::config::{CiConfig, Config, ForgeConfig, ForgeKind};
 use crate::engine::command_target::CommandTarget;
 use crate::engine::outbox::RetryPolicy;
 use crate::engine::packages::Packages;
@@ -25,6 +25,9 @@ pub struct Supervisor {
     pub config: Config,
     pub state: Arc<State>,
     pub forges: BTreeMap<String, Arc<dyn Forge>>,
+    /// Requests of each forge's earlier clients (replaced by reloads that changed
+    /// its settings), so its counters never go backwards.
+    pub requests_before: BTreeMap<String, RequestStats>,
     pub ci: BTreeMap<String, Arc<dyn CiTarget>>,
     pub packages: Packages,
     pub updates: Updates,
@@ -64,7 +67,7 @@ pub struct Supervisor {
 
 impl Supervisor {
     pub fn new(config: Config, state: Arc<State>) -> anyhow::Result<Supervisor> {
-        Self::with_metrics(config, state, Arc::default())
+        Self::build(config, state, Arc::default(), None)
     }
 
     /// A supervisor whose counters continue `metrics` (across reloads).
@@ -73,107 +76,62 @@ impl Supervisor {
         state: Arc<State>,
         metrics: Arc<crate::engine::status::Metrics>,
     ) -> anyhow::Result<Supervisor> {
+        Self::build(config, state, metrics, None)
+    }
+
+    /// The supervisor of a reloaded configuration: forges and CI targets whose
+    /// settings did not change keep their clients (pauses, budgets, counters,
+    /// requests in flight); the request counters of a changed forge continue
+    /// where its old client's stopped.
+    pub fn reloaded(config: Config, old: &Supervisor) -> anyhow::Result<Supervisor> {
+        Self::build(config, old.state.clone(), old.metrics.clone(), Some(old))
+    }
+
+    fn build(
+        config: Config,
+        state: Arc<State>,
+        metrics: Arc<crate::engine::status::Metrics>,
+        old: Option<&Supervisor>,
+    ) -> anyhow::Result<Supervisor> {
         let store: Arc<dyn ValidatorStore> = state.clone();
         let mut forges: BTreeMap<String, Arc<dyn Forge>> = BTreeMap::new();
+        let mut requests_before = BTreeMap::new();
         for (name, forge) in &config.forges {
-            if forge.token.is_none() {
-                let budget = match forge.kind {
-                    ForgeKind::GitHub => {
-                        "GitHub allows 60 requests per hour without one, and counts 304s"
-                    }
-                    ForgeKind::GitLab => "only public projects are visible",
-                };
-                tracing::warn!(forge = %name, "no token configured: {budget}");
-            }
-            let client = ClientOptions {
-                max_concurrency: forge.max_concurrency,
-                connect_timeout: forge.connect_timeout,
-                request_timeout: forge.request_timeout,
-                rate: RatePolicy {
-                    reserve: forge.rate_limit_reserve,
-                    secondary_wait: forge.secondary_limit_wait,
-                    requests_per_minute: forge.requests_per_minute,
-                    ..RatePolicy::default()
-                },
-                ..ClientOptions::default()
+            let kept = old.and_then(|old| {
+                let unchanged = old.config.forges.get(name) == Some(forge);
+                let base = old.requests_before.get(name).copied().unwrap_or_default();
+                let client = old.forges.get(name)?;
+                if unchanged {
+                    Some(Ok((client.clone(), base)))
+                } else {
+                    Some(Err(base + client.stats()))
+                }
+            });
+            let base = match kept {
+                Some(Ok((client, base))) => {
+                    forges.insert(name.clone(), client);
+                    requests_before.insert(name.clone(), base);
+                    continue;
+                }
+                Some(Err(base)) => base,
+                None => RequestStats::default(),
             };
-            let (host, api_url, token) = (
-                forge.host.clone(),
-                forge.api_url.clone(),
-                forge.token.clone(),
-            );
-            let built: Arc<dyn Forge> = match forge.kind {
-                ForgeKind::GitHub => Arc::new(
-                    GitHubClient::new(
-                        GitHubOptions {
-                            host,
-                            api_url,
-                            token,
-                            client,
-                        },
-                        store.clone(),
-                    )
-                    .with_context(|| format!("forge `{name}`"))?,
-                ),
-                ForgeKind::GitLab => Arc::new(
-                    GitLabClient::new(
-                        GitLabOptions {
-                            host,
-                            api_url,
-                            token,
-                            client,
-                        },
-                        store.clone(),
-                    )
-                    .with_context(|| format!("forge `{name}`"))?,
-                ),
-            };
-            forges.insert(name.clone(), built);
+            requests_before.insert(name.clone(), base);
+            forges.insert(name.clone(), forge_client(name, forge, &store)?);
         }
         let mut ci: BTreeMap<String, Arc<dyn CiTarget>> = BTreeMap::new();
         for (name, target) in &config.ci {
-            let target: Arc<dyn CiTarget> = match target {
-                CiConfig::Buildbot { url, basic_auth } => Arc::new(
-                    Buildbot::new(
-                        url.clone(),
-                        basic_auth
-                            .as_ref()
-                            .map(|a| (a.user.clone(), a.password.clone())),
-                        config.delivery.timeout,
-                    )
-                    .with_context(|| format!("CI target `{name}`"))?,
-                ),
-                CiConfig::Webhook { url, secret } => Arc::new(
-                    Webhook::new(url.clone(), secret.clone(), config.delivery.timeout)
-                        .with_context(|| format!("CI target `{name}`"))?,
-                ),
-                CiConfig::GitLabPipeline {
-                    api_url,
-                    project,
-                    git_ref,
-                    token,
-                } => Arc::new(
-                    GitLabPipeline::new(
-                        api_url,
-                        project,
-                        git_ref.clone(),
-                        token.clone(),
-                        config.delivery.timeout,
-                    )
-                    .with_context(|| format!("CI target `{name}`"))?,
-                ),
-                CiConfig::Command { argv, timeout } => Arc::new(CommandTarget {
-                    argv: argv.clone(),
-                    timeout: *timeout,
-                    dir: config
-                        .path
-                        .parent()
-                        .filter(|p| !p.as_os_str().is_empty())
-                        .map_or_else(|| ".".into(), Into::into),
-                    secret_env_vars: config.secret_env_vars.clone(),
-                }),
+            let unchanged = old.filter(|old| {
+                old.config.ci.get(name) == Some(target)
+                    && old.config.delivery.timeout == config.delivery.timeout
+                    && old.config.path == config.path
+                    && old.config.secret_env_vars == config.secret_env_vars
+            });
+            let client = match unchanged.and_then(|old| old.ci.get(name)) {
+                Some(client) => client.clone(),
+                None => ci_client(name, target, &config)?,
             };
-            ci.insert(name.clone(), target);
+            ci.insert(name.clone(), client);
         }
         let packages = Packages::load(&config, &state)?;
         let retry = RetryPolicy {
@@ -191,6 +149,7 @@ impl Supervisor {
             config,
             state,
             forges,
+            requests_before,
             ci,
             packages,
             updates,
@@ -211,6 +170,111 @@ impl Supervisor {
             last_inputs: Default::default(),
         })
     }
+}
+
+/// The client of one configured forge.
+fn forge_client(
+    name: &str,
+    forge: &ForgeConfig,
+    store: &Arc<dyn ValidatorStore>,
+) -> anyhow::Result<Arc<dyn Forge>> {
+    if forge.token.is_none() {
+        let budget = match forge.kind {
+            ForgeKind::GitHub => "GitHub allows 60 requests per hour without one, and counts 304s",
+            ForgeKind::GitLab => "only public projects are visible",
+        };
+        tracing::warn!(forge = %name, "no token configured: {budget}");
+    }
+    let client = ClientOptions {
+        max_concurrency: forge.max_concurrency,
+        connect_timeout: forge.connect_timeout,
+        request_timeout: forge.request_timeout,
+        rate: RatePolicy {
+            reserve: forge.rate_limit_reserve,
+            secondary_wait: forge.secondary_limit_wait,
+            requests_per_minute: forge.requests_per_minute,
+            ..RatePolicy::default()
+        },
+        ..ClientOptions::default()
+    };
+    let (host, api_url, token) = (
+        forge.host.clone(),
+        forge.api_url.clone(),
+        forge.token.clone(),
+    );
+    let built: Arc<dyn Forge> = match forge.kind {
+        ForgeKind::GitHub => Arc::new(
+            GitHubClient::new(
+                GitHubOptions {
+                    host,
+                    api_url,
+                    token,
+                    client,
+                },
+                store.clone(),
+            )
+            .with_context(|| format!("forge `{name}`"))?,
+        ),
+        ForgeKind::GitLab => Arc::new(
+            GitLabClient::new(
+                GitLabOptions {
+                    host,
+                    api_url,
+                    token,
+                    client,
+                },
+                store.clone(),
+            )
+            .with_context(|| format!("forge `{name}`"))?,
+        ),
+    };
+    Ok(built)
+}
+
+/// The client of one configured CI target.
+fn ci_client(name: &str, target: &CiConfig, config: &Config) -> anyhow::Result<Arc<dyn CiTarget>> {
+    let target: Arc<dyn CiTarget> = match target {
+        CiConfig::Buildbot { url, basic_auth } => Arc::new(
+            Buildbot::new(
+                url.clone(),
+                basic_auth
+                    .as_ref()
+                    .map(|a| (a.user.clone(), a.password.clone())),
+                config.delivery.timeout,
+            )
+            .with_context(|| format!("CI target `{name}`"))?,
+        ),
+        CiConfig::Webhook { url, secret } => Arc::new(
+            Webhook::new(url.clone(), secret.clone(), config.delivery.timeout)
+                .with_context(|| format!("CI target `{name}`"))?,
+        ),
+        CiConfig::GitLabPipeline {
+            api_url,
+            project,
+            git_ref,
+            token,
+        } => Arc::new(
+            GitLabPipeline::new(
+                api_url,
+                project,
+                git_ref.clone(),
+                token.clone(),
+                config.delivery.timeout,
+            )
+            .with_context(|| format!("CI target `{name}`"))?,
+        ),
+        CiConfig::Command { argv, timeout } => Arc::new(CommandTarget {
+            argv: argv.clone(),
+            timeout: *timeout,
+            dir: config
+                .path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or_else(|| ".".into(), Into::into),
+            secret_env_vars: config.secret_env_vars.clone(),
+        }),
+    };
+    Ok(target)
 }
 
 impl Supervisor {
