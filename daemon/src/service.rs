@@ -1,25 +1,24 @@
-//! The daemon of `forgewatch run`: the cycle loop (a full first cycle, then the
-//! poll interval cut into slices), the HTTP API, webhooks as polls of one
-//! repository, reloads (SIGHUP or the API) that keep state and change only what
-//! the new configuration changes, systemd's notify protocol, and a clean stop on
-//! SIGTERM/SIGINT.
+//! The daemon of `forgewatch run`, in-process: given a configuration, a bound
+//! listener, a shutdown token and a [`Lifecycle`] to report to, it locks the
+//! state, serves the HTTP API and runs the engine's loop until shutdown. Signals
+//! and systemd's notify protocol are the caller's (`cli`), so a test can run a
+//! whole daemon inside its own process.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
-use crate::engine::cycle::{Mode, Selection, Status};
+pub use crate::engine::event::Request;
+use crate::engine::event_loop::EventLoop;
+pub use crate::engine::event_loop::Lifecycle;
 use crate::engine::supervisor::Supervisor;
-use crate::http::api::{ApiState, Request, router};
+use crate::http::api::{ApiState, router};
 use crate::state::State;
 use crate::state::lock::StateLock;
 
-/// Slices of a poll interval (see [`run`]).
-const SLICES: usize = 4;
 /// The file in `state_dir` that holds the address the API listens on.
 pub const LISTEN_ADDRESS_FILE: &str = "listen-address";
 
@@ -41,42 +40,46 @@ pub fn open_locked_state(config: &Config) -> anyhow::Result<State> {
     Ok(state)
 }
 
-/// What the daemon tells the service manager about its life (systemd's notify
-/// protocol, wired in `cli`): the service itself knows nothing of systemd.
-pub trait Lifecycle: Send + Sync {
-    /// Start-up or a reload is complete.
-    fn ready(&self);
-    /// A one-line summary, after each cycle.
-    fn status(&self, line: &str);
-    /// The loop is alive.
-    fn watchdog(&self);
-    /// A reload begins; `ready` follows.
-    fn reloading(&self);
-    /// Shutdown has begun.
-    fn stopping(&self);
-    /// How often `watchdog` should be called; `None` when nobody listens.
-    fn watchdog_interval(&self) -> Option<Duration>;
+/// The way in for requests (reloads, webhooks, triggers) from outside the loop.
+pub struct Requests {
+    pub sender: mpsc::Sender<Request>,
+    receiver: mpsc::Receiver<Request>,
 }
 
-pub async fn run(config: Config, notifier: &dyn Lifecycle) -> anyhow::Result<()> {
+impl Default for Requests {
+    fn default() -> Requests {
+        let (sender, receiver) = mpsc::channel(64);
+        Requests { sender, receiver }
+    }
+}
+
+/// Runs the daemon on `listener` until `shutdown` is cancelled, then stops within
+/// `shutdown_grace`.
+pub async fn run(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    requests: Requests,
+    shutdown: CancellationToken,
+    lifecycle: &dyn Lifecycle,
+) -> anyhow::Result<()> {
     let _lock = StateLock::acquire(&config.state_dir)?;
     let state = Arc::new(open_locked_state(&config)?);
-    let listener = tokio::net::TcpListener::bind(config.http.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.http.listen))?;
     let address = listener.local_addr()?;
     std::fs::write(
         config.state_dir.join(LISTEN_ADDRESS_FILE),
         format!("{address}\n"),
-    )?;
+    )
+    .with_context(|| format!("cannot write {}", config.state_dir.display()))?;
     let config_path = config.path.clone();
-    let mut supervisor = Arc::new(Supervisor::new(config, state.clone())?);
-    let (supervisor_tx, supervisor_rx) = watch::channel(supervisor.clone());
-    let (requests_tx, mut requests) = mpsc::channel::<Request>(64);
-    let shutdown = CancellationToken::new();
+    let interval = config.poll_interval;
+    let grace = config.shutdown_grace;
+    let supervisor = Arc::new(Supervisor::new(config, state)?);
+    let reloader = Box::new(move |current: &Arc<Supervisor>| reload(&config_path, current));
+    let (engine, subscribed) =
+        EventLoop::new(supervisor, requests.receiver, shutdown.clone(), reloader);
     let api = ApiState {
-        supervisor: supervisor_rx,
-        requests: requests_tx.clone(),
+        supervisor: subscribed,
+        requests: requests.sender,
     };
     let stop_serving = shutdown.clone().cancelled_owned();
     let server = tokio::spawn(async move {
@@ -84,192 +87,25 @@ pub async fn run(config: Config, notifier: &dyn Lifecycle) -> anyhow::Result<()>
             .with_graceful_shutdown(stop_serving)
             .await
     });
-    let signals = tokio::spawn(signals(shutdown.clone(), requests_tx));
-    tracing::info!(%address, interval = ?supervisor.config.poll_interval, "forgewatch running");
-    notifier.ready();
-
-    // The first cycle polls every target at once; then each interval is cut into
-    // slices, each polling a share of the targets and recomputing every build from
-    // the latest answers: requests are spread over the interval, every target is
-    // asked once per interval, and a change goes out right after its target's turn.
-    let mut selection = Selection::All;
-    let mut next = tokio::time::Instant::now();
-    let mut watchdog = notifier
-        .watchdog_interval()
-        .map(|d| tokio::time::interval(d.max(Duration::from_millis(100))));
-    while !shutdown.is_cancelled() {
-        let slept = tokio::select! {
-            () = shutdown.cancelled() => break,
-            () = tokio::time::sleep_until(next) => true,
-            Some(request) = requests.recv() => {
-                // Webhooks queued meanwhile are coalesced into one poll.
-                let mut repos = std::collections::BTreeSet::new();
-                let mut reload_answer = None;
-                let mut queued = Some(request);
-                while let Some(request) = queued.take().or_else(|| requests.try_recv().ok()) {
-                    match request {
-                        Request::Poll(repo) => {
-                            repos.insert(repo);
-                        }
-                        Request::Reload(answer) => reload_answer = Some(answer),
-                    }
-                }
-                if !repos.is_empty() {
-                    let names: Vec<String> = repos.iter().map(ToString::to_string).collect();
-                    tracing::info!(repositories = ?names, "webhook: polling now");
-                    run_cycle(&supervisor, Selection::Repos(repos), &shutdown, notifier).await;
-                }
-                match reload_answer {
-                    None => {}
-                    Some(answer) => {
-                        notifier.reloading();
-                        let result = reload(&config_path, &state, &supervisor);
-                        match result {
-                            Ok(new) => {
-                                supervisor = new;
-                                supervisor_tx.send_replace(supervisor.clone());
-                                selection = Selection::All;
-                                next = tokio::time::Instant::now();
-                                let _ = answer.send(Ok(()));
-                            }
-                            Err(e) => {
-                                let _ = answer.send(Err(e));
-                            }
-                        }
-                        notifier.ready();
-                    }
-                }
-                false
-            }
-            Some(_) = async {
-                match watchdog.as_mut() {
-                    Some(w) => Some(w.tick().await),
-                    None => std::future::pending().await,
-                }
-            } => {
-                notifier.watchdog();
-                false
-            }
-        };
-        if slept {
-            run_cycle(&supervisor, selection.clone(), &shutdown, notifier).await;
-            selection = match selection {
-                Selection::Slice { index, of } => Selection::Slice {
-                    index: (index + 1) % of,
-                    of,
-                },
-                _ => Selection::Slice {
-                    index: 0,
-                    of: SLICES,
-                },
-            };
-            next += supervisor.config.poll_interval / SLICES as u32;
-            let now = tokio::time::Instant::now();
-            if next < now {
-                next = now;
-            }
-        }
+    tracing::info!(%address, ?interval, "forgewatch running");
+    lifecycle.ready();
+    engine.run(lifecycle).await;
+    // The engine used its grace; connections still open do not hold the exit.
+    if tokio::time::timeout(grace.min(std::time::Duration::from_secs(1)), server)
+        .await
+        .is_err()
+    {
+        tracing::debug!("HTTP connections still open at exit");
     }
-    notifier.stopping();
-    tracing::info!("stopping: in-flight deliveries finish, update process groups are killed");
-    let grace = supervisor.config.shutdown_grace;
-    let stop = async {
-        // Running updates were cancelled with `shutdown`: their groups are being killed.
-        supervisor.updates.wait_all().await;
-        supervisor.discoveries.wait_all().await;
-        let _ = server.await;
-    };
-    if tokio::time::timeout(grace, stop).await.is_err() {
-        tracing::warn!(grace = ?grace, "stopping took longer than shutdown_grace: exiting anyway");
-    }
-    signals.abort();
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn run_cycle(
-    supervisor: &Supervisor,
-    selection: Selection,
-    shutdown: &CancellationToken,
-    notifier: &dyn Lifecycle,
-) {
-    let started = tokio::time::Instant::now();
-    let cycle = supervisor.cycle_slice(Mode::Deliver, selection, shutdown);
-    tokio::pin!(cycle);
-    // A long cycle keeps the watchdog fed only while it makes progress (forge
-    // answers, deliveries): a slow forge is not a hang, a stuck loop is.
-    let mut ticks = notifier.watchdog_interval().map(tokio::time::interval);
-    let mut seen = supervisor
-        .progress
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let result = loop {
-        tokio::select! {
-            result = &mut cycle => break result,
-            Some(_) = async {
-                match ticks.as_mut() {
-                    Some(t) => Some(t.tick().await),
-                    None => std::future::pending().await,
-                }
-            } => {
-                let now = supervisor.progress.load(std::sync::atomic::Ordering::Relaxed);
-                if now != seen {
-                    seen = now;
-                    notifier.watchdog();
-                }
-            }
-        }
-    };
-    match result {
-        Ok(report) => {
-            // Poll failures are logged when they start and end (`log_poll_changes`).
-            if report.outcomes.is_empty() {
-                tracing::debug!(elapsed = ?started.elapsed(), "cycle done, nothing changed");
-            } else {
-                tracing::info!(
-                    elapsed = ?started.elapsed(),
-                    delivered = report.count(Status::Delivered),
-                    failed = report.count(Status::Failed),
-                    pending = report.count(Status::Pending),
-                    poll_errors = report.poll_errors.len(),
-                    "cycle done"
-                );
-            }
-            notifier.status(&status_line(supervisor));
-        }
-        Err(e) => tracing::error!("cycle failed: {e:#}"),
-    }
-    // A cycle that ends is progress: the watchdog may be fed.
-    notifier.watchdog();
-}
-
-fn status_line(supervisor: &Supervisor) -> String {
-    let snapshot = supervisor
-        .snapshot
-        .lock()
-        .map(|s| s.clone())
-        .unwrap_or_default();
-    let builds: usize = snapshot.workspaces.values().map(|w| w.builds.len()).sum();
-    let pending: usize = snapshot
-        .workspaces
-        .values()
-        .flat_map(|w| &w.builds)
-        .filter(|b| b.pending.is_some())
-        .count();
-    format!(
-        "{} workspaces, {builds} builds, {pending} pending deliveries, {} poll errors",
-        snapshot.workspaces.len(),
-        snapshot.poll_errors.len()
-    )
 }
 
 /// Reads the configuration again; a valid one replaces the supervisor (state,
 /// running updates and the latest poll answers are kept), an invalid one is
 /// refused and the running configuration stays.
-fn reload(
-    path: &std::path::Path,
-    state: &Arc<State>,
-    current: &Arc<Supervisor>,
-) -> Result<Arc<Supervisor>, String> {
+fn reload(path: &std::path::Path, current: &Arc<Supervisor>) -> Result<Arc<Supervisor>, String> {
+    let state = &current.state;
     let refuse = |message: String| {
         tracing::error!("reload refused, the running configuration stays: {message}");
         state.record_event("reload_failed", None, None, &message);
@@ -307,34 +143,4 @@ fn reload(
         "configuration reloaded"
     );
     Ok(Arc::new(new))
-}
-
-/// SIGTERM/SIGINT stop the daemon; SIGHUP asks for a reload.
-async fn signals(shutdown: CancellationToken, requests: mpsc::Sender<Request>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    loop {
-        let name = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-            _ = hup.recv() => {
-                tracing::info!("SIGHUP received: reloading the configuration");
-                let (tx, rx) = oneshot::channel();
-                if requests.send(Request::Reload(tx)).await.is_ok() {
-                    let _ = rx.await;
-                }
-                continue;
-            }
-        };
-        tracing::info!("{name} received: stopping");
-        shutdown.cancel();
-        return;
-    }
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -112,7 +113,10 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(dispatch(cli.command))
+    let code = runtime.block_on(dispatch(cli.command));
+    // Tasks still blocked in a system call (a reaper, a stuck read) do not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    code
 }
 
 fn init_logging(format: LogFormat) {
@@ -170,11 +174,24 @@ async fn dispatch(command: Command) -> ExitCode {
         }
         Command::Check { .. } => print_summary(&config),
         Command::Once { dry_run, json, .. } => once(config, dry_run, json).await,
-        Command::Run { .. } => {
-            crate::service::run(config, &Notifier::from_env(|k| std::env::var(k).ok())).await
-        }
+        Command::Run { .. } => run(config).await,
     };
     finish(result)
+}
+
+/// `forgewatch run`: binds the listener, wires signals and systemd's notify
+/// protocol to the in-process service.
+async fn run(config: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.http.listen))?;
+    let shutdown = CancellationToken::new();
+    let requests = crate::service::Requests::default();
+    let signals = tokio::spawn(signals(shutdown.clone(), requests.sender.clone()));
+    let notifier = Notifier::from_env(|k| std::env::var(k).ok());
+    let result = crate::service::run(config, listener, requests, shutdown, &notifier).await;
+    signals.abort();
+    result
 }
 
 fn finish(result: anyhow::Result<()>) -> ExitCode {
@@ -294,4 +311,38 @@ fn print_report(report: &CycleReport, json: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// SIGTERM/SIGINT stop the daemon; SIGHUP asks for a reload.
+async fn signals(
+    shutdown: CancellationToken,
+    requests: tokio::sync::mpsc::Sender<crate::service::Request>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    use tokio::sync::oneshot;
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP received: reloading the configuration");
+                let (tx, rx) = oneshot::channel();
+                if requests.send(crate::service::Request::Reload(tx)).await.is_ok() {
+                    let _ = rx.await;
+                }
+                continue;
+            }
+        };
+        tracing::info!("{name} received: stopping");
+        shutdown.cancel();
+        return;
+    }
 }

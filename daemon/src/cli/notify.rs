@@ -18,10 +18,6 @@ use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// How long one send may block when systemd's receive queue is full. systemd
-/// drains its notification socket promptly; this only bounds a pathological stall.
-const SEND_TIMEOUT: Duration = Duration::from_secs(1);
-
 /// The systemd notification channel of this process; every call is a no-op without
 /// `NOTIFY_SOCKET`.
 pub struct Notifier {
@@ -173,7 +169,9 @@ fn open_channel(name: &str) -> std::io::Result<Channel> {
         ));
     };
     let socket = UnixDatagram::unbound()?;
-    socket.set_write_timeout(Some(SEND_TIMEOUT))?;
+    // Never blocks the run loop: when systemd's receive queue is full the message is
+    // dropped (logged); a watchdog ping is sent again at its next period.
+    socket.set_nonblocking(true)?;
     Ok(Channel {
         socket,
         addr,
@@ -218,7 +216,7 @@ fn monotonic_usec() -> Option<u64> {
     secs.checked_mul(1_000_000)?.checked_add(micros)
 }
 
-impl crate::service::Lifecycle for Notifier {
+impl crate::engine::event_loop::Lifecycle for Notifier {
     fn ready(&self) {
         Notifier::ready(self)
     }

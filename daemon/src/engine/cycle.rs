@@ -18,10 +18,12 @@ use tracing::Instrument;
 use crate::config::WorkspaceConfig;
 use crate::engine::poller::poll;
 use crate::engine::supervisor::Supervisor;
+use crate::plan::answers::{PollResults, TargetNeeds};
 use crate::plan::builds::{WorkspaceBuilds, plan_workspace};
 use crate::plan::fingerprint::change_reason;
 use crate::plan::ids::{BuildKey, DeliveryId, Fingerprint};
 use crate::plan::inputs::PlanInputs;
+use crate::plan::inputs::WorkspacePackages;
 use crate::plan::payload::{PayloadContext, build_trigger};
 use crate::state::BuildMark;
 use crate::state::outbox::{Enqueued, Pending};
@@ -45,34 +47,6 @@ struct Changes {
     obsolete: Vec<BuildKey>,
     /// Per workspace: PR key prefixes whose lists were complete, and the builds seen.
     closed: Vec<(Vec<String>, Vec<BuildKey>)>,
-}
-
-/// Which watch targets a cycle polls; the others keep their latest answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Selection {
-    All,
-    /// Those whose index (in target order) is `index` modulo `of`.
-    Slice {
-        index: usize,
-        of: usize,
-    },
-    /// The targets of these repositories (webhooks named them).
-    Repos(std::collections::BTreeSet<forgewatch_adapters::RepoId>),
-}
-
-impl Selection {
-    fn of<V: Clone>(&self, targets: &BTreeMap<WatchTarget, V>) -> BTreeMap<WatchTarget, V> {
-        targets
-            .iter()
-            .enumerate()
-            .filter(|(i, (t, _))| match self {
-                Selection::All => true,
-                Selection::Slice { index, of } => i % (*of).max(1) == *index,
-                Selection::Repos(repos) => repos.contains(&t.repo),
-            })
-            .map(|(_, (k, v))| (k.clone(), v.clone()))
-            .collect()
-    }
 }
 
 /// Whether a cycle sends anything.
@@ -144,91 +118,125 @@ impl CycleReport {
 }
 
 impl Supervisor {
-    /// One cycle, in a `cycle` span numbered from 1 for the life of the supervisor.
+    /// One whole cycle (`once`): poll every target, compute every build, send what
+    /// is due, in a `cycle` span numbered from 1 for the life of the supervisor.
     pub async fn cycle(
         &self,
         mode: Mode,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<CycleReport> {
-        self.cycle_slice(mode, Selection::All, shutdown).await
-    }
-
-    /// A cycle that polls only `slice` of the targets and computes every build from
-    /// the latest answers known for all of them (`run` spreads its requests so).
-    pub async fn cycle_slice(
-        &self,
-        mode: Mode,
-        slice: Selection,
-        shutdown: &CancellationToken,
-    ) -> anyhow::Result<CycleReport> {
-        let number = self
-            .cycles
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            + 1;
-        let span = tracing::info_span!("cycle", number);
+        let span = tracing::info_span!("cycle", number = self.next_cycle_number());
         let before = self.request_stats();
         let report = self
-            .cycle_in_span(mode, slice, shutdown)
+            .whole_cycle(mode, shutdown)
             .instrument(span.clone())
             .await;
-        span.in_scope(|| self.log_forge_usage(&before));
+        span.in_scope(|| {
+            for (name, old) in &before {
+                self.log_forge_usage(name, old);
+            }
+        });
         report
     }
 
-    fn request_stats(&self) -> Vec<(String, RequestStats)> {
-        self.forges
-            .iter()
-            .map(|(name, f)| (name.clone(), f.stats()))
-            .collect()
+    /// The number of the next cycle (the `cycle` span).
+    pub(crate) fn next_cycle_number(&self) -> u64 {
+        self.cycles
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1
     }
 
-    /// Requests of this cycle per forge, and the rate-limit budget the forge reported.
-    fn log_forge_usage(&self, before: &[(String, RequestStats)]) {
-        for ((name, old), (_, new)) in before.iter().zip(self.request_stats()) {
-            let rate = self.forges.get(name).and_then(|f| f.rate_limit());
-            let remaining = rate.as_ref().and_then(|r| r.remaining);
-            let limit = rate.as_ref().and_then(|r| r.limit);
-            let (fresh, not_modified, failed) = (
-                new.fresh - old.fresh,
-                new.not_modified - old.not_modified,
-                new.failed - old.failed,
-            );
-            // Only news at info: a quiet slice (all 304s) is a debug line.
-            if fresh + failed > 0 {
-                tracing::info!(forge = %name, fresh, not_modified, failed, rate_limit_remaining = ?remaining, rate_limit = ?limit, "forge requests");
-            } else {
-                tracing::debug!(forge = %name, fresh, not_modified, failed, rate_limit_remaining = ?remaining, rate_limit = ?limit, "forge requests");
-            }
-            let (Some(remaining), Some(limit)) = (remaining, limit) else {
-                continue;
-            };
-            let low = remaining.saturating_mul(10) < limit;
-            let state = if low { "low" } else { "ok" };
-            if self.is_news(format!("budget {name}"), Some(state)) && low {
-                tracing::warn!(forge = %name, remaining, limit, "rate-limit budget below 10%");
-            }
-        }
-    }
-
-    async fn cycle_in_span(
+    async fn whole_cycle(
         &self,
         mode: Mode,
-        slice: Selection,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<CycleReport> {
         crate::crash::block_point("cycle").await;
         let started = SystemTime::now();
         let packages = self.workspace_packages(shutdown).await;
         let targets = self.cycle_targets(&packages);
-        let mut selected = slice.of(&targets);
-        selected.extend(self.unanswered(&targets));
-        let held = self.held_answers(&selected);
-        let polled = poll(&selected, &held, &self.forges, shutdown, &self.progress).await;
+        let held = self.held_answers(&targets);
+        let polled = poll(&targets, &held, &self.forges, shutdown, &self.progress).await;
+        let every_forge: Vec<&str> = self.forges.keys().map(String::as_str).collect();
+        let results = self.absorb(polled, &targets, &every_forge);
+        let mut report = self
+            .compute(mode, &packages, results, true, started, shutdown)
+            .await?;
+        if mode == Mode::Deliver && !report.interrupted {
+            report.outcomes = self
+                .send_pending(None, self.attempt_all_pending, shutdown)
+                .await?;
+            self.record_deliveries(&report.outcomes)?;
+        }
+        self.close_cycle(started, &report.poll_errors);
+        Ok(report)
+    }
+
+    pub(crate) fn request_stats(&self) -> Vec<(String, RequestStats)> {
+        self.forges
+            .iter()
+            .map(|(name, f)| (name.clone(), f.stats()))
+            .collect()
+    }
+
+    /// Requests of one forge since `before`, and the rate-limit budget it reported.
+    pub(crate) fn log_forge_usage(&self, name: &str, before: &RequestStats) {
+        let Some(forge) = self.forges.get(name) else {
+            return;
+        };
+        let new = forge.stats();
+        let rate = forge.rate_limit();
+        let remaining = rate.as_ref().and_then(|r| r.remaining);
+        let limit = rate.as_ref().and_then(|r| r.limit);
+        let (fresh, not_modified, failed) = (
+            new.fresh.saturating_sub(before.fresh),
+            new.not_modified.saturating_sub(before.not_modified),
+            new.failed.saturating_sub(before.failed),
+        );
+        // Only news at info: a quiet round (all 304s) is a debug line.
+        if fresh + failed > 0 {
+            tracing::info!(forge = %name, fresh, not_modified, failed, rate_limit_remaining = ?remaining, rate_limit = ?limit, "forge requests");
+        } else {
+            tracing::debug!(forge = %name, fresh, not_modified, failed, rate_limit_remaining = ?remaining, rate_limit = ?limit, "forge requests");
+        }
+        let (Some(remaining), Some(limit)) = (remaining, limit) else {
+            return;
+        };
+        let low = remaining.saturating_mul(10) < limit;
+        let state = if low { "low" } else { "ok" };
+        if self.is_news(format!("budget {name}"), Some(state)) && low {
+            tracing::warn!(forge = %name, remaining, limit, "rate-limit budget below 10%");
+        }
+    }
+
+    /// Takes in a round of answers of `forges` (their pauses replace the ones
+    /// known): logs failures that start or end and returns every known answer.
+    pub(crate) fn absorb(
+        &self,
+        polled: PollResults,
+        targets: &BTreeMap<WatchTarget, TargetNeeds>,
+        forges: &[&str],
+    ) -> PollResults {
         self.log_poll_changes(&polled);
-        let (mut results, changed) = self.merge_known(polled, &targets);
+        let (results, changed) = self.merge_known(polled, targets, forges);
         if changed {
             self.last_inputs.answers_changed();
         }
+        results
+    }
+
+    /// Computes every build from `results` (the latest answers of every target) and
+    /// enqueues those that changed; sends nothing (the caller does). Unless
+    /// `always`, a computation whose inputs are those of the last one is skipped.
+    pub(crate) async fn compute(
+        &self,
+        mode: Mode,
+        packages: &HashMap<String, WorkspacePackages>,
+        mut results: PollResults,
+        always: bool,
+        started: SystemTime,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<CycleReport> {
         let mut report = CycleReport {
             poll_errors: results.errors().map(|(t, e)| format!("{t}: {e}")).collect(),
             interrupted: results.interrupted,
@@ -252,13 +260,13 @@ impl Supervisor {
             return Ok(report);
         }
         if mode == Mode::Deliver {
-            self.schedule_updates(&packages, &results, shutdown).await?;
+            self.schedule_updates(packages, &results, shutdown).await?;
         }
         let detected_at = forgewatch_adapters::http::unix_seconds(started);
         let mut graph = self.dependency_graph(&results).await;
-        let mut open = self.open_config_prs(&packages, &results, &graph, detected_at);
+        let mut open = self.open_config_prs(packages, &results, &graph, detected_at);
         if mode == Mode::Deliver
-            && self.start_discoveries(&open, &packages, shutdown).await > 0
+            && self.start_discoveries(&open, packages, shutdown).await > 0
             && self.discover_in_foreground
         {
             // `once`: every due discovery runs (one per workspace at a time) and
@@ -268,24 +276,25 @@ impl Supervisor {
             loop {
                 self.discoveries.wait_all().await;
                 rounds = rounds.saturating_sub(1);
-                if rounds == 0 || self.start_discoveries(&open, &packages, shutdown).await == 0 {
+                if rounds == 0 || self.start_discoveries(&open, packages, shutdown).await == 0 {
                     break;
                 }
             }
             self.learn_default_branches(shutdown).await;
-            let targets = self.cycle_targets(&packages);
+            let targets = self.cycle_targets(packages);
             let added = self.unanswered(&targets);
             if !added.is_empty() {
                 let held = self.held_answers(&added);
                 let polled = poll(&added, &held, &self.forges, shutdown, &self.progress).await;
                 self.log_poll_changes(&polled);
                 let changed;
-                (results, changed) = self.merge_known(polled, &targets);
+                let every_forge: Vec<&str> = self.forges.keys().map(String::as_str).collect();
+                (results, changed) = self.merge_known(polled, &targets, &every_forge);
                 if changed {
                     self.last_inputs.answers_changed();
                 }
                 graph = self.dependency_graph(&results).await;
-                open = self.open_config_prs(&packages, &results, &graph, detected_at);
+                open = self.open_config_prs(packages, &results, &graph, detected_at);
             }
         }
         // Each workspace's config PRs, and whether its update runs.
@@ -307,20 +316,15 @@ impl Supervisor {
             ));
         }
         let inputs = PlanInputs {
-            packages: Cow::Borrowed(&packages),
+            packages: Cow::Borrowed(packages),
             paused: Cow::Borrowed(&results.paused),
             graph: Cow::Borrowed(&graph),
             open_config_prs: Cow::Borrowed(&open),
             transients: prepared.iter().map(|p| Cow::Borrowed(&p.2)).collect(),
             updates_running: prepared.iter().map(|p| p.3).collect(),
         };
-        let later_slice = matches!(slice, Selection::Slice { index, .. } if index != 0);
-        if mode == Mode::Deliver && later_slice && self.last_inputs.still_hold(&inputs) {
+        if mode == Mode::Deliver && !always && self.last_inputs.still_hold(&inputs) {
             tracing::debug!("nothing changed since the last computation: builds kept");
-            report.outcomes = self
-                .send_pending(self.attempt_all_pending, shutdown)
-                .await?;
-            self.refresh_deliveries(&report, started)?;
             return Ok(report);
         }
         let inputs = inputs.into_owned();
@@ -383,10 +387,7 @@ impl Supervisor {
         for closed in &changes.closed {
             self.forget_closed(&known, &closed.0, &closed.1)?;
         }
-        report.outcomes = self
-            .send_pending(self.attempt_all_pending, shutdown)
-            .await?;
-        self.refresh_snapshot(&results, seen, &report, started)?;
+        self.refresh_snapshot(&results, seen, &report)?;
         self.last_inputs.computed(inputs);
         Ok(report)
     }

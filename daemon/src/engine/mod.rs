@@ -17,6 +17,9 @@
 pub mod command_target;
 pub mod cycle;
 pub mod discovery;
+pub mod event;
+pub mod event_loop;
+pub mod forge_poller;
 pub mod lookups;
 pub mod mergeability;
 pub mod outbox;
@@ -24,6 +27,7 @@ pub mod packages;
 pub mod poller;
 pub mod recorded_job;
 pub mod refresh;
+pub mod senders;
 pub mod status;
 pub mod supervisor;
 pub mod updates;

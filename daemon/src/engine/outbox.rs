@@ -58,14 +58,19 @@ fn seed(item: &Pending, now: i64) -> u64 {
 
 impl Supervisor {
     /// Attempts the pending deliveries that are due (all of them when
-    /// `attempt_all`, as `once` does), one task per CI target.
+    /// `attempt_all`, as `once` does), one task per CI target; `only` one target's.
     pub async fn send_pending(
         &self,
+        only: Option<&str>,
         attempt_all: bool,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Vec<Outcome>> {
         let mut by_target: BTreeMap<String, Vec<BuildKey>> = BTreeMap::new();
-        for pending in self.state.pending_summaries()? {
+        let pending = self.state.pending_summaries()?;
+        for pending in pending
+            .into_iter()
+            .filter(|p| only.is_none_or(|ci| p.ci == ci))
+        {
             by_target.entry(pending.ci).or_default().push(pending.key);
         }
         let mut tasks = JoinSet::new();
@@ -187,9 +192,13 @@ async fn send_to(
 }
 
 impl Supervisor {
-    /// `forgewatch trigger`: sends the last computed build of `key` again under a
-    /// fresh delivery id, through the outbox.
-    pub async fn trigger_now(&self, key: &crate::plan::ids::BuildKey) -> anyhow::Result<String> {
+    /// `forgewatch trigger`: puts the last computed build of `key` in the outbox
+    /// again under a fresh delivery id, due now; returns the delivery id and the CI
+    /// target whose sender must be woken.
+    pub fn enqueue_trigger(
+        &self,
+        key: &crate::plan::ids::BuildKey,
+    ) -> anyhow::Result<(String, String)> {
         let (workspace, ci, build) = {
             let builds = self.last_builds.lock().unwrap_or_else(|p| p.into_inner());
             builds
@@ -215,7 +224,7 @@ impl Supervisor {
             key: key.clone(),
             inputs: build.inputs.clone(),
             delivery_id: delivery_id.to_string(),
-            ci,
+            ci: ci.clone(),
             reason,
             trigger,
             attempts: 0,
@@ -229,8 +238,7 @@ impl Supervisor {
             Some(key.as_str()),
             "manual trigger",
         );
-        self.send_pending(false, &CancellationToken::new()).await?;
-        Ok(item.delivery_id)
+        Ok((item.delivery_id, ci))
     }
 }
 

@@ -21,17 +21,66 @@ use crate::engine::updates::config_heads;
 use crate::plan::answers::{PollResults, TargetNeeds, watch_targets};
 
 impl Supervisor {
-    /// Every workspace's packages this cycle, by workspace name.
+    /// Every workspace's packages this cycle, by workspace name, once the default
+    /// branches they need are learnt.
     pub(crate) async fn workspace_packages(
         &self,
         shutdown: &CancellationToken,
     ) -> HashMap<String, WorkspacePackages> {
+        self.refresh_packages();
+        self.learn_default_branches(shutdown).await;
+        self.packages_of_workspaces()
+    }
+
+    /// `run`: every workspace's packages now. Default branches not known yet are
+    /// asked in the background (the mainlines that need them wait), so a hung forge
+    /// holds up only those.
+    pub(crate) fn workspace_packages_now(
+        self: &std::sync::Arc<Self>,
+    ) -> HashMap<String, WorkspacePackages> {
+        self.refresh_packages();
+        let discovered = self.discovered_entries();
+        for (forge, repo) in self
+            .packages
+            .unresolved_default_branches(&self.config, &discovered)
+        {
+            let Some(client) = self.forges.get(&forge).cloned() else {
+                continue;
+            };
+            let asked = (forge, repo.clone());
+            if !self
+                .learning
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(asked.clone())
+            {
+                continue;
+            }
+            let supervisor = self.clone();
+            tokio::spawn(async move {
+                match client.default_branch(&repo).await {
+                    Ok(branch) => supervisor.packages.set_default_branch(repo, branch),
+                    Err(e) => tracing::warn!("default branch of {repo} unknown: {e}"),
+                }
+                let mut learning = supervisor
+                    .learning
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                learning.remove(&asked);
+            });
+        }
+        self.packages_of_workspaces()
+    }
+
+    fn refresh_packages(&self) {
         let now = unix_seconds(std::time::SystemTime::now());
         for ws in self.updates.take_finished() {
             self.packages.invalidate(&ws);
         }
         self.packages.refresh(&self.config, &self.state, now);
-        self.learn_default_branches(shutdown).await;
+    }
+
+    fn packages_of_workspaces(&self) -> HashMap<String, WorkspacePackages> {
         self.config
             .workspaces
             .iter()
@@ -185,6 +234,7 @@ impl Supervisor {
         &self,
         polled: PollResults,
         targets: &BTreeMap<WatchTarget, TargetNeeds>,
+        forges: &[&str],
     ) -> (PollResults, bool) {
         let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
         let before = (known.heads.len(), known.pulls.len());
@@ -199,9 +249,12 @@ impl Supervisor {
             changed |= known.pulls.get(&target) != Some(&answer);
             known.pulls.insert(target, answer);
         }
+        known
+            .paused
+            .retain(|forge, _| !forges.contains(&forge.as_str()));
+        known.paused.extend(polled.paused);
         let mut merged = known.clone();
         merged.interrupted = polled.interrupted;
-        merged.paused = polled.paused;
         (merged, changed)
     }
 

@@ -291,9 +291,7 @@ impl crate::engine::supervisor::Supervisor {
         results: &crate::plan::answers::PollResults,
         seen: Vec<crate::engine::cycle::SeenWorkspace<'_>>,
         report: &crate::engine::cycle::CycleReport,
-        started: std::time::SystemTime,
     ) -> anyhow::Result<()> {
-        self.count_deliveries(report);
         let pending = self.pending_by_key()?;
         let marks = self.state.build_marks()?;
         let mut workspaces = BTreeMap::new();
@@ -372,7 +370,9 @@ impl crate::engine::supervisor::Supervisor {
         snapshot.workspaces = workspaces;
         snapshot.fingerprint_seconds = report.fingerprint_seconds;
         snapshot.computations += 1;
-        close_cycle(&mut snapshot, report, started, forges, pending.len());
+        snapshot.pending = pending.len();
+        snapshot.forges = forges;
+        snapshot.poll_errors = report.poll_errors.clone();
         *self.last_builds.lock().unwrap_or_else(|p| p.into_inner()) = last_builds;
         Ok(())
     }
@@ -380,15 +380,15 @@ impl crate::engine::supervisor::Supervisor {
     /// After a cycle that computed no build (its inputs had not changed, see
     /// [`crate::plan::inputs`]): the builds stay; their delivery state, the forges
     /// and the cycle's figures are refreshed.
-    pub(crate) fn refresh_deliveries(
+    /// After deliveries were attempted: counts them and refreshes what the
+    /// snapshot says of each build's delivery.
+    pub(crate) fn record_deliveries(
         &self,
-        report: &crate::engine::cycle::CycleReport,
-        started: std::time::SystemTime,
+        outcomes: &[crate::engine::cycle::Outcome],
     ) -> anyhow::Result<()> {
-        self.count_deliveries(report);
+        self.count_deliveries(outcomes);
         let pending = self.pending_by_key()?;
         let marks = self.state.build_marks()?;
-        let forges = self.forge_statuses();
         let mut snapshot = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
         for build in snapshot
             .workspaces
@@ -398,20 +398,29 @@ impl crate::engine::supervisor::Supervisor {
             let key = crate::plan::ids::BuildKey::from_stored(build.build_key.clone());
             build.set_delivery(&key, &marks, &pending);
         }
-        close_cycle(&mut snapshot, report, started, forges, pending.len());
+        snapshot.pending = pending.len();
         Ok(())
     }
 
-    fn count_deliveries(&self, report: &crate::engine::cycle::CycleReport) {
+    /// A cycle (every forge asked once, or its round skipped) ended: the daemon is
+    /// ready, and the cycle figures move on.
+    pub(crate) fn close_cycle(&self, started: std::time::SystemTime, poll_errors: &[String]) {
+        let forges = self.forge_statuses();
+        let mut snapshot = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        snapshot.ready = true;
+        snapshot.cycles += 1;
+        snapshot.last_cycle_at = Some(humantime::format_rfc3339_seconds(started).to_string());
+        snapshot.last_cycle_seconds = started.elapsed().map_or(0.0, |d| d.as_secs_f64());
+        snapshot.cycle_seconds_total += snapshot.last_cycle_seconds;
+        snapshot.forges = forges;
+        snapshot.poll_errors = poll_errors.to_vec();
+    }
+
+    fn count_deliveries(&self, outcomes: &[crate::engine::cycle::Outcome]) {
         use crate::engine::cycle::Status;
-        Metrics::add(
-            &self.metrics.builds_triggered,
-            report.count(Status::Delivered) as u64,
-        );
-        Metrics::add(
-            &self.metrics.deliveries_failed,
-            report.count(Status::Failed) as u64,
-        );
+        let count = |status| outcomes.iter().filter(|o| o.status == status).count() as u64;
+        Metrics::add(&self.metrics.builds_triggered, count(Status::Delivered));
+        Metrics::add(&self.metrics.deliveries_failed, count(Status::Failed));
     }
 
     fn pending_by_key(
@@ -471,22 +480,4 @@ impl BuildStatus {
             last_error: p.last_error.clone(),
         });
     }
-}
-
-/// The figures every cycle updates.
-fn close_cycle(
-    snapshot: &mut Snapshot,
-    report: &crate::engine::cycle::CycleReport,
-    started: std::time::SystemTime,
-    forges: BTreeMap<String, ForgeStatus>,
-    pending: usize,
-) {
-    snapshot.ready = true;
-    snapshot.cycles += 1;
-    snapshot.last_cycle_at = Some(humantime::format_rfc3339_seconds(started).to_string());
-    snapshot.last_cycle_seconds = started.elapsed().map_or(0.0, |d| d.as_secs_f64());
-    snapshot.cycle_seconds_total += snapshot.last_cycle_seconds;
-    snapshot.pending = pending;
-    snapshot.forges = forges;
-    snapshot.poll_errors = report.poll_errors.clone();
 }

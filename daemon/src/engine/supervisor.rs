@@ -52,6 +52,9 @@ pub struct Supervisor {
     /// Advanced by every forge answer and delivery attempt: the watchdog is fed
     /// during a cycle only while this moves.
     pub progress: Arc<std::sync::atomic::AtomicU64>,
+    /// Default branches being asked for in the background (`run`).
+    pub(crate) learning:
+        std::sync::Mutex<std::collections::BTreeSet<(String, forgewatch_adapters::RepoId)>>,
     /// Dependency lookups of the current poll interval.
     pub(crate) lookups: crate::engine::lookups::LookupCache,
     /// The last failure logged per poll, so a repeating one is logged once.
@@ -161,6 +164,7 @@ impl Supervisor {
             known: Default::default(),
             poll_failures: Default::default(),
             lookups: Default::default(),
+            learning: Default::default(),
             progress: Default::default(),
             snapshot: Default::default(),
             metrics,

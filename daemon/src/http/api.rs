@@ -20,20 +20,12 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::engine::event::Request;
 use crate::engine::status::Metrics;
 use crate::engine::supervisor::Supervisor;
 use crate::state::events::EventQuery;
 
 const MAX_BODY: usize = 1024 * 1024;
-
-/// Requests from the API to the run loop.
-#[derive(Debug)]
-pub enum Request {
-    /// Poll this repository now (a webhook arrived).
-    Poll(RepoId),
-    /// Re-read the configuration; the answer says whether it was applied.
-    Reload(oneshot::Sender<Result<(), String>>),
-}
 
 #[derive(Clone)]
 pub struct ApiState {
@@ -323,13 +315,25 @@ async fn trigger(
             crate::plan::ids::BuildKey::pull_request(&name, &repo, number)
         }
     };
-    match supervisor.trigger_now(&key).await {
+    let (tx, rx) = oneshot::channel();
+    if api
+        .requests
+        .send(Request::Trigger(key.clone(), tx))
+        .await
+        .is_err()
+    {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "forgewatch is stopping");
+    }
+    match rx
+        .await
+        .unwrap_or_else(|_| Err("forgewatch is stopping".to_owned()))
+    {
         Ok(delivery_id) => (
             StatusCode::ACCEPTED,
             axum::Json(json!({"build_key": key.as_str(), "delivery_id": delivery_id})),
         )
             .into_response(),
-        Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e) => error(StatusCode::NOT_FOUND, e),
     }
 }
 

@@ -1,0 +1,504 @@
+//! The run loop of `forgewatch run`: one task that handles one [`Event`] at a time
+//! and is the only one that changes the engine.
+//!
+//! ```text
+//!  slice timer ──► start a cycle: a round per idle forge ──► forge tasks ─┐
+//!  webhook / reload / trigger (HTTP, SIGHUP) ──► Request ──┐              │ Polled
+//!                                                          ▼              ▼
+//!                                      ┌──────────── the loop ◄───────────┘
+//!                   compute + enqueue ─┤                  ▲
+//!                                      └─► wake senders ──┴── Delivered (one task per CI target)
+//! ```
+//!
+//! The first cycle asks every target; then the interval is cut into slices, each
+//! cycle asking a forge its share. A forge whose round is still out (a hung forge)
+//! gets no new round; the others are asked, computed from and delivered to as
+//! usual. Every answer is computed from at once (builds spanning a stalled forge
+//! use its latest answers; a target never answered keeps its builds waiting).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use forgewatch_adapters::RepoId;
+use forgewatch_adapters::forge::WatchTarget;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::engine::cycle::{CycleReport, Mode, Status};
+use crate::engine::event::{Event, Request};
+use crate::engine::forge_poller::{ForgePollers, Round, Share};
+use crate::engine::senders::Senders;
+use crate::engine::supervisor::Supervisor;
+use crate::plan::answers::TargetNeeds;
+use crate::plan::inputs::WorkspacePackages;
+
+/// Slices of a poll interval.
+pub const SLICES: usize = 4;
+
+/// What the loop tells the service manager (systemd, wired in `cli`).
+pub trait Lifecycle: Send + Sync {
+    /// Start-up or a reload is complete.
+    fn ready(&self);
+    /// A one-line summary, after each cycle.
+    fn status(&self, line: &str);
+    /// The loop is alive.
+    fn watchdog(&self);
+    /// A reload begins; `ready` follows.
+    fn reloading(&self);
+    /// Shutdown has begun.
+    fn stopping(&self);
+    /// How often `watchdog` should be called; `None` when nobody listens.
+    fn watchdog_interval(&self) -> Option<Duration>;
+}
+
+/// A cycle whose rounds are not all back.
+struct OpenCycle {
+    started: SystemTime,
+    waiting: BTreeSet<String>,
+}
+
+/// Reloads a configuration into a new supervisor (or says why not).
+pub type Reloader = Box<dyn Fn(&Arc<Supervisor>) -> Result<Arc<Supervisor>, String> + Send>;
+
+pub struct EventLoop {
+    supervisor: Arc<Supervisor>,
+    published: watch::Sender<Arc<Supervisor>>,
+    pollers: ForgePollers,
+    senders: Senders,
+    events_tx: mpsc::UnboundedSender<Event>,
+    events: mpsc::UnboundedReceiver<Event>,
+    requests: mpsc::Receiver<Request>,
+    shutdown: CancellationToken,
+    reloader: Reloader,
+    /// The packages and targets of the latest cycle.
+    packages: HashMap<String, WorkspacePackages>,
+    targets: BTreeMap<WatchTarget, TargetNeeds>,
+    open: BTreeMap<u64, OpenCycle>,
+    /// The next cycle asks every target (the first one, after a reload).
+    next_is_full: bool,
+    slice: usize,
+    next_cycle: Instant,
+    /// Targets handed to a forge since the last slice.
+    asked: BTreeSet<WatchTarget>,
+    /// Repositories named by webhooks while their forge was busy.
+    hints: BTreeMap<String, BTreeSet<RepoId>>,
+    /// The targets that could not be polled, as the latest computation saw them.
+    poll_errors: Vec<String>,
+    /// The first computation of each interval is never skipped (time-dependent
+    /// rules such as staleness are seen once per interval).
+    compute_always: bool,
+}
+
+impl EventLoop {
+    pub fn new(
+        supervisor: Arc<Supervisor>,
+        requests: mpsc::Receiver<Request>,
+        shutdown: CancellationToken,
+        reloader: Reloader,
+    ) -> (EventLoop, watch::Receiver<Arc<Supervisor>>) {
+        let (published, subscribed) = watch::channel(supervisor.clone());
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let senders = Senders::new(subscribed.clone(), events_tx.clone(), shutdown.clone());
+        let mut pollers = ForgePollers::default();
+        pollers.reconcile(
+            &supervisor.forges,
+            &events_tx,
+            &supervisor.progress,
+            &shutdown,
+        );
+        let this = EventLoop {
+            supervisor,
+            published,
+            pollers,
+            senders,
+            events_tx,
+            events,
+            requests,
+            shutdown,
+            reloader,
+            packages: HashMap::new(),
+            targets: BTreeMap::new(),
+            open: BTreeMap::new(),
+            next_is_full: true,
+            slice: 0,
+            next_cycle: Instant::now(),
+            hints: BTreeMap::new(),
+            asked: BTreeSet::new(),
+            compute_always: true,
+            poll_errors: Vec::new(),
+        };
+        (this, subscribed)
+    }
+
+    /// Runs until `shutdown`, then stops within `shutdown_grace`: rounds in flight
+    /// are dropped, senders finish the delivery in flight (an interrupted one stays
+    /// pending), update and discovery process groups are killed.
+    pub async fn run(mut self, lifecycle: &dyn Lifecycle) {
+        let mut watchdog = lifecycle
+            .watchdog_interval()
+            .map(|d| tokio::time::interval(d.max(Duration::from_millis(100))));
+        loop {
+            tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => break,
+                Some(event) = self.events.recv() => self.handle(event, lifecycle).await,
+                Some(request) = self.requests.recv() => {
+                    self.handle(Event::Request(request), lifecycle).await;
+                }
+                () = tokio::time::sleep_until(self.next_cycle) => self.start_cycle(lifecycle).await,
+                Some(_) = tick(&mut watchdog) => lifecycle.watchdog(),
+            }
+        }
+        lifecycle.stopping();
+        tracing::info!("stopping: in-flight deliveries finish, update process groups are killed");
+        self.pollers.stop();
+        let grace = self.supervisor.config.shutdown_grace;
+        let supervisor = self.supervisor.clone();
+        let stop = async {
+            // Running updates were cancelled with `shutdown`: their groups are being killed.
+            supervisor.updates.wait_all().await;
+            supervisor.discoveries.wait_all().await;
+            self.senders.wait().await;
+        };
+        if tokio::time::timeout(grace, stop).await.is_err() {
+            tracing::warn!(grace = ?grace, "stopping took longer than shutdown_grace: exiting anyway");
+        }
+    }
+
+    async fn handle(&mut self, event: Event, lifecycle: &dyn Lifecycle) {
+        match event {
+            Event::Polled {
+                forge,
+                cycle,
+                before,
+                results,
+            } => {
+                self.pollers.finished(&forge);
+                let span = tracing::info_span!("cycle", number = cycle);
+                span.in_scope(|| self.supervisor.log_forge_usage(&forge, &before));
+                let merged = self.supervisor.absorb(results, &self.targets, &[&forge]);
+                // Targets that appeared meanwhile (a discovery, an update ended) are
+                // asked first: builds are computed once their answers are in.
+                let report = if self.ask_new_targets() {
+                    None
+                } else {
+                    self.compute(merged, lifecycle).instrument(span).await
+                };
+                if let Some(report) = report {
+                    self.poll_errors = report.poll_errors;
+                }
+                if let Some(open) = self.open.get_mut(&cycle) {
+                    open.waiting.remove(&forge);
+                }
+                self.close_cycles(lifecycle);
+                // A webhook that came while this forge was busy: its poll now.
+                if let Some(repos) = self.hints.remove(&forge) {
+                    self.poll_repos(&forge, repos);
+                }
+            }
+            Event::Delivered(outcomes) => {
+                log_deliveries(&outcomes);
+                if let Err(e) = self.supervisor.record_deliveries(&outcomes) {
+                    tracing::error!("cannot refresh the status: {e:#}");
+                }
+            }
+            Event::Request(Request::Poll(repo)) => {
+                tracing::info!(repository = %repo, "webhook: polling now");
+                let forges: BTreeSet<String> = self
+                    .targets
+                    .iter()
+                    .filter(|(t, _)| t.repo == repo)
+                    .map(|(_, needs)| needs.forge.clone())
+                    .collect();
+                for forge in forges {
+                    self.hints
+                        .entry(forge.clone())
+                        .or_default()
+                        .insert(repo.clone());
+                    if !self.pollers.is_busy(&forge)
+                        && let Some(repos) = self.hints.remove(&forge)
+                    {
+                        self.poll_repos(&forge, repos);
+                    }
+                }
+            }
+            Event::Request(Request::Reload(answer)) => {
+                lifecycle.reloading();
+                let result = (self.reloader)(&self.supervisor);
+                if let Ok(new) = &result {
+                    self.supervisor = new.clone();
+                    self.published.send_replace(new.clone());
+                    self.pollers.reconcile(
+                        &new.forges,
+                        &self.events_tx,
+                        &new.progress,
+                        &self.shutdown,
+                    );
+                    self.next_is_full = true;
+                    self.next_cycle = Instant::now();
+                }
+                let _ = answer.send(result.map(|_| ()));
+                lifecycle.ready();
+            }
+            Event::Request(Request::Trigger(key, answer)) => {
+                let result = self.supervisor.enqueue_trigger(&key);
+                let answer_with = match result {
+                    Ok((delivery_id, ci)) => {
+                        self.senders.wake(&ci);
+                        Ok(delivery_id)
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                let _ = answer.send(answer_with);
+            }
+        }
+    }
+
+    /// A new cycle: every idle forge gets its round (its share of the targets,
+    /// those never answered, those webhooks named meanwhile).
+    async fn start_cycle(&mut self, lifecycle: &dyn Lifecycle) {
+        crate::crash::block_point("cycle").await;
+        let supervisor = self.supervisor.clone();
+        let number = supervisor.next_cycle_number();
+        let share = if self.next_is_full {
+            self.slice = 0;
+            Share::All
+        } else {
+            self.slice = (self.slice + 1) % SLICES;
+            Share::Slice {
+                index: self.slice,
+                of: SLICES,
+            }
+        };
+        if self.slice == 0 {
+            self.compute_always = true;
+        }
+        self.next_is_full = false;
+        let interval = supervisor.config.poll_interval;
+        self.next_cycle = (self.next_cycle + interval / SLICES as u32).max(Instant::now());
+        self.packages = supervisor.workspace_packages_now();
+        self.targets = supervisor.cycle_targets(&self.packages);
+        let unanswered = supervisor.unanswered(&self.targets);
+        self.asked.clear();
+        let mut open = OpenCycle {
+            started: SystemTime::now(),
+            waiting: BTreeSet::new(),
+        };
+        for forge in supervisor.forges.keys() {
+            if self.pollers.is_busy(forge) {
+                if supervisor.is_news(format!("busy {forge}"), Some("busy")) {
+                    tracing::warn!(forge = %forge, "still waiting for its last round: not asked this slice");
+                }
+                continue;
+            }
+            supervisor.is_news(format!("busy {forge}"), None);
+            let mut selected = share.of(forge, &self.targets);
+            selected.extend(Share::All.of(forge, &unanswered));
+            if let Some(repos) = self.hints.remove(forge) {
+                selected.extend(Share::Repos(repos).of(forge, &self.targets));
+            }
+            if selected.is_empty() {
+                continue;
+            }
+            let held = supervisor.held_answers(&selected);
+            self.asked.extend(selected.keys().cloned());
+            let round = Round {
+                cycle: number,
+                targets: selected,
+                held,
+            };
+            if self.pollers.start(forge, round) {
+                open.waiting.insert(forge.clone());
+            }
+        }
+        let nothing_asked = open.waiting.is_empty();
+        self.open.insert(number, open);
+        if nothing_asked {
+            // Nothing to ask (no targets yet, every forge busy): compute from what is known.
+            let known = supervisor.absorb(Default::default(), &self.targets, &[]);
+            if let Some(report) = self.compute(known, lifecycle).await {
+                self.poll_errors = report.poll_errors;
+            }
+            self.close_cycles(lifecycle);
+        }
+        // Retries that came due.
+        self.senders.wake_pending(&supervisor);
+    }
+
+    /// Reads the packages and targets again and hands each idle forge a round of
+    /// its targets that were never answered and not asked since the last slice.
+    /// Whether a round went out.
+    fn ask_new_targets(&mut self) -> bool {
+        let supervisor = self.supervisor.clone();
+        self.packages = supervisor.workspace_packages_now();
+        self.targets = supervisor.cycle_targets(&self.packages);
+        let mut new: BTreeMap<String, BTreeMap<WatchTarget, TargetNeeds>> = BTreeMap::new();
+        for (target, needs) in supervisor.unanswered(&self.targets) {
+            if !self.asked.contains(&target) {
+                new.entry(needs.forge.clone())
+                    .or_default()
+                    .insert(target, needs);
+            }
+        }
+        let mut sent = false;
+        for (forge, targets) in new {
+            sent |= self.start_round(&forge, targets);
+        }
+        sent
+    }
+
+    /// Hands `targets` to `forge` as a round of its own cycle; false when the forge
+    /// is busy.
+    fn start_round(&mut self, forge: &str, targets: BTreeMap<WatchTarget, TargetNeeds>) -> bool {
+        if targets.is_empty() || self.pollers.is_busy(forge) {
+            return false;
+        }
+        let number = self.supervisor.next_cycle_number();
+        let held = self.supervisor.held_answers(&targets);
+        self.asked.extend(targets.keys().cloned());
+        let round = Round {
+            cycle: number,
+            targets,
+            held,
+        };
+        if !self.pollers.start(forge, round) {
+            return false;
+        }
+        self.open.insert(
+            number,
+            OpenCycle {
+                started: SystemTime::now(),
+                waiting: BTreeSet::from([forge.to_owned()]),
+            },
+        );
+        true
+    }
+
+    /// A round for the targets of `repos` on `forge` (a webhook named them).
+    fn poll_repos(&mut self, forge: &str, repos: BTreeSet<RepoId>) {
+        let selected = Share::Repos(repos).of(forge, &self.targets);
+        self.start_round(forge, selected);
+    }
+
+    /// Computes every build from the latest answers and wakes the senders of what
+    /// it enqueued. The watchdog is fed meanwhile only while the computation makes
+    /// progress (forge answers to its lookups): a slow forge is not a hang.
+    async fn compute(
+        &mut self,
+        results: crate::plan::answers::PollResults,
+        lifecycle: &dyn Lifecycle,
+    ) -> Option<CycleReport> {
+        let supervisor = self.supervisor.clone();
+        let always = std::mem::take(&mut self.compute_always);
+        let computation = supervisor.compute(
+            Mode::Deliver,
+            &self.packages,
+            results,
+            always,
+            SystemTime::now(),
+            &self.shutdown,
+        );
+        let result = tokio::select! {
+            result = with_watchdog(computation, &supervisor.progress, lifecycle) => result,
+            () = self.shutdown.cancelled() => return None,
+        };
+        match result {
+            Ok(report) => {
+                self.senders.wake_pending(&supervisor);
+                Some(report)
+            }
+            Err(e) => {
+                self.compute_always |= always;
+                tracing::error!("computing the builds failed: {e:#}");
+                None
+            }
+        }
+    }
+
+    /// Closes the cycles whose rounds are all back.
+    fn close_cycles(&mut self, lifecycle: &dyn Lifecycle) {
+        let done: Vec<u64> = self
+            .open
+            .iter()
+            .filter(|(_, c)| c.waiting.is_empty())
+            .map(|(n, _)| *n)
+            .collect();
+        for number in done {
+            let Some(cycle) = self.open.remove(&number) else {
+                continue;
+            };
+            self.supervisor
+                .close_cycle(cycle.started, &self.poll_errors);
+            tracing::debug!(number, elapsed = ?cycle.started.elapsed().unwrap_or_default(), "cycle done");
+            lifecycle.status(&status_line(&self.supervisor));
+            lifecycle.watchdog();
+        }
+    }
+}
+
+async fn tick(watchdog: &mut Option<tokio::time::Interval>) -> Option<Instant> {
+    match watchdog.as_mut() {
+        Some(w) => Some(w.tick().await),
+        None => std::future::pending().await,
+    }
+}
+
+/// Drives `work`, feeding the watchdog while `progress` moves.
+async fn with_watchdog<T>(
+    work: impl std::future::Future<Output = T>,
+    progress: &AtomicU64,
+    lifecycle: &dyn Lifecycle,
+) -> T {
+    tokio::pin!(work);
+    let mut ticks = lifecycle.watchdog_interval().map(tokio::time::interval);
+    let mut seen = progress.load(Ordering::Relaxed);
+    loop {
+        tokio::select! {
+            result = &mut work => return result,
+            Some(_) = tick(&mut ticks) => {
+                let now = progress.load(Ordering::Relaxed);
+                if now != seen {
+                    seen = now;
+                    lifecycle.watchdog();
+                }
+            }
+        }
+    }
+}
+
+fn log_deliveries(outcomes: &[crate::engine::cycle::Outcome]) {
+    let count = |status| outcomes.iter().filter(|o| o.status == status).count();
+    let (delivered, failed) = (count(Status::Delivered), count(Status::Failed));
+    if delivered + failed > 0 {
+        tracing::info!(
+            delivered,
+            failed,
+            pending = count(Status::Pending),
+            "deliveries attempted"
+        );
+    }
+}
+
+fn status_line(supervisor: &Supervisor) -> String {
+    let snapshot = supervisor
+        .snapshot
+        .lock()
+        .map(|s| s.clone())
+        .unwrap_or_default();
+    let builds: usize = snapshot.workspaces.values().map(|w| w.builds.len()).sum();
+    let pending: usize = snapshot
+        .workspaces
+        .values()
+        .flat_map(|w| &w.builds)
+        .filter(|b| b.pending.is_some())
+        .count();
+    format!(
+        "{} workspaces, {builds} builds, {pending} pending deliveries, {} poll errors",
+        snapshot.workspaces.len(),
+        snapshot.poll_errors.len()
+    )
+}

@@ -1,0 +1,141 @@
+//! End-to-end: every forge is polled on its own (issue 13). A forge that accepts
+//! connections and never answers stalls only the builds that need it: the other
+//! forge's pushes are delivered on time, the watchdog keeps being fed, and SIGTERM
+//! exits within `shutdown_grace` with the hung request still in flight.
+
+#![allow(clippy::unwrap_used)] // helpers of the tests below
+
+mod support;
+
+use std::time::Duration;
+
+use forgewatch_tests::wait::eventually;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use support::{DEADLINE, Env, Ws};
+
+const MAIN: &str = "main";
+const LIDAR: &str = "drivers/lidar";
+const LIDAR_URL: &str = "https://gitlab.example.org/drivers/lidar";
+
+/// A workspace on each forge; GitHub's requests time out only after 60 s, and
+/// stopping may take `grace`.
+fn configure(env: &Env, grace: &str) {
+    env.github.create_repo("acme/app", MAIN);
+    env.gitlab.create_project(LIDAR, MAIN);
+    env.configure(&[
+        Ws {
+            name: "gh",
+            ci: "bb",
+            packages: &[("app", "acme/app", MAIN)],
+            pull_requests: false,
+        },
+        Ws {
+            name: "lab",
+            ci: "bb",
+            packages: &[("lidar", LIDAR_URL, MAIN)],
+            pull_requests: true,
+        },
+    ]);
+    let config = std::fs::read_to_string(env.config_path())
+        .unwrap()
+        .replacen(
+            "max_concurrency: 4",
+            "max_concurrency: 4\n    request_timeout: 60s",
+            1,
+        )
+        .replace(
+            "poll_interval: 1s",
+            &format!("poll_interval: 1s\nshutdown_grace: {grace}"),
+        );
+    std::fs::write(env.config_path(), config).unwrap();
+}
+
+/// Requests the fake GitHub holds without answering.
+fn hung(env: &Env) -> usize {
+    env.github
+        .requests()
+        .iter()
+        .filter(|r| r.status == 0)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_forge_delays_nothing_on_the_other_forge_and_the_watchdog_is_fed() {
+    let env = Env::new().await;
+    configure(&env, "5s");
+    env.github.hang_path("/");
+    let socket_path = env.dir.path().join("notify.sock");
+    let socket = tokio::net::UnixDatagram::bind(&socket_path).unwrap();
+    let mut cmd = env.command(&["run"]);
+    cmd.env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "1000000");
+    let mut child = cmd.spawn().unwrap();
+    // The notifications, read as systemd would, as they come.
+    let (watchdogs_tx, mut watchdogs) = tokio::sync::mpsc::unbounded_channel();
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let n = socket.recv(&mut buf).await.unwrap();
+            if buf[..n].starts_with(b"WATCHDOG=1") {
+                let _ = watchdogs_tx.send(tokio::time::Instant::now());
+            }
+        }
+    });
+    // GitLab's mainline goes out while every GitHub request hangs.
+    assert!(env.ci.wait_for_accepted(1, DEADLINE).await);
+    assert_eq!(env.delivered_keys(0), ["lab/mainline"]);
+    assert!(hung(&env) >= 1, "GitHub was asked and holds the request");
+
+    // Each push on GitLab is delivered within poll_interval + 1 s.
+    for n in 1..=3 {
+        let head = env.gitlab.push(LIDAR, MAIN);
+        let delivered = eventually(Duration::from_secs(2), || async {
+            let accepted = env.ci.accepted();
+            (accepted.len() > n).then_some(())
+        })
+        .await;
+        assert!(
+            delivered.is_some(),
+            "push {n} ({head}) not delivered in time\n{}",
+            std::fs::read_to_string(env.dir.path().join("daemon.log")).unwrap_or_default()
+        );
+        assert_eq!(env.delivered_keys(n), ["lab/mainline"]);
+    }
+    // The watchdog keeps coming (every half `WATCHDOG_USEC`): the pings of the
+    // pushes' seconds are there, and the next ones come.
+    let mut during = 0;
+    while watchdogs.try_recv().is_ok() {
+        during += 1;
+    }
+    assert!(during >= 1, "no WATCHDOG=1 while the pushes were delivered");
+    for _ in 0..4 {
+        let next = tokio::time::timeout(Duration::from_secs(2), watchdogs.recv()).await;
+        assert!(matches!(next, Ok(Some(_))), "no WATCHDOG=1 within 2 s");
+    }
+    reader.abort();
+    assert!(hung(&env) >= 1, "GitHub still hangs");
+    assert_eq!(env.ci.accepted().len(), 4, "nothing else was sent");
+    kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(DEADLINE, child.wait()).await.unwrap();
+    assert_eq!(status.unwrap().code(), Some(0));
+    env.github.release_hung();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_a_hung_request_in_flight_exits_within_the_grace() {
+    let env = Env::new().await;
+    configure(&env, "2s");
+    env.github.hang_path("/");
+    let mut child = env.command(&["run"]).spawn().unwrap();
+    assert!(env.ci.wait_for_accepted(1, DEADLINE).await);
+    let asked = eventually(DEADLINE, || async { (hung(&env) >= 1).then_some(()) }).await;
+    assert!(asked.is_some(), "GitHub was never asked");
+    kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGTERM).unwrap();
+    // shutdown_grace + 1 s.
+    let status = tokio::time::timeout(Duration::from_secs(3), child.wait())
+        .await
+        .expect("exit within shutdown_grace + 1 s");
+    assert_eq!(status.unwrap().code(), Some(0));
+    env.github.release_hung();
+}
