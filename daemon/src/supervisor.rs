@@ -11,7 +11,7 @@ use forgewatch_adapters::ci::{Buildbot, CiTarget, GitLabPipeline, Webhook};
 use forgewatch_adapters::forge::Forge;
 use forgewatch_adapters::github::{GitHubClient, GitHubOptions};
 use forgewatch_adapters::gitlab::{GitLabClient, GitLabOptions};
-use forgewatch_adapters::governor::RatePolicy;
+use forgewatch_adapters::governor::{PauseStore, RatePolicy};
 use forgewatch_adapters::http::{ClientOptions, ValidatorStore};
 
 use crate::command_target::CommandTarget;
@@ -74,6 +74,8 @@ impl Supervisor {
         metrics: Arc<crate::status::Metrics>,
     ) -> anyhow::Result<Supervisor> {
         let store: Arc<dyn ValidatorStore> = state.clone();
+        // Rate-limit pauses outlive the clients: a reload or restart starts from them.
+        let pauses: Arc<dyn PauseStore> = state.clone();
         let mut forges: BTreeMap<String, Arc<dyn Forge>> = BTreeMap::new();
         for (name, forge) in &config.forges {
             if forge.token.is_none() {
@@ -113,7 +115,8 @@ impl Supervisor {
                         },
                         store.clone(),
                     )
-                    .with_context(|| format!("forge `{name}`"))?,
+                    .with_context(|| format!("forge `{name}`"))?
+                    .with_pauses(pauses.clone()),
                 ),
                 ForgeKind::GitLab => Arc::new(
                     GitLabClient::new(
@@ -125,7 +128,8 @@ impl Supervisor {
                         },
                         store.clone(),
                     )
-                    .with_context(|| format!("forge `{name}`"))?,
+                    .with_context(|| format!("forge `{name}`"))?
+                    .with_pauses(pauses.clone()),
                 ),
             };
             forges.insert(name.clone(), built);
