@@ -229,6 +229,14 @@ pub trait Forge: Send + Sync {
     /// Until when the forge's rate limit pauses it, if it does now.
     fn paused_until(&self) -> Option<SystemTime>;
 
+    /// The pause in force now, with its reason.
+    fn pause(&self) -> Option<crate::governor::Pause> {
+        self.paused_until().map(|until| crate::governor::Pause {
+            until,
+            reason: String::new(),
+        })
+    }
+
     /// Response counts so far.
     fn stats(&self) -> RequestStats;
 }

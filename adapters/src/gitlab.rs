@@ -11,6 +11,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::forge::{Forge, ForgeError, PrState, PullRequest, RateLimit, RequestStats, WatchTarget};
+use crate::governor::PauseStore;
 use crate::http::{ClientOptions, ConditionalClient, ValidatorStore};
 use crate::{BoxFuture, RepoId, Secret};
 
@@ -50,6 +51,15 @@ impl GitLabClient {
             api_url,
             http,
         })
+    }
+
+    /// Keeps this client's rate-limit pauses in `store`, keyed by the API's origin
+    /// (so a new client of the same forge, after a restart or a reload, even with
+    /// another token, starts paused when this one was).
+    pub fn with_pauses(mut self, store: Arc<dyn PauseStore>) -> GitLabClient {
+        let key = self.api_url.origin().ascii_serialization();
+        self.http.keep_pauses(store, &key);
+        self
     }
 
     /// `API/projects/PATH/…segments`, the project path and each segment encoded as
@@ -160,6 +170,10 @@ impl Forge for GitLabClient {
 
     fn paused_until(&self) -> Option<std::time::SystemTime> {
         self.http.pause().map(|p| p.until)
+    }
+
+    fn pause(&self) -> Option<crate::governor::Pause> {
+        self.http.pause()
     }
 
     fn stats(&self) -> RequestStats {

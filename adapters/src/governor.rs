@@ -1,27 +1,41 @@
-//! Politeness towards one forge (per credential): pauses when the rate-limit budget
+//! Politeness towards one forge (per client): pauses when the rate-limit budget
 //! falls under a reserve (until the reset), honours `Retry-After` exactly, backs off
 //! exponentially from a configured minimum after a secondary limit or a 429 that
 //! says nothing, and keeps an optional requests-per-minute cap. While paused, the
 //! client refuses requests at once instead of waiting, so a paused forge never holds
 //! up anything else.
+//!
+//! A pause answers a burst, not each request of it: [`Governor::admit`] hands every
+//! request a [`Ticket`] naming the pause generation it was admitted in, and a limited
+//! answer to a request admitted before the current pause began does not back off
+//! again (it only lengthens the pause when it asks a longer wait itself). The backoff
+//! doubles per pause, not per answer: limited again after a pause ended, with no
+//! success in between. A pause is state: with a [`PauseStore`] attached, every change
+//! is saved, and a client built later (a restart, a reload, `once`) starts from it.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
 use crate::forge::RateLimit;
 
-/// The longest any pause lasts, whatever a forge says.
+/// The longest any pause lasts, whatever a forge (or a stored record) says.
 pub const MAX_PAUSE: Duration = Duration::from_secs(24 * 3600);
+/// Beyond this many doublings every wait is the cap anyway.
+const MAX_STEP: u32 = 32;
+/// An answer in the middle of a pause lengthens it only by more than this (waits are
+/// given in whole seconds, so the answers of one burst ask the same end give or take).
+const EXTEND_MARGIN: Duration = Duration::from_secs(1);
 
 /// Tunables (SPEC §8: configuration keys with these defaults).
 #[derive(Clone, Debug, PartialEq)]
 pub struct RatePolicy {
     /// Pause when `remaining < reserve · limit` (0.0–1.0).
     pub reserve: f64,
-    /// The first wait after a secondary limit (or header-less 429); doubles each time.
+    /// The first wait after a secondary limit (or header-less 429); doubles with each
+    /// consecutive pause.
     pub secondary_wait: Duration,
     pub max_backoff: Duration,
     pub requests_per_minute: Option<u32>,
@@ -45,30 +59,114 @@ pub struct Pause {
     pub reason: String,
 }
 
+/// A forge's pause as it is kept between processes: the latest pause (possibly
+/// over) and how many pauses without a wait given came in a row since the last
+/// success (the next such one lasts `secondary_wait · 2^backoff_step`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PauseRecord {
+    pub until: SystemTime,
+    pub reason: String,
+    pub backoff_step: u32,
+}
+
+/// Where pauses are kept between clients, keyed by the forge's API origin (the daemon
+/// keeps them in its state database). `None` means nothing to remember: no pause, and
+/// the backoff at its start.
+pub trait PauseStore: Send + Sync {
+    fn load_pause(&self, key: &str) -> Option<PauseRecord>;
+    /// Failures are the store's to report; the pause holds in memory regardless.
+    fn save_pause(&self, key: &str, record: Option<&PauseRecord>);
+}
+
+/// What [`Governor::admit`] hands a request, to give back with its answer: the pause
+/// generation it was admitted in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ticket {
+    generation: u64,
+}
+
 struct Inner {
+    /// The latest pause, kept after it ended until a success (its backoff step holds).
     pause: Option<Pause>,
-    /// The next wait for a limit that names none.
-    backoff: Duration,
+    /// Advanced whenever a pause begins with none in force: a ticket of an older
+    /// generation answers for a request sent before the current pause.
+    generation: u64,
+    /// Pauses without a wait given in a row, with no success since.
+    step: u32,
     /// Start times of the requests of the last minute (for the per-minute cap).
     sent: VecDeque<Instant>,
+}
+
+impl Inner {
+    fn in_force(&self, now: SystemTime) -> Option<&Pause> {
+        self.pause.as_ref().filter(|p| p.until > now)
+    }
+
+    fn record(&self) -> Option<PauseRecord> {
+        self.pause.as_ref().map(|p| PauseRecord {
+            until: p.until,
+            reason: p.reason.clone(),
+            backoff_step: self.step,
+        })
+    }
+}
+
+/// The outcome of one attempt to admit a request.
+enum Admission {
+    Go(Ticket),
+    /// The per-minute cap: try again after this.
+    Wait(Duration),
+    Refused(Pause),
 }
 
 pub struct Governor {
     policy: RatePolicy,
     inner: Mutex<Inner>,
+    /// Where changes are saved, and under which key (also named in the logs).
+    store: Option<(Arc<dyn PauseStore>, String)>,
 }
 
 impl Governor {
     pub fn new(policy: RatePolicy) -> Governor {
-        let backoff = policy.secondary_wait;
         Governor {
             policy,
             inner: Mutex::new(Inner {
                 pause: None,
-                backoff,
+                generation: 0,
+                step: 0,
                 sent: VecDeque::new(),
             }),
+            store: None,
         }
+    }
+
+    /// From now on every change is saved in `store` under `key`; the pause saved
+    /// there before (by an earlier client) is taken over.
+    pub fn keep_in(&mut self, store: Arc<dyn PauseStore>, key: &str) {
+        if let Some(record) = store.load_pause(key) {
+            self.restore(record, key, SystemTime::now());
+        }
+        self.store = Some((store, key.to_owned()));
+    }
+
+    fn restore(&mut self, record: PauseRecord, key: &str, now: SystemTime) {
+        let until = record.until.min(now + MAX_PAUSE);
+        if until > now {
+            tracing::info!(
+                forge = key,
+                "rate limit: this forge stays paused until {}: {}",
+                humantime::format_rfc3339_seconds(until),
+                record.reason
+            );
+        }
+        let inner = self.inner.get_mut().unwrap_or_else(|p| p.into_inner());
+        inner.pause = Some(Pause {
+            until,
+            reason: record.reason,
+        });
+        inner.step = record.backoff_step.min(MAX_STEP);
+        // Every request of this client is admitted after that pause began.
+        inner.generation += 1;
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -77,206 +175,170 @@ impl Governor {
 
     /// The current pause, if it has not ended.
     pub fn pause(&self) -> Option<Pause> {
-        let mut inner = self.lock();
-        if inner
-            .pause
-            .as_ref()
-            .is_some_and(|p| p.until <= SystemTime::now())
-        {
-            inner.pause = None;
-        }
-        inner.pause.clone()
+        self.lock().in_force(SystemTime::now()).cloned()
     }
 
     /// Before a request: refused while paused; waits for the per-minute cap.
-    pub async fn admit(&self) -> Result<(), Pause> {
+    pub async fn admit(&self) -> Result<Ticket, Pause> {
         loop {
-            if let Some(pause) = self.pause() {
-                return Err(pause);
-            }
-            let wait = {
-                let mut inner = self.lock();
-                let now = Instant::now();
-                while inner
-                    .sent
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
-                {
-                    inner.sent.pop_front();
-                }
-                match self.policy.requests_per_minute {
-                    Some(cap) if inner.sent.len() >= cap as usize => inner
-                        .sent
-                        .front()
-                        .map(|t| Duration::from_secs(60).saturating_sub(now.duration_since(*t))),
-                    _ => {
-                        inner.sent.push_back(now);
-                        None
-                    }
-                }
-            };
-            match wait {
-                Some(d) => tokio::time::sleep(d).await,
-                None => return Ok(()),
+            match self.try_admit(SystemTime::now(), Instant::now()) {
+                Admission::Go(ticket) => return Ok(ticket),
+                Admission::Refused(pause) => return Err(pause),
+                Admission::Wait(d) => tokio::time::sleep(d).await,
             }
         }
     }
 
-    fn pause_until(&self, inner: &mut Inner, until: SystemTime, reason: String) {
+    fn try_admit(&self, now: SystemTime, instant: Instant) -> Admission {
+        let mut inner = self.lock();
+        if let Some(pause) = inner.in_force(now) {
+            return Admission::Refused(pause.clone());
+        }
+        while inner
+            .sent
+            .front()
+            .is_some_and(|t| instant.duration_since(*t) >= Duration::from_secs(60))
+        {
+            inner.sent.pop_front();
+        }
+        match self.policy.requests_per_minute {
+            Some(cap) if inner.sent.len() >= cap as usize => {
+                Admission::Wait(inner.sent.front().map_or(Duration::ZERO, |t| {
+                    Duration::from_secs(60).saturating_sub(instant.duration_since(*t))
+                }))
+            }
+            _ => {
+                inner.sent.push_back(instant);
+                Admission::Go(Ticket {
+                    generation: inner.generation,
+                })
+            }
+        }
+    }
+
+    /// Pauses until `until` (at most [`MAX_PAUSE`] away), or lengthens the pause in
+    /// force when `until` is later. Logs the pause's end whenever it changes.
+    fn pause_until(&self, inner: &mut Inner, until: SystemTime, reason: String, now: SystemTime) {
         // A hostile reset time or Retry-After must not silence a forge for good.
-        let until = until.min(SystemTime::now() + MAX_PAUSE);
-        if inner.pause.as_ref().is_none_or(|p| p.until < until) {
-            tracing::warn!(
-                until = %humantime::format_rfc3339_seconds(until),
-                "rate limit: pausing this forge: {reason}"
-            );
-            inner.pause = Some(Pause { until, reason });
+        let until = until.min(now + MAX_PAUSE);
+        if until <= now {
+            return;
+        }
+        let forge = self.store.as_ref().map_or("", |(_, key)| key.as_str());
+        let end = humantime::format_rfc3339_seconds(until);
+        match inner.in_force(now) {
+            Some(current) if until <= current.until + EXTEND_MARGIN => return,
+            Some(_) => {
+                tracing::warn!(forge, "rate limit: pause extended until {end}: {reason}");
+            }
+            None => {
+                inner.generation += 1;
+                tracing::warn!(
+                    forge,
+                    "rate limit: pausing this forge until {end}: {reason}"
+                );
+            }
+        }
+        inner.pause = Some(Pause { until, reason });
+    }
+
+    /// The wait of the next pause without a wait given.
+    fn backoff(&self, step: u32) -> Duration {
+        let factor = 1u32 << step.min(31);
+        self.policy
+            .secondary_wait
+            .saturating_mul(factor)
+            .min(self.policy.max_backoff)
+    }
+
+    /// Saves the record when `change` changed it (a pause's reason changes only with
+    /// its end, so the end and the step tell).
+    fn changing(&self, change: impl FnOnce(&mut Inner)) {
+        let mut inner = self.lock();
+        let state = |inner: &Inner| (inner.pause.as_ref().map(|p| p.until), inner.step);
+        let before = state(&inner);
+        change(&mut inner);
+        if state(&inner) != before
+            && let Some((store, key)) = &self.store
+        {
+            // Under the lock: saves land in the order of the changes.
+            store.save_pause(key, inner.record().as_ref());
         }
     }
 
     /// A successful answer (2xx or 304) with its rate-limit figures.
-    pub fn observe_ok(&self, rate: Option<&RateLimit>) {
-        let mut inner = self.lock();
-        inner.backoff = self.policy.secondary_wait;
-        let Some(rate) = rate else { return };
-        if let (Some(limit), Some(remaining), Some(reset_at)) =
-            (rate.limit, rate.remaining, rate.reset_at)
-            && (remaining as f64) < self.policy.reserve * limit as f64
-            && reset_at > SystemTime::now()
-        {
-            let reason = format!("{remaining} of {limit} requests left, under the reserve");
-            self.pause_until(&mut inner, reset_at, reason);
-        }
+    pub fn observe_ok(&self, ticket: Ticket, rate: Option<&RateLimit>) {
+        self.observe_ok_at(ticket, rate, SystemTime::now());
+    }
+
+    fn observe_ok_at(&self, ticket: Ticket, rate: Option<&RateLimit>, now: SystemTime) {
+        self.changing(|inner| {
+            // Sent after the latest pause began: the forge accepts requests again.
+            if ticket.generation == inner.generation {
+                inner.step = 0;
+                if inner.in_force(now).is_none() {
+                    inner.pause = None;
+                }
+            }
+            let Some(rate) = rate else { return };
+            if let (Some(limit), Some(remaining), Some(reset_at)) =
+                (rate.limit, rate.remaining, rate.reset_at)
+                && (remaining as f64) < self.policy.reserve * limit as f64
+            {
+                let reason = format!("{remaining} of {limit} requests left, under the reserve");
+                self.pause_until(inner, reset_at, reason, now);
+            }
+        });
     }
 
     /// A rate-limit answer (403/429): wait as told, else until the reset when the
-    /// budget is spent, else back off.
-    pub fn observe_limited(&self, retry_after: Option<Duration>, rate: Option<&RateLimit>) {
-        let mut inner = self.lock();
-        let now = SystemTime::now();
+    /// budget is spent, else back off — unless the request was sent before the
+    /// current pause began, which already answers it.
+    pub fn observe_limited(
+        &self,
+        ticket: Ticket,
+        retry_after: Option<Duration>,
+        rate: Option<&RateLimit>,
+    ) {
+        self.observe_limited_at(ticket, retry_after, rate, SystemTime::now());
+    }
+
+    fn observe_limited_at(
+        &self,
+        ticket: Ticket,
+        retry_after: Option<Duration>,
+        rate: Option<&RateLimit>,
+        now: SystemTime,
+    ) {
         let exhausted_until = rate
             .filter(|r| r.remaining == Some(0))
             .and_then(|r| r.reset_at)
             .filter(|reset| *reset > now);
-        let (until, reason) = match (retry_after, exhausted_until) {
-            (Some(wait), _) => (
+        self.changing(|inner| match (retry_after, exhausted_until) {
+            (Some(wait), _) => {
                 // Honoured as sent, unless it does not fit the clock.
-                now.checked_add(wait)
-                    .unwrap_or(now + self.policy.max_backoff),
-                format!("Retry-After: {}s", wait.as_secs()),
-            ),
-            (None, Some(reset)) => (reset, "budget exhausted until its reset".to_owned()),
-            (None, None) => {
-                let wait = inner.backoff;
-                inner.backoff = (wait * 2).min(self.policy.max_backoff);
-                (
-                    now.checked_add(wait)
-                        .unwrap_or(now + self.policy.max_backoff),
-                    format!(
-                        "limited without a wait given: backing off {}s",
-                        wait.as_secs()
-                    ),
-                )
+                let until = now.checked_add(wait).unwrap_or(now + MAX_PAUSE);
+                let reason = format!("Retry-After: {}s", wait.as_secs());
+                self.pause_until(inner, until, reason, now);
             }
-        };
-        self.pause_until(&mut inner, until, reason);
+            (None, Some(reset)) => {
+                let reason = "budget exhausted until its reset".to_owned();
+                self.pause_until(inner, reset, reason, now);
+            }
+            (None, None) if ticket.generation == inner.generation => {
+                let wait = self.backoff(inner.step);
+                inner.step = (inner.step + 1).min(MAX_STEP);
+                let reason = format!(
+                    "limited without a wait given: backing off {}s",
+                    wait.as_secs()
+                );
+                self.pause_until(inner, now + wait, reason, now);
+            }
+            // Sent before the current pause began: that pause is the answer.
+            (None, None) => {}
+        });
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rate(limit: u64, remaining: u64, reset_in: u64) -> RateLimit {
-        RateLimit {
-            limit: Some(limit),
-            remaining: Some(remaining),
-            used: None,
-            reset_at: Some(SystemTime::now() + Duration::from_secs(reset_in)),
-            resource: None,
-        }
-    }
-
-    #[test]
-    fn pauses_under_the_reserve_until_the_reset() {
-        let g = Governor::new(RatePolicy::default());
-        g.observe_ok(Some(&rate(5000, 500, 100)));
-        assert!(g.pause().is_none(), "10% left is not under 10%");
-        g.observe_ok(Some(&rate(5000, 499, 100)));
-        let pause = g.pause().unwrap();
-        let left = pause.until.duration_since(SystemTime::now()).unwrap();
-        assert!(left > Duration::from_secs(95) && left <= Duration::from_secs(100));
-    }
-
-    #[test]
-    fn retry_after_is_honoured_as_sent_and_backoff_doubles() {
-        let g = Governor::new(RatePolicy {
-            secondary_wait: Duration::from_secs(2),
-            ..RatePolicy::default()
-        });
-        g.observe_limited(Some(Duration::from_secs(7)), None);
-        let left = g
-            .pause()
-            .unwrap()
-            .until
-            .duration_since(SystemTime::now())
-            .unwrap();
-        assert!(left > Duration::from_secs(6) && left <= Duration::from_secs(7));
-
-        let g = Governor::new(RatePolicy {
-            secondary_wait: Duration::from_secs(2),
-            ..RatePolicy::default()
-        });
-        g.observe_limited(None, None);
-        let first = g.pause().unwrap().until;
-        g.observe_limited(None, None);
-        let second = g.pause().unwrap().until;
-        let gap = second.duration_since(first).unwrap();
-        assert!(
-            gap >= Duration::from_millis(1900),
-            "second wait is 4s: {gap:?}"
-        );
-        g.observe_ok(None);
-        assert_eq!(
-            g.lock().backoff,
-            Duration::from_secs(2),
-            "success resets the backoff"
-        );
-    }
-
-    #[test]
-    fn an_exhausted_budget_pauses_until_its_reset() {
-        let g = Governor::new(RatePolicy::default());
-        g.observe_limited(None, Some(&rate(60, 0, 30)));
-        let left = g
-            .pause()
-            .unwrap()
-            .until
-            .duration_since(SystemTime::now())
-            .unwrap();
-        assert!(left > Duration::from_secs(25) && left <= Duration::from_secs(30));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_per_minute_cap_spaces_requests() {
-        let g = Governor::new(RatePolicy {
-            requests_per_minute: Some(2),
-            ..RatePolicy::default()
-        });
-        let start = Instant::now();
-        g.admit().await.unwrap();
-        g.admit().await.unwrap();
-        assert_eq!(start.elapsed(), Duration::ZERO);
-        // The third waits until the first is a minute old.
-        g.admit().await.unwrap();
-        assert_eq!(start.elapsed(), Duration::from_secs(60));
-    }
-
-    #[tokio::test]
-    async fn refuses_while_paused() {
-        let g = Governor::new(RatePolicy::default());
-        assert!(g.admit().await.is_ok());
-        g.observe_limited(Some(Duration::from_secs(60)), None);
-        assert!(g.admit().await.is_err());
-    }
-}
+mod tests;

@@ -3,16 +3,20 @@
 //! secondary limit or a bare 429 backs off from the configured minimum; a paused
 //! forge never holds up the other; a forge that accepts a connection and never
 //! answers costs one target one cycle; a hostile forge echoing our headers back
-//! never gets a secret printed.
+//! never gets a secret printed. A burst of limited answers pauses the forge once, for
+//! the wait they ask; a pause is state: it outlives a reload, a restart and `once`.
 
 #![allow(clippy::unwrap_used)] // helpers of the tests below
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use forgewatch_tests::format::rfc3339;
+use forgewatch_tests::wait::eventually;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use serde_json::Value;
 use support::{DEADLINE, Env, Ws};
 
 const MAIN: &str = "main";
@@ -227,5 +231,242 @@ async fn a_forge_echoing_our_headers_never_gets_a_secret_printed() {
             .requests()
             .iter()
             .any(|r| r.authorization.as_deref() == Some(&format!("Bearer {}", support::TOKEN)))
+    );
+}
+
+/// Now, in epoch seconds.
+fn epoch_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A `run` daemon and its API.
+struct Daemon {
+    child: tokio::process::Child,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Daemon {
+    /// Starts `forgewatch run`; a previous daemon's address file is removed first so
+    /// the one read is this daemon's.
+    async fn start(env: &Env) -> Daemon {
+        let _ = std::fs::remove_file(env.state_dir().join("listen-address"));
+        let child = env.command(&["run"]).spawn().unwrap();
+        let address = env.listen_address().await;
+        Daemon {
+            child,
+            base: format!("http://{address}"),
+            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+        }
+    }
+
+    async fn json(&self, path: &str) -> Value {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+        serde_json::from_str(&r.text().await.unwrap()).unwrap()
+    }
+
+    /// Waits until the daemon is ready (its first cycle, which polls every target, is
+    /// done).
+    async fn ready(&self) {
+        eventually(DEADLINE, || async {
+            (self.json("/api/v1/status").await["ready"] == true).then_some(())
+        })
+        .await
+        .expect("never ready");
+    }
+
+    /// The number of cycles done so far.
+    async fn cycles(&self) -> u64 {
+        self.json("/api/v1/status").await["cycles"]
+            .as_u64()
+            .unwrap()
+    }
+
+    /// `(paused_until, pause_reason)` of forge `name` in `/api/v1/status`.
+    async fn pause_of(&self, name: &str) -> (Value, Value) {
+        let status = self.json("/api/v1/status").await;
+        let forge = &status["forges"][name];
+        (forge["paused_until"].clone(), forge["pause_reason"].clone())
+    }
+
+    async fn stop(mut self) {
+        kill(
+            Pid::from_raw(self.child.id().unwrap() as i32),
+            Signal::SIGTERM,
+        )
+        .unwrap();
+        let status = tokio::time::timeout(DEADLINE, self.child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(status.code(), Some(0));
+    }
+}
+
+/// The wait after a secondary limit without `Retry-After` in the burst test: long
+/// enough that the pause outlasts the test, far from the 3600 s cap.
+const BURST_WAIT: u64 = 40;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_secondary_limits_pauses_the_forge_once_for_the_configured_wait() {
+    let env = Env::new().await;
+    let repos: Vec<String> = (1..=8).map(|i| format!("acme/r{i}")).collect();
+    for repo in &repos {
+        env.github.create_repo(repo, MAIN);
+    }
+    let packages: Vec<(&str, &str, &str)> = repos
+        .iter()
+        .map(|r| (r.trim_start_matches("acme/"), r.as_str(), MAIN))
+        .collect();
+    env.configure(&[Ws {
+        name: "gh",
+        ci: "bb",
+        packages: &packages,
+        pull_requests: false,
+    }]);
+    // GitHub (first in the file) sends its 8 branch heads at once.
+    let config = std::fs::read_to_string(env.config_path())
+        .unwrap()
+        .replacen(
+            "    max_concurrency: 4\n",
+            &format!("    max_concurrency: 8\n    secondary_limit_wait: {BURST_WAIT}s\n"),
+            1,
+        );
+    std::fs::write(env.config_path(), config).unwrap();
+
+    // All 8 requests are in flight before any is answered; then all 8 get a secondary
+    // limit without `Retry-After`.
+    env.github.hold_responses();
+    env.github.secondary_limit_next(8, None);
+    let once = env.command(&["once"]).spawn().unwrap();
+    assert!(env.github.wait_for_in_flight(8, DEADLINE).await);
+    let released = epoch_now();
+    env.github.release_all();
+    let output = tokio::time::timeout(DEADLINE, once.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let answered = epoch_now();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no watch target could be polled (8 failed requests"),
+        "{stderr}"
+    );
+    let statuses: Vec<u16> = env.github.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [403; 8], "{stderr}");
+    // One pause, logged once, for the configured wait (not doubled per answer).
+    let pauses: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("pausing this forge"))
+        .collect();
+    assert_eq!(pauses.len(), 1, "{stderr}");
+    assert!(
+        pauses[0].contains(&format!("backing off {BURST_WAIT}s")),
+        "{stderr}"
+    );
+
+    // The pause was persisted: a daemon started now shows it, for exactly that wait,
+    // and asks GitHub nothing.
+    let daemon = Daemon::start(&env).await;
+    daemon.ready().await;
+    let (until, reason) = daemon.pause_of("github").await;
+    let until = until
+        .as_str()
+        .unwrap_or_else(|| panic!("not paused: {until}"));
+    assert!(
+        (rfc3339(released + BURST_WAIT - 1)..=rfc3339(answered + BURST_WAIT))
+            .contains(&until.to_owned()),
+        "paused until {until}, {released}+{BURST_WAIT}s expected"
+    );
+    assert_eq!(
+        reason,
+        format!("limited without a wait given: backing off {BURST_WAIT}s").as_str()
+    );
+    assert_eq!(env.github.requests().len(), 8, "nothing asked while paused");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_pause_outlives_a_reload_a_restart_and_once() {
+    let env = Env::new().await;
+    env.github.create_repo("acme/app", MAIN);
+    env.gitlab.create_project("acme/robots/lidar", MAIN);
+    // One request per cycle to each forge: the branch head.
+    env.configure(&[
+        Ws {
+            name: "gh",
+            ci: "bb",
+            packages: &[("app", "acme/app", MAIN)],
+            pull_requests: false,
+        },
+        Ws {
+            name: "gl",
+            ci: "bb",
+            packages: &[("lidar", LIDAR_URL, MAIN)],
+            pull_requests: false,
+        },
+    ]);
+    env.github.secondary_limit_next(1, Some(60));
+    let limited = std::time::Instant::now();
+    let daemon = Daemon::start(&env).await;
+    daemon.ready().await;
+    let statuses: Vec<u16> = env.github.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [403]);
+    let (until, reason) = daemon.pause_of("github").await;
+    assert!(until.is_string(), "{until}");
+    assert_eq!(reason, "Retry-After: 60s");
+
+    // A reload with the forge unchanged: the new client keeps the pause. The reload's
+    // first cycle polls every target.
+    kill(
+        Pid::from_raw(daemon.child.id().unwrap() as i32),
+        Signal::SIGHUP,
+    )
+    .unwrap();
+    eventually(DEADLINE, || async {
+        let events = daemon.json("/api/v1/events").await;
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "reloaded")
+            .then_some(())
+    })
+    .await
+    .expect("never reloaded");
+    let cycles = daemon.cycles().await;
+    eventually(DEADLINE, || async {
+        (daemon.cycles().await > cycles).then_some(())
+    })
+    .await
+    .expect("no cycle after the reload");
+    assert_eq!(daemon.pause_of("github").await.0, until);
+    assert_eq!(env.github.requests().len(), 1, "asked after the reload");
+    daemon.stop().await;
+
+    // A restart: its first cycle polls every target.
+    let daemon = Daemon::start(&env).await;
+    daemon.ready().await;
+    assert_eq!(daemon.pause_of("github").await, (until.clone(), reason));
+    assert_eq!(env.github.requests().len(), 1, "asked after the restart");
+    daemon.stop().await;
+
+    // `once` right after.
+    let run = env.forgewatch(&["once"]).await;
+    assert_eq!(run.code, Some(0), "{run:#?}");
+    assert_eq!(env.github.requests().len(), 1, "asked by once: {run:#?}");
+    assert!(
+        limited.elapsed() < Duration::from_secs(59),
+        "the test outlived the pause: it proves nothing"
     );
 }

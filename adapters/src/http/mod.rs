@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 
 use crate::Secret;
 use crate::forge::{ForgeError, RateLimit, RequestStats};
-use crate::governor::{Governor, Pause, RatePolicy};
+use crate::governor::{Governor, Pause, PauseStore, RatePolicy};
 
 mod headers;
 
@@ -158,6 +158,12 @@ impl ConditionalClient {
         self.governor.pause()
     }
 
+    /// Keeps this client's pauses in `store` under `key`, taking over the one saved
+    /// there (see [`Governor::keep_in`]).
+    pub fn keep_pauses(&mut self, store: Arc<dyn PauseStore>, key: &str) {
+        self.governor.keep_in(store, key);
+    }
+
     fn count(&self, f: impl FnOnce(&mut RequestStats)) {
         if let Ok(mut stats) = self.stats.lock() {
             f(&mut stats);
@@ -191,12 +197,15 @@ impl ConditionalClient {
                 url: url.to_owned(),
                 message: "client closed".to_owned(),
             })?;
-        if let Err(pause) = self.governor.admit().await {
-            return Err(ForgeError::Paused {
-                url: url.to_owned(),
-                until: pause.until,
-            });
-        }
+        let ticket = match self.governor.admit().await {
+            Ok(ticket) => ticket,
+            Err(pause) => {
+                return Err(ForgeError::Paused {
+                    url: url.to_owned(),
+                    until: pause.until,
+                });
+            }
+        };
         let key = format!("{}|{}", self.scope, url);
         let cached = if body_on_304 {
             self.store.load(&key)
@@ -233,7 +242,7 @@ impl ConditionalClient {
             *slot = Some(rate);
         }
         if status == 304 || (200..300).contains(&status) {
-            self.governor.observe_ok(rate.as_ref());
+            self.governor.observe_ok(ticket, rate.as_ref());
         }
 
         if status == 304 {
@@ -277,7 +286,8 @@ impl ConditionalClient {
             tracing::debug!(status, "request failed");
             let error = status_error(url, status, &headers, &body);
             if let ForgeError::RateLimited { retry_after, .. } = &error {
-                self.governor.observe_limited(*retry_after, rate.as_ref());
+                self.governor
+                    .observe_limited(ticket, *retry_after, rate.as_ref());
             }
             return Err(error);
         }

@@ -103,6 +103,8 @@ pub async fn poll(
             Ok(Some(Answer::Paused(forge, until))) => {
                 let entry = results.paused.entry(forge).or_insert((0, until));
                 entry.0 += 1;
+                // The effective end: the latest any refusal named.
+                entry.1 = entry.1.max(until);
             }
             Ok(None) => results.interrupted = true,
             Err(e) => tracing::error!("a poll task failed: {e}"),

@@ -43,7 +43,40 @@ pub struct ForgeStatus {
     pub requests_failed: u64,
     pub rate_limit: Option<u64>,
     pub rate_limit_remaining: Option<u64>,
+    /// RFC 3339: the end of the rate-limit pause in force, if any.
     pub paused_until: Option<String>,
+    pub pause_reason: Option<String>,
+}
+
+impl ForgeStatus {
+    /// Sets the pause fields to the pause `forge` is under now.
+    fn set_pause(&mut self, forge: &dyn forgewatch_adapters::forge::Forge) {
+        let pause = forge.pause();
+        self.paused_until = pause
+            .as_ref()
+            .map(|p| humantime::format_rfc3339_seconds(p.until).to_string());
+        self.pause_reason = pause.map(|p| p.reason);
+    }
+}
+
+/// `snapshot` with each forge's pause as it stands now rather than at the end of the
+/// last cycle: a pause begins and ends between cycles, and the clients of a reload
+/// start from the pauses their predecessors saved.
+pub fn with_current_pauses(
+    mut snapshot: Snapshot,
+    forges: &BTreeMap<String, std::sync::Arc<dyn forgewatch_adapters::forge::Forge>>,
+) -> Snapshot {
+    for (name, forge) in forges {
+        let status = snapshot
+            .forges
+            .entry(name.clone())
+            .or_insert_with(|| ForgeStatus {
+                host: forge.host().to_owned(),
+                ..ForgeStatus::default()
+            });
+        status.set_pause(forge.as_ref());
+    }
+    snapshot
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -441,17 +474,16 @@ impl crate::engine::supervisor::Supervisor {
                 let before = self.requests_before.get(name).copied().unwrap_or_default();
                 let stats = before + f.stats();
                 let rate = f.rate_limit();
-                let status = ForgeStatus {
+                let mut status = ForgeStatus {
                     host: f.host().to_owned(),
                     requests_fresh: stats.fresh,
                     requests_not_modified: stats.not_modified,
                     requests_failed: stats.failed,
                     rate_limit: rate.as_ref().and_then(|r| r.limit),
                     rate_limit_remaining: rate.as_ref().and_then(|r| r.remaining),
-                    paused_until: f
-                        .paused_until()
-                        .map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+                    ..ForgeStatus::default()
                 };
+                status.set_pause(f.as_ref());
                 (name.clone(), status)
             })
             .collect()

@@ -11,7 +11,7 @@ use forgewatch_adapters::ci::{Buildbot, CiTarget, GitLabPipeline, Webhook};
 use forgewatch_adapters::forge::{Forge, RequestStats};
 use forgewatch_adapters::github::{GitHubClient, GitHubOptions};
 use forgewatch_adapters::gitlab::{GitLabClient, GitLabOptions};
-use forgewatch_adapters::governor::RatePolicy;
+use forgewatch_adapters::governor::{PauseStore, RatePolicy};
 use forgewatch_adapters::http::{ClientOptions, ValidatorStore};
 
 use crate::config::{CiConfig, Config, ForgeConfig, ForgeKind};
@@ -97,6 +97,8 @@ impl Supervisor {
         old: Option<&Supervisor>,
     ) -> anyhow::Result<Supervisor> {
         let store: Arc<dyn ValidatorStore> = state.clone();
+        // Rate-limit pauses outlive the clients: a reload or restart starts from them.
+        let pauses: Arc<dyn PauseStore> = state.clone();
         let mut forges: BTreeMap<String, Arc<dyn Forge>> = BTreeMap::new();
         let mut requests_before = BTreeMap::new();
         for (name, forge) in &config.forges {
@@ -120,7 +122,7 @@ impl Supervisor {
                 None => RequestStats::default(),
             };
             requests_before.insert(name.clone(), base);
-            forges.insert(name.clone(), forge_client(name, forge, &store)?);
+            forges.insert(name.clone(), forge_client(name, forge, &store, &pauses)?);
         }
         let mut ci: BTreeMap<String, Arc<dyn CiTarget>> = BTreeMap::new();
         for (name, target) in &config.ci {
@@ -181,6 +183,7 @@ fn forge_client(
     name: &str,
     forge: &ForgeConfig,
     store: &Arc<dyn ValidatorStore>,
+    pauses: &Arc<dyn PauseStore>,
 ) -> anyhow::Result<Arc<dyn Forge>> {
     if forge.token.is_none() {
         let budget = match forge.kind {
@@ -217,7 +220,8 @@ fn forge_client(
                 },
                 store.clone(),
             )
-            .with_context(|| format!("forge `{name}`"))?,
+            .with_context(|| format!("forge `{name}`"))?
+            .with_pauses(pauses.clone()),
         ),
         ForgeKind::GitLab => Arc::new(
             GitLabClient::new(
@@ -229,7 +233,8 @@ fn forge_client(
                 },
                 store.clone(),
             )
-            .with_context(|| format!("forge `{name}`"))?,
+            .with_context(|| format!("forge `{name}`"))?
+            .with_pauses(pauses.clone()),
         ),
     };
     Ok(built)

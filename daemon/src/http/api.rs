@@ -92,6 +92,7 @@ async fn status(State(api): State<ApiState>) -> Response {
         .lock()
         .map(|s| s.clone())
         .unwrap_or_default();
+    let snapshot = crate::engine::status::with_current_pauses(snapshot, &supervisor.forges);
     axum::Json(snapshot).into_response()
 }
 

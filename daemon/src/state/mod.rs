@@ -3,7 +3,8 @@
 //! [`http_cache`]), per build key the last fingerprint the CI accepted with its
 //! inputs (here), each workspace's last good package list and update marks
 //! ([`workspaces`]), update and discovery job records with their logs ([`jobs`]),
-//! and the outcome of the last discovery of each open config PR ([`discoveries`]).
+//! the outcome of the last discovery of each open config PR ([`discoveries`]), and
+//! the forges' rate-limit pauses ([`pauses`]).
 //!
 //! A delivered fingerprint is written in a transaction of its own, only after the
 //! CI answered 2xx. The schema is versioned with `PRAGMA user_version`; a newer
@@ -22,12 +23,13 @@ pub mod jobs;
 pub mod lock;
 mod mergeability;
 pub mod outbox;
+mod pauses;
 pub mod workspaces;
 
 use crate::plan::fingerprint::BuildInputs;
 use crate::plan::ids::{BuildKey, Fingerprint};
 
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 const DATABASE_FILE: &str = "state.sqlite3";
 
 #[derive(Debug, thiserror::Error)]
@@ -278,7 +280,7 @@ fn prefix_end(prefix: &str) -> String {
 }
 
 /// Schema steps, applied in order: step `i` brings the database to version `i + 1`.
-const MIGRATIONS: [&str; 6] = [
+const MIGRATIONS: [&str; 7] = [
     "CREATE TABLE http_cache (
        key TEXT PRIMARY KEY,
        etag TEXT,
@@ -354,6 +356,12 @@ const MIGRATIONS: [&str; 6] = [
        config_pr TEXT NOT NULL,
        record TEXT NOT NULL,
        PRIMARY KEY (workspace, config_pr)
+     );",
+    "CREATE TABLE forge_pauses (
+       origin TEXT PRIMARY KEY,
+       until_ms INTEGER NOT NULL,
+       reason TEXT NOT NULL,
+       backoff_step INTEGER NOT NULL
      );",
 ];
 
@@ -525,7 +533,7 @@ mod tests {
             .conn()
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 6);
+        assert_eq!(version, SCHEMA_VERSION);
         assert!(
             state
                 .delivered(&BuildKey::mainline("ws"))
@@ -551,11 +559,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         drop(State::open(dir.path()).unwrap());
         let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
-        conn.pragma_update(None, "user_version", 7).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
         drop(conn);
         let err = State::open(dir.path()).err().unwrap();
         assert!(
-            matches!(err, StateError::NewerSchema { found: 7, .. }),
+            matches!(err, StateError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1),
             "{err}"
         );
     }

@@ -1,0 +1,137 @@
+//! The rate-limit pauses of the forges, keyed by API origin: until when, why, and the
+//! backoff step. The adapters' governor saves every change here through
+//! [`PauseStore`], and a forge client built later (a restart, a reload, the next
+//! `once`) starts from it, so a pause a forge asked for is respected by whatever
+//! process asks next.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use forgewatch_adapters::governor::{PauseRecord, PauseStore};
+use rusqlite::{OptionalExtension, params};
+
+use super::State;
+
+/// Unix milliseconds of `t`, saturating at 0 and `i64::MAX`.
+fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn from_unix_ms(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+impl PauseStore for State {
+    fn load_pause(&self, key: &str) -> Option<PauseRecord> {
+        let conn = self.conn();
+        let result = conn
+            .prepare_cached(
+                "SELECT until_ms, reason, backoff_step FROM forge_pauses WHERE origin = ?1",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row([key], |row| {
+                    Ok(PauseRecord {
+                        until: from_unix_ms(row.get(0)?),
+                        reason: row.get(1)?,
+                        backoff_step: row.get(2)?,
+                    })
+                })
+                .optional()
+            });
+        result.unwrap_or_else(|e| {
+            tracing::warn!(forge = key, error = %e, "cannot read the forge's rate-limit pause");
+            None
+        })
+    }
+
+    fn save_pause(&self, key: &str, record: Option<&PauseRecord>) {
+        if self.read_only() {
+            return;
+        }
+        let conn = self.conn();
+        let result = match record {
+            Some(r) => conn.execute(
+                "INSERT INTO forge_pauses (origin, until_ms, reason, backoff_step) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (origin) DO UPDATE SET until_ms = excluded.until_ms,
+                   reason = excluded.reason, backoff_step = excluded.backoff_step",
+                params![key, unix_ms(r.until), r.reason, r.backoff_step],
+            ),
+            None => conn.execute("DELETE FROM forge_pauses WHERE origin = ?1", [key]),
+        };
+        if let Err(e) = result {
+            tracing::warn!(forge = key, error = %e, "cannot save the forge's rate-limit pause");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{DATABASE_FILE, MIGRATIONS, SCHEMA_VERSION};
+    use super::*;
+    use crate::plan::ids::BuildKey;
+    use rusqlite::Connection;
+
+    const ORIGIN: &str = "https://api.github.com";
+
+    fn record(step: u32) -> PauseRecord {
+        PauseRecord {
+            // Whole milliseconds: what the table keeps.
+            until: UNIX_EPOCH + Duration::from_millis(1_900_000_000_123),
+            reason: "Retry-After: 60s".to_owned(),
+            backoff_step: step,
+        }
+    }
+
+    #[test]
+    fn a_pause_survives_reopening_until_it_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let state = State::open(dir.path()).unwrap();
+            assert_eq!(state.load_pause(ORIGIN), None);
+            state.save_pause(ORIGIN, Some(&record(1)));
+            state.save_pause(ORIGIN, Some(&record(2)));
+        }
+        let state = State::open(dir.path()).unwrap();
+        assert_eq!(state.load_pause(ORIGIN), Some(record(2)));
+        assert_eq!(state.load_pause("https://gitlab.example.org"), None);
+        // Dry runs read it and write nothing.
+        let ro = State::open_read_only(dir.path()).unwrap();
+        assert_eq!(ro.load_pause(ORIGIN), Some(record(2)));
+        ro.save_pause(ORIGIN, None);
+        assert_eq!(state.load_pause(ORIGIN), Some(record(2)));
+        state.save_pause(ORIGIN, None);
+        assert_eq!(state.load_pause(ORIGIN), None);
+    }
+
+    #[test]
+    fn a_version_6_database_gains_the_forge_pauses_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+        conn.execute_batch(&format!(
+            "BEGIN; {} PRAGMA user_version = 6; COMMIT;",
+            MIGRATIONS[..6].join(" ")
+        ))
+        .unwrap();
+        conn.execute(
+            "INSERT INTO builds VALUES ('ws/mainline', 'sha256:x', '{}', 'id', 1)",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let state = State::open(dir.path()).unwrap();
+        let version: i64 = state
+            .conn()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert!(
+            state
+                .delivered(&BuildKey::mainline("ws"))
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(state.load_pause(ORIGIN), None);
+        state.save_pause(ORIGIN, Some(&record(3)));
+        assert_eq!(state.load_pause(ORIGIN), Some(record(3)));
+    }
+}
