@@ -19,6 +19,7 @@ use crate::builds::{WorkspaceBuilds, plan_workspace};
 use crate::config::WorkspaceConfig;
 use crate::fingerprint::change_reason;
 use crate::ids::{BuildKey, DeliveryId, Fingerprint};
+use crate::mergeability::IntervalStart;
 use crate::payload::{PayloadContext, build_trigger};
 use crate::plan_inputs::PlanInputs;
 use crate::poller::poll;
@@ -61,6 +62,15 @@ pub enum Selection {
 }
 
 impl Selection {
+    /// Whether a cycle of this selection starts a poll interval (a full cycle, or
+    /// the first slice of `run`'s interval).
+    fn starts_interval(&self) -> IntervalStart {
+        match self {
+            Selection::All | Selection::Slice { index: 0, .. } => IntervalStart::Yes,
+            Selection::Slice { .. } | Selection::Repos(_) => IntervalStart::No,
+        }
+    }
+
     fn of<V: Clone>(&self, targets: &BTreeMap<WatchTarget, V>) -> BTreeMap<WatchTarget, V> {
         targets
             .iter()
@@ -255,7 +265,10 @@ impl Supervisor {
             self.schedule_updates(&packages, &results, shutdown).await?;
         }
         let detected_at = forgewatch_adapters::http::unix_seconds(started);
-        let mut graph = self.dependency_graph(&results).await;
+        let interval = slice.starts_interval();
+        let mut graph = self
+            .dependency_graph(&results, &packages, detected_at, interval)
+            .await;
         let mut open = self.open_config_prs(&packages, &results, &graph, detected_at);
         if mode == Mode::Deliver
             && self.start_discoveries(&open, &packages, shutdown).await > 0
@@ -284,7 +297,9 @@ impl Supervisor {
                 if changed {
                     self.last_inputs.answers_changed();
                 }
-                graph = self.dependency_graph(&results).await;
+                graph = self
+                    .dependency_graph(&results, &packages, detected_at, IntervalStart::No)
+                    .await;
                 open = self.open_config_prs(&packages, &results, &graph, detected_at);
             }
         }

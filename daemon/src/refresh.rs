@@ -3,7 +3,7 @@
 //! that are due; and, for `forgewatch once`, running the due updates before the
 //! cycle. After polling: the dependency graph of the open pull requests.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use forgewatch_adapters::http::unix_seconds;
 use tokio_util::sync::CancellationToken;
@@ -11,10 +11,12 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{ForgeKind, PackageKind};
 use crate::dependencies::parse::Flavor;
 use crate::dependencies::resolve::{DependencyGraph, Forges, resolve};
+use crate::mergeability::IntervalStart;
 use crate::packages::WorkspacePackages;
 use forgewatch_adapters::forge::WatchTarget;
 
 use crate::poller::{Held, PollResults, TargetNeeds, poll, watch_targets};
+use crate::pr_builds::mergeability_used;
 use crate::supervisor::Supervisor;
 use crate::updates::config_heads;
 
@@ -108,8 +110,15 @@ impl Supervisor {
 
 impl Supervisor {
     /// The open pull requests of this cycle with their dependencies resolved and
-    /// GitHub's mergeability filled in.
-    pub(crate) async fn dependency_graph(&self, results: &PollResults) -> DependencyGraph {
+    /// GitHub's mergeability filled in where a build uses it (at `now`, unix
+    /// seconds, with these `packages`).
+    pub(crate) async fn dependency_graph(
+        &self,
+        results: &PollResults,
+        packages: &HashMap<String, WorkspacePackages>,
+        now: i64,
+        interval: IntervalStart,
+    ) -> DependencyGraph {
         let polled: Vec<_> = results
             .pulls
             .values()
@@ -132,7 +141,25 @@ impl Supervisor {
                 .collect(),
         };
         let mut graph = resolve(polled, &forges, &self.lookups, self.config.poll_interval).await;
-        crate::mergeability::fill(&mut graph, &forges, &self.state).await;
+        let mut wanted = BTreeSet::new();
+        for ws in &self.config.workspaces {
+            let Some(mainline) = packages.get(&ws.name).map(|p| &p.packages) else {
+                continue;
+            };
+            let transient = self.watched_transients(ws, mainline);
+            wanted.extend(mergeability_used(
+                ws, mainline, &transient, results, &graph, now,
+            ));
+        }
+        crate::mergeability::fill(
+            &mut graph,
+            &wanted,
+            &forges,
+            &self.state,
+            &self.computing,
+            interval,
+        )
+        .await;
         graph
     }
 

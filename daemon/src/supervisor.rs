@@ -51,6 +51,8 @@ pub struct Supervisor {
     pub progress: Arc<std::sync::atomic::AtomicU64>,
     /// Dependency lookups of the current poll interval.
     pub(crate) lookups: crate::dependencies::resolve::LookupCache,
+    /// PRs whose mergeability GitHub was still computing this poll interval.
+    pub(crate) computing: crate::mergeability::Computing,
     /// The last failure logged per poll, so a repeating one is logged once.
     pub(crate) poll_failures: std::sync::Mutex<std::collections::HashMap<String, String>>,
     /// Messages already logged once (see `report_once`).
@@ -202,6 +204,7 @@ impl Supervisor {
             known: Default::default(),
             poll_failures: Default::default(),
             lookups: Default::default(),
+            computing: Default::default(),
             progress: Default::default(),
             snapshot: Default::default(),
             metrics,
