@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::WorkspaceConfig;
+use crate::engine::mergeability::IntervalStart;
 use crate::engine::poller::poll;
 use crate::engine::supervisor::Supervisor;
 use crate::plan::answers::{PollResults, TargetNeeds};
@@ -263,7 +264,14 @@ impl Supervisor {
             self.schedule_updates(packages, &results, shutdown).await?;
         }
         let detected_at = forgewatch_adapters::http::unix_seconds(started);
-        let mut graph = self.dependency_graph(&results).await;
+        let interval = if always {
+            IntervalStart::Yes
+        } else {
+            IntervalStart::No
+        };
+        let mut graph = self
+            .dependency_graph(&results, packages, detected_at, interval)
+            .await;
         let mut open = self.open_config_prs(packages, &results, &graph, detected_at);
         if mode == Mode::Deliver
             && self.start_discoveries(&open, packages, shutdown).await > 0
@@ -293,7 +301,9 @@ impl Supervisor {
                 if changed {
                     self.last_inputs.answers_changed();
                 }
-                graph = self.dependency_graph(&results).await;
+                graph = self
+                    .dependency_graph(&results, packages, detected_at, IntervalStart::No)
+                    .await;
                 open = self.open_config_prs(packages, &results, &graph, detected_at);
             }
         }

@@ -1,18 +1,84 @@
-//! Fills in GitHub's `mergeable` for the open pull requests of a cycle, which the
-//! list endpoint does not carry: from the state store when this (base sha, head
-//! sha) pair was answered before, else with one single-PR request. A `null` (not
-//! computed yet) is asked again next cycle, never in a loop. GitLab reports
+//! Fills in GitHub's `mergeable` for the open pull requests of a cycle whose refs
+//! follow it (which ones is decided, purely, by
+//! [`crate::pr_builds::mergeability_used`]): the list endpoint does not carry it, so
+//! it comes from the state store when this (base sha, head sha) pair was answered
+//! before, else from one single-PR request. A `null` (GitHub still computing) is
+//! not stored; it is asked again in the first cycle of the next poll interval (or
+//! as soon as the pair changes), not in every slice of `run`. GitLab reports
 //! mergeability in its list, so nothing is asked there.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use forgewatch_adapters::RepoId;
 
 use crate::engine::lookups::Forges;
 use crate::plan::dependencies::graph::DependencyGraph;
-use crate::plan::dependencies::parse::Flavor;
+use crate::plan::dependencies::parse::{Flavor, PrRef};
 use crate::state::State;
 
-pub async fn fill(graph: &mut DependencyGraph, forges: &Forges, state: &State) {
-    for (id, pr) in graph.open.iter_mut() {
+/// The PRs answered `null` in the current poll interval, with the (base sha, head
+/// sha) pair they were asked at: not asked again before the next interval.
+#[derive(Debug, Default)]
+pub struct Computing(std::sync::Mutex<BTreeMap<PrRef, (String, String)>>);
+
+impl Computing {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<PrRef, (String, String)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A new poll interval: every `null` may be asked once more.
+    fn new_interval(&self) {
+        self.lock().clear();
+    }
+
+    /// Whether `id` was answered `null` at these heads in this interval.
+    fn answered_null(&self, id: &PrRef, base_sha: &str, head_sha: &str) -> bool {
+        self.lock()
+            .get(id)
+            .is_some_and(|(b, h)| b == base_sha && h == head_sha)
+    }
+
+    /// Records the answer of this interval for `id` at these heads.
+    fn answered(&self, id: &PrRef, base_sha: &str, head_sha: &str, known: Option<bool>) {
+        let mut answers = self.lock();
+        match known {
+            None => {
+                answers.insert(id.clone(), (base_sha.to_owned(), head_sha.to_owned()));
+            }
+            Some(_) => {
+                answers.remove(id);
+            }
+        }
+    }
+}
+
+/// Where a cycle stands in the poll interval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IntervalStart {
+    /// The first cycle of an interval (a full cycle or the first slice): a `null`
+    /// of the previous interval is asked again.
+    Yes,
+    /// A later slice, or a webhook's poll: a `null` of this interval is kept.
+    No,
+}
+
+/// Fills `mergeable` into the `wanted` PRs of `graph` (GitHub ones, not drafts,
+/// with a known base sha).
+pub async fn fill(
+    graph: &mut DependencyGraph,
+    wanted: &BTreeSet<PrRef>,
+    forges: &Forges,
+    state: &State,
+    computing: &Computing,
+    interval: IntervalStart,
+) {
+    if interval == IntervalStart::Yes {
+        computing.new_interval();
+    }
+    for id in wanted {
+        let Some(pr) = graph.open.get_mut(id) else {
+            continue;
+        };
         if pr.mergeable.is_some() || pr.draft {
             continue;
         }
@@ -31,12 +97,17 @@ pub async fn fill(graph: &mut DependencyGraph, forges: &Forges, state: &State) {
             Ok(None) => {}
             Err(e) => tracing::warn!("{e}"),
         }
+        if computing.answered_null(id, &base_sha, &pr.head_sha) {
+            tracing::debug!("{id}: mergeability still being computed: asked next interval");
+            continue;
+        }
         let Ok(repo) = RepoId::from_host_path(&id.host, &id.path) else {
             continue;
         };
         match forge.pull_request(&repo, id.number).await {
             // Only an answer about the heads we are building counts.
             Ok(single) if single.head_sha == pr.head_sha => {
+                computing.answered(id, &base_sha, &pr.head_sha, single.mergeable);
                 if let Some(known) = single.mergeable {
                     if let Err(e) = state.save_mergeable(&key, &base_sha, &pr.head_sha, known) {
                         tracing::warn!("{e}");
@@ -47,5 +118,34 @@ pub async fn fill(graph: &mut DependencyGraph, forges: &Forges, state: &State) {
             Ok(_) => tracing::debug!("{id} moved while asking for its mergeability"),
             Err(e) => tracing::warn!("mergeability of {id}: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(number: u64) -> PrRef {
+        PrRef {
+            host: "github.com".into(),
+            path: "acme/app".into(),
+            number,
+        }
+    }
+
+    #[test]
+    fn a_null_is_kept_for_its_pair_until_the_next_interval() {
+        let computing = Computing::default();
+        assert!(!computing.answered_null(&id(1), "b", "h"));
+        computing.answered(&id(1), "b", "h", None);
+        assert!(computing.answered_null(&id(1), "b", "h"));
+        assert!(!computing.answered_null(&id(2), "b", "h"));
+        assert!(!computing.answered_null(&id(1), "b", "h2"), "a new head");
+        assert!(!computing.answered_null(&id(1), "b2", "h"), "a new base");
+        computing.new_interval();
+        assert!(!computing.answered_null(&id(1), "b", "h"));
+        computing.answered(&id(1), "b", "h", None);
+        computing.answered(&id(1), "b", "h", Some(true));
+        assert!(!computing.answered_null(&id(1), "b", "h"), "answered");
     }
 }

@@ -3,7 +3,7 @@
 //! that are due; and, for `forgewatch once`, running the due updates before the
 //! cycle. After polling: the dependency graph of the open pull requests.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use forgewatch_adapters::http::unix_seconds;
 use tokio_util::sync::CancellationToken;
@@ -15,10 +15,12 @@ use crate::plan::dependencies::parse::Flavor;
 use crate::plan::inputs::WorkspacePackages;
 use forgewatch_adapters::forge::WatchTarget;
 
+use crate::engine::mergeability::IntervalStart;
 use crate::engine::poller::{Held, poll};
 use crate::engine::supervisor::Supervisor;
 use crate::engine::updates::config_heads;
 use crate::plan::answers::{PollResults, TargetNeeds, watch_targets};
+use crate::plan::pr_builds::mergeability_used;
 
 impl Supervisor {
     /// Every workspace's packages this cycle, by workspace name, once the default
@@ -159,8 +161,15 @@ impl Supervisor {
 
 impl Supervisor {
     /// The open pull requests of this cycle with their dependencies resolved and
-    /// GitHub's mergeability filled in.
-    pub(crate) async fn dependency_graph(&self, results: &PollResults) -> DependencyGraph {
+    /// GitHub's mergeability filled in where a build uses it (at `now`, unix
+    /// seconds, with these `packages`).
+    pub(crate) async fn dependency_graph(
+        &self,
+        results: &PollResults,
+        packages: &HashMap<String, WorkspacePackages>,
+        now: i64,
+        interval: IntervalStart,
+    ) -> DependencyGraph {
         let polled: Vec<_> = results
             .pulls
             .values()
@@ -183,7 +192,25 @@ impl Supervisor {
                 .collect(),
         };
         let mut graph = resolve(polled, &forges, &self.lookups, self.config.poll_interval).await;
-        crate::engine::mergeability::fill(&mut graph, &forges, &self.state).await;
+        let mut wanted = BTreeSet::new();
+        for ws in &self.config.workspaces {
+            let Some(mainline) = packages.get(&ws.name).map(|p| &p.packages) else {
+                continue;
+            };
+            let transient = self.watched_transients(ws, mainline);
+            wanted.extend(mergeability_used(
+                ws, mainline, &transient, results, &graph, now,
+            ));
+        }
+        crate::engine::mergeability::fill(
+            &mut graph,
+            &wanted,
+            &forges,
+            &self.state,
+            &self.computing,
+            interval,
+        )
+        .await;
         graph
     }
 

@@ -52,6 +52,8 @@ pub struct Supervisor {
     /// Advanced by every forge answer and delivery attempt: the watchdog is fed
     /// during a cycle only while this moves.
     pub progress: Arc<std::sync::atomic::AtomicU64>,
+    /// PRs whose mergeability GitHub was still computing this poll interval.
+    pub(crate) computing: crate::engine::mergeability::Computing,
     /// Default branches being asked for in the background (`run`).
     pub(crate) learning:
         std::sync::Mutex<std::collections::BTreeSet<(String, forgewatch_adapters::RepoId)>>,
@@ -167,6 +169,7 @@ impl Supervisor {
             poll_failures: Default::default(),
             lookups: Default::default(),
             learning: Default::default(),
+            computing: Default::default(),
             progress: Default::default(),
             snapshot: Default::default(),
             metrics,

@@ -1,16 +1,21 @@
 //! Pull-request builds of one workspace: whether a PR is built at all (drafts,
 //! staleness, skip labels, trust), which ref the CI builds, its dependency closure
 //! and unresolved references, and the overrides that point the workspace's packages
-//! at the refs of the PR and of every PR it depends on (SPEC §2–§5). Pure.
+//! at the refs of the PR and of every PR it depends on (SPEC §2–§5); and which
+//! PRs' mergeability those refs follow, so only those are asked. Pure.
 
+use std::borrow::Cow;
+use std::collections::BTreeSet;
 use std::fmt;
 
-use forgewatch_adapters::forge::{PullRequest, TestRef};
+use forgewatch_adapters::forge::{PullRequest, TestRef, WatchTarget};
 
 use crate::config::{PackageConfig, PackageKind, PrRefMode, PullRequestsConfig, WorkspaceConfig};
-use crate::plan::builds::{PlannedBuild, Subject};
+use crate::plan::answers::PollResults;
+use crate::plan::builds::{PlannedBuild, Subject, target_of};
 use crate::plan::dependencies::closure::closure;
 use crate::plan::dependencies::graph::{DependencyGraph, Unresolved, pr_ref};
+use crate::plan::dependencies::parse::PrRef;
 use crate::plan::fingerprint::{BuildInputs, DependencyInput, PullRequestInputs};
 use crate::plan::ids::BuildKey;
 
@@ -78,6 +83,93 @@ pub fn test_ref(pr: &PullRequest, mode: PrRefMode) -> TestRef {
         PrRefMode::Auto if pr.mergeable == Some(true) => TestRef::Merge,
         PrRefMode::Auto => TestRef::Head,
     }
+}
+
+/// Whether [`test_ref`] of `pr` depends on the forge's mergeability: only with
+/// `pr_ref: auto`, and never for a draft.
+pub fn ref_follows_mergeability(pr: &PullRequest, mode: PrRefMode) -> bool {
+    mode == PrRefMode::Auto && !pr.draft
+}
+
+/// The open PRs whose mergeability the builds of `ws` use at `now` (unix seconds):
+/// each PR it builds (listed on the targets of its `mainline` or `transient`
+/// packages, and eligible) and each PR of such a build's dependency closure that
+/// one of its overrides points at — those of them whose ref follows mergeability
+/// (see [`plan_pull_request`], which takes the same refs). The implicit edges of
+/// config PRs are over-approximated: every built config PR is taken to depend on
+/// every open PR of a transient target, both ways (which config PR introduced which
+/// transient package is not known before the cycle's config PRs are).
+pub fn mergeability_used(
+    ws: &WorkspaceConfig,
+    mainline: &[PackageConfig],
+    transient: &[PackageConfig],
+    poll: &PollResults,
+    graph: &DependencyGraph,
+    now: i64,
+) -> BTreeSet<PrRef> {
+    let cfg = &ws.pull_requests;
+    let mut used = BTreeSet::new();
+    if !cfg.enabled || cfg.pr_ref != PrRefMode::Auto {
+        return used;
+    }
+    // The open PRs listed on the targets of `packages`, as the graph knows them.
+    let listed = |packages: &mut dyn Iterator<Item = &PackageConfig>| -> Vec<&PullRequest> {
+        let targets: BTreeSet<WatchTarget> = packages.map(target_of).collect();
+        targets
+            .iter()
+            .filter_map(|t| match poll.pulls.get(t) {
+                Some(Ok(pulls)) => Some(pulls),
+                _ => None,
+            })
+            .flatten()
+            .map(|listed| graph.open.get(&pr_ref(listed)).unwrap_or(listed))
+            .collect()
+    };
+    let built = |prs: Vec<&'_ PullRequest>| -> Vec<PrRef> {
+        prs.into_iter()
+            .filter(|pr| eligibility(pr, cfg, now).is_ok())
+            .map(pr_ref)
+            .collect()
+    };
+    let mut edges = Cow::Borrowed(&graph.edges);
+    if ws.discover.is_some() && !transient.is_empty() {
+        let mut config_targets = mainline.iter().filter(|p| p.kind != PackageKind::Package);
+        let of_transients: Vec<PrRef> = listed(&mut transient.iter())
+            .into_iter()
+            .map(pr_ref)
+            .collect();
+        for config_pr in built(listed(&mut config_targets)) {
+            for other in of_transients.iter().filter(|o| **o != config_pr) {
+                for (from, to) in [(&config_pr, other), (other, &config_pr)] {
+                    let list = edges.to_mut().entry(from.clone()).or_default();
+                    if !list.contains(to) {
+                        list.push(to.clone());
+                    }
+                }
+            }
+        }
+    }
+    let follows = |id: &PrRef| {
+        graph
+            .open
+            .get(id)
+            .is_some_and(|pr| ref_follows_mergeability(pr, cfg.pr_ref))
+    };
+    for id in built(listed(&mut mainline.iter().chain(transient))) {
+        if follows(&id) {
+            used.insert(id.clone());
+        }
+        for member in closure(&edges, &id).members {
+            let overridden = graph.open.get(&member).is_some_and(|dep| {
+                !packages_on_base(mainline, dep).is_empty()
+                    || !packages_on_base(transient, dep).is_empty()
+            });
+            if overridden && follows(&member) {
+                used.insert(member);
+            }
+        }
+    }
+    used
 }
 
 /// The workspace's packages built from `pr`'s base (the buildconf is not an
@@ -296,6 +388,165 @@ mod tests {
         no_drafts.include_drafts = false;
         assert_eq!(eligibility(&p, &no_drafts, NOW), Err(NotBuilt::Draft));
         assert_eq!(eligibility(&p, &cfg(), NOW), Ok(()));
+    }
+
+    fn ws(pr_ref: PrRefMode, packages: &[(&str, &str, PackageKind)]) -> WorkspaceConfig {
+        let mut pull_requests = cfg();
+        pull_requests.pr_ref = pr_ref;
+        WorkspaceConfig {
+            name: "ws".into(),
+            ci: "bb".into(),
+            packages: packages
+                .iter()
+                .map(|(name, path, kind)| PackageConfig {
+                    name: (*name).into(),
+                    repo: repo(path),
+                    forge: "github".into(),
+                    branch: "main".into(),
+                    kind: *kind,
+                })
+                .collect(),
+            manifest: None,
+            update: None,
+            discover: None,
+            buildconf: None,
+            pull_requests,
+        }
+    }
+
+    /// An open PR of `path`'s `main` by a member.
+    fn open(path: &str, number: u64) -> PullRequest {
+        let mut p = pr();
+        p.number = number;
+        p.base_repo = repo(path);
+        p.author_association = Some("MEMBER".into());
+        p.updated_at = Some(NOW);
+        p
+    }
+
+    /// The poll answers and graph of these open PRs, with `edges` (by index).
+    fn seen(pulls: &[PullRequest], edges: &[(usize, usize)]) -> (PollResults, DependencyGraph) {
+        let mut poll = PollResults::default();
+        let mut graph = DependencyGraph::default();
+        for p in pulls {
+            let target = WatchTarget {
+                repo: p.base_repo.clone(),
+                branch: "main".into(),
+            };
+            let list = poll.pulls.entry(target).or_insert_with(|| Ok(Vec::new()));
+            list.as_mut().unwrap().push(p.clone());
+            graph.open.insert(pr_ref(p), p.clone());
+        }
+        for (from, to) in edges {
+            let to = pr_ref(&pulls[*to]);
+            graph
+                .edges
+                .entry(pr_ref(&pulls[*from]))
+                .or_default()
+                .push(to);
+        }
+        (poll, graph)
+    }
+
+    fn ids(pulls: &[&PullRequest]) -> BTreeSet<PrRef> {
+        pulls.iter().map(|p| pr_ref(p)).collect()
+    }
+
+    #[test]
+    fn mergeability_is_used_by_built_prs_and_the_prs_they_override() {
+        use PackageKind::Package;
+        let app = ws(
+            PrRefMode::Auto,
+            &[("app", "acme/app", Package), ("lib", "acme/lib", Package)],
+        );
+        let built = open("acme/app", 1);
+        // A stale PR that a built draft (its head whatever it says) depends on.
+        let mut stale = open("acme/app", 2);
+        stale.updated_at = Some(NOW - 200 * 86_400);
+        let mut lonely = open("acme/app", 6);
+        lonely.updated_at = Some(NOW - 200 * 86_400);
+        let mut draft = open("acme/app", 3);
+        draft.draft = true;
+        let mut stranger = open("acme/app", 4);
+        stranger.author_association = Some("NONE".into());
+        let mut labelled = open("acme/app", 5);
+        labelled.labels = vec!["no-ci".into()];
+        // Dependencies of #1: a stale PR of a package (overridden), a PR of no
+        // package (no override), a draft of a package (its head whatever it says).
+        let mut stale_dep = open("acme/lib", 1);
+        stale_dep.updated_at = Some(NOW - 200 * 86_400);
+        let mut elsewhere = open("acme/other", 1);
+        elsewhere.updated_at = Some(NOW - 200 * 86_400);
+        let mut draft_dep = open("acme/lib", 2);
+        draft_dep.draft = true;
+        draft_dep.updated_at = Some(NOW - 200 * 86_400);
+        let pulls = [
+            built.clone(),
+            stale.clone(),
+            draft.clone(),
+            stranger,
+            labelled,
+            stale_dep.clone(),
+            elsewhere,
+            draft_dep,
+            lonely,
+        ];
+        let (poll, graph) = seen(&pulls, &[(0, 5), (0, 6), (0, 7), (2, 1)]);
+        let (mainline, transient) = (&app.packages[..], &[][..]);
+        assert_eq!(
+            mergeability_used(&app, mainline, transient, &poll, &graph, NOW),
+            ids(&[&built, &stale, &stale_dep])
+        );
+        for mode in [PrRefMode::Merge, PrRefMode::Head] {
+            let fixed = ws(
+                mode,
+                &[("app", "acme/app", Package), ("lib", "acme/lib", Package)],
+            );
+            let used = mergeability_used(&fixed, mainline, transient, &poll, &graph, NOW);
+            assert_eq!(used, BTreeSet::new(), "{mode:?}");
+        }
+        let mut disabled = app.clone();
+        disabled.pull_requests.enabled = false;
+        let used = mergeability_used(&disabled, mainline, transient, &poll, &graph, NOW);
+        assert_eq!(used, BTreeSet::new());
+    }
+
+    #[test]
+    fn a_config_pr_and_the_prs_of_transient_packages_use_each_others() {
+        use PackageKind::{Package, PackageSet};
+        let mut auto = ws(
+            PrRefMode::Auto,
+            &[("pkg_set:acme/set", "acme/set", PackageSet)],
+        );
+        let mainline = auto.packages.clone();
+        let transient = ws(
+            PrRefMode::Auto,
+            &[("new", "acme/new", Package), ("two", "acme/two", Package)],
+        )
+        .packages;
+        let config_pr = open("acme/set", 1);
+        let new = open("acme/new", 1);
+        let mut untrusted = open("acme/two", 1);
+        untrusted.author_association = Some("NONE".into());
+        let pulls = [config_pr.clone(), new.clone(), untrusted.clone()];
+        let (poll, graph) = seen(&pulls, &[]);
+        // Without `discover` there are no config PRs: only what is built.
+        assert_eq!(
+            mergeability_used(&auto, &mainline, &transient, &poll, &graph, NOW),
+            ids(&[&config_pr, &new])
+        );
+        auto.discover = Some(crate::config::CommandConfig {
+            argv: vec!["discover".into()],
+            dir: "/".into(),
+            timeout: Duration::from_secs(1),
+            kill_grace: Duration::from_secs(1),
+            env: vec![],
+        });
+        // The build of `new` depends on the config PR, which depends on `two`'s PR.
+        assert_eq!(
+            mergeability_used(&auto, &mainline, &transient, &poll, &graph, NOW),
+            ids(&[&config_pr, &new, &untrusted])
+        );
     }
 
     #[test]
