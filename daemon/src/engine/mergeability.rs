@@ -8,7 +8,6 @@ use forgewatch_adapters::RepoId;
 
 use crate::engine::lookups::Forges;
 use crate::plan::dependencies::graph::DependencyGraph;
-use crate::plan::dependencies::parse::Flavor;
 use crate::state::State;
 
 pub async fn fill(graph: &mut DependencyGraph, forges: &Forges, state: &State) {
@@ -16,7 +15,11 @@ pub async fn fill(graph: &mut DependencyGraph, forges: &Forges, state: &State) {
         if pr.mergeable.is_some() || pr.draft {
             continue;
         }
-        let Some((Flavor::GitHub, forge)) = forges.by_host.get(&id.host) else {
+        let Some(forge) = forges
+            .by_host
+            .get(&id.host)
+            .filter(|f| f.mergeable_needs_single_request())
+        else {
             continue;
         };
         let Some(base_sha) = pr.base_sha.clone() else {
