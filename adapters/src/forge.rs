@@ -1,9 +1,13 @@
 //! What the daemon asks of a forge, independent of which forge it is: the head of a
-//! watched branch and the open pull/merge requests against it. GitHub and (later)
-//! GitLab clients implement [`Forge`]; the daemon cannot tell them apart.
+//! watched branch and the open pull/merge requests against it, and what differs
+//! between forges as objects ([`Forge::references`], [`Forge::webhooks`]) or
+//! answers ([`Forge::mergeable_needs_single_request`]). The GitHub and GitLab
+//! clients implement [`Forge`]; the daemon cannot tell them apart.
 
 use std::time::{Duration, SystemTime};
 
+use crate::hooks::WebhookReceiver;
+use crate::references::ReferenceSyntax;
 use crate::{BoxFuture, RepoId};
 
 /// A polled unit: one branch of one repository.
@@ -239,6 +243,17 @@ pub trait Forge: Send + Sync {
 
     /// Response counts so far.
     fn stats(&self) -> RequestStats;
+
+    /// How descriptions refer to this forge's pull requests (short forms, URLs).
+    fn references(&self) -> &dyn ReferenceSyntax;
+
+    /// How this forge's webhooks are verified and read.
+    fn webhooks(&self) -> &dyn WebhookReceiver;
+
+    /// Whether a pull request's `mergeable` is known only from
+    /// [`Forge::pull_request`] (GitHub), the open list not carrying it; `false`
+    /// when the list reports it (GitLab).
+    fn mergeable_needs_single_request(&self) -> bool;
 }
 
 /// An `_if_changed` call that was not `held` answered "unchanged": a client bug.

@@ -7,8 +7,13 @@ use serde::Deserialize;
 
 use crate::forge::{Forge, ForgeError, PrState, PullRequest, RateLimit, RequestStats, WatchTarget};
 use crate::governor::PauseStore;
+use crate::hooks::WebhookReceiver;
 use crate::http::{ClientOptions, ConditionalClient, ValidatorStore};
+use crate::references::ReferenceSyntax;
 use crate::{BoxFuture, RepoId, Secret};
+
+pub mod hooks;
+pub mod references;
 
 /// What a GitHub client needs to know.
 #[derive(Clone, Debug)]
@@ -182,6 +187,19 @@ impl Forge for GitHubClient {
 
     fn stats(&self) -> RequestStats {
         self.http.stats()
+    }
+
+    fn references(&self) -> &dyn ReferenceSyntax {
+        &references::GitHubReferences
+    }
+
+    fn webhooks(&self) -> &dyn WebhookReceiver {
+        &hooks::GitHubHooks
+    }
+
+    /// The list endpoint carries no `mergeable`: only the single-PR one computes it.
+    fn mergeable_needs_single_request(&self) -> bool {
+        true
     }
 }
 

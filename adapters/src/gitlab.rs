@@ -12,8 +12,13 @@ use serde::Deserialize;
 
 use crate::forge::{Forge, ForgeError, PrState, PullRequest, RateLimit, RequestStats, WatchTarget};
 use crate::governor::PauseStore;
+use crate::hooks::WebhookReceiver;
 use crate::http::{ClientOptions, ConditionalClient, ValidatorStore};
+use crate::references::ReferenceSyntax;
 use crate::{BoxFuture, RepoId, Secret};
+
+pub mod hooks;
+pub mod references;
 
 #[derive(Clone, Debug)]
 pub struct GitLabOptions {
@@ -178,6 +183,20 @@ impl Forge for GitLabClient {
 
     fn stats(&self) -> RequestStats {
         self.http.stats()
+    }
+
+    fn references(&self) -> &dyn ReferenceSyntax {
+        &references::GitLabReferences
+    }
+
+    fn webhooks(&self) -> &dyn WebhookReceiver {
+        &hooks::GitLabHooks
+    }
+
+    /// The merge-request list carries `detailed_merge_status` (or the legacy
+    /// `merge_status`).
+    fn mergeable_needs_single_request(&self) -> bool {
+        false
     }
 }
 

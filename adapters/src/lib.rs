@@ -12,6 +12,10 @@
 //! - [`forge`]: the [`forge::Forge`] trait and the forge-neutral data it returns.
 //! - [`github`]: the GitHub REST client.
 //! - [`gitlab`]: the GitLab REST v4 client.
+//! - [`references`]: the [`references::ReferenceSyntax`] trait: how a forge's pull
+//!   requests are referred to in descriptions (`github::references`, …).
+//! - [`hooks`]: the [`hooks::WebhookReceiver`] trait: how a forge's webhooks are
+//!   verified and read (`github::hooks`, …).
 //! - [`ci`]: the [`ci::CiTarget`] trait: Buildbot change hook, signed webhook, GitLab pipeline.
 
 pub mod ci;
@@ -20,7 +24,9 @@ pub mod forge;
 pub mod github;
 pub mod gitlab;
 pub mod governor;
+pub mod hooks;
 pub mod http;
+pub mod references;
 pub mod repo_id;
 pub mod secret;
 

@@ -188,3 +188,36 @@ fn every_file_says_why_it_exists() {
         "files without a `//!` doc: {missing:#?}"
     );
 }
+
+/// Where a file's path (relative to `src`) may name forge kinds: the configuration
+/// (its `kind:` key) and the supervisor, which builds each forge's client from it.
+fn may_name_forge_kinds(rel: &Path) -> bool {
+    rel.starts_with("config") || rel == Path::new("engine/supervisor.rs")
+}
+
+#[test]
+fn forge_kinds_are_told_apart_only_where_the_configuration_is_wired() {
+    // The configuration's kind, a kind enum of the daemon's own (`Flavor`), and any
+    // word naming a forge: a type or variant (`GitHubClient`, `Kind::GitLab`), an
+    // adapter module (`github::`), a function, a header, a route or a kind
+    // compared by name (`"gitlab"`).
+    let forbidden = regex::Regex::new(r"\bForgeKind\b|\bFlavor\b|(?i:\bgit(?:hub|lab))")
+        .expect("constant regex");
+    let mut found = Vec::new();
+    for file in rust_files(&src()) {
+        let rel = file.strip_prefix(src()).expect("under src");
+        if may_name_forge_kinds(rel) {
+            continue;
+        }
+        for line in code_of(&file).lines() {
+            if let Some(m) = forbidden.find(line) {
+                found.push(format!("{}: `{}` in {line:?}", rel.display(), m.as_str()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "forge kinds told apart outside config/ and engine/supervisor.rs \
+         (ask the `Forge` and its adapter objects instead): {found:#?}"
+    );
+}

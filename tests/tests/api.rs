@@ -287,6 +287,36 @@ async fn a_signed_webhook_polls_only_its_repository_once_and_bad_ones_are_refuse
         let (status, _) = daemon.post("/hooks/github", &headers, body.clone()).await;
         assert_eq!(status, expected);
     }
+    // Each forge's proof on its own endpoint only: GitHub's signature is no GitLab
+    // token, nor GitLab's token a GitHub signature.
+    let signature = sign(support::GITHUB_HOOK_SECRET, &body);
+    let github_signed = [("x-hub-signature-256", &signature[..])];
+    let gitlab_token = [("x-gitlab-token", support::GITLAB_HOOK_SECRET)];
+    let (status, reply) = daemon
+        .post("/hooks/gitlab", &github_signed, body.clone())
+        .await;
+    assert_eq!(
+        (status, reply.as_str()),
+        (401, r#"{"error":"missing or invalid webhook signature"}"#)
+    );
+    let (status, _) = daemon
+        .post("/hooks/github", &gitlab_token, body.clone())
+        .await;
+    assert_eq!(status, 401);
+    // Signed, but not JSON.
+    let garbage = b"{not json".to_vec();
+    let signature = sign(support::GITHUB_HOOK_SECRET, &garbage);
+    let (status, reply) = daemon
+        .post(
+            "/hooks/github",
+            &[("x-hub-signature-256", &signature)],
+            garbage,
+        )
+        .await;
+    assert_eq!(
+        (status, reply.as_str()),
+        (400, r#"{"error":"the body is not JSON"}"#)
+    );
     let huge = vec![b'x'; 2 * 1024 * 1024];
     let signature = sign(support::GITHUB_HOOK_SECRET, &huge);
     let status = daemon

@@ -10,21 +10,23 @@ use std::sync::Arc;
 
 use forgewatch_adapters::RepoId;
 use forgewatch_adapters::forge::{Forge, ForgeError, PrState, PullRequest};
+use forgewatch_adapters::references::ReferenceSyntax;
 
 use crate::plan::dependencies::graph::{DependencyGraph, Unresolved, pr_ref};
-use crate::plan::dependencies::parse::{Context, Flavor, PrRef, Reference, parse_dependencies};
+use crate::plan::dependencies::parse::{Context, PrRef, Reference, parse_dependencies};
 
 /// Lookups of PRs outside the watched targets, at most, per cycle.
 pub const MAX_LOOKUPS: usize = 200;
 
-/// The configured forges by host, with their flavor.
+/// The configured forges by host.
 pub struct Forges {
-    pub by_host: BTreeMap<String, (Flavor, Arc<dyn Forge>)>,
+    pub by_host: BTreeMap<String, Arc<dyn Forge>>,
 }
 
 impl Forges {
-    pub fn flavor(&self, host: &str) -> Option<Flavor> {
-        self.by_host.get(host).map(|(f, _)| *f)
+    /// How references are written on the forge that owns `host`.
+    pub fn syntax(&self, host: &str) -> Option<&dyn ReferenceSyntax> {
+        self.by_host.get(host).map(|f| f.references())
     }
 }
 
@@ -76,12 +78,12 @@ pub async fn resolve(
             let Some(pr) = graph.open.get(&id) else {
                 continue;
             };
-            let Some(flavor) = forges.flavor(&id.host) else {
+            let Some(syntax) = forges.syntax(&id.host) else {
                 continue;
             };
-            let hosts = |host: &str| forges.flavor(host);
+            let hosts = |host: &str| forges.syntax(host);
             let cx = Context {
-                flavor,
+                syntax,
                 host: &id.host,
                 path: &id.path,
                 hosts: &hosts,
@@ -154,7 +156,7 @@ pub async fn resolve(
 }
 
 async fn lookup(dep: &PrRef, forges: &Forges) -> Result<PullRequest, String> {
-    let Some((_, forge)) = forges.by_host.get(&dep.host) else {
+    let Some(forge) = forges.by_host.get(&dep.host) else {
         return Err(format!("unknown host `{}`", dep.host));
     };
     let repo = RepoId::from_host_path(&dep.host, &dep.path).map_err(|e| e.to_string())?;

@@ -13,7 +13,7 @@ use forgewatch_adapters::RepoId;
 
 use crate::engine::lookups::Forges;
 use crate::plan::dependencies::graph::DependencyGraph;
-use crate::plan::dependencies::parse::{Flavor, PrRef};
+use crate::plan::dependencies::parse::PrRef;
 use crate::state::State;
 
 /// The PRs answered `null` in the current poll interval, with the (base sha, head
@@ -82,7 +82,11 @@ pub async fn fill(
         if pr.mergeable.is_some() || pr.draft {
             continue;
         }
-        let Some((Flavor::GitHub, forge)) = forges.by_host.get(&id.host) else {
+        let Some(forge) = forges
+            .by_host
+            .get(&id.host)
+            .filter(|f| f.mergeable_needs_single_request())
+        else {
             continue;
         };
         let Some(base_sha) = pr.base_sha.clone() else {

@@ -8,10 +8,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use forgewatch_adapters::http::unix_seconds;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ForgeKind, PackageKind};
+use crate::config::PackageKind;
 use crate::engine::lookups::{Forges, resolve};
 use crate::plan::dependencies::graph::DependencyGraph;
-use crate::plan::dependencies::parse::Flavor;
 use crate::plan::inputs::WorkspacePackages;
 use forgewatch_adapters::forge::WatchTarget;
 
@@ -182,13 +181,7 @@ impl Supervisor {
                 .config
                 .forges
                 .iter()
-                .filter_map(|(name, f)| {
-                    let flavor = match f.kind {
-                        ForgeKind::GitHub => Flavor::GitHub,
-                        ForgeKind::GitLab => Flavor::GitLab,
-                    };
-                    Some((f.host.clone(), (flavor, self.forges.get(name)?.clone())))
-                })
+                .filter_map(|(name, f)| Some((f.host.clone(), self.forges.get(name)?.clone())))
                 .collect(),
         };
         let mut graph = resolve(polled, &forges, &self.lookups, self.config.poll_interval).await;

@@ -15,7 +15,8 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use forgewatch_adapters::{RepoId, Secret};
+use forgewatch_adapters::RepoId;
+use forgewatch_adapters::hooks::{HookError, RECEIVERS};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -40,7 +41,7 @@ impl ApiState {
 }
 
 pub fn router(state: ApiState) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/", get(crate::http::page::page))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -52,9 +53,20 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/events", get(events))
         .route("/api/v1/jobs/{id}", get(job))
         .route("/api/v1/jobs/{id}/log", get(job_log))
-        .route("/api/v1/reload", post(reload))
-        .route("/hooks/github", post(github_hook))
-        .route("/hooks/gitlab", post(gitlab_hook))
+        .route("/api/v1/reload", post(reload));
+    // One endpoint per forge the adapters know, configured or not.
+    for receiver in RECEIVERS {
+        let endpoint = receiver.endpoint();
+        router = router.route(
+            &format!("/hooks/{endpoint}"),
+            post(
+                move |State(api): State<ApiState>, headers: HeaderMap, body: Bytes| async move {
+                    hook(&api, &headers, &body, endpoint).await
+                },
+            ),
+        );
+    }
+    router
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
@@ -359,54 +371,34 @@ async fn metrics(State(api): State<ApiState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
-/// A signed webhook of one of the configured forges of `kind`: the forge whose
-/// secret verifies it, if any.
-async fn hook(api: &ApiState, headers: &HeaderMap, body: &[u8], gitlab: bool) -> Response {
-    use subtle::ConstantTimeEq;
+/// A webhook posted to `/hooks/{endpoint}`: tried with the secret of every
+/// configured forge whose hooks are posted there; the first that verifies it names
+/// the forge (SPEC §10). Which header carries the signature and where the payload
+/// names the repository is the forge's receiver's business.
+async fn hook(api: &ApiState, headers: &HeaderMap, body: &[u8], endpoint: &str) -> Response {
     let supervisor = api.current();
-    let kind = if gitlab {
-        crate::config::ForgeKind::GitLab
-    } else {
-        crate::config::ForgeKind::GitHub
-    };
-    let verified = supervisor
-        .config
-        .forges
-        .values()
-        .filter(|f| f.kind == kind)
-        .find(|f| {
-            let Some(secret) = &f.webhook_secret else {
-                return false;
-            };
-            if gitlab {
-                headers
-                    .get("x-gitlab-token")
-                    .is_some_and(|t| bool::from(t.as_bytes().ct_eq(secret.expose().as_bytes())))
-            } else {
-                headers
-                    .get("x-hub-signature-256")
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|sig| signature_matches(secret, body, sig))
-            }
-        });
-    let Some(forge) = verified else {
+    let received = supervisor.config.forges.iter().find_map(|(name, f)| {
+        let secret = f.webhook_secret.as_ref()?;
+        let receiver = supervisor.forges.get(name)?.webhooks();
+        if receiver.endpoint() != endpoint {
+            return None;
+        }
+        match receiver.receive(headers, body, secret) {
+            Err(HookError::Unsigned) => None,
+            answer => Some((f, answer)),
+        }
+    });
+    let Some((forge, answer)) = received else {
         Metrics::add(&supervisor.metrics.webhooks_refused, 1);
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "missing or invalid webhook signature",
-        );
+        return error(StatusCode::UNAUTHORIZED, HookError::Unsigned.to_string());
     };
     Metrics::add(&supervisor.metrics.webhooks_accepted, 1);
-    let Ok(payload) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return error(StatusCode::BAD_REQUEST, "the body is not JSON");
-    };
     // The payload only says which repository to poll; polling stays the truth.
-    let path = if gitlab {
-        payload["project"]["path_with_namespace"].as_str()
-    } else {
-        payload["repository"]["full_name"].as_str()
+    let path = match answer {
+        Ok(path) => path,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let Some(repo) = path.and_then(|p| RepoId::from_host_path(&forge.host, p).ok()) else {
+    let Some(repo) = path.and_then(|p| RepoId::from_host_path(&forge.host, &p).ok()) else {
         return (StatusCode::ACCEPTED, axum::Json(json!({"polled": false}))).into_response();
     };
     let _ = api.requests.send(Request::Poll(repo.clone())).await;
@@ -415,18 +407,4 @@ async fn hook(api: &ApiState, headers: &HeaderMap, body: &[u8], gitlab: bool) ->
         axum::Json(json!({"polled": repo.to_string()})),
     )
         .into_response()
-}
-
-fn signature_matches(secret: &Secret, body: &[u8], given: &str) -> bool {
-    use subtle::ConstantTimeEq;
-    let expected = forgewatch_adapters::ci::webhook::signature_256(secret, body);
-    bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
-}
-
-async fn github_hook(State(api): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
-    hook(&api, &headers, &body, false).await
-}
-
-async fn gitlab_hook(State(api): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
-    hook(&api, &headers, &body, true).await
 }

@@ -8,4 +8,4 @@ pub mod graph;
 pub mod parse;
 
 pub use closure::{Closure, closure};
-pub use parse::{Context, Flavor, PrRef, Reference, parse_dependencies};
+pub use parse::{Context, PrRef, Reference, parse_dependencies};

@@ -8,19 +8,18 @@
 //! duplicates. A reference that cannot be read is returned as
 //! [`Reference::Unresolved`] with a reason, never an error. Looking PRs up, and
 //! dropping a PR's reference to itself, is the caller's job.
+//!
+//! The structure (headers, task items, `Depends-On:` lines, finding URLs and their
+//! hosts) is autoproj-daemon's and lives here; what a short reference (`#12`,
+//! `!12`) or a URL's path means is the forge's, asked of its
+//! [`ReferenceSyntax`]: this parser cannot tell forges apart.
 
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::LazyLock;
 
+use forgewatch_adapters::references::{PrPath, ReferenceError, ReferenceSyntax};
 use regex::{Captures, Regex};
-
-/// The kind of forge a host runs; it decides how a reference is read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Flavor {
-    GitHub,
-    GitLab,
-}
 
 /// A pull/merge request identity. `path` is lower-cased (`owner/repo`,
 /// `group/sub/project`), host lower-cased without `www.`.
@@ -32,7 +31,7 @@ pub struct PrRef {
 }
 
 impl fmt::Display for PrRef {
-    /// GitHub style, `host/path#N`, for both forges (used in messages).
+    /// `host/path#N`, whatever the forge (used in messages).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}#{}", self.host, self.path, self.number)
     }
@@ -50,25 +49,21 @@ pub enum Reference {
     },
 }
 
-/// What the parser needs to know about where the body comes from.
-pub struct Context<'a> {
-    /// Forge of the PR being read: it reads the short forms (`#N`, `!N`, ...).
-    pub flavor: Flavor,
+/// What the parser needs to know about where the body comes from (`'s`: the
+/// forges' syntaxes).
+pub struct Context<'a, 's> {
+    /// The syntax of the PR's forge: it reads the short forms (`#N`, `!N`, ...).
+    pub syntax: &'s dyn ReferenceSyntax,
     /// Its base repository's host.
     pub host: &'a str,
     /// Its base repository's path (lower-cased).
     pub path: &'a str,
-    /// Which configured forge owns a host (already lower-cased, `www.` stripped);
-    /// `None` = unknown host.
-    pub hosts: &'a dyn Fn(&str) -> Option<Flavor>,
+    /// The syntax of the configured forge that owns a host (already lower-cased,
+    /// `www.` stripped): it reads that host's URLs; `None` = unknown host.
+    pub hosts: &'a dyn Fn(&str) -> Option<&'s dyn ReferenceSyntax>,
 }
 
-pub(crate) const NOT_GITHUB_REF: &str = "not a GitHub reference";
-pub(crate) const NOT_GITLAB_REF: &str = "not a GitLab reference";
-pub(crate) const NOT_PR_URL: &str = "not a pull request URL";
-pub(crate) const NOT_MR_URL: &str = "not a merge request URL";
 pub(crate) const NOT_A_URL: &str = "not a URL";
-pub(crate) const MALFORMED_NUMBER: &str = "malformed number";
 
 /// Upstream's header `(?is)(?:.*depends?(?:\s+on)?\s*:?\s*\n)(.*)` without the greedy
 /// prefix: the last match of this one starts where the greedy `.*` stops (no match
@@ -100,30 +95,10 @@ static HTTP_URL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"(?i)(?-u:\b)https?://[^\s<>()\[\]{}"'`]+"#).expect("constant regex")
 });
 
-// GitHub short forms, unanchored and tried in this order, as upstream. Digits are
-// ASCII only (`\d` would accept other scripts' digits).
-static GH_OWNER_REPO: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"([A-Za-z0-9+_\-.]+)/([A-Za-z0-9+_\-.]+)#([0-9]+)").expect("constant regex")
-});
-static GH_NUMBER: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"#([0-9]+)").expect("constant regex"));
-
-// GitLab short forms, anchored on the trimmed reference and tried in this order.
-// `!` is in none of the path classes, so a match splits at the last `!`.
-static GL_SAME: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^!([0-9]+)$").expect("constant regex"));
-static GL_SIBLING: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^([A-Za-z0-9\-_.]+)!([0-9]+)$").expect("constant regex"));
-static GL_FULL: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^((?:[A-Za-z0-9\-_.]+/?)+)!([0-9]+)$").expect("constant regex"));
-
-/// GitLab merge-request tabs that may follow the number in a URL.
-const GITLAB_MR_TABS: [&str; 3] = ["diffs", "commits", "pipelines"];
-
 /// The dependencies `body` declares, in order of first appearance, duplicates
 /// removed (a PR once; an unresolved text once). `None`, an empty body or one with
 /// neither a header nor a `Depends-On:` line declares none.
-pub fn parse_dependencies(body: Option<&str>, cx: &Context<'_>) -> Vec<Reference> {
+pub fn parse_dependencies(body: Option<&str>, cx: &Context<'_, '_>) -> Vec<Reference> {
     let Some(body) = body else {
         return Vec::new();
     };
@@ -211,15 +186,17 @@ fn read_reference(
     text: &str,
     source: Source,
     base: &Base,
-    cx: &Context<'_>,
+    cx: &Context<'_, '_>,
 ) -> Result<PrRef, String> {
     if let Some(url) = find_url(text) {
         return read_url(url, cx);
     }
-    match (source, cx.flavor) {
-        (Source::DependsOn, _) => Err(NOT_A_URL.to_owned()),
-        (Source::TaskItem, Flavor::GitHub) => github_short(text, base),
-        (Source::TaskItem, Flavor::GitLab) => gitlab_short(text, base),
+    match source {
+        Source::DependsOn => Err(NOT_A_URL.to_owned()),
+        Source::TaskItem => {
+            let found = cx.syntax.short(text, &base.path);
+            on_host(base.host.clone(), found)
+        }
     }
 }
 
@@ -236,7 +213,7 @@ fn find_url(text: &str) -> Option<&str> {
     Some(url.trim_end_matches(['>', ')', ']', '.', ',', ';', '!', '?', '"', '\'']))
 }
 
-fn read_url(url: &str, cx: &Context<'_>) -> Result<PrRef, String> {
+fn read_url(url: &str, cx: &Context<'_, '_>) -> Result<PrRef, String> {
     let (authority, path) = if SCHEME.is_match(url) {
         let rest = url.split_once("://").map_or("", |(_, rest)| rest);
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
@@ -250,9 +227,18 @@ fn read_url(url: &str, cx: &Context<'_>) -> Result<PrRef, String> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match (cx.hosts)(&host) {
         None => Err(format!("unknown host `{host}`")),
-        Some(Flavor::GitHub) => github_url(host, &segments),
-        Some(Flavor::GitLab) => gitlab_url(host, &segments),
+        Some(syntax) => {
+            let found = syntax.url(&segments);
+            on_host(host, found)
+        }
     }
+}
+
+/// What a forge's syntax read, on `host`.
+fn on_host(host: String, found: Result<PrPath, ReferenceError>) -> Result<PrRef, String> {
+    found
+        .map(|PrPath { path, number }| PrRef { host, path, number })
+        .map_err(|e| e.to_string())
 }
 
 /// The host of a URL authority: user and port dropped, lower-cased, no `www.`.
@@ -270,113 +256,6 @@ fn normalise_host(host: &str) -> String {
     match host.strip_prefix("www.") {
         Some(stripped) => stripped.to_owned(),
         None => host,
-    }
-}
-
-/// `https://HOST/OWNER/REPO/pull/N…`: repeated slashes and trailing text are fine
-/// (upstream's unanchored regex), `/pulls/` is not.
-fn github_url(host: String, segments: &[&str]) -> Result<PrRef, String> {
-    let [owner, repo, "pull", number, ..] = segments else {
-        return Err(NOT_PR_URL.to_owned());
-    };
-    let digits = leading_digits(number);
-    if !is_github_name(owner) || !is_github_name(repo) || digits.is_empty() {
-        return Err(NOT_PR_URL.to_owned());
-    }
-    Ok(PrRef {
-        host,
-        path: format!("{owner}/{repo}").to_lowercase(),
-        number: parse_number(digits)?,
-    })
-}
-
-/// `https://HOST/PATH/-/merge_requests/N` or `…/PATH/merge_requests/N`, optionally
-/// followed by `/`, a tab (`/diffs`, `/commits`, `/pipelines`), a query or a
-/// fragment (`#note_…`).
-fn gitlab_url(host: String, segments: &[&str]) -> Result<PrRef, String> {
-    let segments = match segments.split_last() {
-        Some((last, rest)) if GITLAB_MR_TABS.contains(last) => rest,
-        _ => segments,
-    };
-    let [project @ .., "merge_requests", number] = segments else {
-        return Err(NOT_MR_URL.to_owned());
-    };
-    let project = match project.split_last() {
-        Some((&"-", rest)) => rest,
-        _ => project,
-    };
-    if project.is_empty() || number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(NOT_MR_URL.to_owned());
-    }
-    Ok(PrRef {
-        host,
-        path: project.join("/").to_lowercase(),
-        number: parse_number(number)?,
-    })
-}
-
-/// `OWNER/REPO#N`, then `#N` (same repository); unanchored, as upstream.
-fn github_short(text: &str, base: &Base) -> Result<PrRef, String> {
-    if let Some(c) = GH_OWNER_REPO.captures(text) {
-        Ok(PrRef {
-            host: base.host.clone(),
-            path: format!("{}/{}", group(&c, 1), group(&c, 2)).to_lowercase(),
-            number: parse_number(group(&c, 3))?,
-        })
-    } else if let Some(c) = GH_NUMBER.captures(text) {
-        Ok(PrRef {
-            host: base.host.clone(),
-            path: base.path.clone(),
-            number: parse_number(group(&c, 1))?,
-        })
-    } else {
-        Err(NOT_GITHUB_REF.to_owned())
-    }
-}
-
-/// `!N` (same project), `PROJECT!N` (sibling in the same namespace),
-/// `GROUP/SUB/PROJECT!N`; anchored on the whole reference, as upstream.
-fn gitlab_short(text: &str, base: &Base) -> Result<PrRef, String> {
-    let (prefix, number) = text.rsplit_once('!').unwrap_or(("", ""));
-    let path = if GL_SAME.is_match(text) {
-        base.path.clone()
-    } else if GL_SIBLING.is_match(text) {
-        let name = prefix.to_lowercase();
-        match base.path.rsplit_once('/') {
-            Some((namespace, _)) => format!("{namespace}/{name}"),
-            None => name,
-        }
-    } else if GL_FULL.is_match(text) {
-        prefix.trim_end_matches('/').to_lowercase()
-    } else {
-        return Err(NOT_GITLAB_REF.to_owned());
-    };
-    Ok(PrRef {
-        host: base.host.clone(),
-        path,
-        number: parse_number(number)?,
-    })
-}
-
-fn is_github_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'_' | b'-' | b'.'))
-}
-
-fn leading_digits(s: &str) -> &str {
-    let end = s
-        .bytes()
-        .position(|b| !b.is_ascii_digit())
-        .unwrap_or(s.len());
-    &s[..end]
-}
-
-/// A PR number: ASCII digits that fit a `u64`, not 0.
-fn parse_number(digits: &str) -> Result<u64, String> {
-    match digits.parse::<u64>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(MALFORMED_NUMBER.to_owned()),
     }
 }
 

@@ -4,29 +4,55 @@
 
 use std::time::Instant;
 
+use forgewatch_adapters::github::references::GitHubReferences;
+use forgewatch_adapters::gitlab::references::GitLabReferences;
 use regex::Regex;
 
 use super::*;
+
+/// The forge a body is read on: its syntax, and the host and repository of the
+/// test's base PR.
+#[derive(Clone, Copy, Debug)]
+enum On {
+    GitHub,
+    GitLab,
+}
+
+impl On {
+    fn syntax(self) -> &'static dyn ReferenceSyntax {
+        match self {
+            On::GitHub => &GitHubReferences,
+            On::GitLab => &GitLabReferences,
+        }
+    }
+}
+
+// The reasons the forges' syntaxes give, as users read them.
+const NOT_GITHUB_REF: &str = "not a GitHub reference";
+const NOT_GITLAB_REF: &str = "not a GitLab reference";
+const NOT_PR_URL: &str = "not a pull request URL";
+const NOT_MR_URL: &str = "not a merge request URL";
+const MALFORMED_NUMBER: &str = "malformed number";
 
 const GH_HOST: &str = "github.com";
 const GH_PATH: &str = "acme-robotics/base-types";
 const GL_HOST: &str = "gitlab.example.org";
 const GL_PATH: &str = "sensors/drivers/imu";
 
-fn hosts(host: &str) -> Option<Flavor> {
+fn hosts(host: &str) -> Option<&'static dyn ReferenceSyntax> {
     match host {
-        "github.com" | "ghe.acme.internal" => Some(Flavor::GitHub),
-        "gitlab.example.org" | "gitlab.com" => Some(Flavor::GitLab),
+        "github.com" | "ghe.acme.internal" => Some(On::GitHub.syntax()),
+        "gitlab.example.org" | "gitlab.com" => Some(On::GitLab.syntax()),
         _ => None,
     }
 }
 
-fn parse_in(flavor: Flavor, host: &str, path: &str, body: Option<&str>) -> Vec<Reference> {
+fn parse_in(on: On, host: &str, path: &str, body: Option<&str>) -> Vec<Reference> {
     let hosts = &hosts;
     parse_dependencies(
         body,
         &Context {
-            flavor,
+            syntax: on.syntax(),
             host,
             path,
             hosts,
@@ -34,10 +60,10 @@ fn parse_in(flavor: Flavor, host: &str, path: &str, body: Option<&str>) -> Vec<R
     )
 }
 
-fn parse(flavor: Flavor, body: Option<&str>) -> Vec<Reference> {
-    match flavor {
-        Flavor::GitHub => parse_in(flavor, GH_HOST, GH_PATH, body),
-        Flavor::GitLab => parse_in(flavor, GL_HOST, GL_PATH, body),
+fn parse(on: On, body: Option<&str>) -> Vec<Reference> {
+    match on {
+        On::GitHub => parse_in(on, GH_HOST, GH_PATH, body),
+        On::GitLab => parse_in(on, GL_HOST, GL_PATH, body),
     }
 }
 
@@ -84,9 +110,9 @@ Testing instructions follow here; this line ends the dependency list.
 - [ ] #99
 ";
 
-use Flavor::{GitHub, GitLab};
+use On::{GitHub, GitLab};
 
-fn cases() -> Vec<(&'static str, Flavor, &'static str, Vec<Reference>)> {
+fn cases() -> Vec<(&'static str, On, &'static str, Vec<Reference>)> {
     let lidar = "sensors/drivers/lidar-x";
     let base = GH_PATH;
     vec![
@@ -492,8 +518,8 @@ fn table() {
     let cases = cases();
     assert!(cases.len() >= 40, "{} cases", cases.len());
     let mut failures = Vec::new();
-    for (name, flavor, body, expected) in &cases {
-        let got = parse(*flavor, Some(body));
+    for (name, on, body, expected) in &cases {
+        let got = parse(*on, Some(body));
         if &got != expected {
             failures.push(format!(
                 "{name}:\n  expected {expected:?}\n  got      {got:?}"
@@ -598,9 +624,9 @@ fn adversarial_megabytes() {
         format!("Depends on:\n{}", "- [ ] ".repeat(MB / 6)),
     ];
     for body in &bodies {
-        for flavor in [GitHub, GitLab] {
+        for on in [GitHub, GitLab] {
             let started = Instant::now();
-            let got = parse(flavor, Some(body));
+            let got = parse(on, Some(body));
             eprintln!("{} results in {:?}", got.len(), started.elapsed());
         }
     }

@@ -1,0 +1,85 @@
+//! Receiving a forge's webhooks: each forge signs its hooks its own way and names
+//! the repository at its own place in the payload. A [`WebhookReceiver`] per forge
+//! (`github::hooks`, `gitlab::hooks`) knows both, so the daemon's HTTP endpoint
+//! handles every forge the same way: given the request and a configured secret, a
+//! receiver says whether the secret signed it and which repository it is about.
+//!
+//! A hook is only a hint to poll that repository now (SPEC §9); nothing else of
+//! the payload is read. Secrets are compared in constant time and never printed.
+
+use reqwest::header::HeaderMap;
+
+use crate::Secret;
+
+/// Why a webhook is refused. The messages are the JSON errors the daemon answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HookError {
+    /// No signature, or not made with the secret tried (HTTP 401).
+    #[error("missing or invalid webhook signature")]
+    Unsigned,
+    /// Signed, but the body is not JSON (HTTP 400).
+    #[error("the body is not JSON")]
+    NotJson,
+}
+
+/// One forge's webhooks.
+pub trait WebhookReceiver: Send + Sync {
+    /// The name the forge's hooks are posted under: `/hooks/{endpoint}`.
+    fn endpoint(&self) -> &'static str;
+
+    /// Whether the request is signed with `secret` (compared in constant time).
+    fn verify(&self, headers: &HeaderMap, body: &[u8], secret: &Secret) -> bool;
+
+    /// The path of the repository a (verified) payload is about, as written.
+    fn repository_path(&self, payload: &serde_json::Value) -> Option<String>;
+
+    /// A request verified with `secret`, then read: the repository path it names
+    /// (`None` when it names none). The body is parsed only once verified.
+    fn receive(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        secret: &Secret,
+    ) -> Result<Option<String>, HookError> {
+        if !self.verify(headers, body, secret) {
+            return Err(HookError::Unsigned);
+        }
+        let payload: serde_json::Value =
+            serde_json::from_slice(body).map_err(|_| HookError::NotJson)?;
+        Ok(self.repository_path(&payload))
+    }
+}
+
+/// The receivers of every forge this crate talks to, whether configured or not:
+/// the daemon serves one endpoint for each.
+pub static RECEIVERS: [&dyn WebhookReceiver; 2] = [
+    &crate::github::hooks::GitHubHooks,
+    &crate::gitlab::hooks::GitLabHooks,
+];
+
+/// `a == b` in time that depends only on their lengths.
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    bool::from(a.ct_eq(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_endpoint_per_forge() {
+        let mut endpoints: Vec<_> = RECEIVERS.iter().map(|r| r.endpoint()).collect();
+        endpoints.sort_unstable();
+        endpoints.dedup();
+        assert_eq!(endpoints, ["github", "gitlab"]);
+    }
+
+    #[test]
+    fn comparisons() {
+        assert!(same_bytes(b"secret", b"secret"));
+        assert!(!same_bytes(b"secret", b"secreT"));
+        assert!(!same_bytes(b"secret", b"secret2"));
+        assert!(!same_bytes(b"", b"x"));
+    }
+}
