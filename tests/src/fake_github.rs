@@ -107,6 +107,8 @@ impl NewPr {
 #[derive(Clone, Debug)]
 pub struct RequestRecord {
     pub method: String,
+    /// When the request arrived (the benchmark assigns requests to cycles by it).
+    pub arrived: std::time::SystemTime,
     /// The path only, as sent (still percent-encoded).
     pub path: String,
     /// The raw query string, `""` when absent.

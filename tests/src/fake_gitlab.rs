@@ -114,6 +114,8 @@ pub struct PipelineTrigger {
 #[derive(Clone, Debug)]
 pub struct RequestRecord {
     pub method: String,
+    /// When the request arrived (the benchmark assigns requests to cycles by it).
+    pub arrived: std::time::SystemTime,
     /// The path only, as sent (still percent-encoded).
     pub path: String,
     /// The raw query string, `""` when absent.

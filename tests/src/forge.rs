@@ -15,6 +15,8 @@ pub struct Request {
     pub conditional: bool,
     /// The credential header's value (`Authorization` or `PRIVATE-TOKEN`).
     pub credential: Option<String>,
+    /// When it arrived.
+    pub arrived: std::time::SystemTime,
 }
 
 impl From<fake_github::RequestRecord> for Request {
@@ -25,6 +27,7 @@ impl From<fake_github::RequestRecord> for Request {
             status: r.status,
             conditional: r.conditional,
             credential: r.authorization,
+            arrived: r.arrived,
         }
     }
 }
@@ -37,6 +40,7 @@ impl From<fake_gitlab::RequestRecord> for Request {
             status: r.status,
             conditional: r.conditional,
             credential: r.authorization,
+            arrived: r.arrived,
         }
     }
 }

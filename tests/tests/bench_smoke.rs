@@ -14,7 +14,45 @@ fn binary() -> &'static Path {
 /// Slices 1 s apart: ample for cycles of a few milliseconds, even on a loaded machine.
 const INTERVAL: Duration = Duration::from_secs(4);
 
+/// Keeps every core busy while it lives (one spinning thread per core): the
+/// invariants must hold exactly on a loaded machine.
+struct CpuHog {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl CpuHog {
+    fn start() -> CpuHog {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = (0..cores)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut x = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        x = std::hint::black_box(
+                            x.wrapping_mul(6364136223846793005).wrapping_add(1),
+                        );
+                    }
+                })
+            })
+            .collect();
+        CpuHog { stop, threads }
+    }
+}
+
+impl Drop for CpuHog {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
 async fn cycles(name: &str, size: Size) -> Report {
+    let _hog = CpuHog::start();
     bench::run_cycles(binary(), name, size, INTERVAL)
         .await
         .expect("bench scenario")

@@ -105,6 +105,8 @@ pub struct CycleReport {
     pub not_built: Vec<String>,
     /// Time spent computing the fingerprint of every build (the whole state).
     pub fingerprint_seconds: f64,
+    /// Every build was computed (not skipped because nothing changed).
+    pub computed: bool,
 }
 
 impl CycleReport {
@@ -397,6 +399,7 @@ impl Supervisor {
         for closed in &changes.closed {
             self.forget_closed(&known, &closed.0, &closed.1)?;
         }
+        report.computed = true;
         self.refresh_snapshot(&results, seen, &report)?;
         self.last_inputs.computed(inputs);
         Ok(report)

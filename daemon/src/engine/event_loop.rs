@@ -278,6 +278,12 @@ impl EventLoop {
             self.compute_always = true;
         }
         self.next_is_full = false;
+        // The benchmark harness delimits its phases by these lines (at debug).
+        let slice = match share {
+            Share::All => "full".to_owned(),
+            _ => self.slice.to_string(),
+        };
+        tracing::debug!(number, slice, at_us = unix_micros(), "cycle started");
         let interval = supervisor.config.poll_interval;
         self.next_cycle = (self.next_cycle + interval / SLICES as u32).max(Instant::now());
         self.packages = supervisor.workspace_packages_now();
@@ -358,6 +364,12 @@ impl EventLoop {
             return false;
         }
         let number = self.supervisor.next_cycle_number();
+        tracing::debug!(
+            number,
+            slice = "extra",
+            at_us = unix_micros(),
+            "cycle started"
+        );
         let held = self.supervisor.held_answers(&targets);
         self.asked.extend(targets.keys().cloned());
         let round = Round {
@@ -408,6 +420,9 @@ impl EventLoop {
         };
         match result {
             Ok(report) => {
+                if report.computed {
+                    tracing::debug!(at_us = unix_micros(), "builds computed");
+                }
                 self.senders.wake_pending(&supervisor);
                 Some(report)
             }
@@ -438,6 +453,13 @@ impl EventLoop {
             lifecycle.watchdog();
         }
     }
+}
+
+/// Now, in microseconds since the epoch (for log lines that others parse).
+fn unix_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 async fn tick(watchdog: &mut Option<tokio::time::Interval>) -> Option<Instant> {

@@ -1,11 +1,13 @@
 //! The daemon under measurement: a real `forgewatch run` process, its `/metrics`
-//! (cycles, cycle wall time, fingerprint time, builds) and its kernel figures (CPU
-//! time `utime + stime` and peak RSS `VmHWM` from `/proc/PID`).
+//! (cycles, cycle wall time, fingerprint time, builds), the cycles its log names
+//! (when each began, when builds were computed: the harness delimits phases by
+//! them) and its kernel figures (CPU time `utime + stime` and peak RSS `VmHWM`
+//! from `/proc/PID`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 
@@ -24,6 +26,48 @@ pub struct Daemon {
     pid: u32,
     address: String,
     http: reqwest::Client,
+    /// Its log (JSON lines).
+    log: PathBuf,
+}
+
+/// What the daemon's log says of its cycles.
+#[derive(Clone, Debug, Default)]
+pub struct CycleLog {
+    /// The cycles started by the interval's timer (the full first one, then one
+    /// per slice), in order: when each began.
+    pub ticks: Vec<SystemTime>,
+    /// When builds were computed (a computation that found nothing changed is not
+    /// logged).
+    pub computations: Vec<SystemTime>,
+    /// A forge's round outlasted its slice: cycles overlap, phases cannot be told
+    /// apart by time.
+    pub overlapping: bool,
+}
+
+impl CycleLog {
+    fn parse(text: &str) -> CycleLog {
+        let mut log = CycleLog::default();
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let fields = &v["fields"];
+            let at = fields["at_us"]
+                .as_u64()
+                .map(|us| SystemTime::UNIX_EPOCH + Duration::from_micros(us));
+            match (fields["message"].as_str(), at) {
+                (Some("cycle started"), Some(at)) if fields["slice"] != "extra" => {
+                    log.ticks.push(at);
+                }
+                (Some("builds computed"), Some(at)) => log.computations.push(at),
+                (Some(m), _) if m.starts_with("still waiting for its last round") => {
+                    log.overlapping = true;
+                }
+                _ => {}
+            }
+        }
+        log
+    }
 }
 
 /// The `/metrics` figures the harness reads.
@@ -61,27 +105,32 @@ impl Metrics {
 
 impl Daemon {
     /// Starts `binary run --config config` with `env`; its output goes to
-    /// `daemon.log` next to the configuration. Returns once the API answers.
+    /// `log_name` next to the configuration (JSON lines, warnings and the cycle
+    /// lines). Returns once the API answers.
     pub async fn start(
         binary: &Path,
         config: &Path,
         state_dir: &Path,
         env: &[(&str, &str)],
+        log_name: &str,
     ) -> anyhow::Result<Daemon> {
         let dir = config.parent().context("config dir")?;
         let address_file = state_dir.join("listen-address");
         let _ = std::fs::remove_file(&address_file);
+        let log_path = dir.join(log_name);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(dir.join("daemon.log"))
-            .context("daemon.log")?;
+            .open(&log_path)
+            .with_context(|| log_path.display().to_string())?;
         let child = tokio::process::Command::new(binary)
+            .arg("--log-format")
+            .arg("json")
             .arg("run")
             .arg("--config")
             .arg(config)
             .envs(env.iter().copied())
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "warn,forgewatch::engine::event_loop=debug")
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("daemon.log")?)
             .stderr(log)
@@ -100,6 +149,7 @@ impl Daemon {
             pid,
             address,
             http: reqwest::Client::new(),
+            log: log_path,
         })
     }
 
@@ -137,6 +187,30 @@ impl Daemon {
             None => match self.child.try_wait() {
                 Ok(Some(status)) => bail!("forgewatch run exited ({status}); see daemon.log"),
                 _ => bail!("forgewatch run did not finish {n} cycles within {DEADLINE:?}"),
+            },
+        }
+    }
+
+    /// What its log says of its cycles so far.
+    pub fn cycle_log(&self) -> anyhow::Result<CycleLog> {
+        let text =
+            std::fs::read_to_string(&self.log).with_context(|| self.log.display().to_string())?;
+        Ok(CycleLog::parse(&text))
+    }
+
+    /// Waits until the interval's timer has started `n` cycles (log lines, read
+    /// as often as the metrics would be).
+    pub async fn wait_ticks(&mut self, n: usize) -> anyhow::Result<CycleLog> {
+        let found = eventually_every(PROBE, DEADLINE, || async {
+            let log = self.cycle_log().ok()?;
+            (log.ticks.len() >= n).then_some(log)
+        })
+        .await;
+        match found {
+            Some(log) => Ok(log),
+            None => match self.child.try_wait() {
+                Ok(Some(status)) => bail!("forgewatch run exited ({status}); see its log"),
+                _ => bail!("forgewatch run did not start {n} cycles within {DEADLINE:?}"),
             },
         }
     }

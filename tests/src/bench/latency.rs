@@ -105,8 +105,14 @@ pub async fn run(binary: &Path, params: Params) -> anyhow::Result<Report> {
     let config = dir.path().join("config.yml");
     let interval = Duration::from_millis(params.poll_interval_ms);
     std::fs::write(&config, world.config_yaml(interval)).context("write config")?;
-    let mut daemon =
-        Daemon::start(binary, &config, &dir.path().join("state"), &World::env()).await?;
+    let mut daemon = Daemon::start(
+        binary,
+        &config,
+        &dir.path().join("state"),
+        &World::env(),
+        "daemon.log",
+    )
+    .await?;
     daemon.wait_cycles(1).await?;
     let first = world.ci.accepted().len();
     let mut rng = Rng::new(params.seed);

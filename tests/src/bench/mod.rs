@@ -159,104 +159,105 @@ impl Report {
     }
 }
 
-/// A phase in progress: what was true when it began.
-struct Start {
-    cycles: u64,
-    computations: u64,
+/// The daemon's figures at a phase boundary (read once the boundary is known).
+struct Mark {
     cycle_seconds: f64,
     cpu_ms: f64,
     deliveries: usize,
 }
 
-impl Start {
-    /// Clears the fakes' request logs and notes where the daemon is.
-    fn now(world: &World, daemon: Option<(&Daemon, &Metrics)>) -> anyhow::Result<Start> {
-        world.clear_requests();
-        let (cycles, computations, cycle_seconds, cpu_ms) = match daemon {
-            Some((d, m)) => (
-                m.cycles(),
-                m.computations(),
-                m.get("forgewatch_cycle_seconds_total"),
-                d.cpu_ms()?,
-            ),
-            None => (0, 0, 0.0, 0.0),
-        };
-        Ok(Start {
-            cycles,
-            computations,
-            cycle_seconds,
-            cpu_ms,
+impl Mark {
+    /// Once every delivery enqueued so far went out.
+    async fn take(world: &World, daemon: &Daemon) -> anyhow::Result<(Mark, Metrics)> {
+        let metrics = crate::wait::eventually_every(daemon::PROBE, daemon::DEADLINE, || async {
+            let m = daemon.metrics().await.ok()?;
+            (m.get("forgewatch_deliveries_pending") == 0.0).then_some(m)
+        })
+        .await
+        .context("deliveries still pending")?;
+        let mark = Mark {
+            cycle_seconds: metrics.get("forgewatch_cycle_seconds_total"),
+            cpu_ms: daemon.cpu_ms()?,
             deliveries: world.ci.accepted().len(),
-        })
+        };
+        Ok((mark, metrics))
     }
 
-    fn finish(
-        self,
-        name: &str,
-        world: &World,
-        daemon: &Daemon,
-        end: &Metrics,
-    ) -> anyhow::Result<Phase> {
-        let requests = world.requests();
-        let mut by_status: BTreeMap<String, BTreeMap<u16, usize>> = BTreeMap::new();
-        let mut non_304: BTreeMap<String, usize> = BTreeMap::new();
-        let mut single = 0;
-        for (forge, r) in &requests {
-            *by_status
-                .entry((*forge).to_owned())
-                .or_default()
-                .entry(r.status)
-                .or_insert(0) += 1;
-            let n = non_304.entry((*forge).to_owned()).or_insert(0);
-            if r.status != 304 {
-                *n += 1;
-            }
-            if world.is_single_pr(forge, &r.path) {
-                single += 1;
-            }
+    /// A process that has not run yet.
+    fn start(world: &World) -> Mark {
+        Mark {
+            cycle_seconds: 0.0,
+            cpu_ms: 0.0,
+            deliveries: world.ci.accepted().len(),
         }
-        Ok(Phase {
-            name: name.to_owned(),
-            cycles: end.cycles() - self.cycles,
-            computations: end.computations() - self.computations,
-            requests: requests.len(),
-            requests_by_status: by_status,
-            non_304,
-            polling_requests: requests.len() - single,
-            single_pr_requests: single,
-            requests_per_target: requests.len() as f64 / world.size.targets.max(1) as f64,
-            wall_ms: (end.get("forgewatch_cycle_seconds_total") - self.cycle_seconds) * 1000.0,
-            cpu_ms: daemon.cpu_ms()? - self.cpu_ms,
-            peak_rss_kib: daemon.peak_rss_kib()?,
-            builds: end.get("forgewatch_builds") as u64,
-            fingerprint_ms: end.get("forgewatch_fingerprint_duration_seconds") * 1000.0,
-            deliveries: world.ci.accepted().len() - self.deliveries,
-        })
     }
 }
 
-/// The last cycle must have ended well before the next slice was due, so the
-/// harness saw the phase boundary before the next slice began.
-fn check_gap(end: &Metrics, interval: Duration) -> anyhow::Result<()> {
-    let last = end.get("forgewatch_cycle_duration_seconds");
-    let slice = interval.as_secs_f64() / SLICES as f64;
-    if last > slice - 2.0 * daemon::PROBE.as_secs_f64() {
-        bail!(
-            "a cycle took {last:.2} s, too close to the {slice:.2} s between slices to tell cycles apart: use a longer --interval"
-        );
+/// The phase of the cycles the interval's timer started from `log.ticks[from]` up
+/// to (without) `log.ticks[to]`: the requests that arrived in that window (a cycle's
+/// requests are sent after it began, and its rounds end before the next begins),
+/// the computations logged in it.
+fn phase(
+    name: &str,
+    world: &World,
+    log: &daemon::CycleLog,
+    (from, to): (usize, usize),
+    (begin, end): (&Mark, &Mark),
+    metrics: &Metrics,
+    daemon: &Daemon,
+) -> anyhow::Result<Phase> {
+    if log.overlapping {
+        bail!("a forge's round outlasted its slice: use a longer --interval");
     }
-    Ok(())
+    let window = log.ticks[from]..log.ticks[to];
+    let requests: Vec<_> = world
+        .requests()
+        .into_iter()
+        .filter(|(_, r)| window.contains(&r.arrived))
+        .collect();
+    let mut by_status: BTreeMap<String, BTreeMap<u16, usize>> = BTreeMap::new();
+    let mut non_304: BTreeMap<String, usize> = BTreeMap::new();
+    let mut single = 0;
+    for (forge, r) in &requests {
+        *by_status
+            .entry((*forge).to_owned())
+            .or_default()
+            .entry(r.status)
+            .or_insert(0) += 1;
+        let n = non_304.entry((*forge).to_owned()).or_insert(0);
+        if r.status != 304 {
+            *n += 1;
+        }
+        if world.is_single_pr(forge, &r.path) {
+            single += 1;
+        }
+    }
+    Ok(Phase {
+        name: name.to_owned(),
+        cycles: (to - from) as u64,
+        computations: log
+            .computations
+            .iter()
+            .filter(|t| window.contains(t))
+            .count() as u64,
+        requests: requests.len(),
+        requests_by_status: by_status,
+        non_304,
+        polling_requests: requests.len() - single,
+        single_pr_requests: single,
+        requests_per_target: requests.len() as f64 / world.size.targets.max(1) as f64,
+        wall_ms: (end.cycle_seconds - begin.cycle_seconds) * 1000.0,
+        cpu_ms: end.cpu_ms - begin.cpu_ms,
+        peak_rss_kib: daemon.peak_rss_kib()?,
+        builds: metrics.get("forgewatch_builds") as u64,
+        fingerprint_ms: metrics.get("forgewatch_fingerprint_duration_seconds") * 1000.0,
+        deliveries: end.deliveries - begin.deliveries,
+    })
 }
 
-/// The phase just measured spans `n` cycles: the harness saw its boundaries.
-fn expect_cycles(phases: &[Phase], n: u64) -> anyhow::Result<()> {
-    match phases.last() {
-        Some(p) if p.cycles != n => bail!("phase {} spans {} cycles, not {n}", p.name, p.cycles),
-        _ => Ok(()),
-    }
-}
-
-/// Runs a cycle scenario (`first`, `idle`, `restart`) against `binary`.
+/// Runs a cycle scenario (`first`, `idle-1`, `idle`, `restart`) against `binary`.
+/// Phases are delimited by the cycles that made the requests, as the daemon's log
+/// times them, not by when the harness noticed: exact on a loaded machine.
 pub async fn run_cycles(
     binary: &Path,
     scenario: &str,
@@ -271,43 +272,48 @@ pub async fn run_cycles(
     let env = World::env();
     let mut phases = Vec::new();
 
-    let start = Start::now(&world, None)?;
-    let mut daemon = Daemon::start(binary, &config, &state_dir, &env).await?;
-    let end = daemon.wait_cycles(1).await?;
-    check_gap(&end, interval)?;
-    phases.push(start.finish("first", &world, &daemon, &end)?);
-    expect_cycles(&phases, 1)?;
-
-    // Slice 1 may follow the long first cycle at once: measure from its end. The
-    // first interval after the first cycle (`idle-1`) also stores the validators
-    // GitHub upgrades once (a weak ETag answered by a strong one); `idle` is the
-    // next interval, the steady state.
-    let mut begin = daemon.wait_cycles(2).await?;
-    check_gap(&begin, interval)?;
-    for name in ["idle-1", "idle"] {
-        let start = Start::now(&world, Some((&daemon, &begin)))?;
-        // Asking the daemon costs it CPU: wait on the fakes (in this process) until
-        // the last slice has sent its requests, then for the slice to end.
-        let expected = size.targets + world.pr_lists();
-        crate::wait::eventually(daemon::DEADLINE, || async {
-            (world.requests().len() >= expected).then_some(())
-        })
-        .await
-        .with_context(|| format!("the idle interval never made {expected} requests"))?;
-        let end = daemon.wait_cycles(begin.cycles() + SLICES).await?;
-        check_gap(&end, interval)?;
-        phases.push(start.finish(name, &world, &daemon, &end)?);
-        expect_cycles(&phases, SLICES)?;
+    // `first` is the full first cycle; `idle-1` and `idle` are the next two whole
+    // intervals (their slices); `idle-1` still stores the validators GitHub
+    // upgrades once (a weak ETag answered by a strong one).
+    let slices = SLICES as usize;
+    let mut begin = Mark::start(&world);
+    let mut daemon = Daemon::start(binary, &config, &state_dir, &env, "daemon.log").await?;
+    for (name, from, to) in [
+        ("first", 0, 1),
+        ("idle-1", 1, 1 + slices),
+        ("idle", 1 + slices, 1 + 2 * slices),
+    ] {
+        // The phase is over once the cycle after it began.
+        daemon.wait_ticks(to + 1).await?;
+        let (end, metrics) = Mark::take(&world, &daemon).await?;
+        let log = daemon.cycle_log()?;
+        phases.push(phase(
+            name,
+            &world,
+            &log,
+            (from, to),
+            (&begin, &end),
+            &metrics,
+            &daemon,
+        )?);
         begin = end;
     }
     daemon.stop().await?;
 
-    let start = Start::now(&world, None)?;
-    let mut daemon = Daemon::start(binary, &config, &state_dir, &env).await?;
-    let end = daemon.wait_cycles(1).await?;
-    check_gap(&end, interval)?;
-    phases.push(start.finish("restart", &world, &daemon, &end)?);
-    expect_cycles(&phases, 1)?;
+    let begin = Mark::start(&world);
+    let mut daemon = Daemon::start(binary, &config, &state_dir, &env, "restart.log").await?;
+    daemon.wait_ticks(2).await?;
+    let (end, metrics) = Mark::take(&world, &daemon).await?;
+    let log = daemon.cycle_log()?;
+    phases.push(phase(
+        "restart",
+        &world,
+        &log,
+        (0, 1),
+        (&begin, &end),
+        &metrics,
+        &daemon,
+    )?);
     daemon.stop().await?;
 
     Ok(Report {

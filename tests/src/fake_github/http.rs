@@ -39,8 +39,10 @@ pub(super) async fn handle(State(gh): State<FakeGitHub>, req: Request) -> Respon
     let path = parts.uri.path();
     let query = parts.uri.query().unwrap_or("");
     let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let arrived = std::time::SystemTime::now();
     let record = |status| RequestRecord {
         method: parts.method.to_string(),
+        arrived,
         path: path.to_owned(),
         query: query.to_owned(),
         status,

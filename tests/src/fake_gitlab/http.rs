@@ -68,8 +68,10 @@ pub(super) async fn handle(State(gl): State<FakeGitLab>, req: Request) -> Respon
         body: &body,
         token,
     };
+    let arrived = std::time::SystemTime::now();
     let record = |status| RequestRecord {
         method: parts.method.to_string(),
+        arrived,
         path: request.path.to_owned(),
         query: request.query.to_owned(),
         status,
