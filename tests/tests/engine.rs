@@ -1,7 +1,9 @@
 //! End-to-end: every forge is polled on its own (issue 13). A forge that accepts
 //! connections and never answers stalls only the builds that need it: the other
 //! forge's pushes are delivered on time, the watchdog keeps being fed, and SIGTERM
-//! exits within `shutdown_grace` with the hung request still in flight.
+//! exits within `shutdown_grace` with the hung request still in flight. And the
+//! daemon runs in-process: `service::run` with a listener, a shutdown token and a
+//! lifecycle of the test's own.
 
 #![allow(clippy::unwrap_used)] // helpers of the tests below
 
@@ -139,4 +141,72 @@ async fn sigterm_with_a_hung_request_in_flight_exits_within_the_grace() {
         .expect("exit within shutdown_grace + 1 s");
     assert_eq!(status.unwrap().code(), Some(0));
     env.github.release_hung();
+}
+
+/// A lifecycle that records what the daemon says.
+#[derive(Default)]
+struct Recorded(std::sync::Mutex<Vec<&'static str>>);
+
+impl forgewatch::service::Lifecycle for Recorded {
+    fn ready(&self) {
+        self.0.lock().unwrap().push("ready");
+    }
+    fn status(&self, _line: &str) {}
+    fn watchdog(&self) {}
+    fn reloading(&self) {
+        self.0.lock().unwrap().push("reloading");
+    }
+    fn stopping(&self) {
+        self.0.lock().unwrap().push("stopping");
+    }
+    fn watchdog_interval(&self) -> Option<Duration> {
+        None
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_runs_in_process_until_its_token_is_cancelled() {
+    use forgewatch::service::{Request, Requests};
+    let env = Env::new().await;
+    configure(&env, "5s");
+    let text = std::fs::read_to_string(env.config_path()).unwrap();
+    let secrets = |name: &str| {
+        let value = match name {
+            "FW_E2E_TOKEN" => support::TOKEN,
+            "FW_E2E_HOOK_SECRET" => support::HOOK_SECRET,
+            "FW_E2E_TRIGGER_TOKEN" => support::TRIGGER_TOKEN,
+            "FW_E2E_ADMIN" => support::ADMIN_TOKEN,
+            "FW_E2E_GITHUB_HOOK" => support::GITHUB_HOOK_SECRET,
+            "FW_E2E_GITLAB_HOOK" => support::GITLAB_HOOK_SECRET,
+            _ => return None,
+        };
+        Some(value.to_owned())
+    };
+    let config = forgewatch::config::load_with_env(&text, &env.config_path(), &secrets).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let requests = Requests::default();
+    let ask = requests.sender.clone();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let lifecycle = Recorded::default();
+    let daemon = forgewatch::service::run(config, listener, requests, shutdown.clone(), &lifecycle);
+    let drive = async {
+        // Both mainlines, then a push, then a manual trigger through the loop.
+        assert!(env.ci.wait_for_accepted(2, DEADLINE).await);
+        env.github.push("acme/app", MAIN);
+        assert!(env.ci.wait_for_accepted(3, DEADLINE).await);
+        assert_eq!(env.delivered_keys(2), ["gh/mainline"]);
+        let (answer, id) = tokio::sync::oneshot::channel();
+        let key = forgewatch::plan::ids::BuildKey::mainline("gh");
+        ask.send(Request::Trigger(key, answer)).await.unwrap();
+        let delivery_id = id.await.unwrap().unwrap();
+        assert!(env.ci.wait_for_accepted(4, DEADLINE).await);
+        let sent = env.ci.accepted()[3].properties();
+        assert_eq!(sent["delivery_id"], delivery_id.as_str());
+        assert_eq!(sent["build_key"], "gh/mainline");
+        shutdown.cancel();
+    };
+    let (result, ()) = tokio::join!(daemon, drive);
+    result.unwrap();
+    assert_eq!(*lifecycle.0.lock().unwrap(), ["ready", "stopping"]);
+    assert_eq!(env.ci.accepted().len(), 4, "nothing else was sent");
 }
