@@ -9,7 +9,8 @@
 //! - [`service`]: the daemon of `run`: the loop, the HTTP server, reloads.
 //! - [`http`]: the HTTP API, webhooks, the status page and metrics text.
 //! - [`engine`]: polling, jobs, deliveries: everything that runs.
-//! - [`state`]: the SQLite state store and the `state_dir` lock.
+//! - [`state`]: the state store (its backend trait, the SQLite backend, and the
+//!   handle that runs it on a thread of its own) and the `state_dir` lock.
 //! - [`plan`]: pure: builds, fingerprints, payloads from the forges' answers.
 //! - [`config`]: the YAML file, read and validated with located errors.
 //! - [`crash`]: named crash points for the crash-safety tests.

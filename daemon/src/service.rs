@@ -12,11 +12,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
 pub use crate::engine::event::Request;
-use crate::engine::event_loop::EventLoop;
 pub use crate::engine::event_loop::Lifecycle;
+use crate::engine::event_loop::{EventLoop, Reloader};
 use crate::engine::supervisor::Supervisor;
 use crate::http::api::{ApiState, router};
-use crate::state::State;
+use crate::state::Store;
 use crate::state::lock::StateLock;
 
 /// The file in `state_dir` that holds the address the API listens on.
@@ -25,10 +25,10 @@ pub const LISTEN_ADDRESS_FILE: &str = "listen-address";
 /// The state of a process that holds the `state_dir` lock: jobs a dead process left
 /// running are marked failed, and this process adopts orphaned grandchildren of its
 /// update commands so they are reaped.
-pub fn open_locked_state(config: &Config) -> anyhow::Result<State> {
-    let state = State::open(&config.state_dir)?;
+pub async fn open_locked_state(config: &Config) -> anyhow::Result<Store> {
+    let state = Store::open(&config.state_dir).await?;
     let now_ms = forgewatch_adapters::http::unix_seconds(std::time::SystemTime::now()) * 1000;
-    let interrupted = state.fail_interrupted_jobs(now_ms)?;
+    let interrupted = state.fail_interrupted_jobs(now_ms).await?;
     if interrupted > 0 {
         tracing::warn!(interrupted, "jobs of a previous run were interrupted");
     }
@@ -63,7 +63,7 @@ pub async fn run(
     lifecycle: &dyn Lifecycle,
 ) -> anyhow::Result<()> {
     let _lock = StateLock::acquire(&config.state_dir)?;
-    let state = Arc::new(open_locked_state(&config)?);
+    let state = open_locked_state(&config).await?;
     let address = listener.local_addr()?;
     std::fs::write(
         config.state_dir.join(LISTEN_ADDRESS_FILE),
@@ -73,8 +73,9 @@ pub async fn run(
     let config_path = config.path.clone();
     let interval = config.poll_interval;
     let grace = config.shutdown_grace;
-    let supervisor = Arc::new(Supervisor::new(config, state)?);
-    let reloader = Box::new(move |current: &Arc<Supervisor>| reload(&config_path, current));
+    let supervisor = Arc::new(Supervisor::new(config, state.clone()).await?);
+    let reloader: Reloader =
+        Box::new(move |current| Box::pin(reload(config_path.clone(), current)));
     let (engine, subscribed) =
         EventLoop::new(supervisor, requests.receiver, shutdown.clone(), reloader);
     let api = ApiState {
@@ -97,6 +98,8 @@ pub async fn run(
     {
         tracing::debug!("HTTP connections still open at exit");
     }
+    // Queued writes (a forge's pause, a package list) are on disk before the exit.
+    state.flush().await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -104,29 +107,37 @@ pub async fn run(
 /// Reads the configuration again; a valid one replaces the supervisor (state,
 /// running updates and the latest poll answers are kept), an invalid one is
 /// refused and the running configuration stays.
-fn reload(path: &std::path::Path, current: &Arc<Supervisor>) -> Result<Arc<Supervisor>, String> {
+async fn reload(
+    path: std::path::PathBuf,
+    current: Arc<Supervisor>,
+) -> Result<Arc<Supervisor>, String> {
     let state = &current.state;
-    let refuse = |message: String| {
-        tracing::error!("reload refused, the running configuration stays: {message}");
-        state.record_event("reload_failed", None, None, &message);
-        if let Ok(mut s) = current.snapshot.lock() {
-            s.config_error = Some(message.clone());
+    let reloaded = match config::load(&path) {
+        Err(errors) => Err(errors.to_string()),
+        Ok(config) if config.state_dir != current.config.state_dir => {
+            Err("`state_dir` cannot change while running; restart forgewatch".to_owned())
         }
-        Err(message)
+        Ok(config) => {
+            if config.http != current.config.http {
+                tracing::warn!("`http` changed: it applies at the next restart");
+            }
+            Supervisor::reloaded(config, &current)
+                .await
+                .map_err(|e| format!("{e:#}"))
+        }
     };
-    let config = match config::load(path) {
-        Ok(c) => c,
-        Err(errors) => return refuse(errors.to_string()),
-    };
-    if config.state_dir != current.config.state_dir {
-        return refuse("`state_dir` cannot change while running; restart forgewatch".to_owned());
-    }
-    if config.http != current.config.http {
-        tracing::warn!("`http` changed: it applies at the next restart");
-    }
-    let mut new = match Supervisor::reloaded(config, current) {
-        Ok(s) => s,
-        Err(e) => return refuse(format!("{e:#}")),
+    let mut new = match reloaded {
+        Ok(new) => new,
+        Err(message) => {
+            tracing::error!("reload refused, the running configuration stays: {message}");
+            state
+                .record_event("reload_failed", None, None, &message)
+                .await;
+            if let Ok(mut s) = current.snapshot.lock() {
+                s.config_error = Some(message.clone());
+            }
+            return Err(message);
+        }
     };
     let old_names: Vec<String> = current
         .config
@@ -136,8 +147,10 @@ fn reload(path: &std::path::Path, current: &Arc<Supervisor>) -> Result<Arc<Super
         .collect();
     new.updates.carry_over(&current.updates, &old_names);
     new.discoveries.carry_over(&current.discoveries);
-    new.carry_over(current);
-    state.record_event("reloaded", None, None, "configuration reloaded");
+    new.carry_over(&current);
+    state
+        .record_event("reloaded", None, None, "configuration reloaded")
+        .await;
     tracing::info!(
         workspaces = new.config.workspaces.len(),
         "configuration reloaded"

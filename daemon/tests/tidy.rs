@@ -1,8 +1,10 @@
 //! Architecture invariants that the compiler does not check, checked by reading the
 //! sources (see ARCHITECTURE.md): the top-level modules of `daemon/src` form layers
 //! with no import cycle between them; the pure layer (`plan`) does no I/O, reads no
-//! clock and uses no runtime; forge kinds are told apart only where the
-//! configuration is read and wired to clients; every file says why it exists.
+//! clock and uses no runtime; only the state module knows SQLite, and the rest of
+//! the daemon reaches it through the store's handle; forge kinds are told apart only
+//! where the configuration is read and wired to clients; every file says why it
+//! exists.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -219,5 +221,104 @@ fn forge_kinds_are_told_apart_only_where_the_configuration_is_wired() {
         found.is_empty(),
         "forge kinds told apart outside config/ and engine/supervisor.rs \
          (ask the `Forge` and its adapter objects instead): {found:#?}"
+    );
+}
+
+/// The workspace's Rust files outside `daemon/src/state/` (and this file, which
+/// names what it looks for).
+fn files_outside_the_state() -> Vec<PathBuf> {
+    let daemon = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = daemon.parent().expect("the workspace holds the daemon");
+    let state = src().join("state");
+    [
+        "daemon/src",
+        "daemon/tests",
+        "adapters",
+        "workspace-runner",
+        "tests",
+    ]
+    .iter()
+    .flat_map(|dir| rust_files(&root.join(dir)))
+    .filter(|f| !f.starts_with(&state) && !f.ends_with("daemon/tests/tidy.rs"))
+    .collect()
+}
+
+#[test]
+fn only_the_state_module_knows_sqlite() {
+    let files = files_outside_the_state();
+    assert!(files.iter().any(|f| f.ends_with("engine/cycle.rs")));
+    let found: Vec<String> = files
+        .iter()
+        .filter(|f| {
+            std::fs::read_to_string(f)
+                .expect("read")
+                .contains("rusqlite")
+        })
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(
+        found.is_empty(),
+        "only daemon/src/state/ may use rusqlite: {found:#?}"
+    );
+}
+
+/// The signatures of the `pub` (and `pub(…)`) items of `code`: from `pub` to the
+/// first `{` or `;`.
+fn pub_signatures(code: &str) -> Vec<String> {
+    let mut signatures = Vec::new();
+    let mut rest = code;
+    while let Some(at) = rest.find("pub") {
+        let before = rest[..at].chars().last();
+        rest = &rest[at..];
+        let end = rest.find(['{', ';']).unwrap_or(rest.len());
+        if before.is_none_or(|c| c.is_whitespace()) {
+            signatures.push(rest[..end].to_owned());
+        }
+        rest = &rest[end.max(3)..];
+    }
+    signatures
+}
+
+#[test]
+fn the_state_api_names_no_sqlite_type() {
+    let sqlite_types = ["rusqlite", "Connection", "Row<", "Statement", "Transaction"];
+    let mut found = Vec::new();
+    let mut checked = 0;
+    for file in rust_files(&src().join("state")) {
+        for signature in pub_signatures(&code_of(&file)) {
+            checked += 1;
+            if sqlite_types.iter().any(|t| signature.contains(t)) {
+                found.push(format!("{}: {}", file.display(), signature.trim()));
+            }
+        }
+    }
+    assert!(checked > 50, "only {checked} signatures found");
+    assert!(found.is_empty(), "SQLite in the state's API: {found:#?}");
+    assert_eq!(
+        pub_signatures(
+            "fn a() {}\npub fn b(c: &rusqlite::Row<'_>) -> u8 { 1 }\npub(crate) struct D;"
+        ),
+        [
+            "pub fn b(c: &rusqlite::Row<'_>) -> u8 ",
+            "pub(crate) struct D"
+        ]
+    );
+}
+
+#[test]
+fn the_rest_of_the_daemon_reaches_the_state_through_the_store() {
+    let daemon = src();
+    let found: Vec<String> = files_outside_the_state()
+        .iter()
+        .filter(|f| f.starts_with(&daemon))
+        .filter(|f| {
+            let code = code_of(f);
+            code.contains("state::State") || code.contains("State::open")
+        })
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(
+        found.is_empty(),
+        "use crate::state::Store, which runs the backend off the runtime: {found:#?}"
     );
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use forgewatch_adapters::forge::{Forge, WatchTarget};
 use forgewatch_adapters::github::{GitHubClient, GitHubOptions};
 use forgewatch_adapters::http::{CachedResponse, ClientOptions, MemoryStore, ValidatorStore};
-use forgewatch_adapters::{RepoId, Secret};
+use forgewatch_adapters::{BoxFuture, RepoId, Secret};
 use forgewatch_tests::fake_github::{FakeGitHub, NewPr};
 
 const TOKEN: &str = "ghp_unchangedToken0123456789";
@@ -22,15 +22,15 @@ struct CountingStore {
 }
 
 impl ValidatorStore for CountingStore {
-    fn load(&self, key: &str) -> Option<CachedResponse> {
+    fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<CachedResponse>> {
         self.body_reads.fetch_add(1, Ordering::SeqCst);
         self.inner.load(key)
     }
-    fn load_validators(&self, key: &str) -> Option<CachedResponse> {
+    fn load_validators<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<CachedResponse>> {
         self.inner.load_validators(key)
     }
-    fn save(&self, key: &str, response: &CachedResponse) {
-        self.inner.save(key, response);
+    fn save<'a>(&'a self, key: &'a str, response: &'a CachedResponse) -> BoxFuture<'a, ()> {
+        self.inner.save(key, response)
     }
 }
 

@@ -13,9 +13,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use reqwest::header::{self, HeaderMap};
 use tokio::sync::Semaphore;
 
-use crate::Secret;
 use crate::forge::{ForgeError, RateLimit, RequestStats};
 use crate::governor::{Governor, Pause, PauseStore, RatePolicy};
+use crate::{BoxFuture, Secret};
 
 mod headers;
 
@@ -37,33 +37,44 @@ pub struct CachedResponse {
     pub body: Vec<u8>,
 }
 
-/// Where validators and bodies are kept between requests (and restarts).
+/// Where validators and bodies are kept between requests (and restarts). Its calls
+/// are awaited inside forge requests: a store that does I/O (the daemon's SQLite
+/// database) does it off the async runtime's threads and answers through the future.
 pub trait ValidatorStore: Send + Sync {
-    fn load(&self, key: &str) -> Option<CachedResponse>;
+    fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<CachedResponse>>;
     /// [`ValidatorStore::load`] without the body (left empty): what a conditional
     /// request needs when the caller does not want the body of a 304.
-    fn load_validators(&self, key: &str) -> Option<CachedResponse> {
-        self.load(key).map(|c| CachedResponse {
-            body: Vec::new(),
-            ..c
+    fn load_validators<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<CachedResponse>> {
+        Box::pin(async move {
+            self.load(key).await.map(|c| CachedResponse {
+                body: Vec::new(),
+                ..c
+            })
         })
     }
     /// Failures are the store's to report; the request already succeeded.
-    fn save(&self, key: &str, response: &CachedResponse);
+    fn save<'a>(&'a self, key: &'a str, response: &'a CachedResponse) -> BoxFuture<'a, ()>;
 }
 
 /// A store that forgets everything at exit.
 #[derive(Default)]
 pub struct MemoryStore(Mutex<std::collections::HashMap<String, CachedResponse>>);
 
-impl ValidatorStore for MemoryStore {
-    fn load(&self, key: &str) -> Option<CachedResponse> {
+impl MemoryStore {
+    fn get(&self, key: &str) -> Option<CachedResponse> {
         self.0.lock().ok()?.get(key).cloned()
     }
-    fn save(&self, key: &str, response: &CachedResponse) {
+}
+
+impl ValidatorStore for MemoryStore {
+    fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<CachedResponse>> {
+        Box::pin(std::future::ready(self.get(key)))
+    }
+    fn save<'a>(&'a self, key: &'a str, response: &'a CachedResponse) -> BoxFuture<'a, ()> {
         if let Ok(mut map) = self.0.lock() {
             map.insert(key.to_owned(), response.clone());
         }
+        Box::pin(std::future::ready(()))
     }
 }
 
@@ -208,9 +219,9 @@ impl ConditionalClient {
         };
         let key = format!("{}|{}", self.scope, url);
         let cached = if body_on_304 {
-            self.store.load(&key)
+            self.store.load(&key).await
         } else {
-            self.store.load_validators(&key)
+            self.store.load_validators(&key).await
         };
 
         let mut request = self.http.get(url);
@@ -261,11 +272,14 @@ impl ConditionalClient {
                 let mut stored = if body_on_304 {
                     cached.clone()
                 } else {
-                    self.store.load(&key).unwrap_or_else(|| cached.clone())
+                    self.store
+                        .load(&key)
+                        .await
+                        .unwrap_or_else(|| cached.clone())
                 };
                 stored.etag = new_etag.clone();
                 cached.etag = new_etag;
-                self.store.save(&key, &stored);
+                self.store.save(&key, &stored).await;
             }
             return Ok(Page {
                 body: cached.body,
@@ -300,7 +314,7 @@ impl ConditionalClient {
             body,
         };
         if fresh.etag.is_some() || fresh.last_modified.is_some() {
-            self.store.save(&key, &fresh);
+            self.store.save(&key, &fresh).await;
         }
         Ok(Page {
             body: fresh.body,
@@ -337,10 +351,14 @@ impl ConditionalClient {
         for (url, mut page) in pages {
             if page.not_modified {
                 let key = format!("{}|{}", self.scope, url);
-                let stored = self.store.load(&key).ok_or_else(|| ForgeError::Decode {
-                    url: url.clone(),
-                    message: "the stored body of a 304 is gone".to_owned(),
-                })?;
+                let stored = self
+                    .store
+                    .load(&key)
+                    .await
+                    .ok_or_else(|| ForgeError::Decode {
+                        url: url.clone(),
+                        message: "the stored body of a 304 is gone".to_owned(),
+                    })?;
                 page.body = stored.body;
             }
             whole.push(page);

@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -18,7 +17,7 @@ use crate::config::{self, Config};
 use crate::engine::cycle::{CycleReport, Mode};
 use crate::engine::packages::Packages;
 use crate::engine::supervisor::Supervisor;
-use crate::state::State;
+use crate::state::Store;
 use crate::state::lock::StateLock;
 
 const DEFAULT_CONFIG: &str = "/etc/forgewatch/config.yml";
@@ -172,7 +171,7 @@ async fn dispatch(command: Command) -> ExitCode {
             let url = crate::cli::remote::api_url(&config);
             crate::cli::remote::trigger(&url, Some(&config), &workspace, pr.as_deref()).await
         }
-        Command::Check { .. } => print_summary(&config),
+        Command::Check { .. } => print_summary(&config).await,
         Command::Once { dry_run, json, .. } => once(config, dry_run, json).await,
         Command::Run { .. } => run(config).await,
     };
@@ -216,9 +215,9 @@ fn load_config(path: &Path) -> Option<Config> {
 
 /// `check`: what the configuration watches. Manifests are read as they are now; a
 /// missing or broken one is a warning (an update may create or mend it).
-fn print_summary(config: &Config) -> anyhow::Result<()> {
-    let state = State::open_read_only(&config.state_dir)?;
-    let packages = Packages::load(config, &state)?;
+async fn print_summary(config: &Config) -> anyhow::Result<()> {
+    let state = Store::open_read_only(&config.state_dir).await?;
+    let packages = Packages::load(config, &state).await?;
     let now = forgewatch_adapters::http::unix_seconds(std::time::SystemTime::now());
     packages.refresh(config, &state, now);
     let lists: Vec<_> = config
@@ -270,18 +269,34 @@ async fn once(config: Config, dry_run: bool, json: bool) -> anyhow::Result<()> {
     let (_lock, state, mode) = if dry_run {
         (
             None,
-            State::open_read_only(&config.state_dir)?,
+            Store::open_read_only(&config.state_dir).await?,
             Mode::DryRun,
         )
     } else {
         let lock = StateLock::acquire(&config.state_dir)?;
         (
             Some(lock),
-            crate::service::open_locked_state(&config)?,
+            crate::service::open_locked_state(&config).await?,
             Mode::Deliver,
         )
     };
-    let mut supervisor = Supervisor::new(config, Arc::new(state))?;
+    let report = once_cycle(config, state.clone(), mode).await;
+    // Queued writes (a forge's pause, a package list) are on disk before the exit.
+    state.flush().await;
+    let report = report?;
+    print_report(&report, json)?;
+    if report.nothing_polled() {
+        anyhow::bail!(
+            "no watch target could be polled ({} failed requests, see the warnings above)",
+            report.polls
+        );
+    }
+    Ok(())
+}
+
+/// `once`'s due updates, then one whole cycle (waiting for the updates it starts).
+async fn once_cycle(config: Config, state: Store, mode: Mode) -> anyhow::Result<CycleReport> {
+    let mut supervisor = Supervisor::new(config, state).await?;
     // `once` attempts every pending delivery, whatever its backoff.
     supervisor.attempt_all_pending = true;
     supervisor.discover_in_foreground = true;
@@ -292,14 +307,7 @@ async fn once(config: Config, dry_run: bool, json: bool) -> anyhow::Result<()> {
     }
     let report = supervisor.cycle(mode, &never).await?;
     supervisor.updates.wait_all().await;
-    print_report(&report, json)?;
-    if report.nothing_polled() {
-        anyhow::bail!(
-            "no watch target could be polled ({} failed requests, see the warnings above)",
-            report.polls
-        );
-    }
-    Ok(())
+    Ok(report)
 }
 
 fn print_report(report: &CycleReport, json: bool) -> anyhow::Result<()> {

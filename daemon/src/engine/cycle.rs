@@ -26,8 +26,8 @@ use crate::plan::ids::{BuildKey, DeliveryId, Fingerprint};
 use crate::plan::inputs::PlanInputs;
 use crate::plan::inputs::WorkspacePackages;
 use crate::plan::payload::{PayloadContext, build_trigger};
-use crate::state::BuildMark;
 use crate::state::outbox::{Enqueued, Pending};
+use crate::state::{BuildMark, DeliveredBuild};
 
 /// What one cycle saw of a workspace: its configuration, packages and builds, with
 /// each build's fingerprint (in the order of `planned.builds`).
@@ -169,7 +169,7 @@ impl Supervisor {
             report.outcomes = self
                 .send_pending(None, self.attempt_all_pending, shutdown)
                 .await?;
-            self.record_deliveries(&report.outcomes)?;
+            self.record_deliveries(&report.outcomes).await?;
         }
         self.close_cycle(started, &report.poll_errors);
         Ok(report)
@@ -317,7 +317,8 @@ impl Supervisor {
             };
             let open_here = open.get(&ws.name).map_or(&[][..], Vec::as_slice);
             if mode == Mode::Deliver {
-                self.forget_closed_config_prs(ws, &ws_packages.packages, open_here, &results)?;
+                self.forget_closed_config_prs(ws, &ws_packages.packages, open_here, &results)
+                    .await?;
             }
             let transients = self.transients(ws, &ws_packages.packages, open_here);
             prepared.push((
@@ -343,7 +344,7 @@ impl Supervisor {
         let mut changes = Changes::default();
         let mut seen = Vec::new();
         let mut fingerprinting = std::time::Duration::ZERO;
-        let marks = self.state.build_marks()?;
+        let marks = self.state.build_marks().await?;
         for (ws, ws_packages, transients, update_running) in prepared {
             // A running update may change the package list: the mainline waits for it.
             let waits = if update_running {
@@ -367,6 +368,9 @@ impl Supervisor {
                 .map(|b| b.inputs.fingerprint())
                 .collect();
             fingerprinting += timer.elapsed();
+            // A change's reason needs the delivered inputs: read in one call.
+            let changed = changed_keys(&planned, &fingerprints, &marks, mode);
+            let delivered = self.state.delivered_builds(changed).await?;
             let _span = tracing::info_span!("workspace", workspace = %ws.name).entered();
             let seen_ws = SeenWorkspace {
                 config: ws,
@@ -378,6 +382,7 @@ impl Supervisor {
             self.observe_workspace(
                 &seen_ws,
                 &marks,
+                &delivered,
                 mode,
                 detected_at,
                 &mut changes,
@@ -392,25 +397,28 @@ impl Supervisor {
         let now_ms = detected_at.saturating_mul(1000);
         // The new payloads are in the outbox now: not kept in memory as well.
         let new = std::mem::take(&mut changes.new);
-        self.state.enqueue(&new, &changes.obsolete, now_ms)?;
-        drop(new);
+        let obsolete = std::mem::take(&mut changes.obsolete);
+        self.state.enqueue(new, obsolete, now_ms).await?;
         crate::crash::point("after-enqueue");
         let known: BTreeSet<&str> = marks.keys().map(BuildKey::as_str).collect();
         for closed in &changes.closed {
-            self.forget_closed(&known, &closed.0, &closed.1)?;
+            self.forget_closed(&known, &closed.0, &closed.1).await?;
         }
         report.computed = true;
-        self.refresh_snapshot(&results, seen, &report)?;
+        self.refresh_snapshot(&results, seen, &report).await?;
         self.last_inputs.computed(inputs);
         Ok(report)
     }
 
     /// Compares each build of a workspace with what was delivered and what is
     /// pending (`marks`, read once per cycle); collects what the outbox must learn.
+    /// `delivered` holds what was delivered of the [`changed_keys`].
+    #[allow(clippy::too_many_arguments)]
     fn observe_workspace(
         &self,
         seen: &SeenWorkspace<'_>,
         marks: &HashMap<BuildKey, BuildMark>,
+        delivered: &HashMap<BuildKey, DeliveredBuild>,
         mode: Mode,
         detected_at: i64,
         changes: &mut Changes,
@@ -445,9 +453,8 @@ impl Supervisor {
             if mode == Mode::Deliver && pending == Some(fingerprint) {
                 continue;
             }
-            // A change: only now are the delivered inputs read, for the reason.
-            let delivered = self.state.delivered(&build.key)?;
-            let previous = delivered.as_ref().and_then(|d| d.inputs.as_ref());
+            // A change: the delivered inputs give the reason.
+            let previous = delivered.get(&build.key).and_then(|d| d.inputs.as_ref());
             let reason = change_reason(previous, &build.inputs);
             let delivery_id = DeliveryId::derive(&build.key, fingerprint);
             if mode == Mode::DryRun {
@@ -498,7 +505,7 @@ impl Supervisor {
     /// Drops the stored and pending builds of pull requests that are no longer
     /// open (or no longer built): those of `known` (the keys the state held when
     /// the cycle began) under a complete list's prefix that this cycle did not see.
-    fn forget_closed(
+    async fn forget_closed(
         &self,
         known: &BTreeSet<&str>,
         prefixes: &[String],
@@ -521,8 +528,30 @@ impl Supervisor {
                 count = closed.len(),
                 "forgetting builds of closed pull requests"
             );
-            self.state.forget_builds(&closed)?;
+            self.state.forget_builds(closed).await?;
         }
         Ok(())
     }
+}
+
+/// The builds of `planned` whose fingerprint is neither the delivered one nor, when
+/// delivering, the pending one (as [`Supervisor::observe_workspace`] decides).
+fn changed_keys(
+    planned: &WorkspaceBuilds,
+    fingerprints: &[Fingerprint],
+    marks: &HashMap<BuildKey, BuildMark>,
+    mode: Mode,
+) -> Vec<BuildKey> {
+    planned
+        .builds
+        .iter()
+        .zip(fingerprints)
+        .filter(|(build, fingerprint)| {
+            let mark = marks.get(&build.key);
+            mark.and_then(|m| m.delivered.as_ref()) != Some(*fingerprint)
+                && !(mode == Mode::Deliver
+                    && mark.and_then(|m| m.pending.as_ref()) == Some(*fingerprint))
+        })
+        .map(|(build, _)| build.key.clone())
+        .collect()
 }

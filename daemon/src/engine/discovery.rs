@@ -39,7 +39,7 @@ use crate::plan::transient::{
     ConfigPr, DiscoveryState, Transients, config_lists_complete, config_overrides, open_config_prs,
     overrides_yaml,
 };
-use crate::state::State;
+use crate::state::Store;
 use crate::state::discoveries::DiscoveryRecord;
 use crate::state::jobs::JobStatus;
 use crate::state::workspaces::StoredPackage;
@@ -57,7 +57,7 @@ struct Request {
 }
 
 pub struct Discoveries {
-    state: Arc<State>,
+    state: Store,
     /// Shared with the updates: `max_parallel_updates` subprocesses in all.
     permits: Arc<Semaphore>,
     secret_env_vars: Vec<String>,
@@ -76,7 +76,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Discoveries {
     pub fn new(
         config: &Config,
-        state: Arc<State>,
+        state: Store,
         permits: Arc<Semaphore>,
         metrics: Arc<Metrics>,
     ) -> Discoveries {
@@ -136,7 +136,7 @@ impl Discoveries {
                     Metrics::add(counter, 1);
                     // Interrupted by a stop: it runs again after the restart.
                     if !cancel.is_cancelled()
-                        && let Err(e) = state.save_discovery(&request.workspace, &record)
+                        && let Err(e) = state.save_discovery(&request.workspace, &record).await
                     {
                         tracing::error!("cannot record the discovery: {e}");
                     }
@@ -162,7 +162,7 @@ impl Discoveries {
 async fn execute(
     request: &Request,
     dir: &std::path::Path,
-    state: &State,
+    state: &Store,
     secret_env_vars: &[String],
     cancel: &CancellationToken,
 ) -> (DiscoveryRecord, JobStatus) {
@@ -246,12 +246,14 @@ async fn execute(
                 "discovery succeeded"
             );
             let message = format!("job {job_id}: {config_pr}: {} packages", entries.len());
-            state.record_event(
-                "discovery_succeeded",
-                Some(&request.workspace),
-                Some(key.as_str()),
-                &message,
-            );
+            state
+                .record_event(
+                    "discovery_succeeded",
+                    Some(&request.workspace),
+                    Some(key.as_str()),
+                    &message,
+                )
+                .await;
         }
         Err(why) => {
             tracing::warn!(
@@ -259,12 +261,14 @@ async fn execute(
                 "discovery failed: {why}; the config PR is built without transient packages"
             );
             let message = format!("job {job_id}: {config_pr}: {why}");
-            state.record_event(
-                "discovery_failed",
-                Some(&request.workspace),
-                Some(key.as_str()),
-                &message,
-            );
+            state
+                .record_event(
+                    "discovery_failed",
+                    Some(&request.workspace),
+                    Some(key.as_str()),
+                    &message,
+                )
+                .await;
         }
     }
     let record = DiscoveryRecord {
@@ -304,10 +308,7 @@ impl Supervisor {
     /// The recorded discoveries of `ws` (also when it has no `discover` any more:
     /// they are forgotten, with their builds, once its config PR lists are read).
     fn records(&self, ws: &WorkspaceConfig) -> Vec<DiscoveryRecord> {
-        self.state.discoveries_of(&ws.name).unwrap_or_else(|e| {
-            tracing::error!(workspace = %ws.name, "cannot read discoveries: {e}");
-            Vec::new()
-        })
+        self.state.discoveries_of(&ws.name)
     }
 
     /// The discovered entries of every workspace (their default branches are
@@ -447,7 +448,7 @@ impl Supervisor {
     /// Forgets the discoveries of config PRs that are no longer open (their config
     /// targets' PR lists were read and do not have them), and the builds of their
     /// transient repositories that `ws` does not watch otherwise.
-    pub(crate) fn forget_closed_config_prs(
+    pub(crate) async fn forget_closed_config_prs(
         &self,
         ws: &WorkspaceConfig,
         mainline: &[PackageConfig],
@@ -476,7 +477,9 @@ impl Supervisor {
             .collect();
         for record in closed {
             tracing::info!(workspace = %ws.name, config_pr = %record.config_pr, "config PR closed: its transient packages are dropped");
-            self.state.forget_discovery(&ws.name, &record.config_pr)?;
+            self.state
+                .forget_discovery(&ws.name, &record.config_pr)
+                .await?;
             let repos: BTreeSet<RepoId> = new_entries(&record, mainline)
                 .iter()
                 .filter_map(|e| RepoId::parse(&e.url).ok())
@@ -484,13 +487,11 @@ impl Supervisor {
                 .collect();
             let mut keys = Vec::new();
             for repo in repos {
-                keys.extend(
-                    self.state
-                        .build_keys_with_prefix(&BuildKey::pull_request_prefix(&ws.name, &repo))?,
-                );
+                let prefix = BuildKey::pull_request_prefix(&ws.name, &repo);
+                keys.extend(self.state.build_keys_with_prefix(&prefix).await?);
             }
             if !keys.is_empty() {
-                self.state.forget_builds(&keys)?;
+                self.state.forget_builds(keys).await?;
             }
         }
         Ok(())

@@ -62,7 +62,13 @@ struct OpenCycle {
 }
 
 /// Reloads a configuration into a new supervisor (or says why not).
-pub type Reloader = Box<dyn Fn(&Arc<Supervisor>) -> Result<Arc<Supervisor>, String> + Send>;
+pub type Reloader = Box<
+    dyn Fn(
+            Arc<Supervisor>,
+        ) -> forgewatch_adapters::BoxFuture<'static, Result<Arc<Supervisor>, String>>
+        + Send
+        + Sync,
+>;
 
 pub struct EventLoop {
     supervisor: Arc<Supervisor>,
@@ -202,7 +208,7 @@ impl EventLoop {
             }
             Event::Delivered(outcomes) => {
                 log_deliveries(&outcomes);
-                if let Err(e) = self.supervisor.record_deliveries(&outcomes) {
+                if let Err(e) = self.supervisor.record_deliveries(&outcomes).await {
                     tracing::error!("cannot refresh the status: {e:#}");
                 }
             }
@@ -228,7 +234,8 @@ impl EventLoop {
             }
             Event::Request(Request::Reload(answer)) => {
                 lifecycle.reloading();
-                let result = (self.reloader)(&self.supervisor);
+                let reloading = (self.reloader)(self.supervisor.clone());
+                let result = reloading.await;
                 if let Ok(new) = &result {
                     self.supervisor = new.clone();
                     self.published.send_replace(new.clone());
@@ -245,7 +252,7 @@ impl EventLoop {
                 lifecycle.ready();
             }
             Event::Request(Request::Trigger(key, answer)) => {
-                let result = self.supervisor.enqueue_trigger(&key);
+                let result = self.supervisor.enqueue_trigger(&key).await;
                 let answer_with = match result {
                     Ok((delivery_id, ci)) => {
                         self.senders.wake(&ci);
@@ -332,7 +339,7 @@ impl EventLoop {
             self.close_cycles(lifecycle);
         }
         // Retries that came due.
-        self.senders.wake_pending(&supervisor);
+        self.senders.wake_pending(&supervisor).await;
     }
 
     /// Reads the packages and targets again and hands each idle forge a round of
@@ -423,7 +430,7 @@ impl EventLoop {
                 if report.computed {
                     tracing::debug!(at_us = unix_micros(), "builds computed");
                 }
-                self.senders.wake_pending(&supervisor);
+                self.senders.wake_pending(&supervisor).await;
                 Some(report)
             }
             Err(e) => {

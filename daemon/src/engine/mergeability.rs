@@ -14,7 +14,7 @@ use forgewatch_adapters::RepoId;
 use crate::engine::lookups::Forges;
 use crate::plan::dependencies::graph::DependencyGraph;
 use crate::plan::dependencies::parse::PrRef;
-use crate::state::State;
+use crate::state::Store;
 
 /// The PRs answered `null` in the current poll interval, with the (base sha, head
 /// sha) pair they were asked at: not asked again before the next interval.
@@ -68,7 +68,7 @@ pub async fn fill(
     graph: &mut DependencyGraph,
     wanted: &BTreeSet<PrRef>,
     forges: &Forges,
-    state: &State,
+    state: &Store,
     computing: &Computing,
     interval: IntervalStart,
 ) {
@@ -93,7 +93,7 @@ pub async fn fill(
             continue;
         };
         let key = id.to_string();
-        match state.mergeable(&key, &base_sha, &pr.head_sha) {
+        match state.mergeable(&key, &base_sha, &pr.head_sha).await {
             Ok(Some(known)) => {
                 pr.mergeable = Some(known);
                 continue;
@@ -113,7 +113,10 @@ pub async fn fill(
             Ok(single) if single.head_sha == pr.head_sha => {
                 computing.answered(id, &base_sha, &pr.head_sha, single.mergeable);
                 if let Some(known) = single.mergeable {
-                    if let Err(e) = state.save_mergeable(&key, &base_sha, &pr.head_sha, known) {
+                    if let Err(e) = state
+                        .save_mergeable(&key, &base_sha, &pr.head_sha, known)
+                        .await
+                    {
                         tracing::warn!("{e}");
                     }
                     pr.mergeable = Some(known);

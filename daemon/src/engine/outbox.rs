@@ -15,7 +15,7 @@ use tracing::Instrument;
 use crate::engine::cycle::{Outcome, Status};
 use crate::engine::supervisor::Supervisor;
 use crate::plan::ids::BuildKey;
-use crate::state::State;
+use crate::state::Store;
 use crate::state::outbox::Pending;
 
 /// How retries of failed deliveries are spaced.
@@ -66,7 +66,7 @@ impl Supervisor {
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Vec<Outcome>> {
         let mut by_target: BTreeMap<String, Vec<BuildKey>> = BTreeMap::new();
-        let pending = self.state.pending_summaries()?;
+        let pending = self.state.pending_summaries().await?;
         for pending in pending
             .into_iter()
             .filter(|p| only.is_none_or(|ci| p.ci == ci))
@@ -116,7 +116,7 @@ async fn send_to(
     target: Option<Arc<dyn CiTarget>>,
     ci_name: &str,
     keys: Vec<BuildKey>,
-    state: &State,
+    state: &Store,
     policy: RetryPolicy,
     attempt_all: bool,
     shutdown: &CancellationToken,
@@ -124,7 +124,7 @@ async fn send_to(
     let mut outcomes = Vec::new();
     for key in keys {
         // Read one at a time: the outbox may hold thousands of payloads.
-        let Some(item) = state.pending_item(&key)? else {
+        let Some(item) = state.pending_item(&key).await? else {
             continue;
         };
         let now = unix_ms(SystemTime::now());
@@ -155,26 +155,30 @@ async fn send_to(
         match result {
             Ok(()) => {
                 crate::crash::point("after-accept");
-                state.complete_delivery(&item, now / 1000)?;
+                state.complete_delivery(&item, now / 1000).await?;
                 span.in_scope(|| tracing::info!(reason = %item.reason, "delivered"));
                 let workspace = item.key.as_str().split('/').next();
                 let message = format!("{} (delivery {})", item.reason, item.delivery_id);
-                state.record_event("delivered", workspace, Some(item.key.as_str()), &message);
+                state
+                    .record_event("delivered", workspace, Some(item.key.as_str()), &message)
+                    .await;
                 outcome.status = Status::Delivered;
             }
             Err(error) => {
                 let attempts = item.attempts.saturating_add(1);
                 let delay = policy.delay(attempts, seed(&item, now));
                 let next = now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
-                state.delivery_failed(&item, attempts, next, &error)?;
+                state.delivery_failed(&item, attempts, next, &error).await?;
                 let workspace = item.key.as_str().split('/').next();
                 let message = format!("attempt {attempts} failed: {error}");
-                state.record_event(
-                    "delivery_failed",
-                    workspace,
-                    Some(item.key.as_str()),
-                    &message,
-                );
+                state
+                    .record_event(
+                        "delivery_failed",
+                        workspace,
+                        Some(item.key.as_str()),
+                        &message,
+                    )
+                    .await;
                 span.in_scope(|| {
                     tracing::warn!(
                         attempts,
@@ -195,7 +199,7 @@ impl Supervisor {
     /// `forgewatch trigger`: puts the last computed build of `key` in the outbox
     /// again under a fresh delivery id, due now; returns the delivery id and the CI
     /// target whose sender must be woken.
-    pub fn enqueue_trigger(
+    pub async fn enqueue_trigger(
         &self,
         key: &crate::plan::ids::BuildKey,
     ) -> anyhow::Result<(String, String)> {
@@ -206,7 +210,7 @@ impl Supervisor {
                 .cloned()
                 .ok_or_else(|| anyhow::anyhow!("no build `{key}` is known (yet)"))?
         };
-        let previous = self.state.delivered(key)?.and_then(|d| d.inputs);
+        let previous = self.state.delivered(key).await?.and_then(|d| d.inputs);
         let delivery_id = crate::plan::ids::DeliveryId::fresh();
         let reason = "manual trigger".to_owned();
         let now = unix_ms(SystemTime::now());
@@ -231,13 +235,15 @@ impl Supervisor {
             next_attempt: now,
             last_error: None,
         };
-        self.state.enqueue_manual(&item, now)?;
-        self.state.record_event(
-            "triggered",
-            Some(&workspace),
-            Some(key.as_str()),
-            "manual trigger",
-        );
+        self.state.enqueue_manual(&item, now).await?;
+        self.state
+            .record_event(
+                "triggered",
+                Some(&workspace),
+                Some(key.as_str()),
+                "manual trigger",
+            )
+            .await;
         Ok((item.delivery_id, ci))
     }
 }

@@ -13,7 +13,7 @@ use forgewatch_workspace_runner::manifest::{self, Format};
 
 use crate::config::{Config, ManifestFormat, PackageConfig, PackageKind, WorkspaceConfig};
 use crate::plan::inputs::WorkspacePackages;
-use crate::state::State;
+use crate::state::Store;
 use crate::state::workspaces::StoredPackage;
 
 #[derive(Default)]
@@ -38,10 +38,10 @@ pub struct Packages {
 
 impl Packages {
     /// Starts from the lists persisted by earlier runs.
-    pub fn load(config: &Config, state: &State) -> anyhow::Result<Packages> {
+    pub async fn load(config: &Config, state: &Store) -> anyhow::Result<Packages> {
         let mut inner = Inner::default();
         for ws in config.workspaces.iter().filter(|w| w.manifest.is_some()) {
-            let list = state.package_list(&ws.name)?;
+            let list = state.package_list(&ws.name).await?;
             inner.manifests.insert(
                 ws.name.clone(),
                 ManifestSlot {
@@ -59,8 +59,9 @@ impl Packages {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Re-reads every manifest whose file changed since it was last read.
-    pub fn refresh(&self, config: &Config, state: &State, now: i64) {
+    /// Re-reads every manifest whose file changed since it was last read. A new list
+    /// is used at once; its write to the state is queued (see [`Store::queue`]).
+    pub fn refresh(&self, config: &Config, state: &Store, now: i64) {
         for ws in &config.workspaces {
             let Some(m) = &ws.manifest else { continue };
             let mtime = std::fs::metadata(&m.path).and_then(|md| md.modified()).ok();
@@ -96,9 +97,9 @@ impl Packages {
                         .collect();
                     if slot.list.as_ref() != Some(&list) {
                         tracing::info!(workspace = %ws.name, packages = list.len(), "package list read from the manifest");
-                        if let Err(e) = state.save_package_list(&ws.name, &list, now) {
-                            tracing::error!(workspace = %ws.name, "cannot persist the package list: {e}");
-                        }
+                        let (name, saved) = (ws.name.clone(), list.clone());
+                        let what = format!("persist the package list of {name}");
+                        state.queue(what, move |b| b.save_package_list(&name, &saved, now));
                         slot.list = Some(list);
                     }
                     for skipped in manifest.skipped {

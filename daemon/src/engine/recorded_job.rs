@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use forgewatch_workspace_runner::process::{self, Job, LogLine, Stream, Termination};
 use tokio_util::sync::CancellationToken;
 
-use crate::state::State;
+use crate::state::Store;
 use crate::state::jobs::{JobEnd, JobLine, JobStatus};
 
 /// Lines of output kept per job.
@@ -33,7 +33,7 @@ pub fn unix_ms(t: SystemTime) -> i64 {
 
 /// Runs `job` for `workspace` and records it as a job of `kind`.
 pub async fn run(
-    state: &State,
+    state: &Store,
     workspace: &str,
     kind: &str,
     job: &Job,
@@ -42,6 +42,7 @@ pub async fn run(
     let started = unix_ms(SystemTime::now());
     let id = state
         .start_job(workspace, kind, started)
+        .await
         .unwrap_or_else(|e| {
             tracing::error!("cannot record the job: {e}");
             0
@@ -102,10 +103,10 @@ pub async fn run(
         status,
         ended_at,
         detail: Some(detail.clone()),
-        lines: &lines,
+        lines,
         dropped_lines: dropped,
     };
-    if let Err(e) = state.finish_job(id, &end) {
+    if let Err(e) = state.finish_job(id, end).await {
         tracing::error!("cannot record the end of job {id}: {e}");
     }
     JobOutcome {

@@ -122,7 +122,7 @@ impl Supervisor {
             let heads = packages
                 .get(&ws.name)
                 .and_then(|p| config_heads(&p.packages, results));
-            if let Some(trigger) = self.updates.due(ws, heads.as_ref(), now)? {
+            if let Some(trigger) = self.updates.due(ws, heads.as_ref(), now).await? {
                 self.updates.spawn(ws, trigger, heads, shutdown).await;
             }
         }

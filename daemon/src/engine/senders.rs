@@ -44,8 +44,8 @@ impl Senders {
     }
 
     /// Wakes the sender of every CI target with deliveries pending.
-    pub fn wake_pending(&mut self, supervisor: &Supervisor) {
-        match supervisor.state.pending_summaries() {
+    pub async fn wake_pending(&mut self, supervisor: &Supervisor) {
+        match supervisor.state.pending_summaries().await {
             Ok(pending) => {
                 let targets: std::collections::BTreeSet<String> =
                     pending.into_iter().map(|p| p.ci).collect();

@@ -319,14 +319,14 @@ impl Metrics {
 
 impl crate::engine::supervisor::Supervisor {
     /// Rebuilds the snapshot after a cycle, and counts its deliveries.
-    pub(crate) fn refresh_snapshot(
+    pub(crate) async fn refresh_snapshot(
         &self,
         results: &crate::plan::answers::PollResults,
         seen: Vec<crate::engine::cycle::SeenWorkspace<'_>>,
         report: &crate::engine::cycle::CycleReport,
     ) -> anyhow::Result<()> {
-        let pending = self.pending_by_key()?;
-        let marks = self.state.build_marks()?;
+        let pending = self.pending_by_key().await?;
+        let marks = self.state.build_marks().await?;
         let mut workspaces = BTreeMap::new();
         let mut last_builds = BTreeMap::new();
         let mut build_count = 0;
@@ -415,13 +415,13 @@ impl crate::engine::supervisor::Supervisor {
     /// and the cycle's figures are refreshed.
     /// After deliveries were attempted: counts them and refreshes what the
     /// snapshot says of each build's delivery.
-    pub(crate) fn record_deliveries(
+    pub(crate) async fn record_deliveries(
         &self,
         outcomes: &[crate::engine::cycle::Outcome],
     ) -> anyhow::Result<()> {
         self.count_deliveries(outcomes);
-        let pending = self.pending_by_key()?;
-        let marks = self.state.build_marks()?;
+        let pending = self.pending_by_key().await?;
+        let marks = self.state.build_marks().await?;
         let mut snapshot = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
         for build in snapshot
             .workspaces
@@ -456,12 +456,13 @@ impl crate::engine::supervisor::Supervisor {
         Metrics::add(&self.metrics.deliveries_failed, count(Status::Failed));
     }
 
-    fn pending_by_key(
+    async fn pending_by_key(
         &self,
     ) -> anyhow::Result<BTreeMap<String, crate::state::outbox::PendingSummary>> {
         Ok(self
             .state
-            .pending_summaries()?
+            .pending_summaries()
+            .await?
             .into_iter()
             .map(|p| (p.key.to_string(), p))
             .collect())

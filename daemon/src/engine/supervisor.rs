@@ -19,11 +19,11 @@ use crate::engine::command_target::CommandTarget;
 use crate::engine::outbox::RetryPolicy;
 use crate::engine::packages::Packages;
 use crate::engine::updates::Updates;
-use crate::state::State;
+use crate::state::Store;
 
 pub struct Supervisor {
     pub config: Config,
-    pub state: Arc<State>,
+    pub state: Store,
     pub forges: BTreeMap<String, Arc<dyn Forge>>,
     /// Requests of each forge's earlier clients (replaced by reloads that changed
     /// its settings), so its counters never go backwards.
@@ -71,36 +71,36 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn new(config: Config, state: Arc<State>) -> anyhow::Result<Supervisor> {
-        Self::build(config, state, Arc::default(), None)
+    pub async fn new(config: Config, state: Store) -> anyhow::Result<Supervisor> {
+        Self::build(config, state, Arc::default(), None).await
     }
 
     /// A supervisor whose counters continue `metrics` (across reloads).
-    pub fn with_metrics(
+    pub async fn with_metrics(
         config: Config,
-        state: Arc<State>,
+        state: Store,
         metrics: Arc<crate::engine::status::Metrics>,
     ) -> anyhow::Result<Supervisor> {
-        Self::build(config, state, metrics, None)
+        Self::build(config, state, metrics, None).await
     }
 
     /// The supervisor of a reloaded configuration: forges and CI targets whose
     /// settings did not change keep their clients (pauses, budgets, counters,
     /// requests in flight); the request counters of a changed forge continue
     /// where its old client's stopped.
-    pub fn reloaded(config: Config, old: &Supervisor) -> anyhow::Result<Supervisor> {
-        Self::build(config, old.state.clone(), old.metrics.clone(), Some(old))
+    pub async fn reloaded(config: Config, old: &Supervisor) -> anyhow::Result<Supervisor> {
+        Self::build(config, old.state.clone(), old.metrics.clone(), Some(old)).await
     }
 
-    fn build(
+    async fn build(
         config: Config,
-        state: Arc<State>,
+        state: Store,
         metrics: Arc<crate::engine::status::Metrics>,
         old: Option<&Supervisor>,
     ) -> anyhow::Result<Supervisor> {
-        let store: Arc<dyn ValidatorStore> = state.clone();
+        let store: Arc<dyn ValidatorStore> = Arc::new(state.clone());
         // Rate-limit pauses outlive the clients: a reload or restart starts from them.
-        let pauses: Arc<dyn PauseStore> = state.clone();
+        let pauses: Arc<dyn PauseStore> = Arc::new(state.clone());
         let mut forges: BTreeMap<String, Arc<dyn Forge>> = BTreeMap::new();
         let mut requests_before = BTreeMap::new();
         for (name, forge) in &config.forges {
@@ -140,7 +140,7 @@ impl Supervisor {
             };
             ci.insert(name.clone(), client);
         }
-        let packages = Packages::load(&config, &state)?;
+        let packages = Packages::load(&config, &state).await?;
         let retry = RetryPolicy {
             initial: config.delivery.retry_initial,
             cap: config.delivery.retry_cap,

@@ -19,7 +19,7 @@ use tracing::Instrument;
 use crate::config::{Config, PackageConfig, PackageKind, UpdateConfig, WorkspaceConfig};
 use crate::engine::recorded_job::{self, MAX_LINE_BYTES, MAX_LOG_LINES, unix_ms};
 use crate::plan::answers::PollResults;
-use crate::state::State;
+use crate::state::Store;
 use crate::state::jobs::JobStatus;
 
 /// First retry delay after a failure; doubles per consecutive failure.
@@ -77,7 +77,7 @@ fn backoff(failures: u32) -> Duration {
 
 pub struct Updates {
     permits: Arc<Semaphore>,
-    state: Arc<State>,
+    state: Store,
     /// Variables removed from every child's environment (forgewatch's secrets).
     secret_env_vars: Vec<String>,
     running: Arc<Mutex<HashSet<String>>>,
@@ -111,7 +111,7 @@ impl Updates {
 
     pub fn new(
         config: &Config,
-        state: Arc<State>,
+        state: Store,
         metrics: Arc<crate::engine::status::Metrics>,
     ) -> Updates {
         let startup = config
@@ -148,7 +148,7 @@ impl Updates {
 
     /// Whether `ws`'s update is due now, and why. `heads` are this cycle's config
     /// heads (`None`: unknown this cycle, so no `config_change` can be decided).
-    pub fn due(
+    pub async fn due(
         &self,
         ws: &WorkspaceConfig,
         heads: Option<&BTreeMap<String, String>>,
@@ -163,7 +163,7 @@ impl Updates {
         if lock(&self.startup_pending).contains(&ws.name) {
             return Ok(Some(Trigger::Startup));
         }
-        let marks = self.state.update_marks(&ws.name)?;
+        let marks = self.state.update_marks(&ws.name).await?;
         let since_attempt = marks.last_attempt.map(|t| now.saturating_sub(t));
         if marks.failures > 0 {
             let wait = i64::try_from(backoff(marks.failures).as_secs()).unwrap_or(i64::MAX);
@@ -181,7 +181,7 @@ impl Updates {
                 // Package sets appeared or went with the last update; none moved.
                 let mut marks = marks.clone();
                 marks.config_heads = heads.clone();
-                self.state.save_update_marks(&ws.name, &marks)?;
+                self.state.save_update_marks(&ws.name, &marks).await?;
             }
         }
         if let Some(every) = update.every {
@@ -255,7 +255,7 @@ struct UpdateRun {
     trigger: Trigger,
     /// The config heads when it started (recorded on success).
     heads: Option<BTreeMap<String, String>>,
-    state: Arc<State>,
+    state: Store,
     secret_env_vars: Vec<String>,
     metrics: Arc<crate::engine::status::Metrics>,
 }
@@ -263,9 +263,13 @@ struct UpdateRun {
 impl UpdateRun {
     async fn execute(self, cancel: &CancellationToken) {
         let now_s = unix_ms(SystemTime::now()) / 1000;
-        let mut marks = self.state.update_marks(&self.workspace).unwrap_or_default();
+        let mut marks = self
+            .state
+            .update_marks(&self.workspace)
+            .await
+            .unwrap_or_default();
         marks.last_attempt = Some(now_s);
-        let _ = self.state.save_update_marks(&self.workspace, &marks);
+        let _ = self.state.save_update_marks(&self.workspace, &marks).await;
         let job = Job {
             argv: self.update.argv.clone(),
             dir: self.update.dir.clone(),
@@ -287,7 +291,8 @@ impl UpdateRun {
         crate::engine::status::Metrics::add(counter, 1);
         let message = format!("job {job_id} ({}): {detail}", self.trigger.as_str());
         self.state
-            .record_event(kind, Some(&self.workspace), None, &message);
+            .record_event(kind, Some(&self.workspace), None, &message)
+            .await;
         if status == JobStatus::Succeeded {
             if let Some(heads) = self.heads {
                 marks.config_heads = heads;
@@ -309,7 +314,7 @@ impl UpdateRun {
                 status.as_str()
             );
         }
-        if let Err(e) = self.state.save_update_marks(&self.workspace, &marks) {
+        if let Err(e) = self.state.save_update_marks(&self.workspace, &marks).await {
             tracing::error!("cannot record the update marks: {e}");
         }
     }

@@ -143,7 +143,7 @@ async fn workspace(State(api): State<ApiState>, Path(name): Path<String>) -> Res
     let Some(ws) = ws else {
         return error(StatusCode::NOT_FOUND, format!("no workspace `{name}`"));
     };
-    let jobs = match supervisor.state.jobs_of(&name, 10) {
+    let jobs = match supervisor.state.jobs_of(&name, 10).await {
         Ok(jobs) => jobs,
         Err(e) => return internal(e),
     };
@@ -214,14 +214,14 @@ async fn events(State(api): State<ApiState>, Query(p): Query<EventsParams>) -> R
         workspace: p.workspace,
         limit: p.limit,
     };
-    match api.current().state.events(&query) {
+    match api.current().state.events(&query).await {
         Ok(events) => axum::Json(events).into_response(),
         Err(e) => internal(e),
     }
 }
 
 async fn job(State(api): State<ApiState>, Path(id): Path<i64>) -> Response {
-    match api.current().state.job(id) {
+    match api.current().state.job(id).await {
         Ok(Some(job)) => axum::Json(job_json(&job)).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no job {id}")),
         Err(e) => internal(e),
@@ -243,12 +243,12 @@ async fn job_log(
         Err(r) => return refused(r),
     };
     let supervisor = api.current();
-    match supervisor.state.job(id) {
+    match supervisor.state.job(id).await {
         Ok(Some(_)) => {}
         Ok(None) => return error(StatusCode::NOT_FOUND, format!("no job {id}")),
         Err(e) => return internal(e),
     }
-    match supervisor.state.job_lines(id, since) {
+    match supervisor.state.job_lines(id, since).await {
         Ok(lines) => {
             let lines: Vec<_> = lines
                 .iter()

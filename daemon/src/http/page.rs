@@ -2,16 +2,18 @@
 //! rendered HTML, no front-end build, readable on a phone and a wide screen) and
 //! the Prometheus text of `GET /metrics`.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::Html;
 
-use crate::engine::status::Metrics;
+use crate::engine::status::{Metrics, Snapshot};
 use crate::engine::supervisor::Supervisor;
 use crate::http::api::ApiState;
-use crate::state::events::EventQuery;
+use crate::state::events::{Event, EventQuery};
+use crate::state::jobs::JobRecord;
 
 fn esc(text: &str) -> String {
     text.replace('&', "&amp;")
@@ -26,15 +28,31 @@ fn short(sha: &str) -> &str {
 
 pub async fn page(State(api): State<ApiState>) -> Html<String> {
     let supervisor: Arc<Supervisor> = api.supervisor.borrow().clone();
-    Html(render(&supervisor))
-}
-
-fn render(supervisor: &Supervisor) -> String {
     let snapshot = supervisor
         .snapshot
         .lock()
         .map(|s| s.clone())
         .unwrap_or_default();
+    let mut jobs = BTreeMap::new();
+    for name in snapshot.workspaces.keys() {
+        if let Ok(recent) = supervisor.state.jobs_of(name, 5).await {
+            jobs.insert(name.clone(), recent);
+        }
+    }
+    let events = supervisor
+        .state
+        .events(&EventQuery::default())
+        .await
+        .unwrap_or_default();
+    Html(render(&snapshot, &jobs, &events))
+}
+
+/// The page of `snapshot`, with each workspace's recent `jobs` and the latest `events`.
+fn render(
+    snapshot: &Snapshot,
+    jobs: &BTreeMap<String, Vec<JobRecord>>,
+    events: &[Event],
+) -> String {
     let mut h = String::new();
     h.push_str(concat!(
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
@@ -144,7 +162,7 @@ fn render(supervisor: &Supervisor) -> String {
         }
         h.push_str("</table>");
         config_prs(&mut h, ws);
-        if let Ok(jobs) = supervisor.state.jobs_of(name, 5)
+        if let Some(jobs) = jobs.get(name)
             && !jobs.is_empty()
         {
             h.push_str("<p>Jobs: ");
@@ -162,10 +180,6 @@ fn render(supervisor: &Supervisor) -> String {
         h.push_str("</section>");
     }
     h.push_str("<section><h2>Recent events</h2><table>");
-    let events = supervisor
-        .state
-        .events(&EventQuery::default())
-        .unwrap_or_default();
     for e in events.iter().rev().take(30) {
         let _ = write!(
             h,

@@ -2,7 +2,10 @@
 //! head and test ref it ran and what it found (the discovered manifest's entries),
 //! or why it failed. Persisted so that a restart (or the next `once`) neither runs
 //! a discovery again for a head it has seen nor forgets which repositories were
-//! watched for a config PR that has closed since.
+//! watched for a config PR that has closed since. [`super::Store`] reads them all
+//! when it opens and keeps them in memory (planning reads them every slice).
+
+use std::collections::BTreeMap;
 
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
@@ -37,35 +40,40 @@ struct Versioned {
 }
 
 impl State {
-    /// The recorded discoveries of `workspace`, by config PR (from the database
-    /// once, then from memory until a write).
+    /// The recorded discoveries of `workspace`, by config PR.
     pub fn discoveries_of(&self, workspace: &str) -> Result<Vec<DiscoveryRecord>, StateError> {
-        let mut cache = self.discoveries.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(records) = cache.get(workspace) {
-            return Ok(records.clone());
-        }
-        let records = self.read_discoveries(workspace)?;
-        cache.insert(workspace.to_owned(), records.clone());
-        Ok(records)
+        let mut all = self.discoveries_where(Some(workspace))?;
+        Ok(all.remove(workspace).unwrap_or_default())
     }
 
-    fn read_discoveries(&self, workspace: &str) -> Result<Vec<DiscoveryRecord>, StateError> {
+    /// Every workspace's recorded discoveries, by config PR.
+    pub fn discoveries(&self) -> Result<BTreeMap<String, Vec<DiscoveryRecord>>, StateError> {
+        self.discoveries_where(None)
+    }
+
+    fn discoveries_where(
+        &self,
+        workspace: Option<&str>,
+    ) -> Result<BTreeMap<String, Vec<DiscoveryRecord>>, StateError> {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT record FROM discoveries WHERE workspace = ?1 ORDER BY config_pr",
+                "SELECT workspace, record FROM discoveries WHERE ?1 IS NULL OR workspace = ?1
+                 ORDER BY workspace, config_pr",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map([workspace], |row| row.get::<_, String>(0))
+            .query_map([workspace], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })
             .map_err(|e| self.err(e))?;
-        let mut records = Vec::new();
-        for text in rows {
-            let text = text.map_err(|e| self.err(e))?;
+        let mut records: BTreeMap<String, Vec<DiscoveryRecord>> = BTreeMap::new();
+        for row in rows {
+            let (workspace, text) = row.map_err(|e| self.err(e))?;
             if let Ok(v) = serde_json::from_str::<Versioned>(&text)
                 && v.version == RECORD_VERSION
             {
-                records.push(v.record);
+                records.entry(workspace).or_default().push(v.record);
             }
         }
         Ok(records)
@@ -90,17 +98,8 @@ impl State {
                  ON CONFLICT (workspace, config_pr) DO UPDATE SET record = excluded.record",
                 params![workspace, record.config_pr, text],
             )
-            .map_err(|e| self.err(e))?;
-        // After the write: a read meanwhile cannot cache what it replaced.
-        self.forget_cached_discoveries(workspace);
-        Ok(())
-    }
-
-    fn forget_cached_discoveries(&self, workspace: &str) {
-        self.discoveries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(workspace);
+            .map(|_| ())
+            .map_err(|e| self.err(e))
     }
 
     /// Forgets the discovery of a config PR that is no longer open.
@@ -113,9 +112,8 @@ impl State {
                 "DELETE FROM discoveries WHERE workspace = ?1 AND config_pr = ?2",
                 params![workspace, config_pr],
             )
-            .map_err(|e| self.err(e))?;
-        self.forget_cached_discoveries(workspace);
-        Ok(())
+            .map(|_| ())
+            .map_err(|e| self.err(e))
     }
 }
 
@@ -157,8 +155,13 @@ mod tests {
         state.forget_discovery("ws", &found.config_pr).unwrap();
         assert_eq!(state.discoveries_of("ws").unwrap(), vec![failed.clone()]);
         assert_eq!(state.discoveries_of("other").unwrap(), vec![failed.clone()]);
-        // Reads are kept in memory: a write is seen by the next read all the same.
         state.save_discovery("ws", &found).unwrap();
-        assert_eq!(state.discoveries_of("ws").unwrap(), vec![found, failed]);
+        assert_eq!(
+            state.discoveries().unwrap(),
+            BTreeMap::from([
+                ("other".to_owned(), vec![failed.clone()]),
+                ("ws".to_owned(), vec![found, failed]),
+            ])
+        );
     }
 }

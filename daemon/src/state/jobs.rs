@@ -63,11 +63,12 @@ pub struct JobLine {
 }
 
 /// How a job ended, as recorded by [`State::finish_job`].
-pub struct JobEnd<'a> {
+#[derive(Clone, Debug)]
+pub struct JobEnd {
     pub status: JobStatus,
     pub ended_at: i64,
     pub detail: Option<String>,
-    pub lines: &'a [JobLine],
+    pub lines: Vec<JobLine>,
     pub dropped_lines: u64,
 }
 
@@ -92,7 +93,7 @@ impl State {
     }
 
     /// Records the end of a job and its lines, and prunes old jobs, in one transaction.
-    pub fn finish_job(&self, id: i64, end: &JobEnd<'_>) -> Result<(), StateError> {
+    pub fn finish_job(&self, id: i64, end: &JobEnd) -> Result<(), StateError> {
         if self.read_only() {
             return Ok(());
         }
@@ -110,7 +111,7 @@ impl State {
                     "INSERT INTO job_lines (job_id, seq, time, stream, text) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )
                 .map_err(|e| self.err(e))?;
-            for line in end.lines {
+            for line in &end.lines {
                 insert
                     .execute(params![id, line.seq, line.time, line.stream, line.text])
                     .map_err(|e| self.err(e))?;
@@ -244,7 +245,7 @@ mod tests {
                     status: JobStatus::TimedOut,
                     ended_at: 4000,
                     detail: Some("timed out after 1s".into()),
-                    lines: &lines,
+                    lines: lines.to_vec(),
                     dropped_lines: 7,
                 },
             )
@@ -262,7 +263,7 @@ mod tests {
                 status: JobStatus::Succeeded,
                 ended_at: 6000 + i,
                 detail: None,
-                lines: &lines,
+                lines: lines.to_vec(),
                 dropped_lines: 0,
             };
             state.finish_job(id, &end).unwrap();

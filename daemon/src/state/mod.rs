@@ -6,6 +6,11 @@
 //! the outcome of the last discovery of each open config PR ([`discoveries`]), and
 //! the forges' rate-limit pauses ([`pauses`]).
 //!
+//! [`State`] is the SQLite backend: synchronous, one connection. It implements
+//! [`Backend`], the operations any backend offers; async code reaches a backend only
+//! through [`Store`], which runs every call on the store's own thread, never on
+//! the runtime's. Errors are [`StateError`]s: no `rusqlite` type leaves this module.
+//!
 //! A delivered fingerprint is written in a transaction of its own, only after the
 //! CI answered 2xx. The schema is versioned with `PRAGMA user_version`; a newer
 //! schema than this binary knows is refused rather than guessed at.
@@ -16,6 +21,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
+mod backend;
 pub mod discoveries;
 pub mod events;
 mod http_cache;
@@ -24,7 +30,11 @@ pub mod lock;
 mod mergeability;
 pub mod outbox;
 mod pauses;
+mod store;
 pub mod workspaces;
+
+pub use backend::Backend;
+pub use store::Store;
 
 use crate::plan::fingerprint::BuildInputs;
 use crate::plan::ids::{BuildKey, Fingerprint};
@@ -32,13 +42,12 @@ use crate::plan::ids::{BuildKey, Fingerprint};
 const SCHEMA_VERSION: i64 = 7;
 const DATABASE_FILE: &str = "state.sqlite3";
 
+/// What can go wrong with the store, whatever its backend: the backend's own error
+/// is kept as its message, with the database it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("{path}: {source}")]
-    Sqlite {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    #[error("{path}: {message}")]
+    Backend { path: PathBuf, message: String },
     #[error(
         "{path}: schema version {found} is newer than this forgewatch supports ({SCHEMA_VERSION}); upgrade forgewatch or restore an older state"
     )]
@@ -48,6 +57,19 @@ pub enum StateError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot start the state store's thread: {source}")]
+    Thread { source: std::io::Error },
+    /// The store's thread is gone (the process is stopping).
+    #[error("the state store has stopped")]
+    Stopped,
+}
+
+/// A SQLite error on the database at `path`, as its message.
+fn backend_error(path: &Path, source: &rusqlite::Error) -> StateError {
+    StateError::Backend {
+        path: path.to_owned(),
+        message: source.to_string(),
+    }
 }
 
 /// What the state knows of a build, without its inputs: the fingerprint the CI last
@@ -69,15 +91,13 @@ pub struct DeliveredBuild {
     pub delivered_at: Option<i64>,
 }
 
+/// The SQLite backend. Its methods block on the database: async code calls them
+/// through a [`Store`].
 pub struct State {
     conn: Mutex<Connection>,
     path: PathBuf,
     /// Dry runs read the cache and the delivered builds but write nothing.
     read_only: bool,
-    /// The `discoveries` table per workspace, read once: every slice asks for it
-    /// and only this process writes it (through [`State::save_discovery`] and
-    /// [`State::forget_discovery`], which drop the workspace's entry).
-    discoveries: Mutex<HashMap<String, Vec<discoveries::DiscoveryRecord>>>,
 }
 
 impl State {
@@ -88,10 +108,7 @@ impl State {
             source,
         })?;
         let path = state_dir.join(DATABASE_FILE);
-        let sql = |source| StateError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let sql = |source| backend_error(&path, &source);
         let conn = Connection::open(&path).map_err(sql)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(sql)?;
@@ -104,17 +121,13 @@ impl State {
             conn: Mutex::new(conn),
             path,
             read_only: false,
-            discoveries: Mutex::default(),
         })
     }
 
     /// For `--dry-run`: the existing database read-only, or an empty in-memory one.
     pub fn open_read_only(state_dir: &Path) -> Result<State, StateError> {
         let path = state_dir.join(DATABASE_FILE);
-        let sql = |source| StateError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let sql = |source| backend_error(&path, &source);
         let conn = if path.exists() {
             let conn = Connection::open_with_flags(
                 &path,
@@ -132,11 +145,10 @@ impl State {
             conn: Mutex::new(conn),
             path,
             read_only: true,
-            discoveries: Mutex::default(),
         })
     }
 
-    pub(crate) fn read_only(&self) -> bool {
+    fn read_only(&self) -> bool {
         self.read_only
     }
 
@@ -144,26 +156,38 @@ impl State {
         self.read_only
     }
 
-    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
+    fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves a connection that is still usable.
         self.conn
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub(crate) fn err(&self, source: rusqlite::Error) -> StateError {
-        StateError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
+    fn err(&self, source: rusqlite::Error) -> StateError {
+        backend_error(&self.path, &source)
     }
 
     pub fn delivered(&self, key: &BuildKey) -> Result<Option<DeliveredBuild>, StateError> {
-        self.conn()
-            .query_row(
+        let mut found = self.delivered_builds(std::slice::from_ref(key))?;
+        Ok(found.remove(key))
+    }
+
+    /// What was last delivered for each of `keys` that has a delivery (a cycle reads
+    /// the inputs of its changed builds in one call).
+    pub fn delivered_builds(
+        &self,
+        keys: &[BuildKey],
+    ) -> Result<HashMap<BuildKey, DeliveredBuild>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
                 "SELECT fingerprint, inputs, delivered_at FROM builds WHERE build_key = ?1",
-                [key.as_str()],
-                |row| {
+            )
+            .map_err(|e| self.err(e))?;
+        let mut found = HashMap::new();
+        for key in keys {
+            let delivered = stmt
+                .query_row([key.as_str()], |row| {
                     let fingerprint: String = row.get(0)?;
                     let inputs: String = row.get(1)?;
                     Ok(DeliveredBuild {
@@ -171,10 +195,14 @@ impl State {
                         inputs: BuildInputs::from_stored(&inputs),
                         delivered_at: row.get(2)?,
                     })
-                },
-            )
-            .optional()
-            .map_err(|e| self.err(e))
+                })
+                .optional()
+                .map_err(|e| self.err(e))?;
+            if let Some(delivered) = delivered {
+                found.insert(key.clone(), delivered);
+            }
+        }
+        Ok(found)
     }
 
     /// The delivered and pending fingerprint of every known build, in two queries
@@ -252,10 +280,7 @@ impl State {
 fn check_version(conn: &Connection, path: &Path) -> Result<i64, StateError> {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(|source| StateError::Sqlite {
-            path: path.to_owned(),
-            source,
-        })?;
+        .map_err(|source| backend_error(path, &source))?;
     if version > SCHEMA_VERSION {
         return Err(StateError::NewerSchema {
             path: path.to_owned(),
@@ -375,10 +400,7 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StateError> {
         conn.execute_batch(&format!(
             "BEGIN; {step} PRAGMA user_version = {target}; COMMIT;"
         ))
-        .map_err(|source| StateError::Sqlite {
-            path: path.to_owned(),
-            source,
-        })?;
+        .map_err(|source| backend_error(path, &source))?;
     }
     Ok(())
 }
@@ -387,7 +409,7 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StateError> {
 mod tests {
     use super::*;
     use crate::plan::fingerprint::PackageHead;
-    use forgewatch_adapters::http::{CachedResponse, ValidatorStore};
+    use forgewatch_adapters::http::CachedResponse;
 
     fn inputs(head: &str) -> BuildInputs {
         BuildInputs::mainline(vec![PackageHead {
@@ -456,14 +478,17 @@ mod tests {
                 next_url: Some("n".into()),
                 body: b"[]".to_vec(),
             };
-            state.save("k", &cached);
-            assert_eq!(state.load("k"), Some(cached));
+            state.save_cached("k", &cached);
+            assert_eq!(state.cached("k", true), Some(cached));
         }
         let state = State::open(dir.path()).unwrap();
         let delivered = state.delivered(&key).unwrap().unwrap();
         assert_eq!(delivered.fingerprint, inputs("2").fingerprint());
         assert_eq!(delivered.inputs, Some(inputs("2")));
-        assert_eq!(state.load("k").unwrap().etag.as_deref(), Some("\"e\""));
+        assert_eq!(
+            state.cached("k", true).unwrap().etag.as_deref(),
+            Some("\"e\"")
+        );
         let marks = state.build_marks().unwrap();
         assert_eq!(marks.keys().collect::<Vec<_>>(), vec![&key]);
         assert_eq!(
@@ -481,7 +506,7 @@ mod tests {
         let key = BuildKey::mainline("ws");
         let ro = State::open_read_only(dir.path()).unwrap();
         deliver(&ro, &key, &inputs("1"), "id");
-        ro.save("k", &CachedResponse::default());
+        ro.save_cached("k", &CachedResponse::default());
         assert_eq!(ro.delivered(&key).unwrap(), None);
         assert!(!dir.path().join(DATABASE_FILE).exists());
     }

@@ -1,15 +1,16 @@
 //! The rate-limit pauses of the forges, keyed by API origin: until when, why, and the
-//! backoff step. The adapters' governor saves every change here through
-//! [`PauseStore`], and a forge client built later (a restart, a reload, the next
-//! `once`) starts from it, so a pause a forge asked for is respected by whatever
-//! process asks next.
+//! backoff step. The adapters' governor saves every change here through its
+//! `PauseStore` (implemented by [`super::Store`]), and a forge client built later (a
+//! restart, a reload, the next `once`) starts from it, so a pause a forge asked for
+//! is respected by whatever process asks next.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use forgewatch_adapters::governor::{PauseRecord, PauseStore};
+use forgewatch_adapters::governor::PauseRecord;
 use rusqlite::{OptionalExtension, params};
 
-use super::State;
+use super::{State, StateError};
 
 /// Unix milliseconds of `t`, saturating at 0 and `i64::MAX`.
 fn unix_ms(t: SystemTime) -> i64 {
@@ -21,30 +22,44 @@ fn from_unix_ms(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
-impl PauseStore for State {
-    fn load_pause(&self, key: &str) -> Option<PauseRecord> {
+fn row_to_pause(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<PauseRecord> {
+    Ok(PauseRecord {
+        until: from_unix_ms(row.get(first)?),
+        reason: row.get(first + 1)?,
+        backoff_step: row.get(first + 2)?,
+    })
+}
+
+impl State {
+    /// Every saved pause, by API origin.
+    pub fn pauses(&self) -> Result<BTreeMap<String, PauseRecord>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT origin, until_ms, reason, backoff_step FROM forge_pauses")
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row_to_pause(row, 1)?))
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.err(e))
+    }
+
+    /// The pause saved for `key`; a failure is logged and answered as none.
+    pub fn load_pause(&self, key: &str) -> Option<PauseRecord> {
         let conn = self.conn();
         let result = conn
             .prepare_cached(
                 "SELECT until_ms, reason, backoff_step FROM forge_pauses WHERE origin = ?1",
             )
-            .and_then(|mut stmt| {
-                stmt.query_row([key], |row| {
-                    Ok(PauseRecord {
-                        until: from_unix_ms(row.get(0)?),
-                        reason: row.get(1)?,
-                        backoff_step: row.get(2)?,
-                    })
-                })
-                .optional()
-            });
+            .and_then(|mut stmt| stmt.query_row([key], |row| row_to_pause(row, 0)).optional());
         result.unwrap_or_else(|e| {
             tracing::warn!(forge = key, error = %e, "cannot read the forge's rate-limit pause");
             None
         })
     }
 
-    fn save_pause(&self, key: &str, record: Option<&PauseRecord>) {
+    /// Saves (`None`: drops) the pause of `key`; a failure is logged.
+    pub fn save_pause(&self, key: &str, record: Option<&PauseRecord>) {
         if self.read_only() {
             return;
         }
@@ -94,6 +109,10 @@ mod tests {
         let state = State::open(dir.path()).unwrap();
         assert_eq!(state.load_pause(ORIGIN), Some(record(2)));
         assert_eq!(state.load_pause("https://gitlab.example.org"), None);
+        assert_eq!(
+            state.pauses().unwrap(),
+            BTreeMap::from([(ORIGIN.to_owned(), record(2))])
+        );
         // Dry runs read it and write nothing.
         let ro = State::open_read_only(dir.path()).unwrap();
         assert_eq!(ro.load_pause(ORIGIN), Some(record(2)));

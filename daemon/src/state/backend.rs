@@ -1,0 +1,281 @@
+//! [`Backend`]: the operations of the state store, whatever keeps the data. They
+//! are synchronous and may block; [`super::Store`] runs them on its own thread, so
+//! async code never waits on a backend on a runtime thread. [`State`] (SQLite) is
+//! the backend today; a later one (PostgreSQL, SPEC §16) implements the same trait
+//! and keeps the same transactions: an enqueue in one transaction, an accepted
+//! delivery recorded and removed from the outbox in one transaction.
+//!
+//! Errors are [`StateError`]s, so nothing of a backend's own types reaches callers.
+
+use std::collections::{BTreeMap, HashMap};
+
+use forgewatch_adapters::governor::PauseRecord;
+use forgewatch_adapters::http::CachedResponse;
+
+use super::discoveries::DiscoveryRecord;
+use super::events::{Event, EventQuery};
+use super::jobs::{JobEnd, JobLine, JobRecord};
+use super::outbox::{Enqueued, Pending, PendingSummary};
+use super::workspaces::{StoredPackage, UpdateMarks};
+use super::{BuildMark, DeliveredBuild, State, StateError};
+use crate::plan::ids::BuildKey;
+
+/// What a state backend does. A read-only backend (dry runs) reads and writes
+/// nothing, answering writes with success. The methods that return no `Result`
+/// report their failures themselves (a log line): their callers go on regardless.
+pub trait Backend: Send + 'static {
+    fn is_read_only(&self) -> bool;
+
+    // Builds (the last delivered fingerprint of each build key).
+    fn delivered_builds(
+        &self,
+        keys: &[BuildKey],
+    ) -> Result<HashMap<BuildKey, DeliveredBuild>, StateError>;
+    fn build_marks(&self) -> Result<HashMap<BuildKey, BuildMark>, StateError>;
+    fn build_keys_with_prefix(&self, prefix: &str) -> Result<Vec<BuildKey>, StateError>;
+    /// In one transaction.
+    fn forget_builds(&self, keys: &[BuildKey]) -> Result<(), StateError>;
+
+    // The outbox (SPEC §8).
+    /// In one transaction.
+    fn enqueue(
+        &self,
+        items: &[Enqueued],
+        obsolete: &[BuildKey],
+        now: i64,
+    ) -> Result<(), StateError>;
+    fn enqueue_manual(&self, item: &Pending, now: i64) -> Result<(), StateError>;
+    fn pending_summaries(&self) -> Result<Vec<PendingSummary>, StateError>;
+    fn pending_item(&self, key: &BuildKey) -> Result<Option<Pending>, StateError>;
+    /// Records the delivery and removes it from the outbox, in one transaction.
+    fn complete_delivery(&self, item: &Pending, delivered_at: i64) -> Result<(), StateError>;
+    fn delivery_failed(
+        &self,
+        item: &Pending,
+        attempts: u32,
+        next_attempt: i64,
+        error: &str,
+    ) -> Result<(), StateError>;
+
+    // Jobs and their logs.
+    fn start_job(&self, workspace: &str, kind: &str, started_at: i64) -> Result<i64, StateError>;
+    fn finish_job(&self, id: i64, end: &JobEnd) -> Result<(), StateError>;
+    fn fail_interrupted_jobs(&self, now: i64) -> Result<usize, StateError>;
+    fn job(&self, id: i64) -> Result<Option<JobRecord>, StateError>;
+    fn jobs_of(&self, workspace: &str, limit: i64) -> Result<Vec<JobRecord>, StateError>;
+    fn job_lines(&self, id: i64, since: i64) -> Result<Vec<JobLine>, StateError>;
+
+    // The event history.
+    fn record_event(
+        &self,
+        kind: &str,
+        workspace: Option<&str>,
+        build_key: Option<&str>,
+        message: &str,
+    );
+    fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StateError>;
+
+    // Workspaces: package lists and update marks.
+    fn package_list(&self, workspace: &str) -> Result<Option<Vec<StoredPackage>>, StateError>;
+    fn save_package_list(
+        &self,
+        workspace: &str,
+        entries: &[StoredPackage],
+        now: i64,
+    ) -> Result<(), StateError>;
+    fn update_marks(&self, workspace: &str) -> Result<UpdateMarks, StateError>;
+    fn save_update_marks(&self, workspace: &str, marks: &UpdateMarks) -> Result<(), StateError>;
+
+    // Discoveries of config PRs.
+    fn discoveries(&self) -> Result<BTreeMap<String, Vec<DiscoveryRecord>>, StateError>;
+    fn save_discovery(&self, workspace: &str, record: &DiscoveryRecord) -> Result<(), StateError>;
+    fn forget_discovery(&self, workspace: &str, config_pr: &str) -> Result<(), StateError>;
+
+    // GitHub's mergeability per (base sha, head sha).
+    fn mergeable(
+        &self,
+        pr: &str,
+        base_sha: &str,
+        head_sha: &str,
+    ) -> Result<Option<bool>, StateError>;
+    fn save_mergeable(
+        &self,
+        pr: &str,
+        base_sha: &str,
+        head_sha: &str,
+        mergeable: bool,
+    ) -> Result<(), StateError>;
+
+    // The forges' HTTP validators and bodies, and their rate-limit pauses.
+    fn cached(&self, key: &str, with_body: bool) -> Option<CachedResponse>;
+    fn save_cached(&self, key: &str, response: &CachedResponse);
+    fn pauses(&self) -> Result<BTreeMap<String, PauseRecord>, StateError>;
+    fn save_pause(&self, key: &str, record: Option<&PauseRecord>);
+}
+
+/// Each operation is the inherent method of the same name (in this module's files).
+impl Backend for State {
+    fn is_read_only(&self) -> bool {
+        State::is_read_only(self)
+    }
+
+    fn delivered_builds(
+        &self,
+        keys: &[BuildKey],
+    ) -> Result<HashMap<BuildKey, DeliveredBuild>, StateError> {
+        State::delivered_builds(self, keys)
+    }
+
+    fn build_marks(&self) -> Result<HashMap<BuildKey, BuildMark>, StateError> {
+        State::build_marks(self)
+    }
+
+    fn build_keys_with_prefix(&self, prefix: &str) -> Result<Vec<BuildKey>, StateError> {
+        State::build_keys_with_prefix(self, prefix)
+    }
+
+    fn forget_builds(&self, keys: &[BuildKey]) -> Result<(), StateError> {
+        State::forget_builds(self, keys)
+    }
+
+    fn enqueue(
+        &self,
+        items: &[Enqueued],
+        obsolete: &[BuildKey],
+        now: i64,
+    ) -> Result<(), StateError> {
+        State::enqueue(self, items, obsolete, now)
+    }
+
+    fn enqueue_manual(&self, item: &Pending, now: i64) -> Result<(), StateError> {
+        State::enqueue_manual(self, item, now)
+    }
+
+    fn pending_summaries(&self) -> Result<Vec<PendingSummary>, StateError> {
+        State::pending_summaries(self)
+    }
+
+    fn pending_item(&self, key: &BuildKey) -> Result<Option<Pending>, StateError> {
+        State::pending_item(self, key)
+    }
+
+    fn complete_delivery(&self, item: &Pending, delivered_at: i64) -> Result<(), StateError> {
+        State::complete_delivery(self, item, delivered_at)
+    }
+
+    fn delivery_failed(
+        &self,
+        item: &Pending,
+        attempts: u32,
+        next_attempt: i64,
+        error: &str,
+    ) -> Result<(), StateError> {
+        State::delivery_failed(self, item, attempts, next_attempt, error)
+    }
+
+    fn start_job(&self, workspace: &str, kind: &str, started_at: i64) -> Result<i64, StateError> {
+        State::start_job(self, workspace, kind, started_at)
+    }
+
+    fn finish_job(&self, id: i64, end: &JobEnd) -> Result<(), StateError> {
+        State::finish_job(self, id, end)
+    }
+
+    fn fail_interrupted_jobs(&self, now: i64) -> Result<usize, StateError> {
+        State::fail_interrupted_jobs(self, now)
+    }
+
+    fn job(&self, id: i64) -> Result<Option<JobRecord>, StateError> {
+        State::job(self, id)
+    }
+
+    fn jobs_of(&self, workspace: &str, limit: i64) -> Result<Vec<JobRecord>, StateError> {
+        State::jobs_of(self, workspace, limit)
+    }
+
+    fn job_lines(&self, id: i64, since: i64) -> Result<Vec<JobLine>, StateError> {
+        State::job_lines(self, id, since)
+    }
+
+    fn record_event(
+        &self,
+        kind: &str,
+        workspace: Option<&str>,
+        build_key: Option<&str>,
+        message: &str,
+    ) {
+        State::record_event(self, kind, workspace, build_key, message);
+    }
+
+    fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StateError> {
+        State::events(self, query)
+    }
+
+    fn package_list(&self, workspace: &str) -> Result<Option<Vec<StoredPackage>>, StateError> {
+        State::package_list(self, workspace)
+    }
+
+    fn save_package_list(
+        &self,
+        workspace: &str,
+        entries: &[StoredPackage],
+        now: i64,
+    ) -> Result<(), StateError> {
+        State::save_package_list(self, workspace, entries, now)
+    }
+
+    fn update_marks(&self, workspace: &str) -> Result<UpdateMarks, StateError> {
+        State::update_marks(self, workspace)
+    }
+
+    fn save_update_marks(&self, workspace: &str, marks: &UpdateMarks) -> Result<(), StateError> {
+        State::save_update_marks(self, workspace, marks)
+    }
+
+    fn discoveries(&self) -> Result<BTreeMap<String, Vec<DiscoveryRecord>>, StateError> {
+        State::discoveries(self)
+    }
+
+    fn save_discovery(&self, workspace: &str, record: &DiscoveryRecord) -> Result<(), StateError> {
+        State::save_discovery(self, workspace, record)
+    }
+
+    fn forget_discovery(&self, workspace: &str, config_pr: &str) -> Result<(), StateError> {
+        State::forget_discovery(self, workspace, config_pr)
+    }
+
+    fn mergeable(
+        &self,
+        pr: &str,
+        base_sha: &str,
+        head_sha: &str,
+    ) -> Result<Option<bool>, StateError> {
+        State::mergeable(self, pr, base_sha, head_sha)
+    }
+
+    fn save_mergeable(
+        &self,
+        pr: &str,
+        base_sha: &str,
+        head_sha: &str,
+        mergeable: bool,
+    ) -> Result<(), StateError> {
+        State::save_mergeable(self, pr, base_sha, head_sha, mergeable)
+    }
+
+    fn cached(&self, key: &str, with_body: bool) -> Option<CachedResponse> {
+        State::cached(self, key, with_body)
+    }
+
+    fn save_cached(&self, key: &str, response: &CachedResponse) {
+        State::save_cached(self, key, response);
+    }
+
+    fn pauses(&self) -> Result<BTreeMap<String, PauseRecord>, StateError> {
+        State::pauses(self)
+    }
+
+    fn save_pause(&self, key: &str, record: Option<&PauseRecord>) {
+        State::save_pause(self, key, record);
+    }
+}

@@ -1,0 +1,451 @@
+//! [`Store`]: the state store as async code sees it. A cheap cloneable handle to
+//! one thread of its own that owns the [`Backend`] and runs every call, in the
+//! order they were made, while the caller's task awaits the answer: a slow disk or
+//! a locked database never holds a runtime thread, and the runtime may have a single
+//! thread. The calls are serialised as they were behind the connection's mutex.
+//!
+//! Two things are kept in memory as well, for the synchronous code that reads them
+//! (both are written only by the process holding the `state_dir` lock): the
+//! recorded discoveries, read at open and updated by the thread after each write,
+//! and the forges' rate-limit pauses, read at open, which the adapters' governor
+//! saves through [`PauseStore`] under its own lock: the change is applied to memory
+//! at once and its write queued, so saves reach the database in order without the
+//! caller waiting. Queued writes are done before [`Store::flush`] returns.
+
+use std::collections::{BTreeMap, HashMap};
+use std::panic::{self, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+
+use forgewatch_adapters::BoxFuture;
+use forgewatch_adapters::governor::{PauseRecord, PauseStore};
+use forgewatch_adapters::http::{CachedResponse, ValidatorStore};
+use tokio::sync::oneshot;
+
+use super::discoveries::DiscoveryRecord;
+use super::events::{Event, EventQuery};
+use super::jobs::{JobEnd, JobLine, JobRecord};
+use super::outbox::{Enqueued, Pending, PendingSummary};
+use super::workspaces::{StoredPackage, UpdateMarks};
+use super::{Backend, BuildMark, DeliveredBuild, State, StateError};
+use crate::plan::ids::BuildKey;
+
+/// One call, run on the store's thread.
+type Job = Box<dyn FnOnce(&dyn Backend) + Send>;
+
+type Discoveries = BTreeMap<String, Vec<DiscoveryRecord>>;
+
+/// The handle: cloning it is cheap, and every clone talks to the same thread. The
+/// thread ends (closing the backend) when the last clone is dropped.
+#[derive(Clone)]
+pub struct Store {
+    jobs: mpsc::Sender<Job>,
+    read_only: bool,
+    discoveries: Arc<Mutex<Discoveries>>,
+    pauses: Arc<Mutex<BTreeMap<String, PauseRecord>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database in `state_dir`.
+    pub async fn open(state_dir: &Path) -> Result<Store, StateError> {
+        let dir = state_dir.to_owned();
+        Store::start(move || State::open(&dir)).await
+    }
+
+    /// For `--dry-run`: the existing database read-only, or an empty in-memory one.
+    pub async fn open_read_only(state_dir: &Path) -> Result<Store, StateError> {
+        let dir = state_dir.to_owned();
+        Store::start(move || State::open_read_only(&dir)).await
+    }
+
+    /// Starts the store's thread, which opens the backend with `open` and serves
+    /// calls until every handle is dropped.
+    pub async fn start<B, F>(open: F) -> Result<Store, StateError>
+    where
+        B: Backend,
+        F: FnOnce() -> Result<B, StateError> + Send + 'static,
+    {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let (opened_tx, opened) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("forgewatch-store".to_owned())
+            .spawn(move || {
+                let opened = open().and_then(|backend| {
+                    let memory = (
+                        backend.is_read_only(),
+                        backend.discoveries()?,
+                        backend.pauses()?,
+                    );
+                    Ok((backend, memory))
+                });
+                match opened {
+                    Ok((backend, memory)) => {
+                        if opened_tx.send(Ok(memory)).is_ok() {
+                            serve(&backend, &queue);
+                        }
+                    }
+                    Err(e) => {
+                        let _ = opened_tx.send(Err(e));
+                    }
+                }
+            })
+            .map_err(|source| StateError::Thread { source })?;
+        let (read_only, discoveries, pauses) = opened.await.map_err(|_| StateError::Stopped)??;
+        Ok(Store {
+            jobs,
+            read_only,
+            discoveries: Arc::new(Mutex::new(discoveries)),
+            pauses: Arc::new(Mutex::new(pauses)),
+        })
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Runs `f` on the store's thread, after every call made before it, and waits
+    /// for its answer. A panic in `f` is the caller's again.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, StateError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Backend) -> Result<T, StateError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let span = tracing::Span::current();
+        let job: Job = Box::new(move |backend| {
+            let _entered = span.enter();
+            let _ = tx.send(panic::catch_unwind(AssertUnwindSafe(|| f(backend))));
+        });
+        self.jobs.send(job).map_err(|_| StateError::Stopped)?;
+        match rx.await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(payload)) => panic::resume_unwind(payload),
+            Err(_) => Err(StateError::Stopped),
+        }
+    }
+
+    /// Queues `write` after every call made before it and returns at once; its
+    /// failure is logged ("cannot {what}: …").
+    pub fn queue<F>(&self, what: impl std::fmt::Display, write: F)
+    where
+        F: FnOnce(&dyn Backend) -> Result<(), StateError> + Send + 'static,
+    {
+        let what = what.to_string();
+        let span = tracing::Span::current();
+        let failed = format!("cannot {what}");
+        let job: Job = Box::new(move |backend| {
+            let _entered = span.enter();
+            if let Err(e) = write(backend) {
+                tracing::error!("cannot {what}: {e}");
+            }
+        });
+        if self.jobs.send(job).is_err() {
+            tracing::error!("{failed}: {}", StateError::Stopped);
+        }
+    }
+
+    /// Waits until every call and write queued so far is done (before exiting).
+    pub async fn flush(&self) {
+        if let Err(e) = self.call(|_| Ok(())).await {
+            tracing::error!("cannot finish the state store's writes: {e}");
+        }
+    }
+
+    pub async fn delivered(&self, key: &BuildKey) -> Result<Option<DeliveredBuild>, StateError> {
+        let key = key.clone();
+        self.call(move |b| Ok(b.delivered_builds(std::slice::from_ref(&key))?.remove(&key)))
+            .await
+    }
+
+    pub async fn delivered_builds(
+        &self,
+        keys: Vec<BuildKey>,
+    ) -> Result<HashMap<BuildKey, DeliveredBuild>, StateError> {
+        self.call(move |b| b.delivered_builds(&keys)).await
+    }
+
+    pub async fn build_marks(&self) -> Result<HashMap<BuildKey, BuildMark>, StateError> {
+        self.call(|b| b.build_marks()).await
+    }
+
+    pub async fn build_keys_with_prefix(&self, prefix: &str) -> Result<Vec<BuildKey>, StateError> {
+        let prefix = prefix.to_owned();
+        self.call(move |b| b.build_keys_with_prefix(&prefix)).await
+    }
+
+    pub async fn forget_builds(&self, keys: Vec<BuildKey>) -> Result<(), StateError> {
+        self.call(move |b| b.forget_builds(&keys)).await
+    }
+
+    pub async fn enqueue(
+        &self,
+        items: Vec<Enqueued>,
+        obsolete: Vec<BuildKey>,
+        now: i64,
+    ) -> Result<(), StateError> {
+        self.call(move |b| b.enqueue(&items, &obsolete, now)).await
+    }
+
+    pub async fn enqueue_manual(&self, item: &Pending, now: i64) -> Result<(), StateError> {
+        let item = item.clone();
+        self.call(move |b| b.enqueue_manual(&item, now)).await
+    }
+
+    pub async fn pending_summaries(&self) -> Result<Vec<PendingSummary>, StateError> {
+        self.call(|b| b.pending_summaries()).await
+    }
+
+    pub async fn pending_item(&self, key: &BuildKey) -> Result<Option<Pending>, StateError> {
+        let key = key.clone();
+        self.call(move |b| b.pending_item(&key)).await
+    }
+
+    pub async fn complete_delivery(
+        &self,
+        item: &Pending,
+        delivered_at: i64,
+    ) -> Result<(), StateError> {
+        let item = item.clone();
+        self.call(move |b| b.complete_delivery(&item, delivered_at))
+            .await
+    }
+
+    pub async fn delivery_failed(
+        &self,
+        item: &Pending,
+        attempts: u32,
+        next_attempt: i64,
+        error: &str,
+    ) -> Result<(), StateError> {
+        let (item, error) = (item.clone(), error.to_owned());
+        self.call(move |b| b.delivery_failed(&item, attempts, next_attempt, &error))
+            .await
+    }
+
+    pub async fn start_job(
+        &self,
+        workspace: &str,
+        kind: &str,
+        started_at: i64,
+    ) -> Result<i64, StateError> {
+        let (workspace, kind) = (workspace.to_owned(), kind.to_owned());
+        self.call(move |b| b.start_job(&workspace, &kind, started_at))
+            .await
+    }
+
+    pub async fn finish_job(&self, id: i64, end: JobEnd) -> Result<(), StateError> {
+        self.call(move |b| b.finish_job(id, &end)).await
+    }
+
+    pub async fn fail_interrupted_jobs(&self, now: i64) -> Result<usize, StateError> {
+        self.call(move |b| b.fail_interrupted_jobs(now)).await
+    }
+
+    pub async fn job(&self, id: i64) -> Result<Option<JobRecord>, StateError> {
+        self.call(move |b| b.job(id)).await
+    }
+
+    pub async fn jobs_of(&self, workspace: &str, limit: i64) -> Result<Vec<JobRecord>, StateError> {
+        let workspace = workspace.to_owned();
+        self.call(move |b| b.jobs_of(&workspace, limit)).await
+    }
+
+    pub async fn job_lines(&self, id: i64, since: i64) -> Result<Vec<JobLine>, StateError> {
+        self.call(move |b| b.job_lines(id, since)).await
+    }
+
+    /// Records an event (a failure is logged: the history is not worth stopping for).
+    pub async fn record_event(
+        &self,
+        kind: &str,
+        workspace: Option<&str>,
+        build_key: Option<&str>,
+        message: &str,
+    ) {
+        let (kind, message) = (kind.to_owned(), message.to_owned());
+        let (workspace, build_key) = (workspace.map(str::to_owned), build_key.map(str::to_owned));
+        let recorded = self.call(move |b| {
+            b.record_event(&kind, workspace.as_deref(), build_key.as_deref(), &message);
+            Ok(())
+        });
+        if let Err(e) = recorded.await {
+            tracing::warn!("cannot record an event: {e}");
+        }
+    }
+
+    pub async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StateError> {
+        let query = query.clone();
+        self.call(move |b| b.events(&query)).await
+    }
+
+    pub async fn package_list(
+        &self,
+        workspace: &str,
+    ) -> Result<Option<Vec<StoredPackage>>, StateError> {
+        let workspace = workspace.to_owned();
+        self.call(move |b| b.package_list(&workspace)).await
+    }
+
+    pub async fn update_marks(&self, workspace: &str) -> Result<UpdateMarks, StateError> {
+        let workspace = workspace.to_owned();
+        self.call(move |b| b.update_marks(&workspace)).await
+    }
+
+    pub async fn save_update_marks(
+        &self,
+        workspace: &str,
+        marks: &UpdateMarks,
+    ) -> Result<(), StateError> {
+        let (workspace, marks) = (workspace.to_owned(), marks.clone());
+        self.call(move |b| b.save_update_marks(&workspace, &marks))
+            .await
+    }
+
+    /// The recorded discoveries of `workspace`, by config PR (from memory).
+    pub fn discoveries_of(&self, workspace: &str) -> Vec<DiscoveryRecord> {
+        lock(&self.discoveries)
+            .get(workspace)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub async fn save_discovery(
+        &self,
+        workspace: &str,
+        record: &DiscoveryRecord,
+    ) -> Result<(), StateError> {
+        let (workspace, record) = (workspace.to_owned(), record.clone());
+        let (memory, read_only) = (self.discoveries.clone(), self.read_only);
+        self.call(move |b| {
+            b.save_discovery(&workspace, &record)?;
+            if !read_only {
+                let mut memory = lock(&memory);
+                let records = memory.entry(workspace).or_default();
+                match records.binary_search_by(|r| r.config_pr.cmp(&record.config_pr)) {
+                    Ok(at) => records[at] = record,
+                    Err(at) => records.insert(at, record),
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn forget_discovery(
+        &self,
+        workspace: &str,
+        config_pr: &str,
+    ) -> Result<(), StateError> {
+        let (workspace, config_pr) = (workspace.to_owned(), config_pr.to_owned());
+        let (memory, read_only) = (self.discoveries.clone(), self.read_only);
+        self.call(move |b| {
+            b.forget_discovery(&workspace, &config_pr)?;
+            let mut memory = lock(&memory);
+            if let Some(records) = memory.get_mut(&workspace).filter(|_| !read_only) {
+                records.retain(|r| r.config_pr != config_pr);
+                if records.is_empty() {
+                    memory.remove(&workspace);
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn mergeable(
+        &self,
+        pr: &str,
+        base_sha: &str,
+        head_sha: &str,
+    ) -> Result<Option<bool>, StateError> {
+        let (pr, base, head) = (pr.to_owned(), base_sha.to_owned(), head_sha.to_owned());
+        self.call(move |b| b.mergeable(&pr, &base, &head)).await
+    }
+
+    pub async fn save_mergeable(
+        &self,
+        pr: &str,
+        base_sha: &str,
+        head_sha: &str,
+        mergeable: bool,
+    ) -> Result<(), StateError> {
+        let (pr, base, head) = (pr.to_owned(), base_sha.to_owned(), head_sha.to_owned());
+        self.call(move |b| b.save_mergeable(&pr, &base, &head, mergeable))
+            .await
+    }
+
+    async fn cached_response(&self, key: &str, with_body: bool) -> Option<CachedResponse> {
+        let key = key.to_owned();
+        let cached = self.call(move |b| Ok(b.cached(&key, with_body)));
+        cached.await.unwrap_or_else(|e| {
+            tracing::warn!("cannot read the HTTP cache; asking the forge afresh: {e}");
+            None
+        })
+    }
+}
+
+/// The store's thread: every call in turn until the last handle is dropped.
+fn serve(backend: &dyn Backend, queue: &mpsc::Receiver<Job>) {
+    for job in queue {
+        // A call answers its own panic to its caller; a queued write's is logged.
+        if panic::catch_unwind(AssertUnwindSafe(|| job(backend))).is_err() {
+            tracing::error!("a state store call panicked");
+        }
+    }
+}
+
+impl ValidatorStore for Store {
+    fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<CachedResponse>> {
+        Box::pin(self.cached_response(key, true))
+    }
+
+    fn load_validators<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<CachedResponse>> {
+        Box::pin(self.cached_response(key, false))
+    }
+
+    fn save<'a>(&'a self, key: &'a str, response: &'a CachedResponse) -> BoxFuture<'a, ()> {
+        let (key, response) = (key.to_owned(), response.clone());
+        Box::pin(async move {
+            let saved = self.call(move |b| {
+                b.save_cached(&key, &response);
+                Ok(())
+            });
+            if let Err(e) = saved.await {
+                tracing::warn!("cannot write the HTTP cache: {e}");
+            }
+        })
+    }
+}
+
+/// Called by the governor under its lock, when a client is built and whenever its
+/// pause changes: answered from memory, the write queued.
+impl PauseStore for Store {
+    fn load_pause(&self, key: &str) -> Option<PauseRecord> {
+        lock(&self.pauses).get(key).cloned()
+    }
+
+    fn save_pause(&self, key: &str, record: Option<&PauseRecord>) {
+        if self.read_only {
+            return;
+        }
+        {
+            let mut pauses = lock(&self.pauses);
+            match record {
+                Some(r) => pauses.insert(key.to_owned(), r.clone()),
+                None => pauses.remove(key),
+            };
+        }
+        let (key, record) = (key.to_owned(), record.cloned());
+        self.queue("save the forge's rate-limit pause", move |b| {
+            b.save_pause(&key, record.as_ref());
+            Ok(())
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,194 @@
+//! The store is off the runtime: on a runtime with one thread, a store call that
+//! blocks (a call that waits to be released, a write waiting for a lock another
+//! connection holds) leaves that thread to the other tasks; and what the store keeps
+//! in memory is what its database says.
+
+use std::time::Duration;
+
+use super::*;
+use crate::state::DATABASE_FILE;
+
+/// Bounds a blocked call, so that a store running calls on the runtime's thread
+/// fails these tests instead of hanging them. Never reached by a correct store.
+const DEADLOCK_GUARD: Duration = Duration::from_secs(60);
+
+fn cached() -> CachedResponse {
+    CachedResponse {
+        etag: Some("\"e\"".into()),
+        last_modified: None,
+        next_url: None,
+        body: b"[]".to_vec(),
+    }
+}
+
+/// Another task, spawned now, runs to its end while the test awaits it.
+async fn another_task_runs() {
+    let (done, ran) = oneshot::channel();
+    tokio::spawn(async move { done.send("ran") });
+    assert_eq!(ran.await, Ok("ran"));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_blocked_store_call_leaves_the_runtime_thread_to_other_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    ValidatorStore::save(&store, "k", &cached()).await;
+    let (entered_tx, entered) = oneshot::channel();
+    let (release, released) = mpsc::channel::<()>();
+    let blocked = tokio::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .call(move |_| {
+                    let _ = entered_tx.send(());
+                    released
+                        .recv_timeout(DEADLOCK_GUARD)
+                        .map_err(|_| StateError::Stopped)?;
+                    Ok(7)
+                })
+                .await
+        }
+    });
+    entered.await.unwrap();
+    // The store's thread is inside the call: what comes after it waits there, the
+    // forge clients' cache reads included, and the runtime's one thread is free.
+    let load = tokio::spawn({
+        let store = store.clone();
+        async move { ValidatorStore::load(&store, "k").await }
+    });
+    let marks = tokio::spawn({
+        let store = store.clone();
+        async move { store.build_marks().await.map(|m| m.len()) }
+    });
+    another_task_runs().await;
+    assert!(!blocked.is_finished());
+    assert!(!load.is_finished());
+    assert!(!marks.is_finished());
+    release.send(()).unwrap();
+    assert_eq!(blocked.await.unwrap().unwrap(), 7);
+    assert_eq!(load.await.unwrap(), Some(cached()));
+    assert_eq!(marks.await.unwrap().unwrap(), 0);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_write_waiting_for_a_database_lock_leaves_the_runtime_thread_to_other_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    // Another connection holds the write lock: the store's write waits for it
+    // (SQLite's busy timeout) on the store's thread.
+    let other = rusqlite::Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let (entered_tx, entered) = oneshot::channel();
+    let write = tokio::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .call(move |b| {
+                    let _ = entered_tx.send(());
+                    b.save_mergeable("github.com/acme/a#1", "b1", "h1", true)
+                })
+                .await
+        }
+    });
+    entered.await.unwrap();
+    another_task_runs().await;
+    assert!(!write.is_finished(), "the lock is still held");
+    other.execute_batch("COMMIT").unwrap();
+    write.await.unwrap().unwrap();
+    assert_eq!(
+        store
+            .mergeable("github.com/acme/a#1", "b1", "h1")
+            .await
+            .unwrap(),
+        Some(true)
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_panicking_call_panics_its_caller_and_the_store_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    let panicked = tokio::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .call(|_| -> Result<(), StateError> { panic!("boom") })
+                .await
+        }
+    });
+    assert!(panicked.await.unwrap_err().is_panic());
+    assert_eq!(store.pending_summaries().await.unwrap(), vec![]);
+}
+
+fn record(config_pr: &str, job_id: i64) -> DiscoveryRecord {
+    DiscoveryRecord {
+        config_pr: config_pr.to_owned(),
+        head_sha: "h".to_owned(),
+        test_ref: "refs/pull/3/head".to_owned(),
+        outcome: Err("failed".to_owned()),
+        job_id,
+    }
+}
+
+fn pause(step: u32) -> PauseRecord {
+    PauseRecord {
+        until: std::time::UNIX_EPOCH + Duration::from_millis(1_900_000_000_123),
+        reason: "Retry-After: 60s".to_owned(),
+        backoff_step: step,
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn discoveries_and_pauses_in_memory_are_those_of_the_database() {
+    const ORIGIN: &str = "https://api.github.com";
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).await.unwrap();
+        store.save_discovery("ws", &record("b#2", 1)).await.unwrap();
+        store.save_discovery("ws", &record("a#1", 2)).await.unwrap();
+        store.save_discovery("ws", &record("b#2", 3)).await.unwrap();
+        store
+            .save_discovery("other", &record("c#3", 4))
+            .await
+            .unwrap();
+        store.forget_discovery("other", "c#3").await.unwrap();
+        assert_eq!(
+            store.discoveries_of("ws"),
+            vec![record("a#1", 2), record("b#2", 3)]
+        );
+        assert_eq!(store.discoveries_of("other"), vec![]);
+        store.save_pause(ORIGIN, Some(&pause(1)));
+        store.save_pause(ORIGIN, Some(&pause(2)));
+        assert_eq!(store.load_pause(ORIGIN), Some(pause(2)));
+        store.flush().await;
+    }
+    let store = Store::open(dir.path()).await.unwrap();
+    assert_eq!(
+        store.discoveries_of("ws"),
+        vec![record("a#1", 2), record("b#2", 3)]
+    );
+    assert_eq!(store.discoveries_of("other"), vec![]);
+    assert_eq!(store.load_pause(ORIGIN), Some(pause(2)));
+    // A dry run reads them and changes nothing, in memory or on disk.
+    let dry = Store::open_read_only(dir.path()).await.unwrap();
+    dry.save_pause(ORIGIN, None);
+    dry.save_discovery("ws", &record("d#4", 5)).await.unwrap();
+    dry.flush().await;
+    assert_eq!(dry.load_pause(ORIGIN), Some(pause(2)));
+    assert_eq!(dry.discoveries_of("ws").len(), 2);
+    drop((store, dry));
+    let store = Store::open(dir.path()).await.unwrap();
+    assert_eq!(store.load_pause(ORIGIN), Some(pause(2)));
+    assert_eq!(store.discoveries_of("ws").len(), 2);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn opening_a_corrupt_database_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(DATABASE_FILE), vec![0x5a; 8192]).unwrap();
+    let message = Store::open(dir.path()).await.err().unwrap().to_string();
+    assert!(
+        message.contains("state.sqlite3") && message.contains("not a database"),
+        "{message}"
+    );
+}
