@@ -141,7 +141,9 @@ impl Discoveries {
                         tracing::error!("cannot record the discovery: {e}");
                     }
                 }
+                Metrics::add(&metrics.targets_changed, 1);
                 lock(&running).remove(&request.workspace);
+                Metrics::add(&metrics.targets_changed, 1);
             }
             .instrument(span),
         );

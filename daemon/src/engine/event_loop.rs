@@ -32,6 +32,7 @@ use crate::engine::cycle::{CycleReport, Mode, Status};
 use crate::engine::event::{Event, Request};
 use crate::engine::forge_poller::{ForgePollers, Round, Share};
 use crate::engine::senders::Senders;
+use crate::engine::status::Metrics;
 use crate::engine::supervisor::Supervisor;
 use crate::plan::answers::TargetNeeds;
 use crate::plan::inputs::WorkspacePackages;
@@ -88,6 +89,8 @@ pub struct EventLoop {
     next_is_full: bool,
     slice: usize,
     next_cycle: Instant,
+    /// `targets_changed` when the packages and targets were last read.
+    targets_read: Option<u64>,
     /// Targets handed to a forge since the last slice.
     asked: BTreeSet<WatchTarget>,
     /// Repositories named by webhooks while their forge was busy.
@@ -134,6 +137,7 @@ impl EventLoop {
             next_cycle: Instant::now(),
             hints: BTreeMap::new(),
             asked: BTreeSet::new(),
+            targets_read: None,
             compute_always: true,
             poll_errors: Vec::new(),
         };
@@ -247,6 +251,7 @@ impl EventLoop {
                     );
                     self.next_is_full = true;
                     self.next_cycle = Instant::now();
+                    self.targets_read = None;
                 }
                 let _ = answer.send(result.map(|_| ()));
                 lifecycle.ready();
@@ -293,8 +298,8 @@ impl EventLoop {
         tracing::debug!(number, slice, at_us = unix_micros(), "cycle started");
         let interval = supervisor.config.poll_interval;
         self.next_cycle = (self.next_cycle + interval / SLICES as u32).max(Instant::now());
-        self.packages = supervisor.workspace_packages_now();
-        self.targets = supervisor.cycle_targets(&self.packages);
+        self.targets_read = None;
+        self.refresh_packages();
         let unanswered = supervisor.unanswered(&self.targets);
         self.asked.clear();
         let mut open = OpenCycle {
@@ -347,7 +352,9 @@ impl EventLoop {
     /// Whether a round went out.
     fn ask_new_targets(&mut self) -> bool {
         let supervisor = self.supervisor.clone();
-        self.packages = supervisor.workspace_packages_now();
+        if !self.refresh_packages() {
+            return false;
+        }
         self.targets = supervisor.cycle_targets(&self.packages);
         let mut new: BTreeMap<String, BTreeMap<WatchTarget, TargetNeeds>> = BTreeMap::new();
         for (target, needs) in supervisor.unanswered(&self.targets) {
@@ -362,6 +369,19 @@ impl EventLoop {
             sent |= self.start_round(&forge, targets);
         }
         sent
+    }
+
+    /// Reads the packages and targets again if something they are made of may have
+    /// changed since they were last read (always at a slice); whether it did.
+    fn refresh_packages(&mut self) -> bool {
+        let changed = Metrics::get(&self.supervisor.metrics.targets_changed);
+        if self.targets_read == Some(changed) {
+            return false;
+        }
+        self.targets_read = Some(changed);
+        self.packages = self.supervisor.workspace_packages_now();
+        self.targets = self.supervisor.cycle_targets(&self.packages);
+        true
     }
 
     /// Hands `targets` to `forge` as a round of its own cycle; false when the forge
@@ -513,11 +533,7 @@ fn log_deliveries(outcomes: &[crate::engine::cycle::Outcome]) {
 }
 
 fn status_line(supervisor: &Supervisor) -> String {
-    let snapshot = supervisor
-        .snapshot
-        .lock()
-        .map(|s| s.clone())
-        .unwrap_or_default();
+    let snapshot = supervisor.current_snapshot();
     let builds: usize = snapshot.workspaces.values().map(|w| w.builds.len()).sum();
     let pending: usize = snapshot
         .workspaces

@@ -16,6 +16,7 @@ use forgewatch_adapters::forge::WatchTarget;
 
 use crate::engine::mergeability::IntervalStart;
 use crate::engine::poller::{Held, poll};
+use crate::engine::status::Metrics;
 use crate::engine::supervisor::Supervisor;
 use crate::engine::updates::config_heads;
 use crate::plan::answers::{PollResults, TargetNeeds, watch_targets};
@@ -60,7 +61,11 @@ impl Supervisor {
             let supervisor = self.clone();
             tokio::spawn(async move {
                 match client.default_branch(&repo).await {
-                    Ok(branch) => supervisor.packages.set_default_branch(repo, branch),
+                    Ok(branch) => {
+                        Metrics::add(&supervisor.metrics.targets_changed, 1);
+                        supervisor.packages.set_default_branch(repo, branch);
+                        Metrics::add(&supervisor.metrics.targets_changed, 1);
+                    }
                     Err(e) => tracing::warn!("default branch of {repo} unknown: {e}"),
                 }
                 let mut learning = supervisor

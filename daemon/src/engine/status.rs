@@ -305,6 +305,11 @@ pub struct Metrics {
     pub discoveries_timed_out: AtomicU64,
     pub webhooks_accepted: AtomicU64,
     pub webhooks_refused: AtomicU64,
+    /// Bumped whenever what a cycle's targets are made of may have changed (an
+    /// update or discovery ended, a default branch was learnt), before and after
+    /// the change is visible: the loop reads the packages again only then. Not
+    /// exported.
+    pub targets_changed: AtomicU64,
 }
 
 impl Metrics {
@@ -413,6 +418,11 @@ impl crate::engine::supervisor::Supervisor {
     /// After a cycle that computed no build (its inputs had not changed, see
     /// [`crate::plan::inputs`]): the builds stay; their delivery state, the forges
     /// and the cycle's figures are refreshed.
+    /// A copy of the snapshot as it stands.
+    pub fn current_snapshot(&self) -> Snapshot {
+        self.snapshot.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
     /// After deliveries were attempted: counts them and refreshes what the
     /// snapshot says of each build's delivery.
     pub(crate) async fn record_deliveries(

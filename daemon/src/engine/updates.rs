@@ -218,6 +218,7 @@ impl Updates {
         let permits = self.permits.clone();
         let cancel = cancel.clone();
         let finished = self.finished.clone();
+        let metrics = self.metrics.clone();
         let span = tracing::info_span!("update", workspace = %ws.name, trigger = trigger.as_str());
         let (name, running) = (ws.name.clone(), self.running.clone());
         let mut tasks = self.tasks.lock().await;
@@ -229,8 +230,10 @@ impl Updates {
                 if let Ok(_permit) = permits.acquire_owned().await {
                     run.execute(&cancel).await;
                 }
+                crate::engine::status::Metrics::add(&metrics.targets_changed, 1);
                 lock(&running).remove(&name);
                 lock(&finished).push(name);
+                crate::engine::status::Metrics::add(&metrics.targets_changed, 1);
             }
             .instrument(span),
         );

@@ -99,22 +99,14 @@ async fn readyz(State(api): State<ApiState>) -> Response {
 
 async fn status(State(api): State<ApiState>) -> Response {
     let supervisor = api.current();
-    let snapshot = supervisor
-        .snapshot
-        .lock()
-        .map(|s| s.clone())
-        .unwrap_or_default();
+    let snapshot = supervisor.current_snapshot();
     let snapshot = crate::engine::status::with_current_pauses(snapshot, &supervisor.forges);
     axum::Json(snapshot).into_response()
 }
 
 async fn workspaces(State(api): State<ApiState>) -> Response {
     let supervisor = api.current();
-    let snapshot = supervisor
-        .snapshot
-        .lock()
-        .map(|s| s.clone())
-        .unwrap_or_default();
+    let snapshot = supervisor.current_snapshot();
     let list: Vec<_> = snapshot
         .workspaces
         .iter()

@@ -28,11 +28,7 @@ fn short(sha: &str) -> &str {
 
 pub async fn page(State(api): State<ApiState>) -> Html<String> {
     let supervisor: Arc<Supervisor> = api.supervisor.borrow().clone();
-    let snapshot = supervisor
-        .snapshot
-        .lock()
-        .map(|s| s.clone())
-        .unwrap_or_default();
+    let snapshot = supervisor.current_snapshot();
     let mut jobs = BTreeMap::new();
     for name in snapshot.workspaces.keys() {
         if let Ok(recent) = supervisor.state.jobs_of(name, 5).await {
