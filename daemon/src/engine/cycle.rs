@@ -161,7 +161,8 @@ impl Supervisor {
         let held = self.held_answers(&targets);
         let polled = poll(&targets, &held, &self.forges, shutdown, &self.progress).await;
         let every_forge: Vec<&str> = self.forges.keys().map(String::as_str).collect();
-        let results = self.absorb(polled, &targets, &every_forge);
+        self.absorb(polled, &targets, &every_forge);
+        let results = self.known_answers();
         let mut report = self
             .compute(mode, &packages, results, true, started, shutdown)
             .await?;
@@ -219,13 +220,13 @@ impl Supervisor {
         polled: PollResults,
         targets: &BTreeMap<WatchTarget, TargetNeeds>,
         forges: &[&str],
-    ) -> PollResults {
+    ) -> bool {
         self.log_poll_changes(&polled);
-        let (results, changed) = self.merge_known(polled, targets, forges);
+        let changed = self.merge_known(polled, targets, forges);
         if changed {
             self.last_inputs.answers_changed();
         }
-        results
+        changed
     }
 
     /// Computes every build from `results` (the latest answers of every target) and
@@ -296,13 +297,9 @@ impl Supervisor {
             if !added.is_empty() {
                 let held = self.held_answers(&added);
                 let polled = poll(&added, &held, &self.forges, shutdown, &self.progress).await;
-                self.log_poll_changes(&polled);
-                let changed;
                 let every_forge: Vec<&str> = self.forges.keys().map(String::as_str).collect();
-                (results, changed) = self.merge_known(polled, &targets, &every_forge);
-                if changed {
-                    self.last_inputs.answers_changed();
-                }
+                self.absorb(polled, &targets, &every_forge);
+                results = self.known_answers();
                 graph = self
                     .dependency_graph(&results, packages, detected_at, IntervalStart::No)
                     .await;

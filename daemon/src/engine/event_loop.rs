@@ -89,6 +89,9 @@ pub struct EventLoop {
     next_is_full: bool,
     slice: usize,
     next_cycle: Instant,
+    /// Something a computation reads changed since the last one (answers,
+    /// pauses, packages, targets).
+    inputs_moved: bool,
     /// `targets_changed` when the packages and targets were last read.
     targets_read: Option<u64>,
     /// Targets handed to a forge since the last slice.
@@ -138,6 +141,7 @@ impl EventLoop {
             hints: BTreeMap::new(),
             asked: BTreeSet::new(),
             targets_read: None,
+            inputs_moved: true,
             compute_always: true,
             poll_errors: Vec::new(),
         };
@@ -190,13 +194,20 @@ impl EventLoop {
                 self.pollers.finished(&forge);
                 let span = tracing::info_span!("cycle", number = cycle);
                 span.in_scope(|| self.supervisor.log_forge_usage(&forge, &before));
-                let merged = self.supervisor.absorb(results, &self.targets, &[&forge]);
+                let changed = self.supervisor.absorb(results, &self.targets, &[&forge]);
+                self.inputs_moved |= changed;
                 // Targets that appeared meanwhile (a discovery, an update ended) are
-                // asked first: builds are computed once their answers are in.
+                // asked first: builds are computed once their answers are in. An
+                // answer that changed nothing computes nothing, except the first of
+                // each interval (time-dependent rules, updates that came due).
                 let report = if self.ask_new_targets() {
                     None
+                } else if self.inputs_moved || self.compute_always {
+                    let known = self.supervisor.known_answers();
+                    self.compute(known, lifecycle).instrument(span).await
                 } else {
-                    self.compute(merged, lifecycle).instrument(span).await
+                    tracing::debug!(forge = %forge, "nothing changed: builds kept");
+                    None
                 };
                 if let Some(report) = report {
                     self.poll_errors = report.poll_errors;
@@ -337,7 +348,8 @@ impl EventLoop {
         self.open.insert(number, open);
         if nothing_asked {
             // Nothing to ask (no targets yet, every forge busy): compute from what is known.
-            let known = supervisor.absorb(Default::default(), &self.targets, &[]);
+            supervisor.absorb(Default::default(), &self.targets, &[]);
+            let known = supervisor.known_answers();
             if let Some(report) = self.compute(known, lifecycle).await {
                 self.poll_errors = report.poll_errors;
             }
@@ -379,8 +391,13 @@ impl EventLoop {
             return false;
         }
         self.targets_read = Some(changed);
-        self.packages = self.supervisor.workspace_packages_now();
-        self.targets = self.supervisor.cycle_targets(&self.packages);
+        let packages = self.supervisor.workspace_packages_now();
+        let targets = self.supervisor.cycle_targets(&packages);
+        if packages != self.packages || targets != self.targets {
+            self.inputs_moved = true;
+        }
+        self.packages = packages;
+        self.targets = targets;
         true
     }
 
@@ -433,6 +450,7 @@ impl EventLoop {
     ) -> Option<CycleReport> {
         let supervisor = self.supervisor.clone();
         let always = std::mem::take(&mut self.compute_always);
+        let moved = std::mem::take(&mut self.inputs_moved);
         let computation = supervisor.compute(
             Mode::Deliver,
             &self.packages,
@@ -455,6 +473,7 @@ impl EventLoop {
             }
             Err(e) => {
                 self.compute_always |= always;
+                self.inputs_moved |= moved;
                 tracing::error!("computing the builds failed: {e:#}");
                 None
             }

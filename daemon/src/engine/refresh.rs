@@ -260,7 +260,7 @@ impl Supervisor {
         polled: PollResults,
         targets: &BTreeMap<WatchTarget, TargetNeeds>,
         forges: &[&str],
-    ) -> (PollResults, bool) {
+    ) -> bool {
         let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
         let before = (known.heads.len(), known.pulls.len());
         known.heads.retain(|t, _| targets.contains_key(t));
@@ -274,13 +274,18 @@ impl Supervisor {
             changed |= known.pulls.get(&target) != Some(&answer);
             known.pulls.insert(target, answer);
         }
+        let paused_before = known.paused.clone();
         known
             .paused
             .retain(|forge, _| !forges.contains(&forge.as_str()));
         known.paused.extend(polled.paused);
-        let mut merged = known.clone();
-        merged.interrupted = polled.interrupted;
-        (merged, changed)
+        known.interrupted = polled.interrupted;
+        changed || known.paused != paused_before
+    }
+
+    /// The latest answer of every target (what a computation reads).
+    pub(crate) fn known_answers(&self) -> PollResults {
+        self.known.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Logs a target's poll failure when it starts or changes, and its recovery:
