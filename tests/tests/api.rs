@@ -156,7 +156,14 @@ async fn the_api_reports_status_events_and_metrics_and_triggers_on_demand() {
     daemon.ready().await;
     assert!(env.ci.wait_for_accepted(2, DEADLINE).await);
 
-    let status = daemon.json("/api/v1/status").await;
+    // The daemon records an accepted delivery just after the CI has it.
+    let status = eventually(DEADLINE, || async {
+        let status = daemon.json("/api/v1/status").await;
+        let build = &status["workspaces"]["app"]["builds"][0];
+        (build["delivered_fingerprint"] == build["fingerprint"]).then_some(status)
+    })
+    .await
+    .expect("the delivery shows in the status");
     assert_eq!(status["ready"], true);
     let app = &status["workspaces"]["app"];
     assert_eq!(app["packages"][0]["repository"], "github.com/acme/app");
