@@ -4,17 +4,14 @@
 //! and systemd's notify protocol are the caller's (`cli`), so a test can run a
 //! whole daemon inside its own process.
 
-use std::sync::Arc;
-
 use anyhow::Context as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{self, Config};
+use crate::config::Config;
 pub use crate::engine::event::Request;
+use crate::engine::event_loop::EventLoop;
 pub use crate::engine::event_loop::Lifecycle;
-use crate::engine::event_loop::{EventLoop, Reloader};
-use crate::engine::supervisor::Supervisor;
 use crate::http::api::{ApiState, router};
 use crate::state::Store;
 use crate::state::lock::StateLock;
@@ -70,16 +67,12 @@ pub async fn run(
         format!("{address}\n"),
     )
     .with_context(|| format!("cannot write {}", config.state_dir.display()))?;
-    let config_path = config.path.clone();
     let interval = config.poll_interval;
     let grace = config.shutdown_grace;
-    let supervisor = Arc::new(Supervisor::new(config, state.clone()).await?);
-    let reloader: Reloader =
-        Box::new(move |current| Box::pin(reload(config_path.clone(), current)));
     let (engine, subscribed) =
-        EventLoop::new(supervisor, requests.receiver, shutdown.clone(), reloader);
+        EventLoop::new(config, state.clone(), requests.receiver, shutdown.clone()).await?;
     let api = ApiState {
-        supervisor: subscribed,
+        view: subscribed,
         requests: requests.sender,
     };
     let stop_serving = shutdown.clone().cancelled_owned();
@@ -102,58 +95,4 @@ pub async fn run(
     state.flush().await;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Reads the configuration again; a valid one replaces the supervisor (state,
-/// running updates and the latest poll answers are kept), an invalid one is
-/// refused and the running configuration stays.
-async fn reload(
-    path: std::path::PathBuf,
-    current: Arc<Supervisor>,
-) -> Result<Arc<Supervisor>, String> {
-    let state = &current.state;
-    let reloaded = match config::load(&path) {
-        Err(errors) => Err(errors.to_string()),
-        Ok(config) if config.state_dir != current.config.state_dir => {
-            Err("`state_dir` cannot change while running; restart forgewatch".to_owned())
-        }
-        Ok(config) => {
-            if config.http != current.config.http {
-                tracing::warn!("`http` changed: it applies at the next restart");
-            }
-            Supervisor::reloaded(config, &current)
-                .await
-                .map_err(|e| format!("{e:#}"))
-        }
-    };
-    let mut new = match reloaded {
-        Ok(new) => new,
-        Err(message) => {
-            tracing::error!("reload refused, the running configuration stays: {message}");
-            state
-                .record_event("reload_failed", None, None, &message)
-                .await;
-            if let Ok(mut s) = current.snapshot.lock() {
-                s.config_error = Some(message.clone());
-            }
-            return Err(message);
-        }
-    };
-    let old_names: Vec<String> = current
-        .config
-        .workspaces
-        .iter()
-        .map(|w| w.name.clone())
-        .collect();
-    new.updates.carry_over(&current.updates, &old_names);
-    new.discoveries.carry_over(&current.discoveries);
-    new.carry_over(&current);
-    state
-        .record_event("reloaded", None, None, "configuration reloaded")
-        .await;
-    tracing::info!(
-        workspaces = new.config.workspaces.len(),
-        "configuration reloaded"
-    );
-    Ok(Arc::new(new))
 }

@@ -192,9 +192,9 @@ fn every_file_says_why_it_exists() {
 }
 
 /// Where a file's path (relative to `src`) may name forge kinds: the configuration
-/// (its `kind:` key) and the supervisor, which builds each forge's client from it.
+/// (its `kind:` key) and the engine's clients, built from it.
 fn may_name_forge_kinds(rel: &Path) -> bool {
-    rel.starts_with("config") || rel == Path::new("engine/supervisor.rs")
+    rel.starts_with("config") || rel == Path::new("engine/clients.rs")
 }
 
 #[test]
@@ -219,7 +219,7 @@ fn forge_kinds_are_told_apart_only_where_the_configuration_is_wired() {
     }
     assert!(
         found.is_empty(),
-        "forge kinds told apart outside config/ and engine/supervisor.rs \
+        "forge kinds told apart outside config/ and engine/clients.rs \
          (ask the `Forge` and its adapter objects instead): {found:#?}"
     );
 }
@@ -320,5 +320,35 @@ fn the_rest_of_the_daemon_reaches_the_state_through_the_store() {
     assert!(
         found.is_empty(),
         "use crate::state::Store, which runs the backend off the runtime: {found:#?}"
+    );
+}
+
+/// The engine's data (`Supervisor`) is the loop's: only the loop and the steps of a
+/// cycle name it. The HTTP API reads a `View`, the senders an `Outbox`, the
+/// status, clients and known answers are parts with their own API.
+#[test]
+fn only_the_loop_and_the_cycle_reach_the_engine_data() {
+    let allowed = [
+        "engine/supervisor.rs",
+        "engine/event_loop.rs",
+        "engine/cycle.rs",
+        "engine/refresh.rs",
+        "engine/discovery.rs",
+    ];
+    let mut named = BTreeSet::new();
+    for file in rust_files(&src()) {
+        let rel = file.strip_prefix(src()).expect("under src");
+        if code_of(&file).contains("Supervisor") {
+            named.insert(rel.display().to_string());
+        }
+    }
+    assert!(named.contains("engine/event_loop.rs"), "{named:?}");
+    let outside: Vec<_> = named
+        .iter()
+        .filter(|f| !allowed.contains(&f.as_str()))
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "the engine's data reached from outside the loop: {outside:#?}"
     );
 }

@@ -16,7 +16,6 @@ use crate::cli::notify::Notifier;
 use crate::config::{self, Config};
 use crate::engine::cycle::{CycleReport, Mode};
 use crate::engine::packages::Packages;
-use crate::engine::supervisor::Supervisor;
 use crate::state::Store;
 use crate::state::lock::StateLock;
 
@@ -280,7 +279,7 @@ async fn once(config: Config, dry_run: bool, json: bool) -> anyhow::Result<()> {
             Mode::Deliver,
         )
     };
-    let report = once_cycle(config, state.clone(), mode).await;
+    let report = crate::engine::cycle::once(config, state.clone(), mode).await;
     // Queued writes (a forge's pause, a package list) are on disk before the exit.
     state.flush().await;
     let report = report?;
@@ -292,22 +291,6 @@ async fn once(config: Config, dry_run: bool, json: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// `once`'s due updates, then one whole cycle (waiting for the updates it starts).
-async fn once_cycle(config: Config, state: Store, mode: Mode) -> anyhow::Result<CycleReport> {
-    let mut supervisor = Supervisor::new(config, state).await?;
-    // `once` attempts every pending delivery, whatever its backoff.
-    supervisor.attempt_all_pending = true;
-    supervisor.discover_in_foreground = true;
-    let never = CancellationToken::new();
-    if mode == Mode::Deliver {
-        // Startup and due config_change updates first, so the cycle sees their lists.
-        supervisor.run_due_updates(&never).await?;
-    }
-    let report = supervisor.cycle(mode, &never).await?;
-    supervisor.updates.wait_all().await;
-    Ok(report)
 }
 
 fn print_report(report: &CycleReport, json: bool) -> anyhow::Result<()> {

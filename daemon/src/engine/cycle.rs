@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::config::WorkspaceConfig;
+use crate::config::{Config, WorkspaceConfig};
 use crate::engine::mergeability::IntervalStart;
 use crate::engine::poller::poll;
 use crate::engine::supervisor::Supervisor;
@@ -27,7 +27,7 @@ use crate::plan::inputs::PlanInputs;
 use crate::plan::inputs::WorkspacePackages;
 use crate::plan::payload::{PayloadContext, build_trigger};
 use crate::state::outbox::{Enqueued, Pending};
-use crate::state::{BuildMark, DeliveredBuild};
+use crate::state::{BuildMark, DeliveredBuild, Store};
 
 /// What one cycle saw of a workspace: its configuration, packages and builds, with
 /// each build's fingerprint (in the order of `planned.builds`).
@@ -120,6 +120,23 @@ impl CycleReport {
     }
 }
 
+/// `forgewatch once`: the due updates, then one whole cycle (waiting for the
+/// updates it starts).
+pub async fn once(config: Config, state: Store, mode: Mode) -> anyhow::Result<CycleReport> {
+    let mut supervisor = Supervisor::new(config, state).await?;
+    // `once` attempts every pending delivery, whatever its backoff.
+    supervisor.attempt_all_pending = true;
+    supervisor.discover_in_foreground = true;
+    let never = CancellationToken::new();
+    if mode == Mode::Deliver {
+        // Startup and due config_change updates first, so the cycle sees their lists.
+        supervisor.run_due_updates(&never).await?;
+    }
+    let report = supervisor.cycle(mode, &never).await?;
+    supervisor.updates.wait_all().await;
+    Ok(report)
+}
+
 impl Supervisor {
     /// One whole cycle (`once`): poll every target, compute every build, send what
     /// is due, in a `cycle` span numbered from 1 for the life of the supervisor.
@@ -158,26 +175,38 @@ impl Supervisor {
         let started = SystemTime::now();
         let packages = self.workspace_packages(shutdown).await;
         let targets = self.cycle_targets(&packages);
-        let held = self.held_answers(&targets);
-        let polled = poll(&targets, &held, &self.forges, shutdown, &self.progress).await;
-        let every_forge: Vec<&str> = self.forges.keys().map(String::as_str).collect();
+        let held = self.known.held(&targets);
+        let polled = poll(
+            &targets,
+            &held,
+            self.clients.forges(),
+            shutdown,
+            &self.progress,
+        )
+        .await;
+        let every_forge: Vec<&str> = self.clients.forges().keys().map(String::as_str).collect();
         self.absorb(polled, &targets, &every_forge);
-        let results = self.known_answers();
+        let results = self.known.answers();
         let mut report = self
             .compute(mode, &packages, results, true, started, shutdown)
             .await?;
         if mode == Mode::Deliver && !report.interrupted {
             report.outcomes = self
+                .outbox
                 .send_pending(None, self.attempt_all_pending, shutdown)
                 .await?;
-            self.record_deliveries(&report.outcomes).await?;
+            self.status
+                .record_deliveries(&self.state, &report.outcomes)
+                .await?;
         }
-        self.close_cycle(started, &report.poll_errors);
+        self.status
+            .close_cycle(&self.clients, started, &report.poll_errors);
         Ok(report)
     }
 
     pub(crate) fn request_stats(&self) -> Vec<(String, RequestStats)> {
-        self.forges
+        self.clients
+            .forges()
             .iter()
             .map(|(name, f)| (name.clone(), f.stats()))
             .collect()
@@ -185,7 +214,7 @@ impl Supervisor {
 
     /// Requests of one forge since `before`, and the rate-limit budget it reported.
     pub(crate) fn log_forge_usage(&self, name: &str, before: &RequestStats) {
-        let Some(forge) = self.forges.get(name) else {
+        let Some(forge) = self.clients.forge(name) else {
             return;
         };
         let new = forge.stats();
@@ -208,7 +237,7 @@ impl Supervisor {
         };
         let low = remaining.saturating_mul(10) < limit;
         let state = if low { "low" } else { "ok" };
-        if self.is_news(format!("budget {name}"), Some(state)) && low {
+        if self.reports.is_news(format!("budget {name}"), Some(state)) && low {
             tracing::warn!(forge = %name, remaining, limit, "rate-limit budget below 10%");
         }
     }
@@ -221,8 +250,7 @@ impl Supervisor {
         targets: &BTreeMap<WatchTarget, TargetNeeds>,
         forges: &[&str],
     ) -> bool {
-        self.log_poll_changes(&polled);
-        let changed = self.merge_known(polled, targets, forges);
+        let changed = self.known.absorb(polled, targets, forges);
         if changed {
             self.last_inputs.answers_changed();
         }
@@ -250,7 +278,10 @@ impl Supervisor {
         report.poll_errors.sort();
         for (forge, (targets, until)) in &results.paused {
             let until_text = humantime::format_rfc3339_seconds(*until).to_string();
-            if self.is_news(format!("pause {forge}"), Some(&until_text)) {
+            if self
+                .reports
+                .is_news(format!("pause {forge}"), Some(&until_text))
+            {
                 tracing::warn!(forge = %forge, until = %until_text, "paused by its rate limit: {targets} targets skipped");
             } else {
                 tracing::debug!(forge = %forge, until = %until_text, "still paused: {targets} targets skipped");
@@ -293,13 +324,21 @@ impl Supervisor {
             }
             self.learn_default_branches(shutdown).await;
             let targets = self.cycle_targets(packages);
-            let added = self.unanswered(&targets);
+            let added = self.known.unanswered(&targets);
             if !added.is_empty() {
-                let held = self.held_answers(&added);
-                let polled = poll(&added, &held, &self.forges, shutdown, &self.progress).await;
-                let every_forge: Vec<&str> = self.forges.keys().map(String::as_str).collect();
+                let held = self.known.held(&added);
+                let polled = poll(
+                    &added,
+                    &held,
+                    self.clients.forges(),
+                    shutdown,
+                    &self.progress,
+                )
+                .await;
+                let every_forge: Vec<&str> =
+                    self.clients.forges().keys().map(String::as_str).collect();
                 self.absorb(polled, &targets, &every_forge);
-                results = self.known_answers();
+                results = self.known.answers();
                 graph = self
                     .dependency_graph(&results, packages, detected_at, IntervalStart::No)
                     .await;
@@ -402,7 +441,16 @@ impl Supervisor {
             self.forget_closed(&known, &closed.0, &closed.1).await?;
         }
         report.computed = true;
-        self.refresh_snapshot(&results, seen, &report).await?;
+        self.status
+            .refresh(
+                &self.state,
+                &self.clients,
+                &self.updates,
+                &results,
+                seen,
+                &report,
+            )
+            .await?;
         self.last_inputs.computed(inputs);
         Ok(report)
     }
@@ -423,11 +471,14 @@ impl Supervisor {
     ) -> anyhow::Result<()> {
         let planned = &seen.planned;
         for (key, why) in &planned.not_built {
-            self.report_once(format!("{key}: not built: {why}"));
+            self.reports.once(format!("{key}: not built: {why}"));
             report.not_built.push(format!("{key}: {why}"));
         }
         for skipped in &planned.skipped {
-            if self.is_news(format!("skipped {}", skipped.key), Some(&skipped.reason)) {
+            if self
+                .reports
+                .is_news(format!("skipped {}", skipped.key), Some(&skipped.reason))
+            {
                 tracing::info!(build_key = %skipped.key, "not computed: {}", skipped.reason);
             }
             report
@@ -435,7 +486,7 @@ impl Supervisor {
                 .push(format!("{}: {}", skipped.key, skipped.reason));
         }
         for (build, fingerprint) in planned.builds.iter().zip(&seen.fingerprints) {
-            if self.is_news(format!("skipped {}", build.key), None) {
+            if self.reports.is_news(format!("skipped {}", build.key), None) {
                 tracing::info!(build_key = %build.key, "computed again");
             }
             let mark = marks.get(&build.key);

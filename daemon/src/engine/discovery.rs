@@ -521,20 +521,6 @@ impl Supervisor {
         watch_targets(lists.iter().map(|(p, pulls)| (&p[..], *pulls)))
     }
 
-    /// The targets that have no answer yet (new packages): polled at once, whatever
-    /// the slice.
-    pub(crate) fn unanswered(
-        &self,
-        targets: &BTreeMap<WatchTarget, TargetNeeds>,
-    ) -> BTreeMap<WatchTarget, TargetNeeds> {
-        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        targets
-            .iter()
-            .filter(|(t, _)| !known.heads.contains_key(*t))
-            .map(|(t, n)| (t.clone(), n.clone()))
-            .collect()
-    }
-
     /// Every workspace's open config PRs that would be built.
     pub(crate) fn open_config_prs(
         &self,

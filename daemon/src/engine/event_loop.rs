@@ -34,6 +34,7 @@ use crate::engine::forge_poller::{ForgePollers, Round, Share};
 use crate::engine::senders::Senders;
 use crate::engine::status::Metrics;
 use crate::engine::supervisor::Supervisor;
+use crate::engine::view::View;
 use crate::plan::answers::TargetNeeds;
 use crate::plan::inputs::WorkspacePackages;
 
@@ -62,25 +63,17 @@ struct OpenCycle {
     waiting: BTreeSet<String>,
 }
 
-/// Reloads a configuration into a new supervisor (or says why not).
-pub type Reloader = Box<
-    dyn Fn(
-            Arc<Supervisor>,
-        ) -> forgewatch_adapters::BoxFuture<'static, Result<Arc<Supervisor>, String>>
-        + Send
-        + Sync,
->;
-
 pub struct EventLoop {
     supervisor: Arc<Supervisor>,
-    published: watch::Sender<Arc<Supervisor>>,
+    published: watch::Sender<Arc<View>>,
     pollers: ForgePollers,
     senders: Senders,
     events_tx: mpsc::UnboundedSender<Event>,
     events: mpsc::UnboundedReceiver<Event>,
     requests: mpsc::Receiver<Request>,
     shutdown: CancellationToken,
-    reloader: Reloader,
+    /// The configuration file a reload reads.
+    config_path: std::path::PathBuf,
     /// The packages and targets of the latest cycle.
     packages: HashMap<String, WorkspacePackages>,
     targets: BTreeMap<WatchTarget, TargetNeeds>,
@@ -106,18 +99,26 @@ pub struct EventLoop {
 }
 
 impl EventLoop {
-    pub fn new(
-        supervisor: Arc<Supervisor>,
+    /// The loop of `config` on `state`, and the view it publishes for the HTTP
+    /// API; it runs once [`EventLoop::run`] is called.
+    pub async fn new(
+        config: crate::config::Config,
+        state: crate::state::Store,
         requests: mpsc::Receiver<Request>,
         shutdown: CancellationToken,
-        reloader: Reloader,
-    ) -> (EventLoop, watch::Receiver<Arc<Supervisor>>) {
-        let (published, subscribed) = watch::channel(supervisor.clone());
+    ) -> anyhow::Result<(EventLoop, watch::Receiver<Arc<View>>)> {
+        let config_path = config.path.clone();
+        let supervisor = Arc::new(Supervisor::new(config, state).await?);
+        let (published, subscribed) = watch::channel(Arc::new(supervisor.view()));
         let (events_tx, events) = mpsc::unbounded_channel();
-        let senders = Senders::new(subscribed.clone(), events_tx.clone(), shutdown.clone());
+        let senders = Senders::new(
+            supervisor.outbox.clone(),
+            events_tx.clone(),
+            shutdown.clone(),
+        );
         let mut pollers = ForgePollers::default();
         pollers.reconcile(
-            &supervisor.forges,
+            supervisor.clients.forges(),
             &events_tx,
             &supervisor.progress,
             &shutdown,
@@ -131,7 +132,7 @@ impl EventLoop {
             events,
             requests,
             shutdown,
-            reloader,
+            config_path,
             packages: HashMap::new(),
             targets: BTreeMap::new(),
             open: BTreeMap::new(),
@@ -145,7 +146,7 @@ impl EventLoop {
             compute_always: true,
             poll_errors: Vec::new(),
         };
-        (this, subscribed)
+        Ok((this, subscribed))
     }
 
     /// Runs until `shutdown`, then stops within `shutdown_grace`: rounds in flight
@@ -203,7 +204,7 @@ impl EventLoop {
                 let report = if self.ask_new_targets() {
                     None
                 } else if self.inputs_moved || self.compute_always {
-                    let known = self.supervisor.known_answers();
+                    let known = self.supervisor.known.answers();
                     self.compute(known, lifecycle).instrument(span).await
                 } else {
                     tracing::debug!(forge = %forge, "nothing changed: builds kept");
@@ -223,7 +224,12 @@ impl EventLoop {
             }
             Event::Delivered(outcomes) => {
                 log_deliveries(&outcomes);
-                if let Err(e) = self.supervisor.record_deliveries(&outcomes).await {
+                if let Err(e) = self
+                    .supervisor
+                    .status
+                    .record_deliveries(&self.supervisor.state, &outcomes)
+                    .await
+                {
                     tracing::error!("cannot refresh the status: {e:#}");
                 }
             }
@@ -249,13 +255,14 @@ impl EventLoop {
             }
             Event::Request(Request::Reload(answer)) => {
                 lifecycle.reloading();
-                let reloading = (self.reloader)(self.supervisor.clone());
-                let result = reloading.await;
+                let result =
+                    crate::engine::supervisor::reload(&self.config_path, &self.supervisor).await;
                 if let Ok(new) = &result {
                     self.supervisor = new.clone();
-                    self.published.send_replace(new.clone());
+                    self.published.send_replace(Arc::new(new.view()));
+                    self.senders.replace(new.outbox.clone());
                     self.pollers.reconcile(
-                        &new.forges,
+                        new.clients.forges(),
                         &self.events_tx,
                         &new.progress,
                         &self.shutdown,
@@ -268,13 +275,18 @@ impl EventLoop {
                 lifecycle.ready();
             }
             Event::Request(Request::Trigger(key, answer)) => {
-                let result = self.supervisor.enqueue_trigger(&key).await;
-                let answer_with = match result {
-                    Ok((delivery_id, ci)) => {
-                        self.senders.wake(&ci);
-                        Ok(delivery_id)
+                let answer_with = match self.supervisor.status.last_build(&key) {
+                    None => Err(format!("no build `{key}` is known (yet)")),
+                    Some((workspace, ci, build)) => {
+                        let outbox = &self.supervisor.outbox;
+                        match outbox.enqueue_trigger(&workspace, &ci, &build).await {
+                            Ok(delivery_id) => {
+                                self.senders.wake(&ci);
+                                Ok(delivery_id)
+                            }
+                            Err(e) => Err(e.to_string()),
+                        }
                     }
-                    Err(e) => Err(e.to_string()),
                 };
                 let _ = answer.send(answer_with);
             }
@@ -311,20 +323,23 @@ impl EventLoop {
         self.next_cycle = (self.next_cycle + interval / SLICES as u32).max(Instant::now());
         self.targets_read = None;
         self.refresh_packages();
-        let unanswered = supervisor.unanswered(&self.targets);
+        let unanswered = supervisor.known.unanswered(&self.targets);
         self.asked.clear();
         let mut open = OpenCycle {
             started: SystemTime::now(),
             waiting: BTreeSet::new(),
         };
-        for forge in supervisor.forges.keys() {
+        for forge in supervisor.clients.forges().keys() {
             if self.pollers.is_busy(forge) {
-                if supervisor.is_news(format!("busy {forge}"), Some("busy")) {
+                if supervisor
+                    .reports
+                    .is_news(format!("busy {forge}"), Some("busy"))
+                {
                     tracing::warn!(forge = %forge, "still waiting for its last round: not asked this slice");
                 }
                 continue;
             }
-            supervisor.is_news(format!("busy {forge}"), None);
+            supervisor.reports.is_news(format!("busy {forge}"), None);
             let mut selected = share.of(forge, &self.targets);
             selected.extend(Share::All.of(forge, &unanswered));
             if let Some(repos) = self.hints.remove(forge) {
@@ -333,7 +348,7 @@ impl EventLoop {
             if selected.is_empty() {
                 continue;
             }
-            let held = supervisor.held_answers(&selected);
+            let held = supervisor.known.held(&selected);
             self.asked.extend(selected.keys().cloned());
             let round = Round {
                 cycle: number,
@@ -349,14 +364,14 @@ impl EventLoop {
         if nothing_asked {
             // Nothing to ask (no targets yet, every forge busy): compute from what is known.
             supervisor.absorb(Default::default(), &self.targets, &[]);
-            let known = supervisor.known_answers();
+            let known = supervisor.known.answers();
             if let Some(report) = self.compute(known, lifecycle).await {
                 self.poll_errors = report.poll_errors;
             }
             self.close_cycles(lifecycle);
         }
         // Retries that came due.
-        self.senders.wake_pending(&supervisor).await;
+        self.senders.wake_pending().await;
     }
 
     /// Reads the packages and targets again and hands each idle forge a round of
@@ -369,7 +384,7 @@ impl EventLoop {
         }
         self.targets = supervisor.cycle_targets(&self.packages);
         let mut new: BTreeMap<String, BTreeMap<WatchTarget, TargetNeeds>> = BTreeMap::new();
-        for (target, needs) in supervisor.unanswered(&self.targets) {
+        for (target, needs) in supervisor.known.unanswered(&self.targets) {
             if !self.asked.contains(&target) {
                 new.entry(needs.forge.clone())
                     .or_default()
@@ -386,7 +401,7 @@ impl EventLoop {
     /// Reads the packages and targets again if something they are made of may have
     /// changed since they were last read (always at a slice); whether it did.
     fn refresh_packages(&mut self) -> bool {
-        let changed = Metrics::get(&self.supervisor.metrics.targets_changed);
+        let changed = Metrics::get(&self.supervisor.status.metrics().targets_changed);
         if self.targets_read == Some(changed) {
             return false;
         }
@@ -414,7 +429,7 @@ impl EventLoop {
             at_us = unix_micros(),
             "cycle started"
         );
-        let held = self.supervisor.held_answers(&targets);
+        let held = self.supervisor.known.held(&targets);
         self.asked.extend(targets.keys().cloned());
         let round = Round {
             cycle: number,
@@ -468,7 +483,7 @@ impl EventLoop {
                 if report.computed {
                     tracing::debug!(at_us = unix_micros(), "builds computed");
                 }
-                self.senders.wake_pending(&supervisor).await;
+                self.senders.wake_pending().await;
                 Some(report)
             }
             Err(e) => {
@@ -492,8 +507,10 @@ impl EventLoop {
             let Some(cycle) = self.open.remove(&number) else {
                 continue;
             };
-            self.supervisor
-                .close_cycle(cycle.started, &self.poll_errors);
+            let supervisor = &self.supervisor;
+            supervisor
+                .status
+                .close_cycle(&supervisor.clients, cycle.started, &self.poll_errors);
             tracing::debug!(number, elapsed = ?cycle.started.elapsed().unwrap_or_default(), "cycle done");
             lifecycle.status(&status_line(&self.supervisor));
             lifecycle.watchdog();
@@ -552,7 +569,7 @@ fn log_deliveries(outcomes: &[crate::engine::cycle::Outcome]) {
 }
 
 fn status_line(supervisor: &Supervisor) -> String {
-    let snapshot = supervisor.current_snapshot();
+    let snapshot = supervisor.status.snapshot();
     let builds: usize = snapshot.workspaces.values().map(|w| w.builds.len()).sum();
     let pending: usize = snapshot
         .workspaces

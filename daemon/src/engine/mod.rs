@@ -2,8 +2,10 @@
 //! package lists current (manifests, update and discovery jobs), asks the plan for
 //! the builds, and delivers changed ones through the persisted outbox.
 //!
-//! - [`supervisor`]: the configuration wired to clients (the only place that
-//!   turns config values into adapter objects).
+//! - [`supervisor`]: the engine's data, owned by the loop, made of the parts below;
+//!   [`clients`]: the configuration wired to clients (the only place that turns
+//!   config values into adapter objects); [`known`]: the latest answer of every
+//!   target; [`reports`]: what was logged already.
 //! - [`cycle`]: one poll → compute → enqueue pass; [`poller`]: polls watch
 //!   targets; [`lookups`]: dependencies outside the watched targets;
 //!   [`mergeability`]: GitHub's `mergeable`.
@@ -12,14 +14,17 @@
 //!   [`recorded_job`]: the workspace subprocesses.
 //! - [`outbox`]: sends pending deliveries; [`command_target`]: the `command` CI
 //!   target.
-//! - [`status`]: the snapshot and counters the HTTP API serves.
+//! - [`status`]: the snapshot and counters; [`view`]: what the HTTP API reads of
+//!   them.
 
+pub mod clients;
 pub mod command_target;
 pub mod cycle;
 pub mod discovery;
 pub mod event;
 pub mod event_loop;
 pub mod forge_poller;
+pub mod known;
 pub mod lookups;
 pub mod mergeability;
 pub mod outbox;
@@ -27,7 +32,9 @@ pub mod packages;
 pub mod poller;
 pub mod recorded_job;
 pub mod refresh;
+pub mod reports;
 pub mod senders;
 pub mod status;
 pub mod supervisor;
 pub mod updates;
+pub mod view;

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime};
 
 use forgewatch_adapters::ci::CiTarget;
@@ -12,8 +13,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::engine::clients::Clients;
 use crate::engine::cycle::{Outcome, Status};
-use crate::engine::supervisor::Supervisor;
+use crate::plan::builds::PlannedBuild;
 use crate::plan::ids::BuildKey;
 use crate::state::Store;
 use crate::state::outbox::Pending;
@@ -56,7 +58,41 @@ fn seed(item: &Pending, now: i64) -> u64 {
     h.finish()
 }
 
-impl Supervisor {
+/// The outbox's sending side: the store, the CI targets' clients and the retry
+/// policy. The loop's senders each hold it (a reload hands them a new one).
+pub struct Outbox {
+    state: Store,
+    clients: Arc<Clients>,
+    retry: RetryPolicy,
+    progress: Arc<AtomicU64>,
+}
+
+impl Outbox {
+    pub fn new(
+        state: Store,
+        clients: Arc<Clients>,
+        retry: RetryPolicy,
+        progress: Arc<AtomicU64>,
+    ) -> Outbox {
+        Outbox {
+            state,
+            clients,
+            retry,
+            progress,
+        }
+    }
+
+    /// The CI targets with deliveries pending.
+    pub async fn targets_pending(&self) -> anyhow::Result<std::collections::BTreeSet<String>> {
+        Ok(self
+            .state
+            .pending_summaries()
+            .await?
+            .into_iter()
+            .map(|p| p.ci)
+            .collect())
+    }
+
     /// Attempts the pending deliveries that are due (all of them when
     /// `attempt_all`, as `once` does), one task per CI target; `only` one target's.
     pub async fn send_pending(
@@ -75,7 +111,7 @@ impl Supervisor {
         }
         let mut tasks = JoinSet::new();
         for (ci_name, items) in by_target {
-            let target = self.ci.get(&ci_name).cloned();
+            let target = self.clients.ci(&ci_name).cloned();
             let state = self.state.clone();
             let policy = self.retry;
             let progress = self.progress.clone();
@@ -195,29 +231,25 @@ async fn send_to(
     Ok(outcomes)
 }
 
-impl Supervisor {
-    /// `forgewatch trigger`: puts the last computed build of `key` in the outbox
-    /// again under a fresh delivery id, due now; returns the delivery id and the CI
-    /// target whose sender must be woken.
+impl Outbox {
+    /// `forgewatch trigger`: puts `build` (the last computed build of its key, for
+    /// `workspace` and CI target `ci`) in the outbox again under a fresh delivery
+    /// id, due now; returns the delivery id.
     pub async fn enqueue_trigger(
         &self,
-        key: &crate::plan::ids::BuildKey,
-    ) -> anyhow::Result<(String, String)> {
-        let (workspace, ci, build) = {
-            let builds = self.last_builds.lock().unwrap_or_else(|p| p.into_inner());
-            builds
-                .get(key)
-                .cloned()
-                .ok_or_else(|| anyhow::anyhow!("no build `{key}` is known (yet)"))?
-        };
+        workspace: &str,
+        ci: &str,
+        build: &PlannedBuild,
+    ) -> anyhow::Result<String> {
+        let key = &build.key;
         let previous = self.state.delivered(key).await?.and_then(|d| d.inputs);
         let delivery_id = crate::plan::ids::DeliveryId::fresh();
         let reason = "manual trigger".to_owned();
         let now = unix_ms(SystemTime::now());
         let trigger = crate::plan::payload::build_trigger(
-            &build,
+            build,
             &crate::plan::payload::PayloadContext {
-                workspace: &workspace,
+                workspace,
                 delivery_id: &delivery_id,
                 previous: previous.as_ref(),
                 reason: &reason,
@@ -228,7 +260,7 @@ impl Supervisor {
             key: key.clone(),
             inputs: build.inputs.clone(),
             delivery_id: delivery_id.to_string(),
-            ci: ci.clone(),
+            ci: ci.to_owned(),
             reason,
             trigger,
             attempts: 0,
@@ -239,12 +271,12 @@ impl Supervisor {
         self.state
             .record_event(
                 "triggered",
-                Some(&workspace),
+                Some(workspace),
                 Some(key.as_str()),
                 "manual trigger",
             )
             .await;
-        Ok((item.delivery_id, ci))
+        Ok(item.delivery_id)
     }
 }
 

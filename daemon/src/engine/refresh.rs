@@ -12,14 +12,13 @@ use crate::config::PackageKind;
 use crate::engine::lookups::{Forges, resolve};
 use crate::plan::dependencies::graph::DependencyGraph;
 use crate::plan::inputs::WorkspacePackages;
-use forgewatch_adapters::forge::WatchTarget;
 
 use crate::engine::mergeability::IntervalStart;
-use crate::engine::poller::{Held, poll};
+use crate::engine::poller::poll;
 use crate::engine::status::Metrics;
 use crate::engine::supervisor::Supervisor;
 use crate::engine::updates::config_heads;
-use crate::plan::answers::{PollResults, TargetNeeds, watch_targets};
+use crate::plan::answers::{PollResults, watch_targets};
 use crate::plan::pr_builds::mergeability_used;
 
 impl Supervisor {
@@ -46,7 +45,7 @@ impl Supervisor {
             .packages
             .unresolved_default_branches(&self.config, &discovered)
         {
-            let Some(client) = self.forges.get(&forge).cloned() else {
+            let Some(client) = self.clients.forge(&forge).cloned() else {
                 continue;
             };
             let asked = (forge, repo.clone());
@@ -62,9 +61,9 @@ impl Supervisor {
             tokio::spawn(async move {
                 match client.default_branch(&repo).await {
                     Ok(branch) => {
-                        Metrics::add(&supervisor.metrics.targets_changed, 1);
+                        Metrics::add(&supervisor.status.metrics().targets_changed, 1);
                         supervisor.packages.set_default_branch(repo, branch);
-                        Metrics::add(&supervisor.metrics.targets_changed, 1);
+                        Metrics::add(&supervisor.status.metrics().targets_changed, 1);
                     }
                     Err(e) => tracing::warn!("default branch of {repo} unknown: {e}"),
                 }
@@ -105,7 +104,7 @@ impl Supervisor {
             if shutdown.is_cancelled() {
                 break;
             }
-            let Some(client) = self.forges.get(&forge) else {
+            let Some(client) = self.clients.forge(&forge) else {
                 continue;
             };
             match client.default_branch(&repo).await {
@@ -155,8 +154,15 @@ impl Supervisor {
             })
             .collect();
         let targets = watch_targets(config_only.values().map(|p| (&p[..], false)));
-        let held = self.held_answers(&targets);
-        let results = poll(&targets, &held, &self.forges, shutdown, &self.progress).await;
+        let held = self.known.held(&targets);
+        let results = poll(
+            &targets,
+            &held,
+            self.clients.forges(),
+            shutdown,
+            &self.progress,
+        )
+        .await;
         self.schedule_updates(&packages, &results, shutdown).await?;
         self.updates.wait_all().await;
         Ok(())
@@ -186,7 +192,7 @@ impl Supervisor {
                 .config
                 .forges
                 .iter()
-                .filter_map(|(name, f)| Some((f.host.clone(), self.forges.get(name)?.clone())))
+                .filter_map(|(name, f)| Some((f.host.clone(), self.clients.forge(name)?.clone())))
                 .collect(),
         };
         let mut graph = resolve(polled, &forges, &self.lookups, self.config.poll_interval).await;
@@ -210,113 +216,5 @@ impl Supervisor {
         )
         .await;
         graph
-    }
-
-    /// Whether `state` differs from the last one recorded for `topic` (recording it);
-    /// `None` forgets the topic, so its next state is news again.
-    pub(crate) fn is_news(&self, topic: String, state: Option<&str>) -> bool {
-        let mut last = self.last_logged.lock().unwrap_or_else(|p| p.into_inner());
-        match state {
-            None => last.remove(&topic).is_some(),
-            Some(state) if last.get(&topic).is_some_and(|s| s == state) => false,
-            Some(state) => {
-                last.insert(topic, state.to_owned());
-                true
-            }
-        }
-    }
-
-    /// Logs `message` at info the first time it is seen in this process.
-    pub(crate) fn report_once(&self, message: String) {
-        let mut seen = self.reported.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.insert(message.clone()) {
-            tracing::info!("{message}");
-        }
-    }
-}
-
-impl Supervisor {
-    /// The answers of `targets` the supervisor holds (successful ones): a 304 for
-    /// them needs no stored body.
-    pub(crate) fn held_answers(&self, targets: &BTreeMap<WatchTarget, TargetNeeds>) -> Held {
-        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        let mut held = Held::new();
-        for target in targets.keys() {
-            if known.heads.get(target).is_some_and(Result::is_ok) {
-                held.insert((target.clone(), false));
-            }
-            if known.pulls.get(target).is_some_and(Result::is_ok) {
-                held.insert((target.clone(), true));
-            }
-        }
-        held
-    }
-
-    /// This cycle's answers over the latest known ones: targets not polled this
-    /// time keep their last answer; targets no longer watched are forgotten. Also
-    /// says whether any known answer changed (or was added or forgotten).
-    pub(crate) fn merge_known(
-        &self,
-        polled: PollResults,
-        targets: &BTreeMap<WatchTarget, TargetNeeds>,
-        forges: &[&str],
-    ) -> bool {
-        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        let before = (known.heads.len(), known.pulls.len());
-        known.heads.retain(|t, _| targets.contains_key(t));
-        known.pulls.retain(|t, _| targets.contains_key(t));
-        let mut changed = before != (known.heads.len(), known.pulls.len());
-        for (target, answer) in polled.heads {
-            changed |= known.heads.get(&target) != Some(&answer);
-            known.heads.insert(target, answer);
-        }
-        for (target, answer) in polled.pulls {
-            changed |= known.pulls.get(&target) != Some(&answer);
-            known.pulls.insert(target, answer);
-        }
-        let paused_before = known.paused.clone();
-        known
-            .paused
-            .retain(|forge, _| !forges.contains(&forge.as_str()));
-        known.paused.extend(polled.paused);
-        known.interrupted = polled.interrupted;
-        changed || known.paused != paused_before
-    }
-
-    /// The latest answer of every target (what a computation reads).
-    pub(crate) fn known_answers(&self) -> PollResults {
-        self.known.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Logs a target's poll failure when it starts or changes, and its recovery:
-    /// a target that keeps failing the same way does not flood the log.
-    pub(crate) fn log_poll_changes(&self, polled: &PollResults) {
-        let mut last = self.poll_failures.lock().unwrap_or_else(|p| p.into_inner());
-        let answers = polled
-            .heads
-            .iter()
-            .map(|(t, r)| (format!("{t} head"), r.as_ref().err()))
-            .chain(
-                polled
-                    .pulls
-                    .iter()
-                    .map(|(t, r)| (format!("{t} pull requests"), r.as_ref().err())),
-            );
-        for (what, error) in answers {
-            match (error, last.get(&what)) {
-                (Some(e), Some(previous)) if previous == e => {
-                    tracing::debug!("{what}: still failing: {e}")
-                }
-                (Some(e), _) => {
-                    tracing::warn!("poll failed: {what}: {e}");
-                    last.insert(what, e.clone());
-                }
-                (None, Some(_)) => {
-                    tracing::info!("{what}: polled again successfully");
-                    last.remove(&what);
-                }
-                (None, None) => {}
-            }
-        }
     }
 }

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::cycle::Status;
 use crate::engine::event::Event;
-use crate::engine::supervisor::Supervisor;
+use crate::engine::outbox::Outbox;
 
 struct Sender {
     wake: Arc<Notify>,
@@ -24,31 +24,35 @@ struct Sender {
 /// still have deliveries pending: those fail with a clear error, and are retried).
 pub struct Senders {
     senders: BTreeMap<String, Sender>,
-    supervisor: watch::Receiver<Arc<Supervisor>>,
+    outbox: watch::Sender<Arc<Outbox>>,
     events: mpsc::UnboundedSender<Event>,
     shutdown: CancellationToken,
 }
 
 impl Senders {
     pub fn new(
-        supervisor: watch::Receiver<Arc<Supervisor>>,
+        outbox: Arc<Outbox>,
         events: mpsc::UnboundedSender<Event>,
         shutdown: CancellationToken,
     ) -> Senders {
         Senders {
             senders: BTreeMap::new(),
-            supervisor,
+            outbox: watch::Sender::new(outbox),
             events,
             shutdown,
         }
     }
 
+    /// After a reload: the next passes send with `outbox` (its CI clients).
+    pub fn replace(&mut self, outbox: Arc<Outbox>) {
+        self.outbox.send_replace(outbox);
+    }
+
     /// Wakes the sender of every CI target with deliveries pending.
-    pub async fn wake_pending(&mut self, supervisor: &Supervisor) {
-        match supervisor.state.pending_summaries().await {
-            Ok(pending) => {
-                let targets: std::collections::BTreeSet<String> =
-                    pending.into_iter().map(|p| p.ci).collect();
+    pub async fn wake_pending(&mut self) {
+        let outbox = self.outbox.borrow().clone();
+        match outbox.targets_pending().await {
+            Ok(targets) => {
                 for ci in targets {
                     self.wake(&ci);
                 }
@@ -64,7 +68,7 @@ impl Senders {
             let task = tokio::spawn(send_when_woken(
                 ci.to_owned(),
                 wake.clone(),
-                self.supervisor.clone(),
+                self.outbox.subscribe(),
                 self.events.clone(),
                 self.shutdown.clone(),
             ));
@@ -93,7 +97,7 @@ impl Drop for Senders {
 async fn send_when_woken(
     ci: String,
     wake: Arc<Notify>,
-    supervisor: watch::Receiver<Arc<Supervisor>>,
+    outbox: watch::Receiver<Arc<Outbox>>,
     events: mpsc::UnboundedSender<Event>,
     shutdown: CancellationToken,
 ) {
@@ -102,7 +106,7 @@ async fn send_when_woken(
             () = shutdown.cancelled() => return,
             () = wake.notified() => {}
         }
-        let current = supervisor.borrow().clone();
+        let current = outbox.borrow().clone();
         match current.send_pending(Some(&ci), false, &shutdown).await {
             Ok(outcomes) => {
                 let attempted = outcomes.iter().any(|o| o.status != Status::Pending);

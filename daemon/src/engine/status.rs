@@ -4,11 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
+use crate::engine::clients::Clients;
 use crate::plan::builds::{PlannedBuild, Subject};
 use crate::plan::dependencies::graph::Unresolved;
+use crate::state::Store;
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Snapshot {
@@ -50,33 +53,13 @@ pub struct ForgeStatus {
 
 impl ForgeStatus {
     /// Sets the pause fields to the pause `forge` is under now.
-    fn set_pause(&mut self, forge: &dyn forgewatch_adapters::forge::Forge) {
+    pub(crate) fn set_pause(&mut self, forge: &dyn forgewatch_adapters::forge::Forge) {
         let pause = forge.pause();
         self.paused_until = pause
             .as_ref()
             .map(|p| humantime::format_rfc3339_seconds(p.until).to_string());
         self.pause_reason = pause.map(|p| p.reason);
     }
-}
-
-/// `snapshot` with each forge's pause as it stands now rather than at the end of the
-/// last cycle: a pause begins and ends between cycles, and the clients of a reload
-/// start from the pauses their predecessors saved.
-pub fn with_current_pauses(
-    mut snapshot: Snapshot,
-    forges: &BTreeMap<String, std::sync::Arc<dyn forgewatch_adapters::forge::Forge>>,
-) -> Snapshot {
-    for (name, forge) in forges {
-        let status = snapshot
-            .forges
-            .entry(name.clone())
-            .or_insert_with(|| ForgeStatus {
-                host: forge.host().to_owned(),
-                ..ForgeStatus::default()
-            });
-        status.set_pause(forge.as_ref());
-    }
-    snapshot
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -322,16 +305,74 @@ impl Metrics {
     }
 }
 
-impl crate::engine::supervisor::Supervisor {
-    /// Rebuilds the snapshot after a cycle, and counts its deliveries.
-    pub(crate) async fn refresh_snapshot(
+/// The builds of the last computation, by key, with their workspace and CI target
+/// (what a manual trigger sends again).
+type LastBuilds = BTreeMap<crate::plan::ids::BuildKey, (String, String, PlannedBuild)>;
+
+/// The status part of the engine: the snapshot the API serves (shared with the
+/// [`crate::engine::view::View`]), the builds it was made from, the counters.
+#[derive(Default)]
+pub struct Status {
+    snapshot: Arc<Mutex<Snapshot>>,
+    last_builds: Mutex<LastBuilds>,
+    metrics: Arc<Metrics>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Status {
+    /// A status whose counters continue `metrics` (across reloads).
+    pub fn new(metrics: Arc<Metrics>) -> Status {
+        Status {
+            metrics,
+            ..Status::default()
+        }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The snapshot, shared (what a view reads).
+    pub fn shared(&self) -> Arc<Mutex<Snapshot>> {
+        self.snapshot.clone()
+    }
+
+    /// After a reload: what `old` showed and built, until the first computation.
+    pub fn carry_over(&self, old: &Status) {
+        let mut snapshot = lock(&old.snapshot).clone();
+        snapshot.config_error = None;
+        *lock(&self.snapshot) = snapshot;
+        *lock(&self.last_builds) = lock(&old.last_builds).clone();
+    }
+
+    /// A reload was refused: the snapshot says why until the next one succeeds.
+    pub fn set_config_error(&self, message: String) {
+        lock(&self.snapshot).config_error = Some(message);
+    }
+
+    /// The last computed build of `key`: its workspace, CI target and build.
+    pub fn last_build(
         &self,
+        key: &crate::plan::ids::BuildKey,
+    ) -> Option<(String, String, PlannedBuild)> {
+        lock(&self.last_builds).get(key).cloned()
+    }
+
+    /// Rebuilds the snapshot after a computation.
+    pub(crate) async fn refresh(
+        &self,
+        state: &Store,
+        clients: &Clients,
+        updates: &crate::engine::updates::Updates,
         results: &crate::plan::answers::PollResults,
         seen: Vec<crate::engine::cycle::SeenWorkspace<'_>>,
         report: &crate::engine::cycle::CycleReport,
     ) -> anyhow::Result<()> {
-        let pending = self.pending_by_key().await?;
-        let marks = self.state.build_marks().await?;
+        let pending = pending_by_key(state).await?;
+        let marks = state.build_marks().await?;
         let mut workspaces = BTreeMap::new();
         let mut last_builds = BTreeMap::new();
         let mut build_count = 0;
@@ -346,7 +387,7 @@ impl crate::engine::supervisor::Supervisor {
             build_count += planned.builds.len();
             let mut status = WorkspaceStatus {
                 ci: ws.ci.clone(),
-                update_running: self.updates.is_running(&ws.name),
+                update_running: updates.is_running(&ws.name),
                 waiting: planned
                     .skipped
                     .iter()
@@ -402,8 +443,8 @@ impl crate::engine::supervisor::Supervisor {
             }
             workspaces.insert(ws.name.clone(), status);
         }
-        let forges = self.forge_statuses();
-        let mut snapshot = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        let forges = forge_statuses(clients);
+        let mut snapshot = lock(&self.snapshot);
         snapshot.builds = build_count;
         snapshot.workspaces = workspaces;
         snapshot.fingerprint_seconds = report.fingerprint_seconds;
@@ -411,28 +452,26 @@ impl crate::engine::supervisor::Supervisor {
         snapshot.pending = pending.len();
         snapshot.forges = forges;
         snapshot.poll_errors = report.poll_errors.clone();
-        *self.last_builds.lock().unwrap_or_else(|p| p.into_inner()) = last_builds;
+        *lock(&self.last_builds) = last_builds;
         Ok(())
     }
 
-    /// After a cycle that computed no build (its inputs had not changed, see
-    /// [`crate::plan::inputs`]): the builds stay; their delivery state, the forges
-    /// and the cycle's figures are refreshed.
     /// A copy of the snapshot as it stands.
-    pub fn current_snapshot(&self) -> Snapshot {
-        self.snapshot.lock().map(|s| s.clone()).unwrap_or_default()
+    pub fn snapshot(&self) -> Snapshot {
+        lock(&self.snapshot).clone()
     }
 
     /// After deliveries were attempted: counts them and refreshes what the
     /// snapshot says of each build's delivery.
     pub(crate) async fn record_deliveries(
         &self,
+        state: &Store,
         outcomes: &[crate::engine::cycle::Outcome],
     ) -> anyhow::Result<()> {
         self.count_deliveries(outcomes);
-        let pending = self.pending_by_key().await?;
-        let marks = self.state.build_marks().await?;
-        let mut snapshot = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        let pending = pending_by_key(state).await?;
+        let marks = state.build_marks().await?;
+        let mut snapshot = lock(&self.snapshot);
         for build in snapshot
             .workspaces
             .values_mut()
@@ -447,9 +486,14 @@ impl crate::engine::supervisor::Supervisor {
 
     /// A cycle (every forge asked once, or its round skipped) ended: the daemon is
     /// ready, and the cycle figures move on.
-    pub(crate) fn close_cycle(&self, started: std::time::SystemTime, poll_errors: &[String]) {
-        let forges = self.forge_statuses();
-        let mut snapshot = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+    pub(crate) fn close_cycle(
+        &self,
+        clients: &Clients,
+        started: std::time::SystemTime,
+        poll_errors: &[String],
+    ) {
+        let forges = forge_statuses(clients);
+        let mut snapshot = lock(&self.snapshot);
         snapshot.ready = true;
         snapshot.cycles += 1;
         snapshot.last_cycle_at = Some(humantime::format_rfc3339_seconds(started).to_string());
@@ -460,45 +504,44 @@ impl crate::engine::supervisor::Supervisor {
     }
 
     fn count_deliveries(&self, outcomes: &[crate::engine::cycle::Outcome]) {
-        use crate::engine::cycle::Status;
+        use crate::engine::cycle::Status as Outcome;
         let count = |status| outcomes.iter().filter(|o| o.status == status).count() as u64;
-        Metrics::add(&self.metrics.builds_triggered, count(Status::Delivered));
-        Metrics::add(&self.metrics.deliveries_failed, count(Status::Failed));
+        Metrics::add(&self.metrics.builds_triggered, count(Outcome::Delivered));
+        Metrics::add(&self.metrics.deliveries_failed, count(Outcome::Failed));
     }
+}
 
-    async fn pending_by_key(
-        &self,
-    ) -> anyhow::Result<BTreeMap<String, crate::state::outbox::PendingSummary>> {
-        Ok(self
-            .state
-            .pending_summaries()
-            .await?
-            .into_iter()
-            .map(|p| (p.key.to_string(), p))
-            .collect())
-    }
+async fn pending_by_key(
+    state: &Store,
+) -> anyhow::Result<BTreeMap<String, crate::state::outbox::PendingSummary>> {
+    Ok(state
+        .pending_summaries()
+        .await?
+        .into_iter()
+        .map(|p| (p.key.to_string(), p))
+        .collect())
+}
 
-    fn forge_statuses(&self) -> BTreeMap<String, ForgeStatus> {
-        self.forges
-            .iter()
-            .map(|(name, f)| {
-                let before = self.requests_before.get(name).copied().unwrap_or_default();
-                let stats = before + f.stats();
-                let rate = f.rate_limit();
-                let mut status = ForgeStatus {
-                    host: f.host().to_owned(),
-                    requests_fresh: stats.fresh,
-                    requests_not_modified: stats.not_modified,
-                    requests_failed: stats.failed,
-                    rate_limit: rate.as_ref().and_then(|r| r.limit),
-                    rate_limit_remaining: rate.as_ref().and_then(|r| r.remaining),
-                    ..ForgeStatus::default()
-                };
-                status.set_pause(f.as_ref());
-                (name.clone(), status)
-            })
-            .collect()
-    }
+fn forge_statuses(clients: &Clients) -> BTreeMap<String, ForgeStatus> {
+    clients
+        .forges()
+        .iter()
+        .map(|(name, f)| {
+            let stats = clients.requests(name);
+            let rate = f.rate_limit();
+            let mut status = ForgeStatus {
+                host: f.host().to_owned(),
+                requests_fresh: stats.fresh,
+                requests_not_modified: stats.not_modified,
+                requests_failed: stats.failed,
+                rate_limit: rate.as_ref().and_then(|r| r.limit),
+                rate_limit_remaining: rate.as_ref().and_then(|r| r.remaining),
+                ..ForgeStatus::default()
+            };
+            status.set_pause(f.as_ref());
+            (name.clone(), status)
+        })
+        .collect()
 }
 
 impl BuildStatus {

@@ -3,9 +3,9 @@
 //! their logs, manual triggers and reloads (admin bearer token), the forges'
 //! webhooks (signed; a hint to poll a repository now), and the status page.
 //!
-//! Handlers read the current supervisor through a watch channel (a reload swaps
-//! it) and ask the run loop for polls and reloads through channels: they never
-//! mutate the supervisor themselves.
+//! Handlers read the engine's current [`View`] through a watch channel (a reload
+//! swaps it) and ask the loop for polls, triggers and reloads through a channel:
+//! they never reach the engine's data.
 
 use std::sync::Arc;
 
@@ -22,21 +22,20 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::engine::event::Request;
-use crate::engine::status::Metrics;
-use crate::engine::supervisor::Supervisor;
+use crate::engine::view::View;
 use crate::state::events::EventQuery;
 
 const MAX_BODY: usize = 1024 * 1024;
 
 #[derive(Clone)]
 pub struct ApiState {
-    pub supervisor: watch::Receiver<Arc<Supervisor>>,
+    pub view: watch::Receiver<Arc<View>>,
     pub requests: mpsc::Sender<Request>,
 }
 
 impl ApiState {
-    fn current(&self) -> Arc<Supervisor> {
-        self.supervisor.borrow().clone()
+    pub(crate) fn current(&self) -> Arc<View> {
+        self.view.borrow().clone()
     }
 }
 
@@ -81,12 +80,7 @@ fn internal(e: impl std::fmt::Display) -> Response {
 }
 
 async fn readyz(State(api): State<ApiState>) -> Response {
-    let ready = api
-        .current()
-        .snapshot
-        .lock()
-        .map(|s| s.ready)
-        .unwrap_or(false);
+    let ready = api.current().read(|s| s.ready);
     if ready {
         axum::Json(json!({ "ready": true })).into_response()
     } else {
@@ -98,44 +92,37 @@ async fn readyz(State(api): State<ApiState>) -> Response {
 }
 
 async fn status(State(api): State<ApiState>) -> Response {
-    let supervisor = api.current();
-    let snapshot = supervisor.current_snapshot();
-    let snapshot = crate::engine::status::with_current_pauses(snapshot, &supervisor.forges);
-    axum::Json(snapshot).into_response()
+    axum::Json(api.current().snapshot()).into_response()
 }
 
 async fn workspaces(State(api): State<ApiState>) -> Response {
-    let supervisor = api.current();
-    let snapshot = supervisor.current_snapshot();
-    let list: Vec<_> = snapshot
-        .workspaces
-        .iter()
-        .map(|(name, ws)| {
-            json!({
-                "name": name,
-                "ci": ws.ci,
-                "packages": ws.packages.len(),
-                "builds": ws.builds.len(),
-                "pending": ws.builds.iter().filter(|b| b.pending.is_some()).count(),
-                "not_built": ws.not_built.len(),
-                "update_running": ws.update_running,
+    let list: Vec<serde_json::Value> = api.current().read(|snapshot| {
+        snapshot
+            .workspaces
+            .iter()
+            .map(|(name, ws)| {
+                json!({
+                    "name": name,
+                    "ci": ws.ci,
+                    "packages": ws.packages.len(),
+                    "builds": ws.builds.len(),
+                    "pending": ws.builds.iter().filter(|b| b.pending.is_some()).count(),
+                    "not_built": ws.not_built.len(),
+                    "update_running": ws.update_running,
+                })
             })
-        })
-        .collect();
+            .collect()
+    });
     axum::Json(list).into_response()
 }
 
 async fn workspace(State(api): State<ApiState>, Path(name): Path<String>) -> Response {
-    let supervisor = api.current();
-    let ws = supervisor
-        .snapshot
-        .lock()
-        .ok()
-        .and_then(|s| s.workspaces.get(&name).cloned());
+    let view = api.current();
+    let ws = view.read(|s| s.workspaces.get(&name).cloned());
     let Some(ws) = ws else {
         return error(StatusCode::NOT_FOUND, format!("no workspace `{name}`"));
     };
-    let jobs = match supervisor.state.jobs_of(&name, 10).await {
+    let jobs = match view.store().jobs_of(&name, 10).await {
         Ok(jobs) => jobs,
         Err(e) => return internal(e),
     };
@@ -206,14 +193,14 @@ async fn events(State(api): State<ApiState>, Query(p): Query<EventsParams>) -> R
         workspace: p.workspace,
         limit: p.limit,
     };
-    match api.current().state.events(&query).await {
+    match api.current().store().events(&query).await {
         Ok(events) => axum::Json(events).into_response(),
         Err(e) => internal(e),
     }
 }
 
 async fn job(State(api): State<ApiState>, Path(id): Path<i64>) -> Response {
-    match api.current().state.job(id).await {
+    match api.current().store().job(id).await {
         Ok(Some(job)) => axum::Json(job_json(&job)).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no job {id}")),
         Err(e) => internal(e),
@@ -234,13 +221,13 @@ async fn job_log(
         Ok(s) => s.unwrap_or(0),
         Err(r) => return refused(r),
     };
-    let supervisor = api.current();
-    match supervisor.state.job(id).await {
+    let view = api.current();
+    match view.store().job(id).await {
         Ok(Some(_)) => {}
         Ok(None) => return error(StatusCode::NOT_FOUND, format!("no job {id}")),
         Err(e) => return internal(e),
     }
-    match supervisor.state.job_lines(id, since).await {
+    match view.store().job_lines(id, since).await {
         Ok(lines) => {
             let lines: Vec<_> = lines
                 .iter()
@@ -253,9 +240,9 @@ async fn job_log(
 }
 
 /// The admin bearer token, compared in constant time.
-fn authorized(supervisor: &Supervisor, headers: &HeaderMap) -> Result<(), Refusal> {
+fn authorized(view: &View, headers: &HeaderMap) -> Result<(), Refusal> {
     use subtle::ConstantTimeEq;
-    let Some(token) = &supervisor.config.http.admin_token else {
+    let Some(token) = view.admin_token() else {
         return Err((
             StatusCode::FORBIDDEN,
             "no admin token is configured (http.admin_token_file)".to_owned(),
@@ -288,8 +275,7 @@ async fn trigger(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let supervisor = api.current();
-    if let Err(r) = authorized(&supervisor, &headers) {
+    if let Err(r) = authorized(&api.current(), &headers) {
         return refused(r);
     }
     let request: TriggerBody = if body.is_empty() {
@@ -358,8 +344,7 @@ async fn reload(State(api): State<ApiState>, headers: HeaderMap) -> Response {
 }
 
 async fn metrics(State(api): State<ApiState>) -> Response {
-    let supervisor = api.current();
-    let text = crate::http::page::prometheus(&supervisor);
+    let text = crate::http::page::prometheus(&api.current());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
@@ -368,31 +353,15 @@ async fn metrics(State(api): State<ApiState>) -> Response {
 /// the forge (SPEC §10). Which header carries the signature and where the payload
 /// names the repository is the forge's receiver's business.
 async fn hook(api: &ApiState, headers: &HeaderMap, body: &[u8], endpoint: &str) -> Response {
-    let supervisor = api.current();
-    let received = supervisor.config.forges.iter().find_map(|(name, f)| {
-        let secret = f.webhook_secret.as_ref()?;
-        let receiver = supervisor.forges.get(name)?.webhooks();
-        if receiver.endpoint() != endpoint {
-            return None;
-        }
-        match receiver.receive(headers, body, secret) {
-            Err(HookError::Unsigned) => None,
-            answer => Some((f, answer)),
-        }
-    });
-    let Some((forge, answer)) = received else {
-        Metrics::add(&supervisor.metrics.webhooks_refused, 1);
-        return error(StatusCode::UNAUTHORIZED, HookError::Unsigned.to_string());
-    };
-    Metrics::add(&supervisor.metrics.webhooks_accepted, 1);
-    // The payload only says which repository to poll; polling stays the truth.
-    let path = match answer {
-        Ok(path) => path,
+    let repo = match api.current().receive_hook(endpoint, headers, body) {
+        Err(e @ HookError::Unsigned) => return error(StatusCode::UNAUTHORIZED, e.to_string()),
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        Ok(None) => {
+            return (StatusCode::ACCEPTED, axum::Json(json!({"polled": false}))).into_response();
+        }
+        Ok(Some(repo)) => repo,
     };
-    let Some(repo) = path.and_then(|p| RepoId::from_host_path(&forge.host, &p).ok()) else {
-        return (StatusCode::ACCEPTED, axum::Json(json!({"polled": false}))).into_response();
-    };
+    // The payload only says which repository to poll; polling stays the truth.
     let _ = api.requests.send(Request::Poll(repo.clone())).await;
     (
         StatusCode::ACCEPTED,

@@ -4,13 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::Html;
 
 use crate::engine::status::{Metrics, Snapshot};
-use crate::engine::supervisor::Supervisor;
+use crate::engine::view::View;
 use crate::http::api::ApiState;
 use crate::state::events::{Event, EventQuery};
 use crate::state::jobs::JobRecord;
@@ -27,16 +26,16 @@ fn short(sha: &str) -> &str {
 }
 
 pub async fn page(State(api): State<ApiState>) -> Html<String> {
-    let supervisor: Arc<Supervisor> = api.supervisor.borrow().clone();
-    let snapshot = supervisor.current_snapshot();
+    let view = api.current();
+    let snapshot = view.snapshot();
     let mut jobs = BTreeMap::new();
     for name in snapshot.workspaces.keys() {
-        if let Ok(recent) = supervisor.state.jobs_of(name, 5).await {
+        if let Ok(recent) = view.store().jobs_of(name, 5).await {
             jobs.insert(name.clone(), recent);
         }
     }
-    let events = supervisor
-        .state
+    let events = view
+        .store()
         .events(&EventQuery::default())
         .await
         .unwrap_or_default();
@@ -195,13 +194,12 @@ fn render(
 }
 
 /// The Prometheus text exposition of `/metrics`; every name starts with `forgewatch_`.
-pub fn prometheus(supervisor: &Supervisor) -> String {
+pub fn prometheus(view: &View) -> String {
     // Read under the lock, not cloned: scrapes stay cheap however many builds there are.
-    let snapshot = supervisor
-        .snapshot
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    let m = &supervisor.metrics;
+    view.read(|snapshot| prometheus_of(snapshot, view.metrics()))
+}
+
+fn prometheus_of(snapshot: &Snapshot, m: &Metrics) -> String {
     let mut t = String::new();
     t.push_str("# HELP forgewatch_requests_total Forge requests by outcome (not_modified: 304).\n# TYPE forgewatch_requests_total counter\n");
     for (name, f) in &snapshot.forges {
