@@ -1,14 +1,17 @@
 //! The daemon of `forgewatch run`, in-process: given a configuration, a bound
-//! listener, a shutdown token and a [`Lifecycle`] to report to, it locks the
-//! state, serves the HTTP API and runs the engine's loop until shutdown. Signals
-//! and systemd's notify protocol are the caller's (`cli`), so a test can run a
-//! whole daemon inside its own process.
+//! listener, a shutdown token, a [`Lifecycle`] to report to and a [`Clock`], it
+//! locks the state, serves the HTTP API and runs the engine's loop until
+//! shutdown. Signals and systemd's notify protocol are the caller's (`cli`), so a
+//! test can run a whole daemon inside its own process, at a time of its choosing.
+
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+pub use crate::engine::clock::{Clock, SystemClock};
 pub use crate::engine::event::Request;
 use crate::engine::event_loop::EventLoop;
 pub use crate::engine::event_loop::Lifecycle;
@@ -22,10 +25,9 @@ pub const LISTEN_ADDRESS_FILE: &str = "listen-address";
 /// The state of a process that holds the `state_dir` lock: jobs a dead process left
 /// running are marked failed, and this process adopts orphaned grandchildren of its
 /// update commands so they are reaped.
-pub async fn open_locked_state(config: &Config) -> anyhow::Result<Store> {
+pub async fn open_locked_state(config: &Config, clock: &dyn Clock) -> anyhow::Result<Store> {
     let state = Store::open(&config.state_dir).await?;
-    let now_ms = forgewatch_adapters::http::unix_seconds(std::time::SystemTime::now()) * 1000;
-    let interrupted = state.fail_interrupted_jobs(now_ms).await?;
+    let interrupted = state.fail_interrupted_jobs(clock.unix_ms()).await?;
     if interrupted > 0 {
         tracing::warn!(interrupted, "jobs of a previous run were interrupted");
     }
@@ -58,9 +60,10 @@ pub async fn run(
     requests: Requests,
     shutdown: CancellationToken,
     lifecycle: &dyn Lifecycle,
+    clock: Arc<dyn Clock>,
 ) -> anyhow::Result<()> {
     let _lock = StateLock::acquire(&config.state_dir)?;
-    let state = open_locked_state(&config).await?;
+    let state = open_locked_state(&config, &*clock).await?;
     let address = listener.local_addr()?;
     std::fs::write(
         config.state_dir.join(LISTEN_ADDRESS_FILE),
@@ -69,8 +72,14 @@ pub async fn run(
     .with_context(|| format!("cannot write {}", config.state_dir.display()))?;
     let interval = config.poll_interval;
     let grace = config.shutdown_grace;
-    let (engine, subscribed) =
-        EventLoop::new(config, state.clone(), requests.receiver, shutdown.clone()).await?;
+    let (engine, subscribed) = EventLoop::new(
+        config,
+        state.clone(),
+        requests.receiver,
+        shutdown.clone(),
+        clock,
+    )
+    .await?;
     let api = ApiState {
         view: subscribed,
         requests: requests.sender,

@@ -352,3 +352,33 @@ fn only_the_loop_and_the_cycle_reach_the_engine_data() {
         "the engine's data reached from outside the loop: {outside:#?}"
     );
 }
+
+/// The daemon reads the wall clock only through `engine::clock::Clock` (handed to
+/// `service::run`, so a test sets the time); `cli` may read it for its own
+/// commands. Waiting and elapsed times use tokio's clock, which a test can pause.
+#[test]
+fn the_wall_clock_is_read_only_through_the_injected_clock() {
+    let reads = regex::Regex::new(r"SystemTime::now|std::time::Instant|\bInstant::now\(\)")
+        .expect("constant regex");
+    let mut found = Vec::new();
+    for file in rust_files(&src()) {
+        let rel = file.strip_prefix(src()).expect("under src");
+        if rel == Path::new("engine/clock.rs") || rel.starts_with("cli") {
+            continue;
+        }
+        let tokio_instant = code_of(&file).contains("tokio::time::Instant");
+        for line in code_of(&file).lines() {
+            if let Some(m) = reads.find(line) {
+                let is_tokio = m.as_str() == "Instant::now()"
+                    && (line.contains("tokio::time::Instant::now()") || tokio_instant);
+                if !is_tokio {
+                    found.push(format!("{}: {line:?}", rel.display()));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "the clock read outside engine::clock: {found:#?}"
+    );
+}

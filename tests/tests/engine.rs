@@ -2,8 +2,8 @@
 //! connections and never answers stalls only the builds that need it: the other
 //! forge's pushes are delivered on time, the watchdog keeps being fed, and SIGTERM
 //! exits within `shutdown_grace` with the hung request still in flight. And the
-//! daemon runs in-process: `service::run` with a listener, a shutdown token and a
-//! lifecycle of the test's own.
+//! daemon runs in-process: `service::run` with a listener, a shutdown token, a
+//! lifecycle and a clock of the test's own.
 
 #![allow(clippy::unwrap_used)] // helpers of the tests below
 
@@ -164,11 +164,8 @@ impl forgewatch::service::Lifecycle for Recorded {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_daemon_runs_in_process_until_its_token_is_cancelled() {
-    use forgewatch::service::{Request, Requests};
-    let env = Env::new().await;
-    configure(&env, "5s");
+/// The configuration `env` wrote, loaded in this process with the tests' secrets.
+fn load_config(env: &Env) -> forgewatch::config::Config {
     let text = std::fs::read_to_string(env.config_path()).unwrap();
     let secrets = |name: &str| {
         let value = match name {
@@ -182,13 +179,28 @@ async fn the_daemon_runs_in_process_until_its_token_is_cancelled() {
         };
         Some(value.to_owned())
     };
-    let config = forgewatch::config::load_with_env(&text, &env.config_path(), &secrets).unwrap();
+    forgewatch::config::load_with_env(&text, &env.config_path(), &secrets).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_runs_in_process_until_its_token_is_cancelled() {
+    use forgewatch::service::{Request, Requests, SystemClock};
+    let env = Env::new().await;
+    configure(&env, "5s");
+    let config = load_config(&env);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let requests = Requests::default();
     let ask = requests.sender.clone();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let lifecycle = Recorded::default();
-    let daemon = forgewatch::service::run(config, listener, requests, shutdown.clone(), &lifecycle);
+    let daemon = forgewatch::service::run(
+        config,
+        listener,
+        requests,
+        shutdown.clone(),
+        &lifecycle,
+        std::sync::Arc::new(SystemClock),
+    );
     let drive = async {
         // Both mainlines, then a push, then a manual trigger through the loop.
         assert!(env.ci.wait_for_accepted(2, DEADLINE).await);
@@ -209,4 +221,80 @@ async fn the_daemon_runs_in_process_until_its_token_is_cancelled() {
     result.unwrap();
     assert_eq!(*lifecycle.0.lock().unwrap(), ["ready", "stopping"]);
     assert_eq!(env.ci.accepted().len(), 4, "nothing else was sent");
+}
+
+/// A wall clock the test moves.
+struct ManualClock(std::sync::Mutex<std::time::SystemTime>);
+
+impl ManualClock {
+    fn advance(&self, by: Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+impl forgewatch::service::Clock for ManualClock {
+    fn now(&self) -> std::time::SystemTime {
+        *self.0.lock().unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_delivery_waits_for_its_backoff_on_the_injected_clock() {
+    use forgewatch::service::Requests;
+    let env = Env::new().await;
+    configure(&env, "5s");
+    let config = std::fs::read_to_string(env.config_path()).unwrap();
+    std::fs::write(
+        env.config_path(),
+        config.replace(
+            "poll_interval: 1s\n",
+            "poll_interval: 1s\ndelivery: { retry_initial: 1h, retry_cap: 2h }\n",
+        ),
+    )
+    .unwrap();
+    let config = load_config(&env);
+    assert_eq!(config.delivery.retry_initial, Duration::from_secs(3600));
+    env.ci.fail_next(2, 500);
+    let clock = std::sync::Arc::new(ManualClock(std::sync::Mutex::new(
+        std::time::SystemTime::now(),
+    )));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let lifecycle = Recorded::default();
+    let daemon = forgewatch::service::run(
+        config,
+        listener,
+        Requests::default(),
+        shutdown.clone(),
+        &lifecycle,
+        clock.clone(),
+    );
+    let drive = async {
+        // Both mainlines' first attempts fail: each is due again in about an hour.
+        assert!(
+            eventually(DEADLINE, || async {
+                (env.ci.rejected_count() == 2).then_some(())
+            })
+            .await
+            .is_some(),
+            "the first attempts never came"
+        );
+        // Four more slices (each wakes the senders of what is pending): nothing is
+        // due on the daemon's clock.
+        let seen = env.requests().len();
+        let more = || async { (env.requests().len() >= seen + 8).then_some(()) };
+        assert!(eventually(DEADLINE, more).await.is_some());
+        assert_eq!(env.ci.rejected_count(), 2);
+        assert!(env.ci.accepted().is_empty(), "sent before its backoff");
+        // Past the backoff (1 h, with at most 20% jitter): both go out, once.
+        clock.advance(Duration::from_secs(2 * 3600));
+        assert!(env.ci.wait_for_accepted(2, DEADLINE).await, "no retry");
+        shutdown.cancel();
+    };
+    let (result, ()) = tokio::join!(daemon, drive);
+    result.unwrap();
+    let mut keys = env.delivered_keys(0);
+    keys.sort();
+    assert_eq!(keys, ["gh/mainline", "lab/mainline"], "each exactly once");
+    assert_eq!(env.ci.rejected_count(), 2);
 }

@@ -187,7 +187,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let requests = crate::service::Requests::default();
     let signals = tokio::spawn(signals(shutdown.clone(), requests.sender.clone()));
     let notifier = Notifier::from_env(|k| std::env::var(k).ok());
-    let result = crate::service::run(config, listener, requests, shutdown, &notifier).await;
+    let result = crate::service::run(
+        config,
+        listener,
+        requests,
+        shutdown,
+        &notifier,
+        std::sync::Arc::new(crate::service::SystemClock),
+    )
+    .await;
     signals.abort();
     result
 }
@@ -275,11 +283,17 @@ async fn once(config: Config, dry_run: bool, json: bool) -> anyhow::Result<()> {
         let lock = StateLock::acquire(&config.state_dir)?;
         (
             Some(lock),
-            crate::service::open_locked_state(&config).await?,
+            crate::service::open_locked_state(&config, &crate::service::SystemClock).await?,
             Mode::Deliver,
         )
     };
-    let report = crate::engine::cycle::once(config, state.clone(), mode).await;
+    let report = crate::engine::cycle::once(
+        config,
+        state.clone(),
+        mode,
+        std::sync::Arc::new(crate::engine::clock::SystemClock),
+    )
+    .await;
     // Queued writes (a forge's pause, a package list) are on disk before the exit.
     state.flush().await;
     let report = report?;

@@ -122,8 +122,13 @@ impl CycleReport {
 
 /// `forgewatch once`: the due updates, then one whole cycle (waiting for the
 /// updates it starts).
-pub async fn once(config: Config, state: Store, mode: Mode) -> anyhow::Result<CycleReport> {
-    let mut supervisor = Supervisor::new(config, state).await?;
+pub async fn once(
+    config: Config,
+    state: Store,
+    mode: Mode,
+    clock: std::sync::Arc<dyn crate::engine::clock::Clock>,
+) -> anyhow::Result<CycleReport> {
+    let mut supervisor = Supervisor::new(config, state, clock).await?;
     // `once` attempts every pending delivery, whatever its backoff.
     supervisor.attempt_all_pending = true;
     supervisor.discover_in_foreground = true;
@@ -172,7 +177,7 @@ impl Supervisor {
         shutdown: &CancellationToken,
     ) -> anyhow::Result<CycleReport> {
         crate::crash::block_point("cycle").await;
-        let started = SystemTime::now();
+        let started = self.clock.now();
         let packages = self.workspace_packages(shutdown).await;
         let targets = self.cycle_targets(&packages);
         let held = self.known.held(&targets);
@@ -199,8 +204,12 @@ impl Supervisor {
                 .record_deliveries(&self.state, &report.outcomes)
                 .await?;
         }
-        self.status
-            .close_cycle(&self.clients, started, &report.poll_errors);
+        self.status.close_cycle(
+            &self.clients,
+            started,
+            self.clock.now().duration_since(started).unwrap_or_default(),
+            &report.poll_errors,
+        );
         Ok(report)
     }
 
@@ -397,7 +406,7 @@ impl Supervisor {
                 &graph,
                 detected_at,
             );
-            let timer = std::time::Instant::now();
+            let timer = tokio::time::Instant::now();
             let fingerprints: Vec<Fingerprint> = planned
                 .builds
                 .iter()

@@ -28,6 +28,7 @@ use tracing::Instrument;
 use crate::config::{
     CommandConfig, Config, ManifestFormat, PackageConfig, PackageKind, WorkspaceConfig,
 };
+use crate::engine::clock::Clock;
 use crate::engine::recorded_job::{self, MAX_LINE_BYTES, MAX_LOG_LINES};
 use crate::engine::status::Metrics;
 use crate::engine::supervisor::Supervisor;
@@ -67,6 +68,7 @@ pub struct Discoveries {
     running: Arc<Mutex<BTreeMap<String, String>>>,
     tasks: tokio::sync::Mutex<JoinSet<()>>,
     metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -79,6 +81,7 @@ impl Discoveries {
         state: Store,
         permits: Arc<Semaphore>,
         metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
     ) -> Discoveries {
         let state_dir = std::path::absolute(&config.state_dir).unwrap_or(config.state_dir.clone());
         Discoveries {
@@ -89,6 +92,7 @@ impl Discoveries {
             running: Arc::default(),
             tasks: tokio::sync::Mutex::new(JoinSet::new()),
             metrics,
+            clock,
         }
     }
 
@@ -111,11 +115,12 @@ impl Discoveries {
         lock(&self.running).insert(request.workspace.clone(), id.clone());
         let span =
             tracing::info_span!("discovery", workspace = %request.workspace, config_pr = %id);
-        let (state, permits, running, metrics) = (
+        let (state, permits, running, metrics, clock) = (
             self.state.clone(),
             self.permits.clone(),
             self.running.clone(),
             self.metrics.clone(),
+            self.clock.clone(),
         );
         // Prefixed: a workspace may be named `..`.
         let dir = self.files.join(format!("ws-{}", request.workspace));
@@ -127,7 +132,7 @@ impl Discoveries {
             async move {
                 if let Ok(_permit) = permits.acquire_owned().await {
                     let (record, status) =
-                        execute(&request, &dir, &state, &secret_env_vars, &cancel).await;
+                        execute(&request, &dir, &state, &*clock, &secret_env_vars, &cancel).await;
                     let counter = match (&record.outcome, status) {
                         (Ok(_), _) => &metrics.discoveries_succeeded,
                         (Err(_), JobStatus::TimedOut) => &metrics.discoveries_timed_out,
@@ -165,6 +170,7 @@ async fn execute(
     request: &Request,
     dir: &std::path::Path,
     state: &Store,
+    clock: &dyn Clock,
     secret_env_vars: &[String],
     cancel: &CancellationToken,
 ) -> (DiscoveryRecord, JobStatus) {
@@ -213,7 +219,8 @@ async fn execute(
             Err(format!("cannot write {}: {e}", dir.display())),
         ),
         Ok(()) => {
-            let run = recorded_job::run(state, &request.workspace, "discover", &job, cancel).await;
+            let run =
+                recorded_job::run(state, clock, &request.workspace, "discover", &job, cancel).await;
             let outcome: Result<Vec<StoredPackage>, String> = if run.status == JobStatus::Succeeded
             {
                 let format = match request.format {
@@ -250,6 +257,7 @@ async fn execute(
             let message = format!("job {job_id}: {config_pr}: {} packages", entries.len());
             state
                 .record_event(
+                    clock.unix_ms(),
                     "discovery_succeeded",
                     Some(&request.workspace),
                     Some(key.as_str()),
@@ -265,6 +273,7 @@ async fn execute(
             let message = format!("job {job_id}: {config_pr}: {why}");
             state
                 .record_event(
+                    clock.unix_ms(),
                     "discovery_failed",
                     Some(&request.workspace),
                     Some(key.as_str()),

@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::engine::clock::Clock;
 use crate::engine::cycle::{CycleReport, Mode, Status};
 use crate::engine::event::{Event, Request};
 use crate::engine::forge_poller::{ForgePollers, Round, Share};
@@ -106,9 +107,10 @@ impl EventLoop {
         state: crate::state::Store,
         requests: mpsc::Receiver<Request>,
         shutdown: CancellationToken,
+        clock: Arc<dyn Clock>,
     ) -> anyhow::Result<(EventLoop, watch::Receiver<Arc<View>>)> {
         let config_path = config.path.clone();
-        let supervisor = Arc::new(Supervisor::new(config, state).await?);
+        let supervisor = Arc::new(Supervisor::new(config, state, clock).await?);
         let (published, subscribed) = watch::channel(Arc::new(supervisor.view()));
         let (events_tx, events) = mpsc::unbounded_channel();
         let senders = Senders::new(
@@ -318,7 +320,12 @@ impl EventLoop {
             Share::All => "full".to_owned(),
             _ => self.slice.to_string(),
         };
-        tracing::debug!(number, slice, at_us = unix_micros(), "cycle started");
+        tracing::debug!(
+            number,
+            slice,
+            at_us = unix_micros(&*self.supervisor.clock),
+            "cycle started"
+        );
         let interval = supervisor.config.poll_interval;
         self.next_cycle = (self.next_cycle + interval / SLICES as u32).max(Instant::now());
         self.targets_read = None;
@@ -326,7 +333,7 @@ impl EventLoop {
         let unanswered = supervisor.known.unanswered(&self.targets);
         self.asked.clear();
         let mut open = OpenCycle {
-            started: SystemTime::now(),
+            started: self.supervisor.clock.now(),
             waiting: BTreeSet::new(),
         };
         for forge in supervisor.clients.forges().keys() {
@@ -426,7 +433,7 @@ impl EventLoop {
         tracing::debug!(
             number,
             slice = "extra",
-            at_us = unix_micros(),
+            at_us = unix_micros(&*self.supervisor.clock),
             "cycle started"
         );
         let held = self.supervisor.known.held(&targets);
@@ -442,7 +449,7 @@ impl EventLoop {
         self.open.insert(
             number,
             OpenCycle {
-                started: SystemTime::now(),
+                started: self.supervisor.clock.now(),
                 waiting: BTreeSet::from([forge.to_owned()]),
             },
         );
@@ -471,7 +478,7 @@ impl EventLoop {
             &self.packages,
             results,
             always,
-            SystemTime::now(),
+            supervisor.clock.now(),
             &self.shutdown,
         );
         let result = tokio::select! {
@@ -481,7 +488,10 @@ impl EventLoop {
         match result {
             Ok(report) => {
                 if report.computed {
-                    tracing::debug!(at_us = unix_micros(), "builds computed");
+                    tracing::debug!(
+                        at_us = unix_micros(&*self.supervisor.clock),
+                        "builds computed"
+                    );
                 }
                 self.senders.wake_pending().await;
                 Some(report)
@@ -508,10 +518,18 @@ impl EventLoop {
                 continue;
             };
             let supervisor = &self.supervisor;
-            supervisor
-                .status
-                .close_cycle(&supervisor.clients, cycle.started, &self.poll_errors);
-            tracing::debug!(number, elapsed = ?cycle.started.elapsed().unwrap_or_default(), "cycle done");
+            let elapsed = supervisor
+                .clock
+                .now()
+                .duration_since(cycle.started)
+                .unwrap_or_default();
+            supervisor.status.close_cycle(
+                &supervisor.clients,
+                cycle.started,
+                elapsed,
+                &self.poll_errors,
+            );
+            tracing::debug!(number, ?elapsed, "cycle done");
             lifecycle.status(&status_line(&self.supervisor));
             lifecycle.watchdog();
         }
@@ -519,8 +537,9 @@ impl EventLoop {
 }
 
 /// Now, in microseconds since the epoch (for log lines that others parse).
-fn unix_micros() -> u64 {
-    SystemTime::now()
+fn unix_micros(clock: &dyn Clock) -> u64 {
+    clock
+        .now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }

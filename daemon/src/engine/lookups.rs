@@ -35,7 +35,7 @@ impl Forges {
 /// cycles (slices) run.
 #[derive(Default)]
 pub struct LookupCache {
-    entries: std::sync::Mutex<BTreeMap<PrRef, (std::time::Instant, Lookup)>>,
+    entries: std::sync::Mutex<BTreeMap<PrRef, (tokio::time::Instant, Lookup)>>,
 }
 
 /// A looked-up PR, or why it could not be.
@@ -52,7 +52,7 @@ impl LookupCache {
 
     fn put(&self, id: PrRef, answer: Lookup) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.insert(id, (std::time::Instant::now(), answer));
+        entries.insert(id, (tokio::time::Instant::now(), answer));
     }
 }
 

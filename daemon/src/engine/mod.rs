@@ -18,6 +18,7 @@
 //!   them.
 
 pub mod clients;
+pub mod clock;
 pub mod command_target;
 pub mod cycle;
 pub mod discovery;

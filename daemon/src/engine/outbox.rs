@@ -6,14 +6,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use forgewatch_adapters::ci::CiTarget;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::engine::clients::Clients;
+use crate::engine::clock::Clock;
 use crate::engine::cycle::{Outcome, Status};
 use crate::plan::builds::PlannedBuild;
 use crate::plan::ids::BuildKey;
@@ -44,11 +44,6 @@ impl RetryPolicy {
     }
 }
 
-fn unix_ms(t: SystemTime) -> i64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 fn seed(item: &Pending, now: i64) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -60,11 +55,13 @@ fn seed(item: &Pending, now: i64) -> u64 {
 
 /// The outbox's sending side: the store, the CI targets' clients and the retry
 /// policy. The loop's senders each hold it (a reload hands them a new one).
+#[derive(Clone)]
 pub struct Outbox {
     state: Store,
     clients: Arc<Clients>,
     retry: RetryPolicy,
     progress: Arc<AtomicU64>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Outbox {
@@ -73,12 +70,14 @@ impl Outbox {
         clients: Arc<Clients>,
         retry: RetryPolicy,
         progress: Arc<AtomicU64>,
+        clock: Arc<dyn Clock>,
     ) -> Outbox {
         Outbox {
             state,
             clients,
             retry,
             progress,
+            clock,
         }
     }
 
@@ -111,25 +110,17 @@ impl Outbox {
         }
         let mut tasks = JoinSet::new();
         for (ci_name, items) in by_target {
-            let target = self.clients.ci(&ci_name).cloned();
-            let state = self.state.clone();
-            let policy = self.retry;
-            let progress = self.progress.clone();
+            let outbox = self.clone();
             let shutdown = shutdown.clone();
             let span = tracing::info_span!("deliveries", ci = %ci_name);
             tasks.spawn(
                 async move {
-                    let outcomes = send_to(
-                        target,
-                        &ci_name,
-                        items,
-                        &state,
-                        policy,
-                        attempt_all,
-                        &shutdown,
-                    )
-                    .await;
-                    progress.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let outcomes = outbox
+                        .send_to(&ci_name, items, attempt_all, &shutdown)
+                        .await;
+                    outbox
+                        .progress
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     outcomes
                 }
                 .instrument(span),
@@ -146,89 +137,97 @@ impl Outbox {
         outcomes.sort_by(|a, b| a.build_key.cmp(&b.build_key));
         Ok(outcomes)
     }
-}
 
-async fn send_to(
-    target: Option<Arc<dyn CiTarget>>,
-    ci_name: &str,
-    keys: Vec<BuildKey>,
-    state: &Store,
-    policy: RetryPolicy,
-    attempt_all: bool,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<Vec<Outcome>> {
-    let mut outcomes = Vec::new();
-    for key in keys {
-        // Read one at a time: the outbox may hold thousands of payloads.
-        let Some(item) = state.pending_item(&key).await? else {
-            continue;
-        };
-        let now = unix_ms(SystemTime::now());
-        let mut outcome = Outcome {
-            build_key: item.key.to_string(),
-            status: Status::Pending,
-            reason: item.reason.clone(),
-            fingerprint: item.fingerprint().to_string(),
-            delivery_id: item.delivery_id.clone(),
-        };
-        if shutdown.is_cancelled() || (!attempt_all && item.next_attempt > now) {
-            if let Some(e) = &item.last_error {
-                outcome.reason = format!("{}; last attempt: {e}", item.reason);
+    /// Attempts the deliveries of `keys` to CI target `ci_name`, one after another.
+    async fn send_to(
+        &self,
+        ci_name: &str,
+        keys: Vec<BuildKey>,
+        attempt_all: bool,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Vec<Outcome>> {
+        let (state, clock, policy) = (&self.state, &*self.clock, self.retry);
+        let target = self.clients.ci(ci_name);
+        let mut outcomes = Vec::new();
+        for key in keys {
+            // Read one at a time: the outbox may hold thousands of payloads.
+            let Some(item) = state.pending_item(&key).await? else {
+                continue;
+            };
+            let now = clock.unix_ms();
+            let mut outcome = Outcome {
+                build_key: item.key.to_string(),
+                status: Status::Pending,
+                reason: item.reason.clone(),
+                fingerprint: item.fingerprint().to_string(),
+                delivery_id: item.delivery_id.clone(),
+            };
+            if shutdown.is_cancelled() || (!attempt_all && item.next_attempt > now) {
+                if let Some(e) = &item.last_error {
+                    outcome.reason = format!("{}; last attempt: {e}", item.reason);
+                }
+                outcomes.push(outcome);
+                continue;
             }
-            outcomes.push(outcome);
-            continue;
-        }
-        let span =
-            tracing::info_span!("delivery", build_key = %item.key, delivery_id = %item.delivery_id);
-        let result = match &target {
-            Some(t) => t
-                .deliver(&item.trigger)
-                .instrument(span.clone())
-                .await
-                .map_err(|e| e.to_string()),
-            None => Err(format!("CI target `{ci_name}` is not configured any more")),
-        };
-        match result {
-            Ok(()) => {
-                crate::crash::point("after-accept");
-                state.complete_delivery(&item, now / 1000).await?;
-                span.in_scope(|| tracing::info!(reason = %item.reason, "delivered"));
-                let workspace = item.key.as_str().split('/').next();
-                let message = format!("{} (delivery {})", item.reason, item.delivery_id);
-                state
-                    .record_event("delivered", workspace, Some(item.key.as_str()), &message)
-                    .await;
-                outcome.status = Status::Delivered;
-            }
-            Err(error) => {
-                let attempts = item.attempts.saturating_add(1);
-                let delay = policy.delay(attempts, seed(&item, now));
-                let next = now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
-                state.delivery_failed(&item, attempts, next, &error).await?;
-                let workspace = item.key.as_str().split('/').next();
-                let message = format!("attempt {attempts} failed: {error}");
-                state
-                    .record_event(
-                        "delivery_failed",
-                        workspace,
-                        Some(item.key.as_str()),
-                        &message,
-                    )
-                    .await;
-                span.in_scope(|| {
+            let span = tracing::info_span!("delivery", build_key = %item.key, delivery_id = %item.delivery_id);
+            let result = match &target {
+                Some(t) => t
+                    .deliver(&item.trigger)
+                    .instrument(span.clone())
+                    .await
+                    .map_err(|e| e.to_string()),
+                None => Err(format!("CI target `{ci_name}` is not configured any more")),
+            };
+            match result {
+                Ok(()) => {
+                    crate::crash::point("after-accept");
+                    state.complete_delivery(&item, now / 1000).await?;
+                    span.in_scope(|| tracing::info!(reason = %item.reason, "delivered"));
+                    let workspace = item.key.as_str().split('/').next();
+                    let message = format!("{} (delivery {})", item.reason, item.delivery_id);
+                    state
+                        .record_event(
+                            now,
+                            "delivered",
+                            workspace,
+                            Some(item.key.as_str()),
+                            &message,
+                        )
+                        .await;
+                    outcome.status = Status::Delivered;
+                }
+                Err(error) => {
+                    let attempts = item.attempts.saturating_add(1);
+                    let delay = policy.delay(attempts, seed(&item, now));
+                    let next =
+                        now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+                    state.delivery_failed(&item, attempts, next, &error).await?;
+                    let workspace = item.key.as_str().split('/').next();
+                    let message = format!("attempt {attempts} failed: {error}");
+                    state
+                        .record_event(
+                            now,
+                            "delivery_failed",
+                            workspace,
+                            Some(item.key.as_str()),
+                            &message,
+                        )
+                        .await;
+                    span.in_scope(|| {
                     tracing::warn!(
                         attempts,
                         retry_in = %humantime::format_duration(Duration::from_secs(delay.as_secs())),
                         "delivery failed: {error}"
                     );
                 });
-                outcome.status = Status::Failed;
-                outcome.reason = error;
+                    outcome.status = Status::Failed;
+                    outcome.reason = error;
+                }
             }
+            outcomes.push(outcome);
         }
-        outcomes.push(outcome);
+        Ok(outcomes)
     }
-    Ok(outcomes)
 }
 
 impl Outbox {
@@ -245,7 +244,7 @@ impl Outbox {
         let previous = self.state.delivered(key).await?.and_then(|d| d.inputs);
         let delivery_id = crate::plan::ids::DeliveryId::fresh();
         let reason = "manual trigger".to_owned();
-        let now = unix_ms(SystemTime::now());
+        let now = self.clock.unix_ms();
         let trigger = crate::plan::payload::build_trigger(
             build,
             &crate::plan::payload::PayloadContext {
@@ -270,6 +269,7 @@ impl Outbox {
         self.state.enqueue_manual(&item, now).await?;
         self.state
             .record_event(
+                now,
                 "triggered",
                 Some(workspace),
                 Some(key.as_str()),

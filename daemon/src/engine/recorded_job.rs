@@ -3,7 +3,7 @@
 //! in the state store, so `/api/v1/jobs/ID` serves every run of either kind the
 //! same way. Callers decide what the outcome means.
 
-use std::time::SystemTime;
+use crate::engine::clock::{Clock, unix_ms};
 
 use forgewatch_workspace_runner::process::{self, Job, LogLine, Stream, Termination};
 use tokio_util::sync::CancellationToken;
@@ -26,20 +26,16 @@ pub struct JobOutcome {
     pub ended_at: i64,
 }
 
-pub fn unix_ms(t: SystemTime) -> i64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// Runs `job` for `workspace` and records it as a job of `kind`.
 pub async fn run(
     state: &Store,
+    clock: &dyn Clock,
     workspace: &str,
     kind: &str,
     job: &Job,
     cancel: &CancellationToken,
 ) -> JobOutcome {
-    let started = unix_ms(SystemTime::now());
+    let started = clock.unix_ms();
     let id = state
         .start_job(workspace, kind, started)
         .await
@@ -53,7 +49,7 @@ pub async fn run(
         tracing::debug!(workspace = %ws, stream = ?line.stream, "{}", line.text);
     };
     let result = process::run(job, &on_line, cancel).await;
-    let ended_at = unix_ms(SystemTime::now());
+    let ended_at = clock.unix_ms();
     let (status, detail, lines, dropped) = match result {
         Err(e) => (
             JobStatus::Failed,

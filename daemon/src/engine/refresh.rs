@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use forgewatch_adapters::http::unix_seconds;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PackageKind;
@@ -78,7 +77,7 @@ impl Supervisor {
     }
 
     fn refresh_packages(&self) {
-        let now = unix_seconds(std::time::SystemTime::now());
+        let now = self.clock.unix_seconds();
         for ws in self.updates.take_finished() {
             self.packages.invalidate(&ws);
         }
@@ -121,7 +120,7 @@ impl Supervisor {
         results: &PollResults,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
-        let now = unix_seconds(std::time::SystemTime::now());
+        let now = self.clock.unix_seconds();
         for ws in self.config.workspaces.iter().filter(|w| w.update.is_some()) {
             let heads = packages
                 .get(&ws.name)

@@ -490,6 +490,7 @@ impl Status {
         &self,
         clients: &Clients,
         started: std::time::SystemTime,
+        elapsed: std::time::Duration,
         poll_errors: &[String],
     ) {
         let forges = forge_statuses(clients);
@@ -497,7 +498,7 @@ impl Status {
         snapshot.ready = true;
         snapshot.cycles += 1;
         snapshot.last_cycle_at = Some(humantime::format_rfc3339_seconds(started).to_string());
-        snapshot.last_cycle_seconds = started.elapsed().map_or(0.0, |d| d.as_secs_f64());
+        snapshot.last_cycle_seconds = elapsed.as_secs_f64();
         snapshot.cycle_seconds_total += snapshot.last_cycle_seconds;
         snapshot.forges = forges;
         snapshot.poll_errors = poll_errors.to_vec();

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::config::Config;
 use crate::engine::clients::Clients;
+use crate::engine::clock::Clock;
 use crate::engine::known::Known;
 use crate::engine::outbox::{Outbox, RetryPolicy};
 use crate::engine::packages::Packages;
@@ -44,13 +45,18 @@ pub struct Supervisor {
     /// Dependency lookups of the current poll interval.
     pub(crate) lookups: crate::engine::lookups::LookupCache,
     pub(crate) reports: Reports,
+    pub(crate) clock: Arc<dyn Clock>,
     /// The inputs of the last computation of every build.
     pub(crate) last_inputs: crate::plan::inputs::LastInputs,
 }
 
 impl Supervisor {
-    pub async fn new(config: Config, state: Store) -> anyhow::Result<Supervisor> {
-        Self::build(config, state, Arc::default(), None).await
+    pub async fn new(
+        config: Config,
+        state: Store,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Supervisor> {
+        Self::build(config, state, Arc::default(), clock, None).await
     }
 
     /// The supervisor of a reloaded configuration: forges and CI targets whose
@@ -62,6 +68,7 @@ impl Supervisor {
             config,
             old.state.clone(),
             old.status.metrics().clone(),
+            old.clock.clone(),
             Some(old),
         )
         .await?;
@@ -82,6 +89,7 @@ impl Supervisor {
         config: Config,
         state: Store,
         metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
         old: Option<&Supervisor>,
     ) -> anyhow::Result<Supervisor> {
         let clients = Arc::new(Clients::new(
@@ -100,13 +108,15 @@ impl Supervisor {
             clients.clone(),
             retry,
             progress.clone(),
+            clock.clone(),
         ));
-        let updates = Updates::new(&config, state.clone(), metrics.clone());
+        let updates = Updates::new(&config, state.clone(), metrics.clone(), clock.clone());
         let discoveries = crate::engine::discovery::Discoveries::new(
             &config,
             state.clone(),
             updates.permits(),
             metrics.clone(),
+            clock.clone(),
         );
         Ok(Supervisor {
             config,
@@ -126,6 +136,7 @@ impl Supervisor {
             progress,
             status: Status::new(metrics),
             reports: Reports::default(),
+            clock,
             last_inputs: Default::default(),
         })
     }
@@ -169,14 +180,26 @@ pub(crate) async fn reload(
         Err(message) => {
             tracing::error!("reload refused, the running configuration stays: {message}");
             state
-                .record_event("reload_failed", None, None, &message)
+                .record_event(
+                    current.clock.unix_ms(),
+                    "reload_failed",
+                    None,
+                    None,
+                    &message,
+                )
                 .await;
             current.status.set_config_error(message.clone());
             return Err(message);
         }
     };
     state
-        .record_event("reloaded", None, None, "configuration reloaded")
+        .record_event(
+            current.clock.unix_ms(),
+            "reloaded",
+            None,
+            None,
+            "configuration reloaded",
+        )
         .await;
     tracing::info!(
         workspaces = new.config.workspaces.len(),

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use forgewatch_adapters::forge::WatchTarget;
 use forgewatch_workspace_runner::process::Job;
@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::{Config, PackageConfig, PackageKind, UpdateConfig, WorkspaceConfig};
-use crate::engine::recorded_job::{self, MAX_LINE_BYTES, MAX_LOG_LINES, unix_ms};
+use crate::engine::clock::Clock;
+use crate::engine::recorded_job::{self, MAX_LINE_BYTES, MAX_LOG_LINES};
 use crate::plan::answers::PollResults;
 use crate::state::Store;
 use crate::state::jobs::JobStatus;
@@ -87,6 +88,7 @@ pub struct Updates {
     /// Workspaces whose update finished since the last [`Updates::take_finished`].
     finished: Arc<Mutex<Vec<String>>>,
     metrics: Arc<crate::engine::status::Metrics>,
+    clock: Arc<dyn Clock>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -113,6 +115,7 @@ impl Updates {
         config: &Config,
         state: Store,
         metrics: Arc<crate::engine::status::Metrics>,
+        clock: Arc<dyn Clock>,
     ) -> Updates {
         let startup = config
             .workspaces
@@ -128,6 +131,7 @@ impl Updates {
             startup_pending: Mutex::new(startup),
             tasks: tokio::sync::Mutex::new(JoinSet::new()),
             finished: Arc::new(Mutex::new(Vec::new())),
+            clock,
             metrics,
         }
     }
@@ -214,6 +218,7 @@ impl Updates {
             state: self.state.clone(),
             secret_env_vars: self.secret_env_vars.clone(),
             metrics: self.metrics.clone(),
+            clock: self.clock.clone(),
         };
         let permits = self.permits.clone();
         let cancel = cancel.clone();
@@ -261,11 +266,12 @@ struct UpdateRun {
     state: Store,
     secret_env_vars: Vec<String>,
     metrics: Arc<crate::engine::status::Metrics>,
+    clock: Arc<dyn Clock>,
 }
 
 impl UpdateRun {
     async fn execute(self, cancel: &CancellationToken) {
-        let now_s = unix_ms(SystemTime::now()) / 1000;
+        let now_s = self.clock.unix_seconds();
         let mut marks = self
             .state
             .update_marks(&self.workspace)
@@ -284,7 +290,15 @@ impl UpdateRun {
             max_log_lines: MAX_LOG_LINES,
             max_line_bytes: MAX_LINE_BYTES,
         };
-        let outcome = recorded_job::run(&self.state, &self.workspace, "update", &job, cancel).await;
+        let outcome = recorded_job::run(
+            &self.state,
+            &*self.clock,
+            &self.workspace,
+            "update",
+            &job,
+            cancel,
+        )
+        .await;
         let (job_id, status, detail) = (outcome.id, outcome.status, outcome.detail);
         let (kind, counter) = match status {
             JobStatus::Succeeded => ("update_succeeded", &self.metrics.updates_succeeded),
@@ -294,7 +308,13 @@ impl UpdateRun {
         crate::engine::status::Metrics::add(counter, 1);
         let message = format!("job {job_id} ({}): {detail}", self.trigger.as_str());
         self.state
-            .record_event(kind, Some(&self.workspace), None, &message)
+            .record_event(
+                self.clock.unix_ms(),
+                kind,
+                Some(&self.workspace),
+                None,
+                &message,
+            )
             .await;
         if status == JobStatus::Succeeded {
             if let Some(heads) = self.heads {

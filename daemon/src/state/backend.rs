@@ -68,6 +68,7 @@ pub trait Backend: Send + 'static {
     // The event history.
     fn record_event(
         &self,
+        at_ms: i64,
         kind: &str,
         workspace: Option<&str>,
         build_key: Option<&str>,
@@ -199,12 +200,13 @@ impl Backend for State {
 
     fn record_event(
         &self,
+        at_ms: i64,
         kind: &str,
         workspace: Option<&str>,
         build_key: Option<&str>,
         message: &str,
     ) {
-        State::record_event(self, kind, workspace, build_key, message);
+        State::record_event(self, at_ms, kind, workspace, build_key, message);
     }
 
     fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StateError> {

@@ -37,6 +37,7 @@ fn rfc3339(ms: i64) -> String {
 impl State {
     pub fn record_event(
         &self,
+        at_ms: i64,
         kind: &str,
         workspace: Option<&str>,
         build_key: Option<&str>,
@@ -45,14 +46,11 @@ impl State {
         if self.read_only() {
             return;
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         let conn = self.conn();
         let result = conn
             .execute(
                 "INSERT INTO events (time, kind, workspace, build_key, message) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![now, kind, workspace, build_key, message],
+                params![at_ms, kind, workspace, build_key, message],
             )
             .and_then(|_| {
                 conn.execute(
@@ -104,12 +102,24 @@ mod tests {
     fn events_are_filtered_and_ordered() {
         let dir = tempfile::tempdir().unwrap();
         let state = State::open(dir.path()).unwrap();
-        state.record_event("delivered", Some("a"), Some("a/mainline"), "first delivery");
-        state.record_event("update_failed", Some("b"), None, "exited with status 1");
+        state.record_event(
+            1_000,
+            "delivered",
+            Some("a"),
+            Some("a/mainline"),
+            "first delivery",
+        );
+        state.record_event(
+            2_000,
+            "update_failed",
+            Some("b"),
+            None,
+            "exited with status 1",
+        );
         let all = state.events(&EventQuery::default()).unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].kind, "delivered");
-        assert!(all[0].time.ends_with('Z'));
+        assert_eq!(all[0].time, "1970-01-01T00:00:01.000Z");
         let b = state
             .events(&EventQuery {
                 workspace: Some("b".into()),

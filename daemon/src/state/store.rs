@@ -261,6 +261,7 @@ impl Store {
     /// Records an event (a failure is logged: the history is not worth stopping for).
     pub async fn record_event(
         &self,
+        at_ms: i64,
         kind: &str,
         workspace: Option<&str>,
         build_key: Option<&str>,
@@ -269,7 +270,13 @@ impl Store {
         let (kind, message) = (kind.to_owned(), message.to_owned());
         let (workspace, build_key) = (workspace.map(str::to_owned), build_key.map(str::to_owned));
         let recorded = self.call(move |b| {
-            b.record_event(&kind, workspace.as_deref(), build_key.as_deref(), &message);
+            b.record_event(
+                at_ms,
+                &kind,
+                workspace.as_deref(),
+                build_key.as_deref(),
+                &message,
+            );
             Ok(())
         });
         if let Err(e) = recorded.await {
