@@ -180,17 +180,8 @@ impl Supervisor {
         let started = self.clock.now();
         let packages = self.workspace_packages(shutdown).await;
         let targets = self.cycle_targets(&packages);
-        let held = self.known.held(&targets);
-        let polled = poll(
-            &targets,
-            &held,
-            self.clients.forges(),
-            shutdown,
-            &self.progress,
-        )
-        .await;
-        let every_forge: Vec<&str> = self.clients.forges().keys().map(String::as_str).collect();
-        self.absorb(polled, &targets, &every_forge);
+        let polled = self.poll_in_place(&targets, shutdown).await;
+        self.absorb_from_every_forge(polled, &targets);
         let results = self.known.answers();
         let mut report = self
             .compute(mode, &packages, results, true, started, shutdown)
@@ -211,6 +202,34 @@ impl Supervisor {
             &report.poll_errors,
         );
         Ok(report)
+    }
+
+    /// `once`: polls `targets` from this task, telling the forges which answers
+    /// are held.
+    pub(crate) async fn poll_in_place(
+        &self,
+        targets: &BTreeMap<WatchTarget, TargetNeeds>,
+        shutdown: &CancellationToken,
+    ) -> PollResults {
+        let held = self.known.held(targets);
+        poll(
+            targets,
+            &held,
+            self.clients.forges(),
+            shutdown,
+            &self.progress,
+        )
+        .await
+    }
+
+    /// [`Supervisor::absorb`] of answers every forge was asked for.
+    fn absorb_from_every_forge(
+        &self,
+        polled: PollResults,
+        targets: &BTreeMap<WatchTarget, TargetNeeds>,
+    ) {
+        let every_forge: Vec<&str> = self.clients.forges().keys().map(String::as_str).collect();
+        self.absorb(polled, targets, &every_forge);
     }
 
     pub(crate) fn request_stats(&self) -> Vec<(String, RequestStats)> {
@@ -273,7 +292,7 @@ impl Supervisor {
         &self,
         mode: Mode,
         packages: &HashMap<String, WorkspacePackages>,
-        mut results: PollResults,
+        mut results: std::sync::Arc<PollResults>,
         always: bool,
         started: SystemTime,
         shutdown: &CancellationToken,
@@ -335,18 +354,8 @@ impl Supervisor {
             let targets = self.cycle_targets(packages);
             let added = self.known.unanswered(&targets);
             if !added.is_empty() {
-                let held = self.known.held(&added);
-                let polled = poll(
-                    &added,
-                    &held,
-                    self.clients.forges(),
-                    shutdown,
-                    &self.progress,
-                )
-                .await;
-                let every_forge: Vec<&str> =
-                    self.clients.forges().keys().map(String::as_str).collect();
-                self.absorb(polled, &targets, &every_forge);
+                let polled = self.poll_in_place(&added, shutdown).await;
+                self.absorb_from_every_forge(polled, &targets);
                 results = self.known.answers();
                 graph = self
                     .dependency_graph(&results, packages, detected_at, IntervalStart::No)

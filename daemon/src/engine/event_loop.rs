@@ -467,7 +467,7 @@ impl EventLoop {
     /// progress (forge answers to its lookups): a slow forge is not a hang.
     async fn compute(
         &mut self,
-        results: crate::plan::answers::PollResults,
+        results: Arc<crate::plan::answers::PollResults>,
         lifecycle: &dyn Lifecycle,
     ) -> Option<CycleReport> {
         let supervisor = self.supervisor.clone();

@@ -3,7 +3,7 @@
 //! kept here, with the failures logged as they start, change and end.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use forgewatch_adapters::forge::WatchTarget;
 
@@ -12,7 +12,9 @@ use crate::plan::answers::{PollResults, TargetNeeds};
 
 #[derive(Default)]
 pub struct Known {
-    answers: Mutex<PollResults>,
+    /// Shared with the computation reading them (no copy); a round absorbed
+    /// afterwards copies them only if that computation still holds them.
+    answers: Mutex<Arc<PollResults>>,
     /// The last failure logged per poll, so a repeating one is logged once.
     failures: Mutex<HashMap<String, String>>,
 }
@@ -50,7 +52,8 @@ impl Known {
         forges: &[&str],
     ) -> bool {
         self.log_changes(&polled);
-        let mut known = self.answers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut shared = self.answers.lock().unwrap_or_else(|p| p.into_inner());
+        let known = Arc::make_mut(&mut shared);
         let before = (known.heads.len(), known.pulls.len());
         known.heads.retain(|t, _| targets.contains_key(t));
         known.pulls.retain(|t, _| targets.contains_key(t));
@@ -87,7 +90,7 @@ impl Known {
     }
 
     /// The latest answer of every target (what a computation reads).
-    pub fn answers(&self) -> PollResults {
+    pub fn answers(&self) -> Arc<PollResults> {
         self.answers
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -13,7 +13,6 @@ use crate::plan::dependencies::graph::DependencyGraph;
 use crate::plan::inputs::WorkspacePackages;
 
 use crate::engine::mergeability::IntervalStart;
-use crate::engine::poller::poll;
 use crate::engine::status::Metrics;
 use crate::engine::supervisor::Supervisor;
 use crate::engine::updates::config_heads;
@@ -153,15 +152,7 @@ impl Supervisor {
             })
             .collect();
         let targets = watch_targets(config_only.values().map(|p| (&p[..], false)));
-        let held = self.known.held(&targets);
-        let results = poll(
-            &targets,
-            &held,
-            self.clients.forges(),
-            shutdown,
-            &self.progress,
-        )
-        .await;
+        let results = self.poll_in_place(&targets, shutdown).await;
         self.schedule_updates(&packages, &results, shutdown).await?;
         self.updates.wait_all().await;
         Ok(())
