@@ -5,7 +5,10 @@
 //! - [`supervisor`]: the engine's data, owned by the loop, made of the parts below;
 //!   [`clients`]: the configuration wired to clients (the only place that turns
 //!   config values into adapter objects); [`known`]: the latest answer of every
-//!   target; [`reports`]: what was logged already.
+//!   target; [`reports`]: what was logged already; [`clock`]: the wall clock
+//!   handed in.
+//! - [`event_loop`]: the loop of `run`, one [`event`] at a time; [`forge_poller`]:
+//!   one task per forge; [`senders`]: one task per CI target.
 //! - [`cycle`]: one poll → compute → enqueue pass; [`poller`]: polls watch
 //!   targets; [`lookups`]: dependencies outside the watched targets;
 //!   [`mergeability`]: GitHub's `mergeable`.
