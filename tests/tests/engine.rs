@@ -298,3 +298,49 @@ async fn a_failed_delivery_waits_for_its_backoff_on_the_injected_clock() {
     assert_eq!(keys, ["gh/mainline", "lab/mainline"], "each exactly once");
     assert_eq!(env.ci.rejected_count(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_dependency_lookup_holds_up_only_the_pull_request_that_needs_it() {
+    use forgewatch_tests::fake_gitlab::NewMr;
+    const MR: &str = "lab/pr/gitlab.example.org/drivers/lidar/1";
+    let env = Env::new().await;
+    configure(&env, "5s");
+    // A GitLab MR depends on a GitHub PR outside the watched targets, whose lookup
+    // hangs (GitHub's `request_timeout` is 60 s).
+    env.github.hang_path("/repos/acme/app/pulls/7");
+    let mut mr = NewMr::new("scan", MAIN);
+    mr.description = Some("Depends-On: https://github.com/acme/app/pull/7\n".into());
+    env.gitlab.open_mr(LIDAR, mr);
+    let mut child = env.command(&["run"]).spawn().unwrap();
+    // Both mainlines go out at once; the MR waits for its dependency.
+    assert!(env.ci.wait_for_accepted(2, DEADLINE).await);
+    let mut keys = env.delivered_keys(0);
+    keys.sort();
+    assert_eq!(keys, ["gh/mainline", "lab/mainline"]);
+    let asked = eventually(DEADLINE, || async { (hung(&env) >= 1).then_some(()) }).await;
+    assert!(asked.is_some(), "the dependency was looked up");
+    // Each push on GitLab is delivered within poll_interval + 1 s meanwhile.
+    for n in 1..=2 {
+        env.gitlab.push(LIDAR, MAIN);
+        let delivered = eventually(Duration::from_secs(2), || async {
+            (env.ci.accepted().len() > n + 1).then_some(())
+        })
+        .await;
+        assert!(delivered.is_some(), "push {n} not delivered in time");
+        assert_eq!(env.delivered_keys(n + 1), ["lab/mainline"]);
+    }
+    assert_eq!(hung(&env), 1, "the lookup is asked once, and still hangs");
+    // Its answer (a failure) wakes the loop: the MR is built, its dependency unresolved.
+    env.github.release_hung();
+    assert!(env.ci.wait_for_accepted(5, DEADLINE).await);
+    assert_eq!(env.delivered_keys(4), [MR]);
+    let sent = env.ci.accepted()[4].properties();
+    assert_eq!(
+        sent["unresolved_dependencies"][0]["reference"], "github.com/acme/app#7",
+        "{sent}"
+    );
+    kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(DEADLINE, child.wait()).await.unwrap();
+    assert_eq!(status.unwrap().code(), Some(0));
+    assert_eq!(env.ci.accepted().len(), 5, "nothing else was sent");
+}

@@ -131,7 +131,7 @@ pub async fn once(
     let mut supervisor = Supervisor::new(config, state, clock).await?;
     // `once` attempts every pending delivery, whatever its backoff.
     supervisor.attempt_all_pending = true;
-    supervisor.discover_in_foreground = true;
+    supervisor.in_foreground = true;
     let never = CancellationToken::new();
     if mode == Mode::Deliver {
         // Startup and due config_change updates first, so the cycle sees their lists.
@@ -337,7 +337,7 @@ impl Supervisor {
         let mut open = self.open_config_prs(packages, &results, &graph, detected_at);
         if mode == Mode::Deliver
             && self.start_discoveries(&open, packages, shutdown).await > 0
-            && self.discover_in_foreground
+            && self.in_foreground
         {
             // `once`: every due discovery runs (one per workspace at a time) and
             // what they add is polled before builds are computed, so each key is

@@ -159,10 +159,12 @@ impl EventLoop {
             .watchdog_interval()
             .map(|d| tokio::time::interval(d.max(Duration::from_millis(100))));
         loop {
+            let lookups = self.supervisor.lookups.clone();
             tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => break,
                 Some(event) = self.events.recv() => self.handle(event, lifecycle).await,
+                () = lookups.answered() => self.handle(Event::LookedUp, lifecycle).await,
                 Some(request) = self.requests.recv() => {
                     self.handle(Event::Request(request), lifecycle).await;
                 }
@@ -222,6 +224,15 @@ impl EventLoop {
                 // A webhook that came while this forge was busy: its poll now.
                 if let Some(repos) = self.hints.remove(&forge) {
                     self.poll_repos(&forge, repos);
+                }
+            }
+            Event::LookedUp => {
+                tracing::debug!("a dependency lookup was answered");
+                self.supervisor.last_inputs.answers_changed();
+                self.inputs_moved = true;
+                let known = self.supervisor.known.answers();
+                if let Some(report) = self.compute(known, lifecycle).await {
+                    self.poll_errors = report.poll_errors;
                 }
             }
             Event::Delivered(outcomes) => {

@@ -1,9 +1,14 @@
 //! Resolution of pull-request dependencies for one cycle: every open PR of the
 //! watched targets is known from the poll; each body is parsed; a reference to a PR
 //! outside that set is looked up on its forge (conditional request, at most once
-//! per cycle, bounded) and its own dependencies followed; anything that cannot be
-//! resolved (unknown host, not found, closed, merged, a failing forge) is recorded
-//! as unresolved for the PRs that reference it. Never fatal.
+//! per interval, bounded) and its own dependencies followed; anything that cannot
+//! be resolved (unknown host, not found, closed, merged, a failing forge) is
+//! recorded as unresolved for the PRs that reference it. Never fatal.
+//!
+//! In `run` a lookup not answered yet is asked in the background: the computation
+//! does not wait for it (a slow or hung forge holds up only the builds that need
+//! it, recorded as pending in the graph), and its answer wakes the loop
+//! ([`LookupCache::answered`]) to compute again. `once` waits for every lookup.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -19,6 +24,7 @@ use crate::plan::dependencies::parse::{Context, PrRef, Reference, parse_dependen
 pub const MAX_LOOKUPS: usize = 200;
 
 /// The configured forges by host.
+#[derive(Clone)]
 pub struct Forges {
     pub by_host: BTreeMap<String, Arc<dyn Forge>>,
 }
@@ -36,33 +42,64 @@ impl Forges {
 #[derive(Default)]
 pub struct LookupCache {
     entries: std::sync::Mutex<BTreeMap<PrRef, (tokio::time::Instant, Lookup)>>,
+    /// Lookups asked in the background and not answered yet.
+    in_flight: std::sync::Mutex<BTreeSet<PrRef>>,
+    /// Notified when a background lookup is answered.
+    answered: tokio::sync::Notify,
 }
 
 /// A looked-up PR, or why it could not be.
 type Lookup = Result<PullRequest, String>;
 
 impl LookupCache {
-    fn get(&self, id: &PrRef, max_age: std::time::Duration) -> Option<Lookup> {
+    /// The answer for `id`, and whether it is younger than `max_age`.
+    fn get(&self, id: &PrRef, max_age: std::time::Duration) -> Option<(Lookup, bool)> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries
             .get(id)
-            .filter(|(at, _)| at.elapsed() < max_age)
-            .map(|(_, r)| r.clone())
+            .map(|(at, r)| (r.clone(), at.elapsed() < max_age))
     }
 
     fn put(&self, id: PrRef, answer: Lookup) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries.insert(id, (tokio::time::Instant::now(), answer));
     }
+
+    /// Waits until a background lookup is answered.
+    pub async fn answered(&self) {
+        self.answered.notified().await;
+    }
+
+    /// Asks `dep` in the background unless it is asked already; its answer goes
+    /// into the cache and wakes [`LookupCache::answered`].
+    fn ask_in_background(self: &Arc<Self>, dep: &PrRef, forges: &Forges) {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        if !in_flight.insert(dep.clone()) {
+            return;
+        }
+        let (cache, dep, forges) = (self.clone(), dep.clone(), forges.clone());
+        tokio::spawn(async move {
+            let answer = lookup(&dep, &forges).await;
+            cache.put(dep.clone(), answer);
+            cache
+                .in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&dep);
+            cache.answered.notify_one();
+        });
+    }
 }
 
 /// Builds the graph from the polled open PRs; lookups younger than `max_age` are
-/// taken from `cache`.
+/// taken from `cache`. The others are awaited when `wait`, and otherwise asked in
+/// the background and recorded as pending.
 pub async fn resolve(
     polled: Vec<PullRequest>,
     forges: &Forges,
-    cache: &LookupCache,
+    cache: &Arc<LookupCache>,
     max_age: std::time::Duration,
+    wait: bool,
 ) -> DependencyGraph {
     let mut graph = DependencyGraph::default();
     for pr in polled {
@@ -70,6 +107,7 @@ pub async fn resolve(
     }
     // References found but not known yet, and those that failed for good.
     let mut failed: BTreeMap<PrRef, String> = BTreeMap::new();
+    let mut pending: BTreeSet<PrRef> = BTreeSet::new();
     let mut to_parse: Vec<PrRef> = graph.open.keys().cloned().collect();
     let mut lookups = 0usize;
     while !to_parse.is_empty() {
@@ -94,7 +132,10 @@ pub async fn resolve(
                 match reference {
                     Reference::Pr(dep) if dep == id => {}
                     Reference::Pr(dep) => {
-                        if !graph.open.contains_key(&dep) && !failed.contains_key(&dep) {
+                        if !graph.open.contains_key(&dep)
+                            && !failed.contains_key(&dep)
+                            && !pending.contains(&dep)
+                        {
                             wanted.insert(dep.clone());
                         }
                         edges.push(dep);
@@ -116,8 +157,21 @@ pub async fn resolve(
                 continue;
             }
             let answer = match cache.get(&dep, max_age) {
-                Some(answer) => answer,
-                None => {
+                Some((answer, true)) => answer,
+                // `run`: an older answer serves while the new one is asked; a
+                // dependency never answered makes its PRs wait.
+                Some((answer, false)) if !wait => {
+                    lookups += 1;
+                    cache.ask_in_background(&dep, forges);
+                    answer
+                }
+                None if !wait => {
+                    lookups += 1;
+                    cache.ask_in_background(&dep, forges);
+                    pending.insert(dep);
+                    continue;
+                }
+                _ => {
                     lookups += 1;
                     let answer = lookup(&dep, forges).await;
                     cache.put(dep.clone(), answer.clone());
@@ -138,9 +192,21 @@ pub async fn resolve(
             }
         }
     }
-    // Edges to PRs that could not be resolved become unresolved references.
+    // Edges to PRs that could not be resolved become unresolved references, and
+    // those still being looked up pending ones.
     for (id, edges) in &mut graph.edges {
         let unresolved = graph.unresolved.entry(id.clone()).or_default();
+        edges.retain(|dep| {
+            if pending.contains(dep) {
+                graph
+                    .pending
+                    .entry(id.clone())
+                    .or_default()
+                    .push(dep.clone());
+                return false;
+            }
+            true
+        });
         edges.retain(|dep| match failed.get(dep) {
             Some(reason) => {
                 unresolved.push(Unresolved {

@@ -185,7 +185,14 @@ impl Supervisor {
                 .filter_map(|(name, f)| Some((f.host.clone(), self.clients.forge(name)?.clone())))
                 .collect(),
         };
-        let mut graph = resolve(polled, &forges, &self.lookups, self.config.poll_interval).await;
+        let mut graph = resolve(
+            polled,
+            &forges,
+            &self.lookups,
+            self.config.poll_interval,
+            self.in_foreground,
+        )
+        .await;
         let mut wanted = BTreeSet::new();
         for ws in &self.config.workspaces {
             let Some(mainline) = packages.get(&ws.name).map(|p| &p.packages) else {

@@ -27,8 +27,9 @@ pub struct Supervisor {
     pub(crate) updates: Updates,
     pub(crate) discoveries: crate::engine::discovery::Discoveries,
     /// `once`: a cycle waits for the discoveries it starts (and polls what they add)
-    /// before computing builds; `run` lets them run in the background.
-    pub(crate) discover_in_foreground: bool,
+    /// and for its dependency lookups before computing builds; `run` lets them run
+    /// in the background.
+    pub(crate) in_foreground: bool,
     /// Cycles started so far (for the `cycle` span).
     pub(crate) cycles: AtomicU64,
     /// `once` attempts every pending delivery whatever its backoff.
@@ -43,7 +44,7 @@ pub struct Supervisor {
     /// Default branches being asked for in the background (`run`).
     pub(crate) learning: Mutex<std::collections::BTreeSet<(String, forgewatch_adapters::RepoId)>>,
     /// Dependency lookups of the current poll interval.
-    pub(crate) lookups: crate::engine::lookups::LookupCache,
+    pub(crate) lookups: Arc<crate::engine::lookups::LookupCache>,
     pub(crate) reports: Reports,
     pub(crate) clock: Arc<dyn Clock>,
     /// The inputs of the last computation of every build.
@@ -126,7 +127,7 @@ impl Supervisor {
             packages,
             updates,
             discoveries,
-            discover_in_foreground: false,
+            in_foreground: false,
             cycles: AtomicU64::new(0),
             attempt_all_pending: false,
             known: Known::default(),

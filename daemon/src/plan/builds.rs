@@ -176,6 +176,15 @@ fn plan_pull_requests(
                         out.not_built.push((key, why));
                         continue;
                     }
+                    let waits_for = graph.pending_for(&pr_ref(pr));
+                    if !waits_for.is_empty() {
+                        let deps: Vec<String> = waits_for.iter().map(ToString::to_string).collect();
+                        out.skipped.push(Skipped {
+                            key,
+                            reason: format!("waiting for the lookup of {}", deps.join(", ")),
+                        });
+                        continue;
+                    }
                     let role = transients.role_of(pr);
                     match role.extras(&ws.pull_requests, poll, &graph, now) {
                         Ok(extras) => {

@@ -24,6 +24,24 @@ pub struct DependencyGraph {
     pub edges: BTreeMap<PrRef, Vec<PrRef>>,
     /// Unresolved references of each open PR.
     pub unresolved: BTreeMap<PrRef, Vec<Unresolved>>,
+    /// Direct dependencies of each open PR whose lookup has not been answered yet
+    /// (`run` asks them in the background): its builds wait for them.
+    pub pending: BTreeMap<PrRef, Vec<PrRef>>,
+}
+
+impl DependencyGraph {
+    /// The lookups `id`'s build waits for: those of `id` and of its closure.
+    pub fn pending_for(&self, id: &PrRef) -> Vec<&PrRef> {
+        let closure = super::closure::closure(&self.edges, id);
+        let mut pending: Vec<&PrRef> = std::iter::once(id)
+            .chain(&closure.members)
+            .filter_map(|m| self.pending.get(m))
+            .flatten()
+            .collect();
+        pending.sort();
+        pending.dedup();
+        pending
+    }
 }
 
 pub fn pr_ref(pr: &PullRequest) -> PrRef {
