@@ -344,3 +344,48 @@ async fn a_hung_dependency_lookup_holds_up_only_the_pull_request_that_needs_it()
     assert_eq!(status.unwrap().code(), Some(0));
     assert_eq!(env.ci.accepted().len(), 5, "nothing else was sent");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_mergeability_request_holds_up_only_its_pull_request() {
+    use forgewatch_tests::fake_github::NewPr;
+    const PR: &str = "gh/pr/github.com/acme/app/1";
+    let env = Env::new().await;
+    configure(&env, "5s");
+    // The GitHub workspace builds its PRs at their merge ref (`pr_ref: auto`), so a
+    // PR needs its mergeability; that request hangs.
+    let config = std::fs::read_to_string(env.config_path()).unwrap();
+    let gh_builds_prs = config.replacen(
+        "pull_requests:\n      enabled: false",
+        "pull_requests:\n      enabled: true",
+        1,
+    );
+    assert_ne!(gh_builds_prs, config, "{config}");
+    std::fs::write(env.config_path(), gh_builds_prs).unwrap();
+    env.github.open_pr("acme/app", NewPr::new(MAIN, "feature"));
+    env.github.hang_path("/repos/acme/app/pulls/1");
+    let mut child = env.command(&["run"]).spawn().unwrap();
+    assert!(env.ci.wait_for_accepted(2, DEADLINE).await);
+    let mut keys = env.delivered_keys(0);
+    keys.sort();
+    assert_eq!(keys, ["gh/mainline", "lab/mainline"]);
+    let asked = eventually(DEADLINE, || async { (hung(&env) >= 1).then_some(()) }).await;
+    assert!(asked.is_some(), "the mergeability was asked");
+    for n in 1..=2 {
+        env.gitlab.push(LIDAR, MAIN);
+        let delivered = eventually(Duration::from_secs(2), || async {
+            (env.ci.accepted().len() > n + 1).then_some(())
+        })
+        .await;
+        assert!(delivered.is_some(), "push {n} not delivered in time");
+        assert_eq!(env.delivered_keys(n + 1), ["lab/mainline"]);
+    }
+    assert_eq!(hung(&env), 1, "asked once, and still hanging");
+    // The failed answer counts as "still computing": the PR is built at its head.
+    env.github.release_hung();
+    assert!(env.ci.wait_for_accepted(5, DEADLINE).await);
+    assert_eq!(env.delivered_keys(4), [PR]);
+    kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(DEADLINE, child.wait()).await.unwrap();
+    assert_eq!(status.unwrap().code(), Some(0));
+    assert_eq!(env.ci.accepted().len(), 5, "nothing else was sent");
+}

@@ -25,9 +25,9 @@ pub enum Event {
     },
     /// A CI target's due deliveries were attempted.
     Delivered(Vec<Outcome>),
-    /// A dependency lookup asked in the background was answered (it is in the
-    /// lookup cache): the builds that waited for it can be computed.
-    LookedUp,
+    /// A question asked in the background (a dependency lookup, a mergeability)
+    /// was answered: the builds that waited for it can be computed.
+    Answered,
     /// From the HTTP API or a signal.
     Request(Request),
 }

@@ -159,12 +159,12 @@ impl EventLoop {
             .watchdog_interval()
             .map(|d| tokio::time::interval(d.max(Duration::from_millis(100))));
         loop {
-            let lookups = self.supervisor.lookups.clone();
+            let answered = self.supervisor.answered.clone();
             tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => break,
                 Some(event) = self.events.recv() => self.handle(event, lifecycle).await,
-                () = lookups.answered() => self.handle(Event::LookedUp, lifecycle).await,
+                () = answered.notified() => self.handle(Event::Answered, lifecycle).await,
                 Some(request) = self.requests.recv() => {
                     self.handle(Event::Request(request), lifecycle).await;
                 }
@@ -226,8 +226,8 @@ impl EventLoop {
                     self.poll_repos(&forge, repos);
                 }
             }
-            Event::LookedUp => {
-                tracing::debug!("a dependency lookup was answered");
+            Event::Answered => {
+                tracing::debug!("a question asked in the background was answered");
                 self.supervisor.last_inputs.answers_changed();
                 self.inputs_moved = true;
                 let known = self.supervisor.known.answers();

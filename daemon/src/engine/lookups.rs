@@ -7,8 +7,9 @@
 //!
 //! In `run` a lookup not answered yet is asked in the background: the computation
 //! does not wait for it (a slow or hung forge holds up only the builds that need
-//! it, recorded as pending in the graph), and its answer wakes the loop
-//! ([`LookupCache::answered`]) to compute again. `once` waits for every lookup.
+//! it, recorded as pending in the graph), and its answer wakes the loop (the
+//! `answered` notification it is handed) to compute again. `once` waits for every
+//! lookup.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use forgewatch_adapters::RepoId;
 use forgewatch_adapters::forge::{Forge, ForgeError, PrState, PullRequest};
 use forgewatch_adapters::references::ReferenceSyntax;
+use tokio::sync::Notify;
 
 use crate::plan::dependencies::graph::{DependencyGraph, Unresolved, pr_ref};
 use crate::plan::dependencies::parse::{Context, PrRef, Reference, parse_dependencies};
@@ -44,8 +46,6 @@ pub struct LookupCache {
     entries: std::sync::Mutex<BTreeMap<PrRef, (tokio::time::Instant, Lookup)>>,
     /// Lookups asked in the background and not answered yet.
     in_flight: std::sync::Mutex<BTreeSet<PrRef>>,
-    /// Notified when a background lookup is answered.
-    answered: tokio::sync::Notify,
 }
 
 /// A looked-up PR, or why it could not be.
@@ -65,19 +65,15 @@ impl LookupCache {
         entries.insert(id, (tokio::time::Instant::now(), answer));
     }
 
-    /// Waits until a background lookup is answered.
-    pub async fn answered(&self) {
-        self.answered.notified().await;
-    }
-
     /// Asks `dep` in the background unless it is asked already; its answer goes
-    /// into the cache and wakes [`LookupCache::answered`].
-    fn ask_in_background(self: &Arc<Self>, dep: &PrRef, forges: &Forges) {
+    /// into the cache and notifies `answered`.
+    fn ask_in_background(self: &Arc<Self>, dep: &PrRef, forges: &Forges, answered: &Arc<Notify>) {
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
         if !in_flight.insert(dep.clone()) {
             return;
         }
         let (cache, dep, forges) = (self.clone(), dep.clone(), forges.clone());
+        let answered = answered.clone();
         tokio::spawn(async move {
             let answer = lookup(&dep, &forges).await;
             cache.put(dep.clone(), answer);
@@ -86,20 +82,20 @@ impl LookupCache {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&dep);
-            cache.answered.notify_one();
+            answered.notify_one();
         });
     }
 }
 
 /// Builds the graph from the polled open PRs; lookups younger than `max_age` are
-/// taken from `cache`. The others are awaited when `wait`, and otherwise asked in
-/// the background and recorded as pending.
+/// taken from `cache`. The others are awaited, or with `background` asked in the
+/// background (notifying it when answered) and recorded as pending.
 pub async fn resolve(
     polled: Vec<PullRequest>,
     forges: &Forges,
     cache: &Arc<LookupCache>,
     max_age: std::time::Duration,
-    wait: bool,
+    background: Option<&Arc<Notify>>,
 ) -> DependencyGraph {
     let mut graph = DependencyGraph::default();
     for pr in polled {
@@ -160,14 +156,14 @@ pub async fn resolve(
                 Some((answer, true)) => answer,
                 // `run`: an older answer serves while the new one is asked; a
                 // dependency never answered makes its PRs wait.
-                Some((answer, false)) if !wait => {
+                Some((answer, false)) if let Some(answered) = background => {
                     lookups += 1;
-                    cache.ask_in_background(&dep, forges);
+                    cache.ask_in_background(&dep, forges, answered);
                     answer
                 }
-                None if !wait => {
+                None if let Some(answered) = background => {
                     lookups += 1;
-                    cache.ask_in_background(&dep, forges);
+                    cache.ask_in_background(&dep, forges, answered);
                     pending.insert(dep);
                     continue;
                 }

@@ -6,10 +6,20 @@
 //! not stored; it is asked again in the first cycle of the next poll interval (or
 //! as soon as the pair changes), not in every slice of `run`. GitLab reports
 //! mergeability in its list, so nothing is asked there.
+//!
+//! In `run` the single-PR request is made in the background: the PR waits (is
+//! recorded as pending in the graph) until the answer is stored, and the answer
+//! wakes the loop to compute again; a hung forge holds up only that PR. A failed
+//! request counts as `null` for the interval (the PR is built at its head).
+//! `once` waits for the answers.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use std::sync::Arc;
+
 use forgewatch_adapters::RepoId;
+use forgewatch_adapters::forge::Forge;
+use tokio::sync::Notify;
 
 use crate::engine::lookups::Forges;
 use crate::plan::dependencies::graph::DependencyGraph;
@@ -19,11 +29,26 @@ use crate::state::Store;
 /// The PRs answered `null` in the current poll interval, with the (base sha, head
 /// sha) pair they were asked at: not asked again before the next interval.
 #[derive(Debug, Default)]
-pub struct Computing(std::sync::Mutex<BTreeMap<PrRef, (String, String)>>);
+pub struct Computing {
+    nulls: std::sync::Mutex<BTreeMap<PrRef, (String, String)>>,
+    /// Asked in the background and not answered yet.
+    in_flight: std::sync::Mutex<BTreeSet<PrRef>>,
+}
 
 impl Computing {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<PrRef, (String, String)>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.nulls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `id` was not being asked already (it is now).
+    fn start(&self, id: &PrRef) -> bool {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        in_flight.insert(id.clone())
+    }
+
+    fn finished(&self, id: &PrRef) {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        in_flight.remove(id);
     }
 
     /// A new poll interval: every `null` may be asked once more.
@@ -63,14 +88,17 @@ pub enum IntervalStart {
 }
 
 /// Fills `mergeable` into the `wanted` PRs of `graph` (GitHub ones, not drafts,
-/// with a known base sha).
+/// with a known base sha). An answer not stored is awaited, or with `background`
+/// asked in the background (notifying it once stored) and the PR recorded as
+/// pending.
 pub async fn fill(
     graph: &mut DependencyGraph,
     wanted: &BTreeSet<PrRef>,
     forges: &Forges,
     state: &Store,
-    computing: &Computing,
+    computing: &Arc<Computing>,
     interval: IntervalStart,
+    background: Option<&Arc<Notify>>,
 ) {
     if interval == IntervalStart::Yes {
         computing.new_interval();
@@ -108,22 +136,75 @@ pub async fn fill(
         let Ok(repo) = RepoId::from_host_path(&id.host, &id.path) else {
             continue;
         };
-        match forge.pull_request(&repo, id.number).await {
-            // Only an answer about the heads we are building counts.
-            Ok(single) if single.head_sha == pr.head_sha => {
-                computing.answered(id, &base_sha, &pr.head_sha, single.mergeable);
-                if let Some(known) = single.mergeable {
-                    if let Err(e) = state
-                        .save_mergeable(&key, &base_sha, &pr.head_sha, known)
-                        .await
-                    {
-                        tracing::warn!("{e}");
-                    }
-                    pr.mergeable = Some(known);
+        let ask = Ask {
+            id: id.clone(),
+            repo,
+            base_sha,
+            head_sha: pr.head_sha.clone(),
+        };
+        match background {
+            None => pr.mergeable = ask.run(forge.as_ref(), state, computing).await,
+            Some(answered) => {
+                graph
+                    .pending
+                    .entry(id.clone())
+                    .or_default()
+                    .push(id.clone());
+                if computing.start(id) {
+                    let (forge, state, computing) =
+                        (forge.clone(), state.clone(), computing.clone());
+                    let answered = answered.clone();
+                    tokio::spawn(async move {
+                        ask.run(forge.as_ref(), &state, &computing).await;
+                        computing.finished(&ask.id);
+                        answered.notify_one();
+                    });
                 }
             }
-            Ok(_) => tracing::debug!("{id} moved while asking for its mergeability"),
-            Err(e) => tracing::warn!("mergeability of {id}: {e}"),
+        }
+    }
+}
+
+/// One single-PR request for the mergeability of `id` at these heads.
+struct Ask {
+    id: PrRef,
+    repo: RepoId,
+    base_sha: String,
+    head_sha: String,
+}
+
+impl Ask {
+    /// Asks, records the answer (stored when known, `null` or a failure kept for
+    /// the interval) and returns it.
+    async fn run(&self, forge: &dyn Forge, state: &Store, computing: &Computing) -> Option<bool> {
+        let Ask {
+            id,
+            repo,
+            base_sha,
+            head_sha,
+        } = self;
+        match forge.pull_request(repo, id.number).await {
+            // Only an answer about the heads we are building counts.
+            Ok(single) if single.head_sha == *head_sha => {
+                computing.answered(id, base_sha, head_sha, single.mergeable);
+                let known = single.mergeable?;
+                if let Err(e) = state
+                    .save_mergeable(&id.to_string(), base_sha, head_sha, known)
+                    .await
+                {
+                    tracing::warn!("{e}");
+                }
+                Some(known)
+            }
+            Ok(_) => {
+                tracing::debug!("{id} moved while asking for its mergeability");
+                None
+            }
+            Err(e) => {
+                tracing::warn!("mergeability of {id}: {e}");
+                computing.answered(id, base_sha, head_sha, None);
+                None
+            }
         }
     }
 }

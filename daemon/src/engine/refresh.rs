@@ -160,6 +160,12 @@ impl Supervisor {
 }
 
 impl Supervisor {
+    /// Where questions not answered yet (dependency lookups, mergeability) are
+    /// asked: `run` in the background, notifying `answered`; `once` in place.
+    fn background(&self) -> Option<&std::sync::Arc<tokio::sync::Notify>> {
+        (!self.in_foreground).then_some(&self.answered)
+    }
+
     /// The open pull requests of this cycle with their dependencies resolved and
     /// GitHub's mergeability filled in where a build uses it (at `now`, unix
     /// seconds, with these `packages`).
@@ -190,7 +196,7 @@ impl Supervisor {
             &forges,
             &self.lookups,
             self.config.poll_interval,
-            self.in_foreground,
+            self.background(),
         )
         .await;
         let mut wanted = BTreeSet::new();
@@ -210,6 +216,7 @@ impl Supervisor {
             &self.state,
             &self.computing,
             interval,
+            self.background(),
         )
         .await;
         graph

@@ -40,11 +40,14 @@ pub struct Supervisor {
     /// during a cycle only while this moves.
     pub(crate) progress: Arc<AtomicU64>,
     /// PRs whose mergeability GitHub was still computing this poll interval.
-    pub(crate) computing: crate::engine::mergeability::Computing,
+    pub(crate) computing: Arc<crate::engine::mergeability::Computing>,
     /// Default branches being asked for in the background (`run`).
     pub(crate) learning: Mutex<std::collections::BTreeSet<(String, forgewatch_adapters::RepoId)>>,
     /// Dependency lookups of the current poll interval.
     pub(crate) lookups: Arc<crate::engine::lookups::LookupCache>,
+    /// Notified when a question asked in the background (a dependency lookup, a
+    /// mergeability) is answered: the loop computes again.
+    pub(crate) answered: Arc<tokio::sync::Notify>,
     pub(crate) reports: Reports,
     pub(crate) clock: Arc<dyn Clock>,
     /// The inputs of the last computation of every build.
@@ -132,6 +135,7 @@ impl Supervisor {
             attempt_all_pending: false,
             known: Known::default(),
             lookups: Default::default(),
+            answered: Default::default(),
             learning: Default::default(),
             computing: Default::default(),
             progress,

@@ -181,7 +181,10 @@ fn plan_pull_requests(
                         let deps: Vec<String> = waits_for.iter().map(ToString::to_string).collect();
                         out.skipped.push(Skipped {
                             key,
-                            reason: format!("waiting for the lookup of {}", deps.join(", ")),
+                            reason: format!(
+                                "waiting for the forge's answer about {}",
+                                deps.join(", ")
+                            ),
                         });
                         continue;
                     }
