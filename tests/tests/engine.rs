@@ -299,6 +299,27 @@ async fn a_failed_delivery_waits_for_its_backoff_on_the_injected_clock() {
     assert_eq!(env.ci.rejected_count(), 2);
 }
 
+/// Both mainlines are delivered at once, GitHub holds one request, and each of two
+/// GitLab pushes is delivered within `poll_interval` + 1 s meanwhile.
+async fn mainlines_and_pushes_go_out_while_one_request_hangs(env: &Env) {
+    assert!(env.ci.wait_for_accepted(2, DEADLINE).await);
+    let mut keys = env.delivered_keys(0);
+    keys.sort();
+    assert_eq!(keys, ["gh/mainline", "lab/mainline"]);
+    let asked = eventually(DEADLINE, || async { (hung(env) >= 1).then_some(()) }).await;
+    assert!(asked.is_some(), "GitHub was asked and holds the request");
+    for n in 1..=2 {
+        env.gitlab.push(LIDAR, MAIN);
+        let delivered = eventually(Duration::from_secs(2), || async {
+            (env.ci.accepted().len() > n + 1).then_some(())
+        })
+        .await;
+        assert!(delivered.is_some(), "push {n} not delivered in time");
+        assert_eq!(env.delivered_keys(n + 1), ["lab/mainline"]);
+    }
+    assert_eq!(hung(env), 1, "asked once, and still hanging");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_dependency_lookup_holds_up_only_the_pull_request_that_needs_it() {
     use forgewatch_tests::fake_gitlab::NewMr;
@@ -312,24 +333,8 @@ async fn a_hung_dependency_lookup_holds_up_only_the_pull_request_that_needs_it()
     mr.description = Some("Depends-On: https://github.com/acme/app/pull/7\n".into());
     env.gitlab.open_mr(LIDAR, mr);
     let mut child = env.command(&["run"]).spawn().unwrap();
-    // Both mainlines go out at once; the MR waits for its dependency.
-    assert!(env.ci.wait_for_accepted(2, DEADLINE).await);
-    let mut keys = env.delivered_keys(0);
-    keys.sort();
-    assert_eq!(keys, ["gh/mainline", "lab/mainline"]);
-    let asked = eventually(DEADLINE, || async { (hung(&env) >= 1).then_some(()) }).await;
-    assert!(asked.is_some(), "the dependency was looked up");
-    // Each push on GitLab is delivered within poll_interval + 1 s meanwhile.
-    for n in 1..=2 {
-        env.gitlab.push(LIDAR, MAIN);
-        let delivered = eventually(Duration::from_secs(2), || async {
-            (env.ci.accepted().len() > n + 1).then_some(())
-        })
-        .await;
-        assert!(delivered.is_some(), "push {n} not delivered in time");
-        assert_eq!(env.delivered_keys(n + 1), ["lab/mainline"]);
-    }
-    assert_eq!(hung(&env), 1, "the lookup is asked once, and still hangs");
+    // Both mainlines go out at once and GitLab's pushes go on; the MR waits.
+    mainlines_and_pushes_go_out_while_one_request_hangs(&env).await;
     // Its answer (a failure) wakes the loop: the MR is built, its dependency unresolved.
     env.github.release_hung();
     assert!(env.ci.wait_for_accepted(5, DEADLINE).await);
@@ -364,22 +369,7 @@ async fn a_hung_mergeability_request_holds_up_only_its_pull_request() {
     env.github.open_pr("acme/app", NewPr::new(MAIN, "feature"));
     env.github.hang_path("/repos/acme/app/pulls/1");
     let mut child = env.command(&["run"]).spawn().unwrap();
-    assert!(env.ci.wait_for_accepted(2, DEADLINE).await);
-    let mut keys = env.delivered_keys(0);
-    keys.sort();
-    assert_eq!(keys, ["gh/mainline", "lab/mainline"]);
-    let asked = eventually(DEADLINE, || async { (hung(&env) >= 1).then_some(()) }).await;
-    assert!(asked.is_some(), "the mergeability was asked");
-    for n in 1..=2 {
-        env.gitlab.push(LIDAR, MAIN);
-        let delivered = eventually(Duration::from_secs(2), || async {
-            (env.ci.accepted().len() > n + 1).then_some(())
-        })
-        .await;
-        assert!(delivered.is_some(), "push {n} not delivered in time");
-        assert_eq!(env.delivered_keys(n + 1), ["lab/mainline"]);
-    }
-    assert_eq!(hung(&env), 1, "asked once, and still hanging");
+    mainlines_and_pushes_go_out_while_one_request_hangs(&env).await;
     // The failed answer counts as "still computing": the PR is built at its head.
     env.github.release_hung();
     assert!(env.ci.wait_for_accepted(5, DEADLINE).await);
