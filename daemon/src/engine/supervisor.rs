@@ -65,8 +65,9 @@ impl Supervisor {
 
     /// The supervisor of a reloaded configuration: forges and CI targets whose
     /// settings did not change keep their clients (see [`Clients::new`]); running
-    /// updates and discoveries, the latest answers, the snapshot and the builds of
-    /// the last computation are kept until its first cycle.
+    /// updates and discoveries, the questions asked in the background (and their
+    /// cached answers), the latest answers, the snapshot and the builds of the last
+    /// computation are kept.
     pub async fn reloaded(config: Config, old: &Supervisor) -> anyhow::Result<Supervisor> {
         let mut new = Self::build(
             config,
@@ -86,6 +87,10 @@ impl Supervisor {
         new.discoveries.carry_over(&old.discoveries);
         new.known.carry_over(&old.known);
         new.status.carry_over(&old.status);
+        // Questions asked in the background are answered to the new engine.
+        new.lookups = old.lookups.clone();
+        new.computing = old.computing.clone();
+        new.answered = old.answered.clone();
         Ok(new)
     }
 
