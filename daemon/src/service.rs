@@ -14,7 +14,7 @@ use crate::config::Config;
 pub use crate::engine::clock::{Clock, SystemClock};
 pub use crate::engine::event::Request;
 use crate::engine::event_loop::EventLoop;
-pub use crate::engine::event_loop::Lifecycle;
+pub use crate::engine::lifecycle::Lifecycle;
 use crate::http::api::{ApiState, router};
 use crate::state::Store;
 use crate::state::lock::StateLock;

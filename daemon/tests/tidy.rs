@@ -332,6 +332,7 @@ fn only_the_loop_and_the_cycle_reach_the_engine_data() {
         "engine/supervisor.rs",
         "engine/event_loop.rs",
         "engine/cycle.rs",
+        "engine/once.rs",
         "engine/refresh.rs",
         "engine/discovery.rs",
     ];

@@ -287,7 +287,7 @@ async fn once(config: Config, dry_run: bool, json: bool) -> anyhow::Result<()> {
             Mode::Deliver,
         )
     };
-    let report = crate::engine::cycle::once(
+    let report = crate::engine::once::once(
         config,
         state.clone(),
         mode,

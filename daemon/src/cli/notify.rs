@@ -216,7 +216,7 @@ fn monotonic_usec() -> Option<u64> {
     secs.checked_mul(1_000_000)?.checked_add(micros)
 }
 
-impl crate::engine::event_loop::Lifecycle for Notifier {
+impl crate::engine::lifecycle::Lifecycle for Notifier {
     fn ready(&self) {
         Notifier::ready(self)
     }

@@ -13,9 +13,8 @@ use forgewatch_adapters::forge::WatchTarget;
 use forgewatch_adapters::forge::RequestStats;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
-use crate::config::{Config, WorkspaceConfig};
+use crate::config::WorkspaceConfig;
 use crate::engine::mergeability::IntervalStart;
 use crate::engine::poller::poll;
 use crate::engine::supervisor::Supervisor;
@@ -27,7 +26,7 @@ use crate::plan::inputs::PlanInputs;
 use crate::plan::inputs::WorkspacePackages;
 use crate::plan::payload::{PayloadContext, build_trigger};
 use crate::state::outbox::{Enqueued, Pending};
-use crate::state::{BuildMark, DeliveredBuild, Store};
+use crate::state::{BuildMark, DeliveredBuild};
 
 /// What one cycle saw of a workspace: its configuration, packages and builds, with
 /// each build's fingerprint (in the order of `planned.builds`).
@@ -120,88 +119,12 @@ impl CycleReport {
     }
 }
 
-/// `forgewatch once`: the due updates, then one whole cycle (waiting for the
-/// updates it starts).
-pub async fn once(
-    config: Config,
-    state: Store,
-    mode: Mode,
-    clock: std::sync::Arc<dyn crate::engine::clock::Clock>,
-) -> anyhow::Result<CycleReport> {
-    let mut supervisor = Supervisor::new(config, state, clock).await?;
-    // `once` attempts every pending delivery, whatever its backoff.
-    supervisor.attempt_all_pending = true;
-    supervisor.in_foreground = true;
-    let never = CancellationToken::new();
-    if mode == Mode::Deliver {
-        // Startup and due config_change updates first, so the cycle sees their lists.
-        supervisor.run_due_updates(&never).await?;
-    }
-    let report = supervisor.cycle(mode, &never).await?;
-    supervisor.updates.wait_all().await;
-    Ok(report)
-}
-
 impl Supervisor {
-    /// One whole cycle (`once`): poll every target, compute every build, send what
-    /// is due, in a `cycle` span numbered from 1 for the life of the supervisor.
-    pub async fn cycle(
-        &self,
-        mode: Mode,
-        shutdown: &CancellationToken,
-    ) -> anyhow::Result<CycleReport> {
-        let span = tracing::info_span!("cycle", number = self.next_cycle_number());
-        let before = self.request_stats();
-        let report = self
-            .whole_cycle(mode, shutdown)
-            .instrument(span.clone())
-            .await;
-        span.in_scope(|| {
-            for (name, old) in &before {
-                self.log_forge_usage(name, old);
-            }
-        });
-        report
-    }
-
     /// The number of the next cycle (the `cycle` span).
     pub(crate) fn next_cycle_number(&self) -> u64 {
         self.cycles
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             + 1
-    }
-
-    async fn whole_cycle(
-        &self,
-        mode: Mode,
-        shutdown: &CancellationToken,
-    ) -> anyhow::Result<CycleReport> {
-        crate::crash::block_point("cycle").await;
-        let started = self.clock.now();
-        let packages = self.workspace_packages(shutdown).await;
-        let targets = self.cycle_targets(&packages);
-        let polled = self.poll_in_place(&targets, shutdown).await;
-        self.absorb_from_every_forge(polled, &targets);
-        let results = self.known.answers();
-        let mut report = self
-            .compute(mode, &packages, results, true, started, shutdown)
-            .await?;
-        if mode == Mode::Deliver && !report.interrupted {
-            report.outcomes = self
-                .outbox
-                .send_pending(None, self.attempt_all_pending, shutdown)
-                .await?;
-            self.status
-                .record_deliveries(&self.state, &report.outcomes)
-                .await?;
-        }
-        self.status.close_cycle(
-            &self.clients,
-            started,
-            self.clock.now().duration_since(started).unwrap_or_default(),
-            &report.poll_errors,
-        );
-        Ok(report)
     }
 
     /// `once`: polls `targets` from this task, telling the forges which answers
@@ -223,7 +146,7 @@ impl Supervisor {
     }
 
     /// [`Supervisor::absorb`] of answers every forge was asked for.
-    fn absorb_from_every_forge(
+    pub(crate) fn absorb_from_every_forge(
         &self,
         polled: PollResults,
         targets: &BTreeMap<WatchTarget, TargetNeeds>,

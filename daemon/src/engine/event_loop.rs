@@ -32,6 +32,7 @@ use crate::engine::clock::Clock;
 use crate::engine::cycle::{CycleReport, Mode, Status};
 use crate::engine::event::{Event, Request};
 use crate::engine::forge_poller::{ForgePollers, Round, Share};
+use crate::engine::lifecycle::Lifecycle;
 use crate::engine::senders::Senders;
 use crate::engine::status::Metrics;
 use crate::engine::supervisor::Supervisor;
@@ -41,22 +42,6 @@ use crate::plan::inputs::WorkspacePackages;
 
 /// Slices of a poll interval.
 pub const SLICES: usize = 4;
-
-/// What the loop tells the service manager (systemd, wired in `cli`).
-pub trait Lifecycle: Send + Sync {
-    /// Start-up or a reload is complete.
-    fn ready(&self);
-    /// A one-line summary, after each cycle.
-    fn status(&self, line: &str);
-    /// The loop is alive.
-    fn watchdog(&self);
-    /// A reload begins; `ready` follows.
-    fn reloading(&self);
-    /// Shutdown has begun.
-    fn stopping(&self);
-    /// How often `watchdog` should be called; `None` when nobody listens.
-    fn watchdog_interval(&self) -> Option<Duration>;
-}
 
 /// A cycle whose rounds are not all back.
 struct OpenCycle {

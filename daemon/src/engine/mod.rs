@@ -9,7 +9,8 @@
 //!   handed in.
 //! - [`event_loop`]: the loop of `run`, one [`event`] at a time; [`forge_poller`]:
 //!   one task per forge; [`senders`]: one task per CI target.
-//! - [`cycle`]: one poll → compute → enqueue pass; [`poller`]: polls watch
+//! - [`cycle`]: the steps of a cycle (absorb, compute, enqueue); [`once`]: the
+//!   whole cycle of `forgewatch once`; [`lifecycle`]: what the loop tells systemd; [`poller`]: polls watch
 //!   targets; [`lookups`]: dependencies outside the watched targets;
 //!   [`mergeability`]: GitHub's `mergeable`.
 //! - [`packages`]: each workspace's packages; [`refresh`]: package lists and
@@ -29,8 +30,10 @@ pub mod event;
 pub mod event_loop;
 pub mod forge_poller;
 pub mod known;
+pub mod lifecycle;
 pub mod lookups;
 pub mod mergeability;
+pub mod once;
 pub mod outbox;
 pub mod packages;
 pub mod poller;
