@@ -22,8 +22,7 @@ use crate::plan::answers::{PollResults, TargetNeeds};
 use crate::plan::builds::{WorkspaceBuilds, plan_workspace};
 use crate::plan::fingerprint::change_reason;
 use crate::plan::ids::{BuildKey, DeliveryId, Fingerprint};
-use crate::plan::inputs::PlanInputs;
-use crate::plan::inputs::WorkspacePackages;
+use crate::plan::inputs::{AllPackages, PlanInputs, WorkspacePackages};
 use crate::plan::payload::{PayloadContext, build_trigger};
 use crate::state::outbox::{Enqueued, Pending};
 use crate::state::{BuildMark, DeliveredBuild};
@@ -32,7 +31,7 @@ use crate::state::{BuildMark, DeliveredBuild};
 /// each build's fingerprint (in the order of `planned.builds`).
 pub struct SeenWorkspace<'a> {
     pub config: &'a WorkspaceConfig,
-    pub packages: Vec<crate::config::PackageConfig>,
+    pub packages: &'a [crate::config::PackageConfig],
     pub planned: WorkspaceBuilds,
     pub fingerprints: Vec<Fingerprint>,
     /// Its config PRs and their transient packages.
@@ -214,12 +213,13 @@ impl Supervisor {
     pub(crate) async fn compute(
         &self,
         mode: Mode,
-        packages: &HashMap<String, WorkspacePackages>,
+        all_packages: &AllPackages,
         mut results: std::sync::Arc<PollResults>,
         always: bool,
         started: SystemTime,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<CycleReport> {
+        let packages: &HashMap<String, WorkspacePackages> = all_packages;
         let mut report = CycleReport {
             poll_errors: results.errors().map(|(t, e)| format!("{t}: {e}")).collect(),
             interrupted: results.interrupted,
@@ -306,7 +306,7 @@ impl Supervisor {
             ));
         }
         let inputs = PlanInputs {
-            packages: Cow::Borrowed(packages),
+            packages: all_packages.clone(),
             paused: Cow::Borrowed(&results.paused),
             graph: Cow::Borrowed(&graph),
             open_config_prs: Cow::Borrowed(&open),
@@ -318,6 +318,9 @@ impl Supervisor {
             return Ok(report);
         }
         let inputs = inputs.into_owned();
+        if mode == Mode::Deliver {
+            self.status.forget_builds();
+        }
         let mut changes = Changes::default();
         let mut seen = Vec::new();
         let mut fingerprinting = std::time::Duration::ZERO;
@@ -351,7 +354,7 @@ impl Supervisor {
             let _span = tracing::info_span!("workspace", workspace = %ws.name).entered();
             let seen_ws = SeenWorkspace {
                 config: ws,
-                packages: ws_packages.packages.clone(),
+                packages: &ws_packages.packages,
                 planned,
                 fingerprints,
                 transients,

@@ -16,7 +16,7 @@
 //! usual. Every answer is computed from at once (builds spanning a stalled forge
 //! use its latest answers; a target never answered keeps its builds waiting).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -38,7 +38,7 @@ use crate::engine::status::Metrics;
 use crate::engine::supervisor::Supervisor;
 use crate::engine::view::View;
 use crate::plan::answers::TargetNeeds;
-use crate::plan::inputs::WorkspacePackages;
+use crate::plan::inputs::AllPackages;
 
 /// Slices of a poll interval.
 pub const SLICES: usize = 4;
@@ -61,7 +61,7 @@ pub struct EventLoop {
     /// The configuration file a reload reads.
     config_path: std::path::PathBuf,
     /// The packages and targets of the latest cycle.
-    packages: HashMap<String, WorkspacePackages>,
+    packages: AllPackages,
     targets: BTreeMap<WatchTarget, TargetNeeds>,
     open: BTreeMap<u64, OpenCycle>,
     /// The next cycle asks every target (the first one, after a reload).
@@ -120,7 +120,7 @@ impl EventLoop {
             requests,
             shutdown,
             config_path,
-            packages: HashMap::new(),
+            packages: AllPackages::default(),
             targets: BTreeMap::new(),
             open: BTreeMap::new(),
             next_is_full: true,
@@ -411,10 +411,13 @@ impl EventLoop {
         self.targets_read = Some(changed);
         let packages = self.supervisor.workspace_packages_now();
         let targets = self.supervisor.cycle_targets(&packages);
-        if packages != self.packages || targets != self.targets {
+        let packages_moved = packages != *self.packages;
+        if packages_moved || targets != self.targets {
             self.inputs_moved = true;
         }
-        self.packages = packages;
+        if packages_moved {
+            self.packages = Arc::new(packages);
+        }
         self.targets = targets;
         true
     }

@@ -65,7 +65,7 @@ impl Supervisor {
     ) -> anyhow::Result<CycleReport> {
         crate::crash::block_point("cycle").await;
         let started = self.clock.now();
-        let packages = self.workspace_packages(shutdown).await;
+        let packages = std::sync::Arc::new(self.workspace_packages(shutdown).await);
         let targets = self.cycle_targets(&packages);
         let polled = self.poll_in_place(&targets, shutdown).await;
         self.absorb_from_every_forge(polled, &targets);

@@ -361,6 +361,13 @@ impl Status {
         lock(&self.last_builds).get(key).cloned()
     }
 
+    /// A computation begins: the builds of the last one go now rather than when
+    /// the new ones are in, so memory holds one computation's builds, not two. No
+    /// trigger can ask for them meanwhile: the loop handles one event at a time.
+    pub(crate) fn forget_builds(&self) {
+        lock(&self.last_builds).clear();
+    }
+
     /// Rebuilds the snapshot after a computation.
     pub(crate) async fn refresh(
         &self,
@@ -373,7 +380,7 @@ impl Status {
     ) -> anyhow::Result<()> {
         let pending = pending_by_key(state).await?;
         let marks = state.build_marks().await?;
-        let mut workspaces = BTreeMap::new();
+        let mut names = std::collections::BTreeSet::new();
         let mut last_builds = BTreeMap::new();
         let mut build_count = 0;
         for seen_ws in seen {
@@ -441,12 +448,20 @@ impl Status {
                 status.builds.push(build_status);
                 last_builds.insert(build.key.clone(), (ws.name.clone(), ws.ci.clone(), build));
             }
-            workspaces.insert(ws.name.clone(), status);
+            // Replaced one at a time, so memory never holds two snapshots; a
+            // reader may see some workspaces of the last computation and some of
+            // this one for an instant, each whole.
+            names.insert(ws.name.as_str());
+            lock(&self.snapshot)
+                .workspaces
+                .insert(ws.name.clone(), status);
         }
         let forges = forge_statuses(clients);
         let mut snapshot = lock(&self.snapshot);
         snapshot.builds = build_count;
-        snapshot.workspaces = workspaces;
+        snapshot
+            .workspaces
+            .retain(|name, _| names.contains(name.as_str()));
         snapshot.fingerprint_seconds = report.fingerprint_seconds;
         snapshot.computations += 1;
         snapshot.pending = pending.len();

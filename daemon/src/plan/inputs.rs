@@ -27,11 +27,16 @@ pub struct WorkspacePackages {
     pub incomplete: Option<String>,
 }
 
+/// The packages of every workspace, by workspace name: shared by the loop, the
+/// computation and the inputs kept (a list of 10,000 packages is not copied).
+pub type AllPackages = std::sync::Arc<HashMap<String, WorkspacePackages>>;
+
 /// The inputs of one computation of every build: borrowed from the cycle to be
 /// compared (no copy on a slice that skips), owned once kept.
 #[derive(Debug, PartialEq, Eq)]
 pub struct PlanInputs<'a> {
-    pub packages: Cow<'a, HashMap<String, WorkspacePackages>>,
+    /// Compared by pointer first (`Arc`'s equality does so for `Eq` types).
+    pub packages: AllPackages,
     /// The forges paused by their rate limit. The poll answers are not kept here
     /// (they are the bulk of the memory): the cycle learns from merging them
     /// whether any changed.
@@ -48,7 +53,7 @@ impl PlanInputs<'_> {
     /// A copy to keep, made only when the builds are computed.
     pub fn into_owned(self) -> PlanInputs<'static> {
         PlanInputs {
-            packages: Cow::Owned(self.packages.into_owned()),
+            packages: self.packages,
             paused: Cow::Owned(self.paused.into_owned()),
             graph: Cow::Owned(self.graph.into_owned()),
             open_config_prs: Cow::Owned(self.open_config_prs.into_owned()),
