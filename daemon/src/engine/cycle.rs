@@ -14,29 +14,18 @@ use forgewatch_adapters::forge::RequestStats;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::WorkspaceConfig;
+use crate::engine::computed::{Computed, SeenWorkspace};
 use crate::engine::mergeability::IntervalStart;
 use crate::engine::poller::poll;
 use crate::engine::supervisor::Supervisor;
 use crate::plan::answers::{PollResults, TargetNeeds};
-use crate::plan::builds::{WorkspaceBuilds, plan_workspace};
+use crate::plan::builds::{PlannedBuild, plan_workspace};
 use crate::plan::fingerprint::change_reason;
 use crate::plan::ids::{BuildKey, DeliveryId, Fingerprint};
 use crate::plan::inputs::{AllPackages, PlanInputs, WorkspacePackages};
 use crate::plan::payload::{PayloadContext, build_trigger};
 use crate::state::outbox::{Enqueued, Pending};
 use crate::state::{BuildMark, DeliveredBuild};
-
-/// What one cycle saw of a workspace: its configuration, packages and builds, with
-/// each build's fingerprint (in the order of `planned.builds`).
-pub struct SeenWorkspace<'a> {
-    pub config: &'a WorkspaceConfig,
-    pub packages: &'a [crate::config::PackageConfig],
-    pub planned: WorkspaceBuilds,
-    pub fingerprints: Vec<Fingerprint>,
-    /// Its config PRs and their transient packages.
-    pub transients: crate::plan::transient::Transients,
-}
 
 /// What one cycle tells the outbox.
 #[derive(Default)]
@@ -318,9 +307,6 @@ impl Supervisor {
             return Ok(report);
         }
         let inputs = inputs.into_owned();
-        if mode == Mode::Deliver {
-            self.status.forget_builds();
-        }
         let mut changes = Changes::default();
         let mut seen = Vec::new();
         let mut fingerprinting = std::time::Duration::ZERO;
@@ -332,7 +318,7 @@ impl Supervisor {
             } else {
                 ws_packages.incomplete.clone()
             };
-            let planned = plan_workspace(
+            let mut planned = plan_workspace(
                 ws,
                 &ws_packages.packages,
                 &transients,
@@ -348,14 +334,18 @@ impl Supervisor {
                 .map(|b| b.inputs.fingerprint())
                 .collect();
             fingerprinting += timer.elapsed();
+            let builds = self
+                .status
+                .share_unchanged(&ws.name, std::mem::take(&mut planned.builds));
             // A change's reason needs the delivered inputs: read in one call.
-            let changed = changed_keys(&planned, &fingerprints, &marks, mode);
+            let changed = changed_keys(&builds, &fingerprints, &marks, mode);
             let delivered = self.state.delivered_builds(changed).await?;
             let _span = tracing::info_span!("workspace", workspace = %ws.name).entered();
             let seen_ws = SeenWorkspace {
                 config: ws,
                 packages: &ws_packages.packages,
                 planned,
+                builds,
                 fingerprints,
                 transients,
             };
@@ -385,15 +375,9 @@ impl Supervisor {
             self.forget_closed(&known, &closed.0, &closed.1).await?;
         }
         report.computed = true;
+        let computed = Computed::new(all_packages.clone(), seen, &self.updates, &results);
         self.status
-            .refresh(
-                &self.state,
-                &self.clients,
-                &self.updates,
-                &results,
-                seen,
-                &report,
-            )
+            .refresh(&self.state, &self.clients, computed, &report)
             .await?;
         self.last_inputs.computed(inputs);
         Ok(report)
@@ -429,7 +413,7 @@ impl Supervisor {
                 .skipped
                 .push(format!("{}: {}", skipped.key, skipped.reason));
         }
-        for (build, fingerprint) in planned.builds.iter().zip(&seen.fingerprints) {
+        for (build, fingerprint) in seen.builds.iter().zip(&seen.fingerprints) {
             if self.reports.is_news(format!("skipped {}", build.key), None) {
                 tracing::info!(build_key = %build.key, "computed again");
             }
@@ -484,8 +468,7 @@ impl Supervisor {
         // A build waiting this cycle (for a discovery) is still open.
         changes.closed.push((
             planned.complete_pr_prefixes.clone(),
-            planned
-                .builds
+            seen.builds
                 .iter()
                 .map(|b| b.key.clone())
                 .chain(planned.skipped.iter().map(|s| s.key.clone()))
@@ -529,13 +512,12 @@ impl Supervisor {
 /// The builds of `planned` whose fingerprint is neither the delivered one nor, when
 /// delivering, the pending one (as [`Supervisor::observe_workspace`] decides).
 fn changed_keys(
-    planned: &WorkspaceBuilds,
+    builds: &[std::sync::Arc<PlannedBuild>],
     fingerprints: &[Fingerprint],
     marks: &HashMap<BuildKey, BuildMark>,
     mode: Mode,
 ) -> Vec<BuildKey> {
-    planned
-        .builds
+    builds
         .iter()
         .zip(fingerprints)
         .filter(|(build, fingerprint)| {

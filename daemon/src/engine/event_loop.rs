@@ -529,7 +529,7 @@ impl EventLoop {
                 &self.poll_errors,
             );
             tracing::debug!(number, ?elapsed, "cycle done");
-            lifecycle.status(&status_line(&self.supervisor));
+            lifecycle.status(&self.supervisor.status.line());
             lifecycle.watchdog();
         }
     }
@@ -584,20 +584,4 @@ fn log_deliveries(outcomes: &[crate::engine::cycle::Outcome]) {
             "deliveries attempted"
         );
     }
-}
-
-fn status_line(supervisor: &Supervisor) -> String {
-    let snapshot = supervisor.status.snapshot();
-    let builds: usize = snapshot.workspaces.values().map(|w| w.builds.len()).sum();
-    let pending: usize = snapshot
-        .workspaces
-        .values()
-        .flat_map(|w| &w.builds)
-        .filter(|b| b.pending.is_some())
-        .count();
-    format!(
-        "{} workspaces, {builds} builds, {pending} pending deliveries, {} poll errors",
-        snapshot.workspaces.len(),
-        snapshot.poll_errors.len()
-    )
 }

@@ -18,12 +18,14 @@
 //!   [`recorded_job`]: the workspace subprocesses.
 //! - [`outbox`]: sends pending deliveries; [`command_target`]: the `command` CI
 //!   target.
-//! - [`status`]: the snapshot and counters; [`view`]: what the HTTP API reads of
-//!   them.
+//! - [`status`]: the summary and counters; [`computed`]: the last computation,
+//!   from which the status rows are rendered when asked; [`view`]: what the HTTP
+//!   API reads of them.
 
 pub mod clients;
 pub mod clock;
 pub mod command_target;
+pub mod computed;
 pub mod cycle;
 pub mod discovery;
 pub mod event;

@@ -1,6 +1,8 @@
-//! What the daemon knows, for people and tools: a snapshot refreshed at the end of
-//! every cycle (served by the status API, the status page and `forgewatch status`),
-//! and the counters behind `/metrics`, which outlive reloads.
+//! What the daemon knows, for people and tools: a summary updated as cycles,
+//! computations and deliveries happen, the last computation (from which the
+//! workspaces' status rows are rendered when asked, see
+//! [`crate::engine::computed`]), served by the status API, the status page and
+//! `forgewatch status`; and the counters behind `/metrics`, which outlive reloads.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,9 +11,10 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 use crate::engine::clients::Clients;
-use crate::plan::builds::{PlannedBuild, Subject};
+use crate::engine::computed::Computed;
+use crate::plan::builds::PlannedBuild;
 use crate::plan::dependencies::graph::Unresolved;
-use crate::state::Store;
+use crate::state::{StateError, Store};
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Snapshot {
@@ -32,6 +35,8 @@ pub struct Snapshot {
     /// Cycles that computed every build (the others found nothing changed).
     pub computations: u64,
     pub forges: BTreeMap<String, ForgeStatus>,
+    /// Rendered from the last computation when the snapshot is asked for (empty
+    /// in the summary the status keeps).
     pub workspaces: BTreeMap<String, WorkspaceStatus>,
     pub poll_errors: Vec<String>,
     /// The last configuration reload that failed, and why.
@@ -180,101 +185,6 @@ pub fn rfc3339_ms(ms: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-/// The pull-request part of a build's status.
-pub fn pull_request_status(build: &PlannedBuild) -> Option<PullRequestStatus> {
-    let Subject::PullRequest {
-        pr,
-        test_ref,
-        dependencies,
-        unresolved,
-        cycle,
-        ..
-    } = &build.subject
-    else {
-        return None;
-    };
-    Some(PullRequestStatus {
-        url: pr.web_url.clone(),
-        number: pr.number,
-        title: pr.title.clone(),
-        author: pr.author.clone(),
-        head_sha: pr.head_sha.clone(),
-        test_ref: pr.test_ref(*test_ref),
-        dependencies: dependencies
-            .iter()
-            .map(|d| format!("{}#{}", d.base_repo, d.number))
-            .collect(),
-        unresolved_dependencies: unresolved.clone(),
-        cycle: cycle.clone(),
-    })
-}
-
-fn package_status(
-    pkg: &crate::config::PackageConfig,
-    results: &crate::plan::answers::PollResults,
-) -> PackageStatus {
-    PackageStatus {
-        name: pkg.name.clone(),
-        repository: pkg.repo.to_string(),
-        branch: pkg.branch.clone(),
-        head: results
-            .heads
-            .get(&crate::plan::builds::target_of(pkg))
-            .and_then(|r| r.as_ref().ok())
-            .cloned(),
-    }
-}
-
-fn config_pr_statuses(
-    transients: &crate::plan::transient::Transients,
-    planned: &crate::plan::builds::WorkspaceBuilds,
-    results: &crate::plan::answers::PollResults,
-) -> Vec<ConfigPrStatus> {
-    use crate::plan::transient::DiscoveryState;
-    transients
-        .config_prs
-        .iter()
-        .map(|c| {
-            let builds = planned
-                .builds
-                .iter()
-                .filter(|b| match &b.subject {
-                    Subject::PullRequest { pr, .. } => {
-                        crate::plan::dependencies::graph::pr_ref(pr) == c.id
-                            || c.packages
-                                .iter()
-                                .any(|p| p.repo == pr.base_repo && p.branch == pr.base_branch)
-                    }
-                    Subject::Mainline(_) => false,
-                })
-                .map(|b| b.key.to_string())
-                .collect();
-            ConfigPrStatus {
-                pull_request: c.id.to_string(),
-                url: c.pr.web_url.clone(),
-                head_sha: c.pr.head_sha.clone(),
-                test_ref: c.test_ref.clone(),
-                discovery: DiscoveryStatus {
-                    state: c.discovery.as_str(),
-                    detail: match &c.discovery {
-                        DiscoveryState::Waiting(why) | DiscoveryState::Failed(why) => {
-                            Some(why.clone())
-                        }
-                        DiscoveryState::Succeeded => None,
-                    },
-                    job_id: c.job_id,
-                },
-                transient_packages: c
-                    .packages
-                    .iter()
-                    .map(|p| package_status(p, results))
-                    .collect(),
-                builds,
-            }
-        })
-        .collect()
-}
-
 /// Counters of `/metrics` (monotonic for the life of the process).
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -305,21 +215,48 @@ impl Metrics {
     }
 }
 
-/// The builds of the last computation, by key, with their workspace and CI target
-/// (what a manual trigger sends again).
-type LastBuilds = BTreeMap<crate::plan::ids::BuildKey, (String, String, PlannedBuild)>;
-
-/// The status part of the engine: the snapshot the API serves (shared with the
-/// [`crate::engine::view::View`]), the builds it was made from, the counters.
-#[derive(Default)]
-pub struct Status {
-    snapshot: Arc<Mutex<Snapshot>>,
-    last_builds: Mutex<LastBuilds>,
-    metrics: Arc<Metrics>,
+/// What the view reads: the summary (a [`Snapshot`] without its workspaces) and
+/// the last computation, each behind its own lock.
+#[derive(Clone, Default)]
+pub struct Shown {
+    summary: Arc<Mutex<Snapshot>>,
+    computed: Arc<Mutex<Arc<Computed>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Shown {
+    /// Reads the summary under its lock (cheap however many builds); its
+    /// `workspaces` are empty.
+    pub fn read<R>(&self, f: impl FnOnce(&Snapshot) -> R) -> R {
+        f(&lock(&self.summary))
+    }
+
+    /// The last computation.
+    pub fn computed(&self) -> Arc<Computed> {
+        lock(&self.computed).clone()
+    }
+
+    /// The whole snapshot: the summary and every workspace's status, with the
+    /// deliveries as the store has them now.
+    pub async fn snapshot(&self, store: &Store) -> Result<Snapshot, StateError> {
+        let computed = self.computed();
+        let marks = store.build_marks().await?;
+        let pending = pending_by_key(store).await?;
+        let mut snapshot = self.read(Snapshot::clone);
+        snapshot.workspaces = computed.workspaces(&marks, &pending);
+        Ok(snapshot)
+    }
+}
+
+/// The status part of the engine: what the API shows (shared with the
+/// [`crate::engine::view::View`]) and the counters.
+#[derive(Default)]
+pub struct Status {
+    shown: Shown,
+    metrics: Arc<Metrics>,
 }
 
 impl Status {
@@ -335,167 +272,86 @@ impl Status {
         &self.metrics
     }
 
-    /// The snapshot, shared (what a view reads).
-    pub fn shared(&self) -> Arc<Mutex<Snapshot>> {
-        self.snapshot.clone()
+    /// What a view reads.
+    pub fn shown(&self) -> Shown {
+        self.shown.clone()
     }
 
     /// After a reload: what `old` showed and built, until the first computation.
     pub fn carry_over(&self, old: &Status) {
-        let mut snapshot = lock(&old.snapshot).clone();
-        snapshot.config_error = None;
-        *lock(&self.snapshot) = snapshot;
-        *lock(&self.last_builds) = lock(&old.last_builds).clone();
+        let mut summary = old.shown.read(Snapshot::clone);
+        summary.config_error = None;
+        *lock(&self.shown.summary) = summary;
+        *lock(&self.shown.computed) = old.shown.computed();
     }
 
     /// A reload was refused: the snapshot says why until the next one succeeds.
     pub fn set_config_error(&self, message: String) {
-        lock(&self.snapshot).config_error = Some(message);
+        lock(&self.shown.summary).config_error = Some(message);
     }
 
     /// The last computed build of `key`: its workspace, CI target and build.
     pub fn last_build(
         &self,
         key: &crate::plan::ids::BuildKey,
-    ) -> Option<(String, String, PlannedBuild)> {
-        lock(&self.last_builds).get(key).cloned()
+    ) -> Option<(String, String, Arc<PlannedBuild>)> {
+        self.shown.computed().build(key)
     }
 
-    /// A computation begins: the builds of the last one go now rather than when
-    /// the new ones are in, so memory holds one computation's builds, not two. No
-    /// trigger can ask for them meanwhile: the loop handles one event at a time.
-    pub(crate) fn forget_builds(&self) {
-        lock(&self.last_builds).clear();
+    /// `builds`, just planned for workspace `ws`, sharing those that did not change
+    /// with the last computation.
+    pub(crate) fn share_unchanged(
+        &self,
+        ws: &str,
+        builds: Vec<PlannedBuild>,
+    ) -> Vec<Arc<PlannedBuild>> {
+        self.shown.computed().share_unchanged(ws, builds)
     }
 
-    /// Rebuilds the snapshot after a computation.
+    /// A computation ended: it becomes the one shown.
     pub(crate) async fn refresh(
         &self,
         state: &Store,
         clients: &Clients,
-        updates: &crate::engine::updates::Updates,
-        results: &crate::plan::answers::PollResults,
-        seen: Vec<crate::engine::cycle::SeenWorkspace<'_>>,
+        computed: Computed,
         report: &crate::engine::cycle::CycleReport,
     ) -> anyhow::Result<()> {
-        let pending = pending_by_key(state).await?;
-        let marks = state.build_marks().await?;
-        let mut names = std::collections::BTreeSet::new();
-        let mut last_builds = BTreeMap::new();
-        let mut build_count = 0;
-        for seen_ws in seen {
-            let crate::engine::cycle::SeenWorkspace {
-                config: ws,
-                packages,
-                planned,
-                fingerprints,
-                transients,
-            } = seen_ws;
-            build_count += planned.builds.len();
-            let mut status = WorkspaceStatus {
-                ci: ws.ci.clone(),
-                update_running: updates.is_running(&ws.name),
-                waiting: planned
-                    .skipped
-                    .iter()
-                    .map(|s| format!("{}: {}", s.key, s.reason))
-                    .collect(),
-                not_built: planned
-                    .not_built
-                    .iter()
-                    .map(|(k, why)| NotBuiltStatus {
-                        build_key: k.to_string(),
-                        reason: why.to_string(),
-                    })
-                    .collect(),
-                ..WorkspaceStatus::default()
-            };
-            status.packages = packages
-                .iter()
-                .map(|p| package_status(p, results))
-                .collect();
-            status.config_prs = config_pr_statuses(&transients, &planned, results);
-            status.transient_conflicts = transients
-                .conflicts()
-                .into_iter()
-                .map(|c| ConflictStatus {
-                    package: c.package,
-                    definitions: c
-                        .definitions
-                        .into_iter()
-                        .map(|(config_pr, repository)| ConflictDefinition {
-                            config_pr,
-                            repository,
-                        })
-                        .collect(),
-                })
-                .collect();
-            for (build, fingerprint) in planned.builds.into_iter().zip(fingerprints) {
-                let mut build_status = BuildStatus {
-                    build_key: build.key.to_string(),
-                    kind: if build.key.as_str().ends_with("/mainline") {
-                        "mainline"
-                    } else {
-                        "pull_request"
-                    },
-                    fingerprint: fingerprint.to_string(),
-                    delivered_fingerprint: None,
-                    delivered_at: None,
-                    pending: None,
-                    pull_request: pull_request_status(&build),
-                };
-                build_status.set_delivery(&build.key, &marks, &pending);
-                status.builds.push(build_status);
-                last_builds.insert(build.key.clone(), (ws.name.clone(), ws.ci.clone(), build));
-            }
-            // Replaced one at a time, so memory never holds two snapshots; a
-            // reader may see some workspaces of the last computation and some of
-            // this one for an instant, each whole.
-            names.insert(ws.name.as_str());
-            lock(&self.snapshot)
-                .workspaces
-                .insert(ws.name.clone(), status);
-        }
+        let pending = state.pending_summaries().await?.len();
+        let builds = computed.build_count();
+        *lock(&self.shown.computed) = Arc::new(computed);
         let forges = forge_statuses(clients);
-        let mut snapshot = lock(&self.snapshot);
-        snapshot.builds = build_count;
-        snapshot
-            .workspaces
-            .retain(|name, _| names.contains(name.as_str()));
-        snapshot.fingerprint_seconds = report.fingerprint_seconds;
-        snapshot.computations += 1;
-        snapshot.pending = pending.len();
-        snapshot.forges = forges;
-        snapshot.poll_errors = report.poll_errors.clone();
-        *lock(&self.last_builds) = last_builds;
+        let mut summary = lock(&self.shown.summary);
+        summary.builds = builds;
+        summary.fingerprint_seconds = report.fingerprint_seconds;
+        summary.computations += 1;
+        summary.pending = pending;
+        summary.forges = forges;
+        summary.poll_errors = report.poll_errors.clone();
         Ok(())
     }
 
-    /// A copy of the snapshot as it stands.
-    pub fn snapshot(&self) -> Snapshot {
-        lock(&self.snapshot).clone()
+    /// The one-line summary systemd shows (`STATUS=`).
+    pub fn line(&self) -> String {
+        let workspaces = self.shown.computed().workspace_count();
+        self.shown.read(|s| {
+            format!(
+                "{workspaces} workspaces, {} builds, {} pending deliveries, {} poll errors",
+                s.builds,
+                s.pending,
+                s.poll_errors.len()
+            )
+        })
     }
 
-    /// After deliveries were attempted: counts them and refreshes what the
-    /// snapshot says of each build's delivery.
+    /// After deliveries were attempted: counts them and how many wait.
     pub(crate) async fn record_deliveries(
         &self,
         state: &Store,
         outcomes: &[crate::engine::cycle::Outcome],
     ) -> anyhow::Result<()> {
         self.count_deliveries(outcomes);
-        let pending = pending_by_key(state).await?;
-        let marks = state.build_marks().await?;
-        let mut snapshot = lock(&self.snapshot);
-        for build in snapshot
-            .workspaces
-            .values_mut()
-            .flat_map(|w| w.builds.iter_mut())
-        {
-            let key = crate::plan::ids::BuildKey::from_stored(build.build_key.clone());
-            build.set_delivery(&key, &marks, &pending);
-        }
-        snapshot.pending = pending.len();
+        let pending = state.pending_summaries().await?.len();
+        lock(&self.shown.summary).pending = pending;
         Ok(())
     }
 
@@ -509,14 +365,14 @@ impl Status {
         poll_errors: &[String],
     ) {
         let forges = forge_statuses(clients);
-        let mut snapshot = lock(&self.snapshot);
-        snapshot.ready = true;
-        snapshot.cycles += 1;
-        snapshot.last_cycle_at = Some(humantime::format_rfc3339_seconds(started).to_string());
-        snapshot.last_cycle_seconds = elapsed.as_secs_f64();
-        snapshot.cycle_seconds_total += snapshot.last_cycle_seconds;
-        snapshot.forges = forges;
-        snapshot.poll_errors = poll_errors.to_vec();
+        let mut summary = lock(&self.shown.summary);
+        summary.ready = true;
+        summary.cycles += 1;
+        summary.last_cycle_at = Some(humantime::format_rfc3339_seconds(started).to_string());
+        summary.last_cycle_seconds = elapsed.as_secs_f64();
+        summary.cycle_seconds_total += summary.last_cycle_seconds;
+        summary.forges = forges;
+        summary.poll_errors = poll_errors.to_vec();
     }
 
     fn count_deliveries(&self, outcomes: &[crate::engine::cycle::Outcome]) {
@@ -529,7 +385,7 @@ impl Status {
 
 async fn pending_by_key(
     state: &Store,
-) -> anyhow::Result<BTreeMap<String, crate::state::outbox::PendingSummary>> {
+) -> Result<BTreeMap<String, crate::state::outbox::PendingSummary>, StateError> {
     Ok(state
         .pending_summaries()
         .await?
@@ -558,28 +414,4 @@ fn forge_statuses(clients: &Clients) -> BTreeMap<String, ForgeStatus> {
             (name.clone(), status)
         })
         .collect()
-}
-
-impl BuildStatus {
-    /// What the CI accepted for this build and what waits in the outbox.
-    fn set_delivery(
-        &mut self,
-        key: &crate::plan::ids::BuildKey,
-        marks: &std::collections::HashMap<crate::plan::ids::BuildKey, crate::state::BuildMark>,
-        pending: &BTreeMap<String, crate::state::outbox::PendingSummary>,
-    ) {
-        let mark = marks.get(key);
-        self.delivered_fingerprint = mark
-            .and_then(|m| m.delivered.as_ref())
-            .map(ToString::to_string);
-        self.delivered_at = mark
-            .and_then(|m| m.delivered_at)
-            .map(|s| rfc3339_ms(s * 1000));
-        self.pending = pending.get(key.as_str()).map(|p| PendingStatus {
-            delivery_id: p.delivery_id.clone(),
-            attempts: p.attempts,
-            next_attempt: rfc3339_ms(p.next_attempt),
-            last_error: p.last_error.clone(),
-        });
-    }
 }

@@ -155,7 +155,7 @@ impl Supervisor {
     pub(crate) fn view(&self) -> crate::engine::view::View {
         crate::engine::view::View::new(
             &self.config,
-            self.status.shared(),
+            self.status.shown(),
             self.status.metrics().clone(),
             self.clients.clone(),
             self.state.clone(),

@@ -3,7 +3,7 @@
 //! authorised or a webhook to be verified. The loop publishes a new view with
 //! every configuration; handlers never reach the engine's data.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::http::HeaderMap;
 use forgewatch_adapters::RepoId;
@@ -11,8 +11,8 @@ use forgewatch_adapters::hooks::HookError;
 use forgewatch_adapters::secret::Secret;
 
 use crate::engine::clients::Clients;
-use crate::engine::status::{ForgeStatus, Metrics, Snapshot};
-use crate::state::Store;
+use crate::engine::status::{ForgeStatus, Metrics, Shown, Snapshot};
+use crate::state::{StateError, Store};
 
 /// A forge whose webhooks are accepted: its host and secret.
 struct HookForge {
@@ -22,7 +22,7 @@ struct HookForge {
 }
 
 pub struct View {
-    snapshot: Arc<Mutex<Snapshot>>,
+    shown: Shown,
     metrics: Arc<Metrics>,
     clients: Arc<Clients>,
     store: Store,
@@ -33,7 +33,7 @@ pub struct View {
 impl View {
     pub(crate) fn new(
         config: &crate::config::Config,
-        snapshot: Arc<Mutex<Snapshot>>,
+        shown: Shown,
         metrics: Arc<Metrics>,
         clients: Arc<Clients>,
         store: Store,
@@ -50,7 +50,7 @@ impl View {
             })
             .collect();
         View {
-            snapshot,
+            shown,
             metrics,
             clients,
             store,
@@ -59,16 +59,18 @@ impl View {
         }
     }
 
-    /// Reads the snapshot as it stands, under its lock (cheap however many builds).
+    /// Reads the summary as it stands, under its lock (cheap however many builds):
+    /// a [`Snapshot`] without its workspaces.
     pub fn read<R>(&self, f: impl FnOnce(&Snapshot) -> R) -> R {
-        f(&self.snapshot.lock().unwrap_or_else(|p| p.into_inner()))
+        self.shown.read(f)
     }
 
-    /// A copy of the snapshot, with each forge's pause as it stands now rather than
-    /// at the end of the last cycle: a pause begins and ends between cycles, and
-    /// the clients of a reload start from the pauses their predecessors saved.
-    pub fn snapshot(&self) -> Snapshot {
-        let mut snapshot = self.read(Snapshot::clone);
+    /// The whole snapshot, the workspaces rendered now, with each forge's pause as
+    /// it stands now rather than at the end of the last cycle: a pause begins and
+    /// ends between cycles, and the clients of a reload start from the pauses
+    /// their predecessors saved.
+    pub async fn snapshot(&self) -> Result<Snapshot, StateError> {
+        let mut snapshot = self.shown.snapshot(&self.store).await?;
         for (name, forge) in self.clients.forges() {
             let status = snapshot
                 .forges
@@ -79,7 +81,7 @@ impl View {
                 });
             status.set_pause(forge.as_ref());
         }
-        snapshot
+        Ok(snapshot)
     }
 
     pub fn metrics(&self) -> &Metrics {

@@ -92,34 +92,42 @@ async fn readyz(State(api): State<ApiState>) -> Response {
 }
 
 async fn status(State(api): State<ApiState>) -> Response {
-    axum::Json(api.current().snapshot()).into_response()
+    match api.current().snapshot().await {
+        Ok(snapshot) => axum::Json(snapshot).into_response(),
+        Err(e) => internal(e),
+    }
 }
 
 async fn workspaces(State(api): State<ApiState>) -> Response {
-    let list: Vec<serde_json::Value> = api.current().read(|snapshot| {
-        snapshot
-            .workspaces
-            .iter()
-            .map(|(name, ws)| {
-                json!({
-                    "name": name,
-                    "ci": ws.ci,
-                    "packages": ws.packages.len(),
-                    "builds": ws.builds.len(),
-                    "pending": ws.builds.iter().filter(|b| b.pending.is_some()).count(),
-                    "not_built": ws.not_built.len(),
-                    "update_running": ws.update_running,
-                })
+    let snapshot = match api.current().snapshot().await {
+        Ok(snapshot) => snapshot,
+        Err(e) => return internal(e),
+    };
+    let list: Vec<serde_json::Value> = snapshot
+        .workspaces
+        .iter()
+        .map(|(name, ws)| {
+            json!({
+                "name": name,
+                "ci": ws.ci,
+                "packages": ws.packages.len(),
+                "builds": ws.builds.len(),
+                "pending": ws.builds.iter().filter(|b| b.pending.is_some()).count(),
+                "not_built": ws.not_built.len(),
+                "update_running": ws.update_running,
             })
-            .collect()
-    });
+        })
+        .collect();
     axum::Json(list).into_response()
 }
 
 async fn workspace(State(api): State<ApiState>, Path(name): Path<String>) -> Response {
     let view = api.current();
-    let ws = view.read(|s| s.workspaces.get(&name).cloned());
-    let Some(ws) = ws else {
+    let mut snapshot = match view.snapshot().await {
+        Ok(snapshot) => snapshot,
+        Err(e) => return internal(e),
+    };
+    let Some(ws) = snapshot.workspaces.remove(&name) else {
         return error(StatusCode::NOT_FOUND, format!("no workspace `{name}`"));
     };
     let jobs = match view.store().jobs_of(&name, 10).await {

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use axum::extract::State;
-use axum::response::Html;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
 
 use crate::engine::status::{Metrics, Snapshot};
 use crate::engine::view::View;
@@ -25,9 +26,15 @@ fn short(sha: &str) -> &str {
     sha.get(..10).unwrap_or(sha)
 }
 
-pub async fn page(State(api): State<ApiState>) -> Html<String> {
+pub async fn page(State(api): State<ApiState>) -> Response {
     let view = api.current();
-    let snapshot = view.snapshot();
+    let snapshot = match view.snapshot().await {
+        Ok(snapshot) => snapshot,
+        Err(e) => {
+            let text = format!("<p>the state cannot be read: {}</p>", esc(&e.to_string()));
+            return (StatusCode::INTERNAL_SERVER_ERROR, Html(text)).into_response();
+        }
+    };
     let mut jobs = BTreeMap::new();
     for name in snapshot.workspaces.keys() {
         if let Ok(recent) = view.store().jobs_of(name, 5).await {
@@ -39,7 +46,7 @@ pub async fn page(State(api): State<ApiState>) -> Html<String> {
         .events(&EventQuery::default())
         .await
         .unwrap_or_default();
-    Html(render(&snapshot, &jobs, &events))
+    Html(render(&snapshot, &jobs, &events)).into_response()
 }
 
 /// The page of `snapshot`, with each workspace's recent `jobs` and the latest `events`.

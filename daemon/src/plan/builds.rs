@@ -15,7 +15,7 @@ use crate::plan::pr_builds::{NotBuilt, eligibility, plan_pull_request};
 use crate::plan::transient::{Transients, packages_for};
 
 /// A build as computed this cycle.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlannedBuild {
     pub key: BuildKey,
     pub inputs: BuildInputs,
@@ -23,7 +23,7 @@ pub struct PlannedBuild {
 }
 
 /// What the build is about, for its payload.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Subject {
     /// The workspace's packages with their current heads, in name order.
     Mainline(Vec<(PackageConfig, String)>),
