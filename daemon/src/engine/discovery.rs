@@ -255,15 +255,13 @@ async fn execute(
                 "discovery succeeded"
             );
             let message = format!("job {job_id}: {config_pr}: {} packages", entries.len());
-            state
-                .record_event(
-                    clock.unix_ms(),
-                    "discovery_succeeded",
-                    Some(&request.workspace),
-                    Some(key.as_str()),
-                    &message,
-                )
-                .await;
+            state.record_event(
+                clock.unix_ms(),
+                "discovery_succeeded",
+                Some(&request.workspace),
+                Some(key.as_str()),
+                &message,
+            );
         }
         Err(why) => {
             tracing::warn!(
@@ -271,15 +269,13 @@ async fn execute(
                 "discovery failed: {why}; the config PR is built without transient packages"
             );
             let message = format!("job {job_id}: {config_pr}: {why}");
-            state
-                .record_event(
-                    clock.unix_ms(),
-                    "discovery_failed",
-                    Some(&request.workspace),
-                    Some(key.as_str()),
-                    &message,
-                )
-                .await;
+            state.record_event(
+                clock.unix_ms(),
+                "discovery_failed",
+                Some(&request.workspace),
+                Some(key.as_str()),
+                &message,
+            );
         }
     }
     let record = DiscoveryRecord {

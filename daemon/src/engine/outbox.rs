@@ -185,15 +185,13 @@ impl Outbox {
                     span.in_scope(|| tracing::info!(reason = %item.reason, "delivered"));
                     let workspace = item.key.as_str().split('/').next();
                     let message = format!("{} (delivery {})", item.reason, item.delivery_id);
-                    state
-                        .record_event(
-                            now,
-                            "delivered",
-                            workspace,
-                            Some(item.key.as_str()),
-                            &message,
-                        )
-                        .await;
+                    state.record_event(
+                        now,
+                        "delivered",
+                        workspace,
+                        Some(item.key.as_str()),
+                        &message,
+                    );
                     outcome.status = Status::Delivered;
                 }
                 Err(error) => {
@@ -204,15 +202,13 @@ impl Outbox {
                     state.delivery_failed(&item, attempts, next, &error).await?;
                     let workspace = item.key.as_str().split('/').next();
                     let message = format!("attempt {attempts} failed: {error}");
-                    state
-                        .record_event(
-                            now,
-                            "delivery_failed",
-                            workspace,
-                            Some(item.key.as_str()),
-                            &message,
-                        )
-                        .await;
+                    state.record_event(
+                        now,
+                        "delivery_failed",
+                        workspace,
+                        Some(item.key.as_str()),
+                        &message,
+                    );
                     span.in_scope(|| {
                     tracing::warn!(
                         attempts,
@@ -267,15 +263,13 @@ impl Outbox {
             last_error: None,
         };
         self.state.enqueue_manual(&item, now).await?;
-        self.state
-            .record_event(
-                now,
-                "triggered",
-                Some(workspace),
-                Some(key.as_str()),
-                "manual trigger",
-            )
-            .await;
+        self.state.record_event(
+            now,
+            "triggered",
+            Some(workspace),
+            Some(key.as_str()),
+            "manual trigger",
+        );
         Ok(item.delivery_id)
     }
 }

@@ -189,28 +189,24 @@ pub(crate) async fn reload(
         Ok(new) => new,
         Err(message) => {
             tracing::error!("reload refused, the running configuration stays: {message}");
-            state
-                .record_event(
-                    current.clock.unix_ms(),
-                    "reload_failed",
-                    None,
-                    None,
-                    &message,
-                )
-                .await;
+            state.record_event(
+                current.clock.unix_ms(),
+                "reload_failed",
+                None,
+                None,
+                &message,
+            );
             current.status.set_config_error(message.clone());
             return Err(message);
         }
     };
-    state
-        .record_event(
-            current.clock.unix_ms(),
-            "reloaded",
-            None,
-            None,
-            "configuration reloaded",
-        )
-        .await;
+    state.record_event(
+        current.clock.unix_ms(),
+        "reloaded",
+        None,
+        None,
+        "configuration reloaded",
+    );
     tracing::info!(
         workspaces = new.config.workspaces.len(),
         "configuration reloaded"

@@ -307,15 +307,13 @@ impl UpdateRun {
         };
         crate::engine::status::Metrics::add(counter, 1);
         let message = format!("job {job_id} ({}): {detail}", self.trigger.as_str());
-        self.state
-            .record_event(
-                self.clock.unix_ms(),
-                kind,
-                Some(&self.workspace),
-                None,
-                &message,
-            )
-            .await;
+        self.state.record_event(
+            self.clock.unix_ms(),
+            kind,
+            Some(&self.workspace),
+            None,
+            &message,
+        );
         if status == JobStatus::Succeeded {
             if let Some(heads) = self.heads {
                 marks.config_heads = heads;

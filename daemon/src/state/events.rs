@@ -1,5 +1,5 @@
 //! The event history served by `GET /api/v1/events`: triggers, deliveries, update
-//! jobs, reloads and errors, oldest first, the last [`EVENTS_KEPT`] kept.
+//! jobs, reloads and errors, oldest first, at least the last [`EVENTS_KEPT`] kept.
 
 use rusqlite::params;
 use serde::Serialize;
@@ -7,6 +7,9 @@ use serde::Serialize;
 use super::{State, StateError};
 
 pub const EVENTS_KEPT: i64 = 10_000;
+
+/// How many events are recorded between two prunings of the oldest.
+const PRUNE_EVERY: i64 = 100;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Event {
@@ -47,16 +50,19 @@ impl State {
             return;
         }
         let conn = self.conn();
+        // Pruned once every PRUNE_EVERY events, not after each: one statement per
+        // event is what a busy outbox pays for its history.
         let result = conn
-            .execute(
+            .prepare_cached(
                 "INSERT INTO events (time, kind, workspace, build_key, message) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![at_ms, kind, workspace, build_key, message],
             )
-            .and_then(|_| {
-                conn.execute(
-                    "DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?1",
-                    [EVENTS_KEPT],
-                )
+            .and_then(|mut stmt| stmt.insert(params![at_ms, kind, workspace, build_key, message]))
+            .and_then(|id| {
+                if id % PRUNE_EVERY != 0 {
+                    return Ok(0);
+                }
+                conn.prepare_cached("DELETE FROM events WHERE id <= ?1")
+                    .and_then(|mut stmt| stmt.execute([id - EVENTS_KEPT]))
             });
         if let Err(e) = result {
             tracing::warn!("cannot record an event: {e}");
@@ -134,5 +140,27 @@ mod tests {
             })
             .unwrap();
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn the_oldest_events_go_once_every_prune_every_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let count = |state: &State| {
+            state
+                .conn()
+                .query_row("SELECT count(*), min(id) FROM events", [], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                })
+                .unwrap()
+        };
+        for at in 1..EVENTS_KEPT + PRUNE_EVERY {
+            state.record_event(at, "delivered", Some("a"), None, "m");
+        }
+        assert_eq!(count(&state), (EVENTS_KEPT + PRUNE_EVERY - 1, 1));
+        state.record_event(0, "delivered", Some("a"), None, "m");
+        assert_eq!(count(&state), (EVENTS_KEPT, PRUNE_EVERY + 1));
+        state.record_event(0, "delivered", Some("a"), None, "m");
+        assert_eq!(count(&state), (EVENTS_KEPT + 1, PRUNE_EVERY + 1));
     }
 }

@@ -41,6 +41,8 @@ use crate::plan::ids::{BuildKey, Fingerprint};
 
 const SCHEMA_VERSION: i64 = 7;
 const DATABASE_FILE: &str = "state.sqlite3";
+/// More than the distinct statements `prepare_cached` is called with.
+const STATEMENTS_CACHED: usize = 64;
 
 /// What can go wrong with the store, whatever its backend: the backend's own error
 /// is kept as its message, with the database it concerns.
@@ -117,6 +119,8 @@ impl State {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sql)?;
         migrate(&conn, &path)?;
+        // Every statement the daemon repeats stays prepared (rusqlite keeps 16).
+        conn.set_prepared_statement_cache_capacity(STATEMENTS_CACHED);
         Ok(State {
             conn: Mutex::new(conn),
             path,

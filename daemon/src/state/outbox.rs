@@ -113,8 +113,8 @@ impl State {
         }
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
-        for item in items {
-            tx.execute(
+        let mut insert = tx
+            .prepare_cached(
                 "INSERT INTO outbox (build_key, fingerprint, inputs, delivery_id, ci, reason, payload,
                    attempts, next_attempt, last_error, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8, NULL, ?8)
@@ -124,7 +124,11 @@ impl State {
                    next_attempt = excluded.next_attempt, last_error = NULL,
                    created_at = excluded.created_at
                  WHERE outbox.fingerprint <> excluded.fingerprint",
-                params![
+            )
+            .map_err(|e| self.err(e))?;
+        for item in items {
+            insert
+                .execute(params![
                     item.key.as_str(),
                     item.fingerprint.as_str(),
                     item.inputs,
@@ -133,10 +137,10 @@ impl State {
                     item.reason,
                     item.payload,
                     now
-                ],
-            )
-            .map_err(|e| self.err(e))?;
+                ])
+                .map_err(|e| self.err(e))?;
         }
+        drop(insert);
         for key in obsolete {
             tx.execute("DELETE FROM outbox WHERE build_key = ?1", [key.as_str()])
                 .map_err(|e| self.err(e))?;
@@ -243,25 +247,26 @@ impl State {
         }
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO builds (build_key, fingerprint, inputs, delivery_id, delivered_at)
              VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (build_key) DO UPDATE SET fingerprint = excluded.fingerprint,
                inputs = excluded.inputs, delivery_id = excluded.delivery_id,
                delivered_at = excluded.delivered_at",
-            params![
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
                 item.key.as_str(),
                 item.fingerprint().as_str(),
                 item.inputs.canonical(),
                 item.delivery_id,
                 delivered_at
-            ],
-        )
-        .map_err(|e| self.err(e))?;
-        tx.execute(
-            "DELETE FROM outbox WHERE build_key = ?1 AND delivery_id = ?2",
-            params![item.key.as_str(), item.delivery_id],
-        )
+            ])
+        })
+        .and_then(|_| {
+            tx.prepare_cached("DELETE FROM outbox WHERE build_key = ?1 AND delivery_id = ?2")
+        })
+        .and_then(|mut stmt| stmt.execute(params![item.key.as_str(), item.delivery_id]))
         .map_err(|e| self.err(e))?;
         crate::crash::point("record-delivery");
         tx.commit().map_err(|e| self.err(e))
@@ -279,17 +284,19 @@ impl State {
             return Ok(());
         }
         self.conn()
-            .execute(
+            .prepare_cached(
                 "UPDATE outbox SET attempts = ?3, next_attempt = ?4, last_error = ?5
                  WHERE build_key = ?1 AND delivery_id = ?2",
-                params![
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
                     item.key.as_str(),
                     item.delivery_id,
                     attempts,
                     next_attempt,
                     error
-                ],
-            )
+                ])
+            })
             .map(|_| ())
             .map_err(|e| self.err(e))
     }

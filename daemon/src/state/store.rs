@@ -258,8 +258,9 @@ impl Store {
         self.call(move |b| b.job_lines(id, since)).await
     }
 
-    /// Records an event (a failure is logged: the history is not worth stopping for).
-    pub async fn record_event(
+    /// Records an event after every call made before it, without waiting for it
+    /// (a failure is logged: the history is not worth stopping for).
+    pub fn record_event(
         &self,
         at_ms: i64,
         kind: &str,
@@ -269,7 +270,7 @@ impl Store {
     ) {
         let (kind, message) = (kind.to_owned(), message.to_owned());
         let (workspace, build_key) = (workspace.map(str::to_owned), build_key.map(str::to_owned));
-        let recorded = self.call(move |b| {
+        self.queue("record an event", move |b| {
             b.record_event(
                 at_ms,
                 &kind,
@@ -279,9 +280,6 @@ impl Store {
             );
             Ok(())
         });
-        if let Err(e) = recorded.await {
-            tracing::warn!("cannot record an event: {e}");
-        }
     }
 
     pub async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StateError> {
