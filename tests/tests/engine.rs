@@ -379,3 +379,64 @@ async fn a_hung_mergeability_request_holds_up_only_its_pull_request() {
     assert_eq!(status.unwrap().code(), Some(0));
     assert_eq!(env.ci.accepted().len(), 5, "nothing else was sent");
 }
+
+/// The `forgewatch_build_computations_total` counter of the `run` daemon of `env`.
+async fn computations(env: &Env) -> u64 {
+    let base = format!("http://{}", env.listen_address().await);
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("forgewatch_build_computations_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{metrics}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_mergeability_answers_is_computed_from_once() {
+    use forgewatch_tests::fake_github::NewPr;
+    let env = Env::new().await;
+    env.github.create_repo("acme/app", MAIN);
+    env.configure(&[Ws {
+        name: "gh",
+        ci: "bb",
+        packages: &[("app", "acme/app", MAIN)],
+        pull_requests: true,
+    }]);
+    // One cycle an hour: nothing but the answers below makes the loop compute.
+    let config = std::fs::read_to_string(env.config_path()).unwrap();
+    std::fs::write(
+        env.config_path(),
+        config.replacen("poll_interval: 1s", "poll_interval: 1h", 1),
+    )
+    .unwrap();
+    for n in 0..8 {
+        env.github
+            .open_pr("acme/app", NewPr::new(MAIN, &format!("feature-{n}")));
+    }
+    // Eight mergeability questions, four at a time (`max_concurrency: 4`): the
+    // first four hang until released, then fail; the next four are answered.
+    env.github.hang_path("/repos/acme/app/pulls/");
+    let mut child = env.command(&["run"]).spawn().unwrap();
+    assert!(env.ci.wait_for_accepted(1, DEADLINE).await);
+    assert!(env.github.wait_for_hung(4, DEADLINE).await);
+    let before = computations(&env).await;
+    env.github.release_hung();
+    assert!(env.ci.wait_for_accepted(9, DEADLINE).await);
+    let mut keys = env.delivered_keys(1);
+    keys.sort();
+    let expected: Vec<String> = (1..=8)
+        .map(|n| format!("gh/pr/github.com/acme/app/{n}"))
+        .collect();
+    assert_eq!(keys, expected);
+    // The eight answers came one after another: one computation from all of them.
+    assert_eq!(computations(&env).await, before + 1);
+    kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(DEADLINE, child.wait()).await.unwrap();
+    assert_eq!(status.unwrap().code(), Some(0));
+    assert_eq!(env.ci.accepted().len(), 9, "nothing else was sent");
+}

@@ -14,11 +14,12 @@
 //! cycle asking a forge its share. A forge whose round is still out (a hung forge)
 //! gets no new round; the others are asked, computed from and delivered to as
 //! usual. Every answer is computed from at once (builds spanning a stalled forge
-//! use its latest answers; a target never answered keeps its builds waiting).
+//! use its latest answers; a target never answered keeps its builds waiting);
+//! the answers to questions asked in the background are computed from together,
+//! once the burst is in or half a second after its first answer.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use forgewatch_adapters::RepoId;
@@ -32,7 +33,7 @@ use crate::engine::clock::Clock;
 use crate::engine::cycle::{CycleReport, Mode, Status};
 use crate::engine::event::{Event, Request};
 use crate::engine::forge_poller::{ForgePollers, Round, Share};
-use crate::engine::lifecycle::Lifecycle;
+use crate::engine::lifecycle::{Lifecycle, watchdog_tick, with_watchdog};
 use crate::engine::senders::Senders;
 use crate::engine::status::Metrics;
 use crate::engine::supervisor::Supervisor;
@@ -82,7 +83,15 @@ pub struct EventLoop {
     /// The first computation of each interval is never skipped (time-dependent
     /// rules such as staleness are seen once per interval).
     compute_always: bool,
+    /// Background answers the last computation began after.
+    answers_computed: u64,
+    /// Background answers not computed from yet are, at the latest, at this time:
+    /// the answers of one burst of questions are computed from together.
+    answers_due: Option<Instant>,
 }
+
+/// How long background answers wait for the rest of their burst at most.
+const ANSWERS_SETTLE: Duration = Duration::from_millis(500);
 
 impl EventLoop {
     /// The loop of `config` on `state`, and the view it publishes for the HTTP
@@ -132,6 +141,8 @@ impl EventLoop {
             inputs_moved: true,
             compute_always: true,
             poll_errors: Vec::new(),
+            answers_computed: 0,
+            answers_due: None,
         };
         Ok((this, subscribed))
     }
@@ -144,17 +155,18 @@ impl EventLoop {
             .watchdog_interval()
             .map(|d| tokio::time::interval(d.max(Duration::from_millis(100))));
         loop {
-            let answered = self.supervisor.answered.clone();
+            let background = self.supervisor.background.clone();
             tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => break,
                 Some(event) = self.events.recv() => self.handle(event, lifecycle).await,
-                () = answered.notified() => self.handle(Event::Answered, lifecycle).await,
+                () = background.woken() => self.handle(Event::Answered, lifecycle).await,
                 Some(request) = self.requests.recv() => {
                     self.handle(Event::Request(request), lifecycle).await;
                 }
                 () = tokio::time::sleep_until(self.next_cycle) => self.start_cycle(lifecycle).await,
-                Some(_) = tick(&mut watchdog) => lifecycle.watchdog(),
+                () = sleep_until(self.answers_due) => self.handle(Event::Answered, lifecycle).await,
+                Some(_) = watchdog_tick(&mut watchdog) => lifecycle.watchdog(),
             }
         }
         lifecycle.stopping();
@@ -212,9 +224,21 @@ impl EventLoop {
                 }
             }
             Event::Answered => {
+                let background = &self.supervisor.background;
+                if background.answers() == self.answers_computed {
+                    return; // a computation read them already
+                }
                 tracing::debug!("a question asked in the background was answered");
                 self.supervisor.last_inputs.answers_changed();
                 self.inputs_moved = true;
+                // The rest of the burst is awaited (not past the due time): one
+                // computation for a cycle's mergeabilities, not one per answer.
+                let due = *self
+                    .answers_due
+                    .get_or_insert_with(|| Instant::now() + ANSWERS_SETTLE);
+                if background.in_flight() > 0 && Instant::now() < due {
+                    return;
+                }
                 let known = self.supervisor.known.answers();
                 if let Some(report) = self.compute(known, lifecycle).await {
                     self.poll_errors = report.poll_errors;
@@ -470,6 +494,9 @@ impl EventLoop {
         lifecycle: &dyn Lifecycle,
     ) -> Option<CycleReport> {
         let supervisor = self.supervisor.clone();
+        let computed =
+            std::mem::replace(&mut self.answers_computed, supervisor.background.answers());
+        self.answers_due = None;
         let always = std::mem::take(&mut self.compute_always);
         let moved = std::mem::take(&mut self.inputs_moved);
         let computation = supervisor.compute(
@@ -498,6 +525,7 @@ impl EventLoop {
             Err(e) => {
                 self.compute_always |= always;
                 self.inputs_moved |= moved;
+                self.answers_computed = computed;
                 tracing::error!("computing the builds failed: {e:#}");
                 None
             }
@@ -543,33 +571,11 @@ fn unix_micros(clock: &dyn Clock) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
-async fn tick(watchdog: &mut Option<tokio::time::Interval>) -> Option<Instant> {
-    match watchdog.as_mut() {
-        Some(w) => Some(w.tick().await),
+/// Until `at`, or forever without one.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-/// Drives `work`, feeding the watchdog while `progress` moves.
-async fn with_watchdog<T>(
-    work: impl std::future::Future<Output = T>,
-    progress: &AtomicU64,
-    lifecycle: &dyn Lifecycle,
-) -> T {
-    tokio::pin!(work);
-    let mut ticks = lifecycle.watchdog_interval().map(tokio::time::interval);
-    let mut seen = progress.load(Ordering::Relaxed);
-    loop {
-        tokio::select! {
-            result = &mut work => return result,
-            Some(_) = tick(&mut ticks) => {
-                let now = progress.load(Ordering::Relaxed);
-                if now != seen {
-                    seen = now;
-                    lifecycle.watchdog();
-                }
-            }
-        }
     }
 }
 

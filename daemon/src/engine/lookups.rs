@@ -8,7 +8,7 @@
 //! In `run` a lookup not answered yet is asked in the background: the computation
 //! does not wait for it (a slow or hung forge holds up only the builds that need
 //! it, recorded as pending in the graph), and its answer wakes the loop (the
-//! `answered` notification it is handed) to compute again. `once` waits for every
+//! [`Background`] it is handed) to compute again. `once` waits for every
 //! lookup.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,8 +17,8 @@ use std::sync::Arc;
 use forgewatch_adapters::RepoId;
 use forgewatch_adapters::forge::{Forge, ForgeError, PrState, PullRequest};
 use forgewatch_adapters::references::ReferenceSyntax;
-use tokio::sync::Notify;
 
+use crate::engine::background::Background;
 use crate::plan::dependencies::graph::{DependencyGraph, Unresolved, pr_ref};
 use crate::plan::dependencies::parse::{Context, PrRef, Reference, parse_dependencies};
 
@@ -66,14 +66,20 @@ impl LookupCache {
     }
 
     /// Asks `dep` in the background unless it is asked already; its answer goes
-    /// into the cache and notifies `answered`.
-    fn ask_in_background(self: &Arc<Self>, dep: &PrRef, forges: &Forges, answered: &Arc<Notify>) {
+    /// into the cache, then is counted in `background`.
+    fn ask_in_background(
+        self: &Arc<Self>,
+        dep: &PrRef,
+        forges: &Forges,
+        background: &Arc<Background>,
+    ) {
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
         if !in_flight.insert(dep.clone()) {
             return;
         }
         let (cache, dep, forges) = (self.clone(), dep.clone(), forges.clone());
-        let answered = answered.clone();
+        let background = background.clone();
+        background.asked();
         tokio::spawn(async move {
             let answer = lookup(&dep, &forges).await;
             cache.put(dep.clone(), answer);
@@ -82,7 +88,7 @@ impl LookupCache {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&dep);
-            answered.notify_one();
+            background.answered();
         });
     }
 }
@@ -95,7 +101,7 @@ pub async fn resolve(
     forges: &Forges,
     cache: &Arc<LookupCache>,
     max_age: std::time::Duration,
-    background: Option<&Arc<Notify>>,
+    background: Option<&Arc<Background>>,
 ) -> DependencyGraph {
     let mut graph = DependencyGraph::default();
     for pr in polled {
@@ -156,14 +162,14 @@ pub async fn resolve(
                 Some((answer, true)) => answer,
                 // `run`: an older answer serves while the new one is asked; a
                 // dependency never answered makes its PRs wait.
-                Some((answer, false)) if let Some(answered) = background => {
+                Some((answer, false)) if let Some(background) = background => {
                     lookups += 1;
-                    cache.ask_in_background(&dep, forges, answered);
+                    cache.ask_in_background(&dep, forges, background);
                     answer
                 }
-                None if let Some(answered) = background => {
+                None if let Some(background) = background => {
                     lookups += 1;
-                    cache.ask_in_background(&dep, forges, answered);
+                    cache.ask_in_background(&dep, forges, background);
                     pending.insert(dep);
                     continue;
                 }

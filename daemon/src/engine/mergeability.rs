@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use forgewatch_adapters::RepoId;
 use forgewatch_adapters::forge::Forge;
-use tokio::sync::Notify;
 
+use crate::engine::background::Background;
 use crate::engine::lookups::Forges;
 use crate::plan::dependencies::graph::DependencyGraph;
 use crate::plan::dependencies::parse::PrRef;
@@ -98,7 +98,7 @@ pub async fn fill(
     state: &Store,
     computing: &Arc<Computing>,
     interval: IntervalStart,
-    background: Option<&Arc<Notify>>,
+    background: Option<&Arc<Background>>,
 ) {
     if interval == IntervalStart::Yes {
         computing.new_interval();
@@ -144,7 +144,7 @@ pub async fn fill(
         };
         match background {
             None => pr.mergeable = ask.run(forge.as_ref(), state, computing).await,
-            Some(answered) => {
+            Some(background) => {
                 graph
                     .pending
                     .entry(id.clone())
@@ -153,11 +153,12 @@ pub async fn fill(
                 if computing.start(id) {
                     let (forge, state, computing) =
                         (forge.clone(), state.clone(), computing.clone());
-                    let answered = answered.clone();
+                    let background = background.clone();
+                    background.asked();
                     tokio::spawn(async move {
                         ask.run(forge.as_ref(), &state, &computing).await;
                         computing.finished(&ask.id);
-                        answered.notify_one();
+                        background.answered();
                     });
                 }
             }

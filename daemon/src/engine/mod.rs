@@ -12,7 +12,8 @@
 //! - [`cycle`]: the steps of a cycle (absorb, compute, enqueue); [`once`]: the
 //!   whole cycle of `forgewatch once`; [`lifecycle`]: what the loop tells systemd; [`poller`]: polls watch
 //!   targets; [`lookups`]: dependencies outside the watched targets;
-//!   [`mergeability`]: GitHub's `mergeable`.
+//!   [`mergeability`]: GitHub's `mergeable`; [`background`]: those of their
+//!   questions `run` asks in the background.
 //! - [`packages`]: each workspace's packages; [`refresh`]: package lists and
 //!   update jobs around a cycle's polls; [`updates`], [`discovery`] and
 //!   [`recorded_job`]: the workspace subprocesses.
@@ -22,6 +23,7 @@
 //!   from which the status rows are rendered when asked; [`view`]: what the HTTP
 //!   API reads of them.
 
+pub mod background;
 pub mod clients;
 pub mod clock;
 pub mod command_target;

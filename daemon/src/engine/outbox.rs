@@ -181,17 +181,9 @@ impl Outbox {
             match result {
                 Ok(()) => {
                     crate::crash::point("after-accept");
-                    state.complete_delivery(&item, now / 1000).await?;
-                    span.in_scope(|| tracing::info!(reason = %item.reason, "delivered"));
-                    let workspace = item.key.as_str().split('/').next();
                     let message = format!("{} (delivery {})", item.reason, item.delivery_id);
-                    state.record_event(
-                        now,
-                        "delivered",
-                        workspace,
-                        Some(item.key.as_str()),
-                        &message,
-                    );
+                    state.complete_delivery(&item, now, message).await?;
+                    span.in_scope(|| tracing::info!(reason = %item.reason, "delivered"));
                     outcome.status = Status::Delivered;
                 }
                 Err(error) => {
@@ -199,16 +191,10 @@ impl Outbox {
                     let delay = policy.delay(attempts, seed(&item, now));
                     let next =
                         now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
-                    state.delivery_failed(&item, attempts, next, &error).await?;
-                    let workspace = item.key.as_str().split('/').next();
                     let message = format!("attempt {attempts} failed: {error}");
-                    state.record_event(
-                        now,
-                        "delivery_failed",
-                        workspace,
-                        Some(item.key.as_str()),
-                        &message,
-                    );
+                    state
+                        .delivery_failed(&item, attempts, next, &error, now, message)
+                        .await?;
                     span.in_scope(|| {
                     tracing::warn!(
                         attempts,

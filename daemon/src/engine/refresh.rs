@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::PackageKind;
+use crate::engine::background::Background;
 use crate::engine::lookups::{Forges, resolve};
 use crate::plan::dependencies::graph::DependencyGraph;
 use crate::plan::inputs::WorkspacePackages;
@@ -161,9 +162,9 @@ impl Supervisor {
 
 impl Supervisor {
     /// Where questions not answered yet (dependency lookups, mergeability) are
-    /// asked: `run` in the background, notifying `answered`; `once` in place.
-    fn background(&self) -> Option<&std::sync::Arc<tokio::sync::Notify>> {
-        (!self.in_foreground).then_some(&self.answered)
+    /// asked: `run` in the background, counted in [`Background`]; `once` in place.
+    fn background(&self) -> Option<&std::sync::Arc<Background>> {
+        (!self.in_foreground).then_some(&self.background)
     }
 
     /// The open pull requests of this cycle with their dependencies resolved and

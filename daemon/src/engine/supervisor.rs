@@ -45,9 +45,9 @@ pub struct Supervisor {
     pub(crate) learning: Mutex<std::collections::BTreeSet<(String, forgewatch_adapters::RepoId)>>,
     /// Dependency lookups of the current poll interval.
     pub(crate) lookups: Arc<crate::engine::lookups::LookupCache>,
-    /// Notified when a question asked in the background (a dependency lookup, a
-    /// mergeability) is answered: the loop computes again.
-    pub(crate) answered: Arc<tokio::sync::Notify>,
+    /// The questions asked in the background (dependency lookups, mergeability):
+    /// their answers wake the loop to compute again.
+    pub(crate) background: Arc<crate::engine::background::Background>,
     pub(crate) reports: Reports,
     pub(crate) clock: Arc<dyn Clock>,
     /// The inputs of the last computation of every build.
@@ -90,7 +90,7 @@ impl Supervisor {
         // Questions asked in the background are answered to the new engine.
         new.lookups = old.lookups.clone();
         new.computing = old.computing.clone();
-        new.answered = old.answered.clone();
+        new.background = old.background.clone();
         Ok(new)
     }
 
@@ -140,7 +140,7 @@ impl Supervisor {
             attempt_all_pending: false,
             known: Known::default(),
             lookups: Default::default(),
-            answered: Default::default(),
+            background: Default::default(),
             learning: Default::default(),
             computing: Default::default(),
             progress,

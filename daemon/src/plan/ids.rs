@@ -31,6 +31,11 @@ impl BuildKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The workspace the build belongs to (the key's first segment).
+    pub fn workspace(&self) -> &str {
+        self.0.split('/').next().unwrap_or_default()
+    }
 }
 
 impl fmt::Display for BuildKey {

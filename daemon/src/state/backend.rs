@@ -47,14 +47,23 @@ pub trait Backend: Send + 'static {
     fn enqueue_manual(&self, item: &Pending, now: i64) -> Result<(), StateError>;
     fn pending_summaries(&self) -> Result<Vec<PendingSummary>, StateError>;
     fn pending_item(&self, key: &BuildKey) -> Result<Option<Pending>, StateError>;
-    /// Records the delivery and removes it from the outbox, in one transaction.
-    fn complete_delivery(&self, item: &Pending, delivered_at: i64) -> Result<(), StateError>;
+    /// Records the delivery, removes it from the outbox and adds its event to the
+    /// history, in one transaction.
+    fn complete_delivery(
+        &self,
+        item: &Pending,
+        at_ms: i64,
+        message: &str,
+    ) -> Result<(), StateError>;
+    /// Schedules the next attempt and adds the failure's event, in one transaction.
     fn delivery_failed(
         &self,
         item: &Pending,
         attempts: u32,
         next_attempt: i64,
         error: &str,
+        at_ms: i64,
+        message: &str,
     ) -> Result<(), StateError>;
 
     // Jobs and their logs.
@@ -160,8 +169,13 @@ impl Backend for State {
         State::pending_item(self, key)
     }
 
-    fn complete_delivery(&self, item: &Pending, delivered_at: i64) -> Result<(), StateError> {
-        State::complete_delivery(self, item, delivered_at)
+    fn complete_delivery(
+        &self,
+        item: &Pending,
+        at_ms: i64,
+        message: &str,
+    ) -> Result<(), StateError> {
+        State::complete_delivery(self, item, at_ms, message)
     }
 
     fn delivery_failed(
@@ -170,8 +184,10 @@ impl Backend for State {
         attempts: u32,
         next_attempt: i64,
         error: &str,
+        at_ms: i64,
+        message: &str,
     ) -> Result<(), StateError> {
-        State::delivery_failed(self, item, attempts, next_attempt, error)
+        State::delivery_failed(self, item, attempts, next_attempt, error, at_ms, message)
     }
 
     fn start_job(&self, workspace: &str, kind: &str, started_at: i64) -> Result<i64, StateError> {

@@ -1,7 +1,7 @@
 //! The event history served by `GET /api/v1/events`: triggers, deliveries, update
 //! jobs, reloads and errors, oldest first, at least the last [`EVENTS_KEPT`] kept.
 
-use rusqlite::params;
+use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use super::{State, StateError};
@@ -37,6 +37,29 @@ fn rfc3339(ms: i64) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
+/// Adds an event to the history, in the caller's transaction if it holds one. The
+/// oldest are pruned once every [`PRUNE_EVERY`] events, not after each: a busy
+/// outbox records one per delivery.
+pub(super) fn insert_event(
+    conn: &Connection,
+    at_ms: i64,
+    kind: &str,
+    workspace: Option<&str>,
+    build_key: Option<&str>,
+    message: &str,
+) -> rusqlite::Result<()> {
+    let id = conn
+        .prepare_cached(
+            "INSERT INTO events (time, kind, workspace, build_key, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .insert(params![at_ms, kind, workspace, build_key, message])?;
+    if id % PRUNE_EVERY == 0 {
+        conn.prepare_cached("DELETE FROM events WHERE id <= ?1")?
+            .execute([id - EVENTS_KEPT])?;
+    }
+    Ok(())
+}
+
 impl State {
     pub fn record_event(
         &self,
@@ -49,21 +72,7 @@ impl State {
         if self.read_only() {
             return;
         }
-        let conn = self.conn();
-        // Pruned once every PRUNE_EVERY events, not after each: one statement per
-        // event is what a busy outbox pays for its history.
-        let result = conn
-            .prepare_cached(
-                "INSERT INTO events (time, kind, workspace, build_key, message) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .and_then(|mut stmt| stmt.insert(params![at_ms, kind, workspace, build_key, message]))
-            .and_then(|id| {
-                if id % PRUNE_EVERY != 0 {
-                    return Ok(0);
-                }
-                conn.prepare_cached("DELETE FROM events WHERE id <= ?1")
-                    .and_then(|mut stmt| stmt.execute([id - EVENTS_KEPT]))
-            });
+        let result = insert_event(&self.conn(), at_ms, kind, workspace, build_key, message);
         if let Err(e) = result {
             tracing::warn!("cannot record an event: {e}");
         }

@@ -462,7 +462,7 @@ mod tests {
                 Some(inputs.fingerprint())
             );
         }
-        state.complete_delivery(&item, 5).unwrap();
+        state.complete_delivery(&item, 5_000, "delivered").unwrap();
         let marks = state.build_marks().unwrap();
         assert_eq!(marks.get(key).and_then(|m| m.pending.as_ref()), None);
     }

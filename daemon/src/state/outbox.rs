@@ -8,6 +8,7 @@ use forgewatch_adapters::ci::BuildTrigger;
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+use super::events::insert_event;
 use super::{State, StateError};
 use crate::plan::fingerprint::BuildInputs;
 use crate::plan::ids::{BuildKey, Fingerprint};
@@ -239,9 +240,15 @@ impl State {
         }))
     }
 
-    /// The CI accepted `item`: record its fingerprint as delivered and remove it from
-    /// the outbox (unless a newer one replaced it meanwhile), in one transaction.
-    pub fn complete_delivery(&self, item: &Pending, delivered_at: i64) -> Result<(), StateError> {
+    /// The CI accepted `item` at `at_ms`: record its fingerprint as delivered, remove
+    /// it from the outbox (unless a newer one replaced it meanwhile) and add the
+    /// "delivered" event with `message` to the history, in one transaction.
+    pub fn complete_delivery(
+        &self,
+        item: &Pending,
+        at_ms: i64,
+        message: &str,
+    ) -> Result<(), StateError> {
         if self.read_only() {
             return Ok(());
         }
@@ -260,44 +267,69 @@ impl State {
                 item.fingerprint().as_str(),
                 item.inputs.canonical(),
                 item.delivery_id,
-                delivered_at
+                at_ms / 1000
             ])
         })
         .and_then(|_| {
             tx.prepare_cached("DELETE FROM outbox WHERE build_key = ?1 AND delivery_id = ?2")
         })
         .and_then(|mut stmt| stmt.execute(params![item.key.as_str(), item.delivery_id]))
+        .and_then(|_| {
+            insert_event(
+                &tx,
+                at_ms,
+                "delivered",
+                Some(item.key.workspace()),
+                Some(item.key.as_str()),
+                message,
+            )
+        })
         .map_err(|e| self.err(e))?;
         crate::crash::point("record-delivery");
         tx.commit().map_err(|e| self.err(e))
     }
 
-    /// A delivery attempt failed: schedule the next one.
+    /// A delivery attempt failed at `at_ms`: schedule the next one and add the
+    /// "delivery_failed" event with `message` to the history, in one transaction.
     pub fn delivery_failed(
         &self,
         item: &Pending,
         attempts: u32,
         next_attempt: i64,
         error: &str,
+        at_ms: i64,
+        message: &str,
     ) -> Result<(), StateError> {
         if self.read_only() {
             return Ok(());
         }
-        self.conn()
-            .prepare_cached(
-                "UPDATE outbox SET attempts = ?3, next_attempt = ?4, last_error = ?5
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        tx.prepare_cached(
+            "UPDATE outbox SET attempts = ?3, next_attempt = ?4, last_error = ?5
                  WHERE build_key = ?1 AND delivery_id = ?2",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                item.key.as_str(),
+                item.delivery_id,
+                attempts,
+                next_attempt,
+                error
+            ])
+        })
+        .and_then(|_| {
+            let key = &item.key;
+            insert_event(
+                &tx,
+                at_ms,
+                "delivery_failed",
+                Some(key.workspace()),
+                Some(key.as_str()),
+                message,
             )
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    item.key.as_str(),
-                    item.delivery_id,
-                    attempts,
-                    next_attempt,
-                    error
-                ])
-            })
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+        })
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
     }
 }

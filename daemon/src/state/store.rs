@@ -204,26 +204,34 @@ impl Store {
         self.call(move |b| b.pending_item(&key)).await
     }
 
+    /// The CI accepted `item` at `at_ms`; `message` is the history's line.
     pub async fn complete_delivery(
         &self,
         item: &Pending,
-        delivered_at: i64,
+        at_ms: i64,
+        message: String,
     ) -> Result<(), StateError> {
         let item = item.clone();
-        self.call(move |b| b.complete_delivery(&item, delivered_at))
+        self.call(move |b| b.complete_delivery(&item, at_ms, &message))
             .await
     }
 
+    /// An attempt at `item` failed at `at_ms` with `error`; `message` is the
+    /// history's line.
     pub async fn delivery_failed(
         &self,
         item: &Pending,
         attempts: u32,
         next_attempt: i64,
         error: &str,
+        at_ms: i64,
+        message: String,
     ) -> Result<(), StateError> {
         let (item, error) = (item.clone(), error.to_owned());
-        self.call(move |b| b.delivery_failed(&item, attempts, next_attempt, &error))
-            .await
+        self.call(move |b| {
+            b.delivery_failed(&item, attempts, next_attempt, &error, at_ms, &message)
+        })
+        .await
     }
 
     pub async fn start_job(
