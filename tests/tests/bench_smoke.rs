@@ -161,6 +161,16 @@ async fn large_scenario_shape_at_small_size_covers_both_forges_and_dependencies(
         report.table()
     );
     assert_eq!(first.single_pr_requests, 2, "{}", report.table());
+    // The two forges' rounds of a cycle are computed from together, and GitHub's
+    // mergeability answers once both are in: two computations in `first`, one in
+    // `restart`.
+    let computations = |name| report.phase(name).expect("phase").computations;
+    assert_eq!(
+        (computations("first"), computations("restart")),
+        (2, 1),
+        "{}",
+        report.table()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

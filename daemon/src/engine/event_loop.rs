@@ -13,10 +13,10 @@
 //! The first cycle asks every target; then the interval is cut into slices, each
 //! cycle asking a forge its share. A forge whose round is still out (a hung forge)
 //! gets no new round; the others are asked, computed from and delivered to as
-//! usual. Every answer is computed from at once (builds spanning a stalled forge
-//! use its latest answers; a target never answered keeps its builds waiting);
-//! the answers to questions asked in the background are computed from together,
-//! once the burst is in or half a second after its first answer.
+//! usual. A cycle's rounds are computed from together once all are back or
+//! [`SETTLE`] after the first (builds spanning a stalled forge use its latest
+//! answers; a target never answered keeps its builds waiting); so are the answers
+//! to questions asked in the background, once the burst is in.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::engine::clock::Clock;
-use crate::engine::cycle::{CycleReport, Mode, Status};
+use crate::engine::cycle::{Mode, Status};
 use crate::engine::event::{Event, Request};
 use crate::engine::forge_poller::{ForgePollers, Round, Share};
 use crate::engine::lifecycle::{Lifecycle, watchdog_tick, with_watchdog};
@@ -85,13 +85,14 @@ pub struct EventLoop {
     compute_always: bool,
     /// Background answers the last computation began after.
     answers_computed: u64,
-    /// Background answers not computed from yet are, at the latest, at this time:
-    /// the answers of one burst of questions are computed from together.
-    answers_due: Option<Instant>,
+    /// A computation put off while the rest of its burst comes in (the other
+    /// rounds of its cycle, the other background answers) happens at the latest
+    /// at this time.
+    deferred: Option<Instant>,
 }
 
-/// How long background answers wait for the rest of their burst at most.
-const ANSWERS_SETTLE: Duration = Duration::from_millis(500);
+/// How long a computation waits at most for the rest of its burst.
+const SETTLE: Duration = Duration::from_millis(500);
 
 impl EventLoop {
     /// The loop of `config` on `state`, and the view it publishes for the HTTP
@@ -142,7 +143,7 @@ impl EventLoop {
             compute_always: true,
             poll_errors: Vec::new(),
             answers_computed: 0,
-            answers_due: None,
+            deferred: None,
         };
         Ok((this, subscribed))
     }
@@ -165,7 +166,7 @@ impl EventLoop {
                     self.handle(Event::Request(request), lifecycle).await;
                 }
                 () = tokio::time::sleep_until(self.next_cycle) => self.start_cycle(lifecycle).await,
-                () = sleep_until(self.answers_due) => self.handle(Event::Answered, lifecycle).await,
+                () = sleep_until(self.deferred) => self.compute_deferred(lifecycle).await,
                 Some(_) = watchdog_tick(&mut watchdog) => lifecycle.watchdog(),
             }
         }
@@ -201,18 +202,20 @@ impl EventLoop {
                 // Targets that appeared meanwhile (a discovery, an update ended) are
                 // asked first: builds are computed once their answers are in. An
                 // answer that changed nothing computes nothing, except the first of
-                // each interval (time-dependent rules, updates that came due).
-                let report = if self.ask_new_targets() {
-                    None
+                // each interval (time-dependent rules, updates that came due). The
+                // other rounds of the cycle are awaited (not past the settle time).
+                let others_out = self
+                    .open
+                    .get(&cycle)
+                    .is_some_and(|c| c.waiting.iter().any(|f| *f != forge));
+                if self.ask_new_targets() {
+                    self.deferred = None; // their round computes
+                } else if others_out && self.defer() {
+                    // Computed once the other rounds are back, or at the settle time.
                 } else if self.inputs_moved || self.compute_always {
-                    let known = self.supervisor.known.answers();
-                    self.compute(known, lifecycle).instrument(span).await
+                    self.compute(lifecycle).instrument(span).await;
                 } else {
                     tracing::debug!(forge = %forge, "nothing changed: builds kept");
-                    None
-                };
-                if let Some(report) = report {
-                    self.poll_errors = report.poll_errors;
                 }
                 if let Some(open) = self.open.get_mut(&cycle) {
                     open.waiting.remove(&forge);
@@ -231,17 +234,10 @@ impl EventLoop {
                 tracing::debug!("a question asked in the background was answered");
                 self.supervisor.last_inputs.answers_changed();
                 self.inputs_moved = true;
-                // The rest of the burst is awaited (not past the due time): one
+                // The rest of the burst is awaited (not past the settle time): one
                 // computation for a cycle's mergeabilities, not one per answer.
-                let due = *self
-                    .answers_due
-                    .get_or_insert_with(|| Instant::now() + ANSWERS_SETTLE);
-                if background.in_flight() > 0 && Instant::now() < due {
-                    return;
-                }
-                let known = self.supervisor.known.answers();
-                if let Some(report) = self.compute(known, lifecycle).await {
-                    self.poll_errors = report.poll_errors;
+                if background.in_flight() == 0 || !self.defer() {
+                    self.compute(lifecycle).await;
                 }
             }
             Event::Delivered(outcomes) => {
@@ -391,10 +387,7 @@ impl EventLoop {
         if nothing_asked {
             // Nothing to ask (no targets yet, every forge busy): compute from what is known.
             supervisor.absorb(Default::default(), &self.targets, &[]);
-            let known = supervisor.known.answers();
-            if let Some(report) = self.compute(known, lifecycle).await {
-                self.poll_errors = report.poll_errors;
-            }
+            self.compute(lifecycle).await;
             self.close_cycles(lifecycle);
         }
         // Retries that came due.
@@ -488,15 +481,12 @@ impl EventLoop {
     /// Computes every build from the latest answers and wakes the senders of what
     /// it enqueued. The watchdog is fed meanwhile only while the computation makes
     /// progress (forge answers to its lookups): a slow forge is not a hang.
-    async fn compute(
-        &mut self,
-        results: Arc<crate::plan::answers::PollResults>,
-        lifecycle: &dyn Lifecycle,
-    ) -> Option<CycleReport> {
+    async fn compute(&mut self, lifecycle: &dyn Lifecycle) {
         let supervisor = self.supervisor.clone();
+        let results = supervisor.known.answers();
         let computed =
             std::mem::replace(&mut self.answers_computed, supervisor.background.answers());
-        self.answers_due = None;
+        self.deferred = None;
         let always = std::mem::take(&mut self.compute_always);
         let moved = std::mem::take(&mut self.inputs_moved);
         let computation = supervisor.compute(
@@ -509,7 +499,7 @@ impl EventLoop {
         );
         let result = tokio::select! {
             result = with_watchdog(computation, &supervisor.progress, lifecycle) => result,
-            () = self.shutdown.cancelled() => return None,
+            () = self.shutdown.cancelled() => return,
         };
         match result {
             Ok(report) => {
@@ -520,15 +510,29 @@ impl EventLoop {
                     );
                 }
                 self.senders.wake_pending().await;
-                Some(report)
+                self.poll_errors = report.poll_errors;
             }
             Err(e) => {
                 self.compute_always |= always;
                 self.inputs_moved |= moved;
                 self.answers_computed = computed;
                 tracing::error!("computing the builds failed: {e:#}");
-                None
             }
+        }
+    }
+
+    /// Whether the computation is put off (until the rest of its burst comes or
+    /// [`SETTLE`] after it was first put off).
+    fn defer(&mut self) -> bool {
+        let due = *self.deferred.get_or_insert_with(|| Instant::now() + SETTLE);
+        Instant::now() < due
+    }
+
+    /// The settle time of a computation put off is over.
+    async fn compute_deferred(&mut self, lifecycle: &dyn Lifecycle) {
+        self.deferred = None;
+        if self.inputs_moved || self.compute_always {
+            self.compute(lifecycle).await;
         }
     }
 
