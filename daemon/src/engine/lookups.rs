@@ -18,7 +18,7 @@ use forgewatch_adapters::RepoId;
 use forgewatch_adapters::forge::{Forge, ForgeError, PrState, PullRequest};
 use forgewatch_adapters::references::ReferenceSyntax;
 
-use crate::engine::background::Background;
+use crate::engine::background::{Background, Question};
 use crate::plan::dependencies::graph::{DependencyGraph, Unresolved, pr_ref};
 use crate::plan::dependencies::parse::{Context, PrRef, Reference, parse_dependencies};
 
@@ -44,8 +44,6 @@ impl Forges {
 #[derive(Default)]
 pub struct LookupCache {
     entries: std::sync::Mutex<BTreeMap<PrRef, (tokio::time::Instant, Lookup)>>,
-    /// Lookups asked in the background and not answered yet.
-    in_flight: std::sync::Mutex<BTreeSet<PrRef>>,
 }
 
 /// A looked-up PR, or why it could not be.
@@ -65,7 +63,7 @@ impl LookupCache {
         entries.insert(id, (tokio::time::Instant::now(), answer));
     }
 
-    /// Asks `dep` in the background unless it is asked already; its answer goes
+    /// Asks `dep` in the background unless it is out already; its answer goes
     /// into the cache, then is counted in `background`.
     fn ask_in_background(
         self: &Arc<Self>,
@@ -73,22 +71,16 @@ impl LookupCache {
         forges: &Forges,
         background: &Arc<Background>,
     ) {
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        if !in_flight.insert(dep.clone()) {
+        let question = Question::Lookup(dep.clone());
+        if !background.ask(&question) {
             return;
         }
         let (cache, dep, forges) = (self.clone(), dep.clone(), forges.clone());
         let background = background.clone();
-        background.asked();
         tokio::spawn(async move {
             let answer = lookup(&dep, &forges).await;
-            cache.put(dep.clone(), answer);
-            cache
-                .in_flight
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&dep);
-            background.answered();
+            cache.put(dep, answer);
+            background.answered(&question);
         });
     }
 }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use forgewatch_adapters::RepoId;
 use forgewatch_adapters::forge::Forge;
 
-use crate::engine::background::Background;
+use crate::engine::background::{Background, Question};
 use crate::engine::lookups::Forges;
 use crate::plan::dependencies::graph::DependencyGraph;
 use crate::plan::dependencies::parse::PrRef;
@@ -31,24 +31,11 @@ use crate::state::Store;
 #[derive(Debug, Default)]
 pub struct Computing {
     nulls: std::sync::Mutex<BTreeMap<PrRef, (String, String)>>,
-    /// Asked in the background and not answered yet.
-    in_flight: std::sync::Mutex<BTreeSet<PrRef>>,
 }
 
 impl Computing {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<PrRef, (String, String)>> {
         self.nulls.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Whether `id` was not being asked already (it is now).
-    fn start(&self, id: &PrRef) -> bool {
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        in_flight.insert(id.clone())
-    }
-
-    fn finished(&self, id: &PrRef) {
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        in_flight.remove(id);
     }
 
     /// A new poll interval: every `null` may be asked once more.
@@ -150,15 +137,14 @@ pub async fn fill(
                     .entry(id.clone())
                     .or_default()
                     .push(id.clone());
-                if computing.start(id) {
+                let question = Question::Mergeability(id.clone());
+                if background.ask(&question) {
                     let (forge, state, computing) =
                         (forge.clone(), state.clone(), computing.clone());
                     let background = background.clone();
-                    background.asked();
                     tokio::spawn(async move {
                         ask.run(forge.as_ref(), &state, &computing).await;
-                        computing.finished(&ask.id);
-                        background.answered();
+                        background.answered(&question);
                     });
                 }
             }
