@@ -359,16 +359,21 @@ impl Supervisor {
                 &mut report,
             )?;
             seen.push(seen_ws);
+            if mode == Mode::Deliver {
+                // Each workspace's new payloads go to the outbox as soon as they
+                // are made, not kept in memory for the whole cycle; nothing is sent
+                // before the cycle's last workspace is in.
+                let new = std::mem::take(&mut changes.new);
+                let obsolete = std::mem::take(&mut changes.obsolete);
+                self.state
+                    .enqueue(new, obsolete, detected_at.saturating_mul(1000))
+                    .await?;
+            }
         }
         report.fingerprint_seconds = fingerprinting.as_secs_f64();
         if mode == Mode::DryRun {
             return Ok(report);
         }
-        let now_ms = detected_at.saturating_mul(1000);
-        // The new payloads are in the outbox now: not kept in memory as well.
-        let new = std::mem::take(&mut changes.new);
-        let obsolete = std::mem::take(&mut changes.obsolete);
-        self.state.enqueue(new, obsolete, now_ms).await?;
         crate::crash::point("after-enqueue");
         let known: BTreeSet<&str> = marks.keys().map(BuildKey::as_str).collect();
         for closed in &changes.closed {

@@ -1,7 +1,8 @@
 //! The sender of the persisted outbox: delivers pending deliveries, each CI target
 //! on its own task so one target being down never delays the others; records an
-//! accepted delivery and removes it from the outbox in one transaction; schedules a
-//! failed one again with exponential backoff and jitter, capped.
+//! accepted delivery and removes it from the outbox in one transaction (on the
+//! store trip that reads the next one); schedules a failed one again with
+//! exponential backoff and jitter, capped.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use crate::engine::cycle::{Outcome, Status};
 use crate::plan::builds::PlannedBuild;
 use crate::plan::ids::BuildKey;
 use crate::state::Store;
-use crate::state::outbox::Pending;
+use crate::state::outbox::{Attempt, Pending};
 
 /// How retries of failed deliveries are spaced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,6 +140,8 @@ impl Outbox {
     }
 
     /// Attempts the deliveries of `keys` to CI target `ci_name`, one after another.
+    /// Each attempt is recorded on the trip to the store that reads the next one,
+    /// before that one is sent.
     async fn send_to(
         &self,
         ci_name: &str,
@@ -149,9 +152,15 @@ impl Outbox {
         let (state, clock, policy) = (&self.state, &*self.clock, self.retry);
         let target = self.clients.ci(ci_name);
         let mut outcomes = Vec::new();
-        for key in keys {
-            // Read one at a time: the outbox may hold thousands of payloads.
-            let Some(item) = state.pending_item(&key).await? else {
+        let mut done = None;
+        let mut keys = keys.into_iter();
+        loop {
+            let next = keys.next();
+            let last = next.is_none();
+            let Some(item) = state.record_then_read(done.take(), next).await? else {
+                if last {
+                    break;
+                }
                 continue;
             };
             let now = clock.unix_ms();
@@ -178,34 +187,42 @@ impl Outbox {
                     .map_err(|e| e.to_string()),
                 None => Err(format!("CI target `{ci_name}` is not configured any more")),
             };
-            match result {
+            done = Some(match result {
                 Ok(()) => {
                     crate::crash::point("after-accept");
-                    let message = format!("{} (delivery {})", item.reason, item.delivery_id);
-                    state.complete_delivery(&item, now, message).await?;
                     span.in_scope(|| tracing::info!(reason = %item.reason, "delivered"));
                     outcome.status = Status::Delivered;
+                    let message = format!("{} (delivery {})", item.reason, item.delivery_id);
+                    Attempt::Accepted {
+                        item,
+                        at_ms: now,
+                        message,
+                    }
                 }
                 Err(error) => {
                     let attempts = item.attempts.saturating_add(1);
                     let delay = policy.delay(attempts, seed(&item, now));
-                    let next =
+                    let next_attempt =
                         now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
-                    let message = format!("attempt {attempts} failed: {error}");
-                    state
-                        .delivery_failed(&item, attempts, next, &error, now, message)
-                        .await?;
                     span.in_scope(|| {
-                    tracing::warn!(
-                        attempts,
-                        retry_in = %humantime::format_duration(Duration::from_secs(delay.as_secs())),
-                        "delivery failed: {error}"
-                    );
-                });
+                        tracing::warn!(
+                            attempts,
+                            retry_in = %humantime::format_duration(Duration::from_secs(delay.as_secs())),
+                            "delivery failed: {error}"
+                        );
+                    });
                     outcome.status = Status::Failed;
-                    outcome.reason = error;
+                    outcome.reason = error.clone();
+                    Attempt::Failed {
+                        item,
+                        attempts,
+                        next_attempt,
+                        message: format!("attempt {attempts} failed: {error}"),
+                        error,
+                        at_ms: now,
+                    }
                 }
-            }
+            });
             outcomes.push(outcome);
         }
         Ok(outcomes)

@@ -36,6 +36,28 @@ impl Pending {
     }
 }
 
+/// How an attempt at a pending delivery ended, to be recorded (SPEC §8): `message`
+/// is the history's line, times are Unix milliseconds.
+#[derive(Debug)]
+pub enum Attempt {
+    /// The CI accepted `item` at `at_ms`.
+    Accepted {
+        item: Pending,
+        at_ms: i64,
+        message: String,
+    },
+    /// The attempt at `item` failed at `at_ms` with `error`; the next one is due at
+    /// `next_attempt`.
+    Failed {
+        item: Pending,
+        attempts: u32,
+        next_attempt: i64,
+        error: String,
+        at_ms: i64,
+        message: String,
+    },
+}
+
 /// A pending delivery without its inputs and payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PendingSummary {

@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 use super::discoveries::DiscoveryRecord;
 use super::events::{Event, EventQuery};
 use super::jobs::{JobEnd, JobLine, JobRecord};
-use super::outbox::{Enqueued, Pending, PendingSummary};
+use super::outbox::{Attempt, Enqueued, Pending, PendingSummary};
 use super::workspaces::{StoredPackage, UpdateMarks};
 use super::{Backend, BuildMark, DeliveredBuild, State, StateError};
 use crate::plan::ids::BuildKey;
@@ -199,37 +199,33 @@ impl Store {
         self.call(|b| b.pending_summaries()).await
     }
 
-    pub async fn pending_item(&self, key: &BuildKey) -> Result<Option<Pending>, StateError> {
-        let key = key.clone();
-        self.call(move |b| b.pending_item(&key)).await
-    }
-
-    /// The CI accepted `item` at `at_ms`; `message` is the history's line.
-    pub async fn complete_delivery(
+    /// Records `done` (the previous attempt of a sender, if any) and then reads the
+    /// pending delivery of `next`, in one trip to the store's thread: a sender
+    /// going through thousands of deliveries makes one trip per delivery, and reads
+    /// each just before sending it, so the outbox is never all in memory at once.
+    pub async fn record_then_read(
         &self,
-        item: &Pending,
-        at_ms: i64,
-        message: String,
-    ) -> Result<(), StateError> {
-        let item = item.clone();
-        self.call(move |b| b.complete_delivery(&item, at_ms, &message))
-            .await
-    }
-
-    /// An attempt at `item` failed at `at_ms` with `error`; `message` is the
-    /// history's line.
-    pub async fn delivery_failed(
-        &self,
-        item: &Pending,
-        attempts: u32,
-        next_attempt: i64,
-        error: &str,
-        at_ms: i64,
-        message: String,
-    ) -> Result<(), StateError> {
-        let (item, error) = (item.clone(), error.to_owned());
+        done: Option<Attempt>,
+        next: Option<BuildKey>,
+    ) -> Result<Option<Pending>, StateError> {
         self.call(move |b| {
-            b.delivery_failed(&item, attempts, next_attempt, &error, at_ms, &message)
+            match done {
+                Some(Attempt::Accepted {
+                    item,
+                    at_ms,
+                    message,
+                }) => b.complete_delivery(&item, at_ms, &message)?,
+                Some(Attempt::Failed {
+                    item,
+                    attempts,
+                    next_attempt,
+                    error,
+                    at_ms,
+                    message,
+                }) => b.delivery_failed(&item, attempts, next_attempt, &error, at_ms, &message)?,
+                None => {}
+            }
+            next.map_or(Ok(None), |key| b.pending_item(&key))
         })
         .await
     }
