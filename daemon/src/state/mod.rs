@@ -43,6 +43,9 @@ const SCHEMA_VERSION: i64 = 7;
 const DATABASE_FILE: &str = "state.sqlite3";
 /// More than the distinct statements `prepare_cached` is called with.
 const STATEMENTS_CACHED: usize = 64;
+/// SQLite's page cache, half its default: the file is in the kernel's cache anyway,
+/// and this one stays in the store thread's malloc arena (BENCHMARKS.md, peak RSS).
+const PAGE_CACHE_KIB: i64 = 1024;
 
 /// What can go wrong with the store, whatever its backend: the backend's own error
 /// is kept as its message, with the database it concerns.
@@ -117,6 +120,8 @@ impl State {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sql)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)
             .map_err(sql)?;
         migrate(&conn, &path)?;
         // Every statement the daemon repeats stays prepared (rusqlite keeps 16).
@@ -410,191 +415,4 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StateError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::plan::fingerprint::PackageHead;
-    use forgewatch_adapters::http::CachedResponse;
-
-    fn inputs(head: &str) -> BuildInputs {
-        BuildInputs::mainline(vec![PackageHead {
-            name: "a".into(),
-            repository: "github.com/acme/a".into(),
-            branch: "main".into(),
-            head: head.into(),
-        }])
-    }
-
-    /// Enqueues and completes one delivery, as the sender does.
-    fn deliver(state: &State, key: &BuildKey, inputs: &BuildInputs, id: &str) {
-        let item = crate::state::outbox::Pending {
-            key: key.clone(),
-            inputs: inputs.clone(),
-            delivery_id: id.into(),
-            ci: "bb".into(),
-            reason: "r".into(),
-            trigger: forgewatch_adapters::ci::BuildTrigger {
-                delivery_id: id.into(),
-                fields: forgewatch_adapters::ci::TriggerFields {
-                    author: String::new(),
-                    committer: String::new(),
-                    branch: String::new(),
-                    category: String::new(),
-                    codebase: String::new(),
-                    comments: String::new(),
-                    project: String::new(),
-                    repository: String::new(),
-                    revision: String::new(),
-                    revlink: String::new(),
-                    when_timestamp: 0,
-                },
-                properties: Default::default(),
-            },
-            attempts: 0,
-            next_attempt: 0,
-            last_error: None,
-        };
-        state
-            .enqueue(&[outbox::Enqueued::from(&item)], &[], 1)
-            .unwrap();
-        if !state.read_only() {
-            assert_eq!(
-                state.build_marks().unwrap()[key].pending,
-                Some(inputs.fingerprint())
-            );
-        }
-        state.complete_delivery(&item, 5_000, "delivered").unwrap();
-        let marks = state.build_marks().unwrap();
-        assert_eq!(marks.get(key).and_then(|m| m.pending.as_ref()), None);
-    }
-
-    #[test]
-    fn deliveries_and_cache_survive_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = BuildKey::mainline("ws");
-        {
-            let state = State::open(dir.path()).unwrap();
-            assert_eq!(state.delivered(&key).unwrap(), None);
-            deliver(&state, &key, &inputs("1"), "id");
-            deliver(&state, &key, &inputs("2"), "id2");
-            let cached = CachedResponse {
-                etag: Some("\"e\"".into()),
-                last_modified: None,
-                next_url: Some("n".into()),
-                body: b"[]".to_vec(),
-            };
-            state.save_cached("k", &cached);
-            assert_eq!(state.cached("k", true), Some(cached));
-        }
-        let state = State::open(dir.path()).unwrap();
-        let delivered = state.delivered(&key).unwrap().unwrap();
-        assert_eq!(delivered.fingerprint, inputs("2").fingerprint());
-        assert_eq!(delivered.inputs, Some(inputs("2")));
-        assert_eq!(
-            state.cached("k", true).unwrap().etag.as_deref(),
-            Some("\"e\"")
-        );
-        let marks = state.build_marks().unwrap();
-        assert_eq!(marks.keys().collect::<Vec<_>>(), vec![&key]);
-        assert_eq!(
-            state.build_keys_with_prefix("ws/").unwrap(),
-            vec![key.clone()]
-        );
-        assert_eq!(marks[&key].delivered, Some(inputs("2").fingerprint()));
-        state.forget_builds(std::slice::from_ref(&key)).unwrap();
-        assert_eq!(state.delivered(&key).unwrap(), None);
-    }
-
-    #[test]
-    fn read_only_state_writes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = BuildKey::mainline("ws");
-        let ro = State::open_read_only(dir.path()).unwrap();
-        deliver(&ro, &key, &inputs("1"), "id");
-        ro.save_cached("k", &CachedResponse::default());
-        assert_eq!(ro.delivered(&key).unwrap(), None);
-        assert!(!dir.path().join(DATABASE_FILE).exists());
-    }
-
-    #[test]
-    fn a_version_1_database_is_migrated_keeping_its_data() {
-        let dir = tempfile::tempdir().unwrap();
-        let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
-        conn.execute_batch(&format!(
-            "BEGIN; {} PRAGMA user_version = 1; COMMIT;",
-            MIGRATIONS[0]
-        ))
-        .unwrap();
-        conn.execute(
-            "INSERT INTO builds VALUES ('ws/mainline', 'sha256:x', '{}', 'id', 1)",
-            [],
-        )
-        .unwrap();
-        drop(conn);
-        let state = State::open(dir.path()).unwrap();
-        let version: i64 = state
-            .conn()
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .unwrap();
-        assert_eq!(version, SCHEMA_VERSION);
-        let kept = state.delivered(&BuildKey::mainline("ws")).unwrap().unwrap();
-        assert_eq!(kept.fingerprint.as_str(), "sha256:x");
-        assert_eq!(state.jobs_of("ws", 1).unwrap(), vec![]);
-        assert_eq!(state.discoveries_of("ws").unwrap(), vec![]);
-    }
-
-    #[test]
-    fn a_version_5_database_gains_the_discoveries_table() {
-        let dir = tempfile::tempdir().unwrap();
-        let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
-        conn.execute_batch(&format!(
-            "BEGIN; {} PRAGMA user_version = 5; COMMIT;",
-            MIGRATIONS[..5].join(" ")
-        ))
-        .unwrap();
-        conn.execute(
-            "INSERT INTO builds VALUES ('ws/mainline', 'sha256:x', '{}', 'id', 1)",
-            [],
-        )
-        .unwrap();
-        drop(conn);
-        let state = State::open(dir.path()).unwrap();
-        let version: i64 = state
-            .conn()
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .unwrap();
-        assert_eq!(version, SCHEMA_VERSION);
-        assert!(
-            state
-                .delivered(&BuildKey::mainline("ws"))
-                .unwrap()
-                .is_some()
-        );
-        assert_eq!(state.discoveries_of("ws").unwrap(), vec![]);
-    }
-
-    #[test]
-    fn refuses_a_corrupt_file_naming_it() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(DATABASE_FILE), vec![0x5a; 8192]).unwrap();
-        let message = State::open(dir.path()).err().unwrap().to_string();
-        assert!(
-            message.contains("state.sqlite3") && message.contains("not a database"),
-            "{message}"
-        );
-    }
-
-    #[test]
-    fn refuses_a_newer_schema() {
-        let dir = tempfile::tempdir().unwrap();
-        drop(State::open(dir.path()).unwrap());
-        let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
-            .unwrap();
-        drop(conn);
-        let err = State::open(dir.path()).err().unwrap();
-        assert!(
-            matches!(err, StateError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1),
-            "{err}"
-        );
-    }
-}
+mod tests;

@@ -1,7 +1,8 @@
 //! The store is off the runtime: on a runtime with one thread, a store call that
 //! blocks (a call that waits to be released, a write waiting for a lock another
 //! connection holds) leaves that thread to the other tasks; and what the store keeps
-//! in memory is what its database says.
+//! in memory is what its database says; a sender's trip records its previous
+//! attempt before it reads the next item.
 
 use std::time::Duration;
 
@@ -191,4 +192,66 @@ async fn opening_a_corrupt_database_names_it() {
         message.contains("state.sqlite3") && message.contains("not a database"),
         "{message}"
     );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_senders_trip_records_its_previous_attempt_then_reads_the_next_item() {
+    use crate::plan::fingerprint::{BuildInputs, PackageHead};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    let inputs = BuildInputs::mainline(vec![PackageHead {
+        name: "a".into(),
+        repository: "github.com/acme/a".into(),
+        branch: "main".into(),
+        head: "1".into(),
+    }]);
+    let (a, b) = (BuildKey::mainline("wa"), BuildKey::mainline("wb"));
+    let items = [
+        crate::state::tests::pending(&a, &inputs, "id-a"),
+        crate::state::tests::pending(&b, &inputs, "id-b"),
+    ];
+    store
+        .enqueue(items.iter().map(Enqueued::from).collect(), Vec::new(), 0)
+        .await
+        .unwrap();
+
+    let first = store.record_then_read(None, Some(a.clone())).await.unwrap();
+    assert_eq!(first.as_ref(), Some(&items[0]));
+    let accepted = Attempt::Accepted {
+        item: items[0].clone(),
+        at_ms: 5_000,
+        message: "delivered".into(),
+    };
+    let second = store
+        .record_then_read(Some(accepted), Some(b.clone()))
+        .await
+        .unwrap();
+    assert_eq!(second.as_ref(), Some(&items[1]));
+    let delivered = DeliveredBuild {
+        fingerprint: inputs.fingerprint(),
+        inputs: Some(inputs.clone()),
+        delivered_at: Some(5),
+    };
+    assert_eq!(store.delivered(&a).await.unwrap(), Some(delivered));
+    let failed = Attempt::Failed {
+        item: items[1].clone(),
+        attempts: 1,
+        next_attempt: 9_000,
+        error: "down".into(),
+        at_ms: 6_000,
+        message: "attempt 1 failed: down".into(),
+    };
+    assert_eq!(
+        store.record_then_read(Some(failed), None).await.unwrap(),
+        None
+    );
+    let left: Vec<_> = store
+        .pending_summaries()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.key, p.attempts, p.next_attempt, p.last_error))
+        .collect();
+    assert_eq!(left, vec![(b.clone(), 1, 9_000, Some("down".to_owned()))]);
+    assert_eq!(store.delivered(&b).await.unwrap(), None);
 }
