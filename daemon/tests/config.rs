@@ -248,11 +248,32 @@ fn unknown_kinds() {
     refused(&text, (8, 11), msg);
 }
 
+/// Issue 14: `check` accepted counts that `run` (and a reload) then panicked on:
+/// a semaphore holds at most 2^61 − 1 permits. Every count has an upper bound.
+#[test]
+fn counts_above_their_bound_are_refused() {
+    let huge = 1u64 << 61;
+    let msg = format!("`max_concurrency` must be from 1 to 256, not {huge}");
+    refused(
+        &format!("{FORGE}\n    max_concurrency: {huge}"),
+        (6, 22),
+        &msg,
+    );
+    let msg = "`max_concurrency` must be from 1 to 256, not 257";
+    refused(&format!("{FORGE}\n    max_concurrency: 257"), (6, 22), msg);
+    let msg = format!("`max_parallel_updates` must be from 1 to 256, not {huge}");
+    refused(
+        &format!("state_dir: s\nmax_parallel_updates: {huge}"),
+        (2, 23),
+        &msg,
+    );
+}
+
 #[test]
 fn wrong_type() {
     let msg = "expected a non-negative integer";
     refused(&format!("{FORGE}\n    max_concurrency: many"), (6, 22), msg);
-    let msg = "`max_concurrency` must be at least 1";
+    let msg = "`max_concurrency` must be from 1 to 256, not 0";
     refused(&format!("{FORGE}\n    max_concurrency: 0"), (6, 22), msg);
     refused("state_dir: [a, b]", (1, 12), "expected a string");
     refused(

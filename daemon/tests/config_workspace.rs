@@ -173,7 +173,7 @@ fn located_errors_of_managed_workspaces() {
     );
     assert!(
         e.message
-            .contains("`max_parallel_updates` must be at least 1"),
+            .contains("`max_parallel_updates` must be from 1 to 256, not 0"),
         "{e}"
     );
 

@@ -1510,7 +1510,7 @@ const REFUSED: &[(&str, &str, &str)] = &[
     (
         "state_dir: s\nforges: {g: {kind: github, host: github.com, max_concurrency: 0}}",
         "/forges/g/max_concurrency: 0: minimum is 1",
-        "must be at least 1",
+        "must be from 1 to 256, not 0",
     ),
     (
         "state_dir: s\nci: {c: {kind: buildbot, url: 'ftp://h/x'}}",

@@ -27,6 +27,9 @@ use super::{Config, ForgeConfig, ForgeKind, PackageConfig, PackageKind, Workspac
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_MAX_CONCURRENCY: usize = 8;
 const DEFAULT_MAX_PARALLEL_UPDATES: usize = 2;
+/// The most of anything at once a count may allow (`max_concurrency`,
+/// `max_parallel_updates`).
+const MAX_COUNT: usize = 256;
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_SECONDARY_WAIT: Duration = Duration::from_secs(60);
@@ -216,13 +219,11 @@ impl Checker<'_> {
             }),
         };
 
-        let max_parallel_updates = match &raw.max_parallel_updates {
-            None => Ok(DEFAULT_MAX_PARALLEL_UPDATES),
-            Some(n) if n.value == 0 => {
-                Err(self.error(n.referenced, "`max_parallel_updates` must be at least 1"))
-            }
-            Some(n) => Ok(n.value),
-        };
+        let max_parallel_updates = self.count(
+            "max_parallel_updates",
+            raw.max_parallel_updates.as_ref(),
+            DEFAULT_MAX_PARALLEL_UPDATES,
+        );
 
         let delivery = raw.delivery.as_ref().map(|d| &d.value);
         let retry_initial = self.positive_duration(
@@ -399,13 +400,11 @@ impl Checker<'_> {
             (None, Err(Reported)) => Err(Reported),
         };
         let token = self.secret("token", raw.token_env.as_ref(), raw.token_file.as_ref());
-        let max_concurrency = match &raw.max_concurrency {
-            None => Ok(DEFAULT_MAX_CONCURRENCY),
-            Some(n) if n.value == 0 => {
-                Err(self.error(n.referenced, "`max_concurrency` must be at least 1"))
-            }
-            Some(n) => Ok(n.value),
-        };
+        let max_concurrency = self.count(
+            "max_concurrency",
+            raw.max_concurrency.as_ref(),
+            DEFAULT_MAX_CONCURRENCY,
+        );
         let connect_timeout =
             self.positive_duration(raw.connect_timeout.as_ref(), DEFAULT_CONNECT_TIMEOUT);
         let request_timeout =

@@ -11,7 +11,7 @@ use serde_saphyr::Spanned;
 
 use super::super::raw::{InlineSecrets, RawBasicAuth, line_col, q};
 use super::super::{BasicAuth, parse_duration};
-use super::{Checked, Checker, ForgeHost, Reported, env_or_file, inline_secret_message};
+use super::{Checked, Checker, ForgeHost, MAX_COUNT, Reported, env_or_file, inline_secret_message};
 
 impl Checker<'_> {
     /// A path of the file, resolved against the file's directory, without `.` parts.
@@ -260,6 +260,25 @@ impl Checker<'_> {
                     Ok(d)
                 }
             }),
+        }
+    }
+
+    /// A count of things at once (`max_concurrency`, `max_parallel_updates`): from 1 to
+    /// [`MAX_COUNT`], so what `check` accepts `run` and a reload can build (a
+    /// semaphore holds at most 2^61 − 1 permits).
+    pub(super) fn count(
+        &mut self,
+        key: &str,
+        value: Option<&Spanned<usize>>,
+        default: usize,
+    ) -> Checked<usize> {
+        match value {
+            None => Ok(default),
+            Some(n) if (1..=MAX_COUNT).contains(&n.value) => Ok(n.value),
+            Some(n) => {
+                let msg = format!("`{key}` must be from 1 to {MAX_COUNT}, not {}", n.value);
+                Err(self.error(n.referenced, msg))
+            }
         }
     }
 
