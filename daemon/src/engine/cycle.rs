@@ -359,7 +359,8 @@ impl Supervisor {
                 &mut report,
             )?;
             seen.push(seen_ws);
-            if mode == Mode::Deliver {
+            let changed = !changes.new.is_empty() || !changes.obsolete.is_empty();
+            if mode == Mode::Deliver && changed {
                 // Each workspace's new payloads go to the outbox as soon as they
                 // are made, not kept in memory for the whole cycle; nothing is sent
                 // before the cycle's last workspace is in.

@@ -153,14 +153,8 @@ impl Outbox {
         let target = self.clients.ci(ci_name);
         let mut outcomes = Vec::new();
         let mut done = None;
-        let mut keys = keys.into_iter();
-        loop {
-            let next = keys.next();
-            let last = next.is_none();
-            let Some(item) = state.record_then_read(done.take(), next).await? else {
-                if last {
-                    break;
-                }
+        for key in keys {
+            let Some(item) = state.record_then_read(done.take(), Some(key)).await? else {
                 continue;
             };
             let now = clock.unix_ms();
@@ -224,6 +218,9 @@ impl Outbox {
                 }
             });
             outcomes.push(outcome);
+        }
+        if done.is_some() {
+            state.record_then_read(done, None).await?;
         }
         Ok(outcomes)
     }
