@@ -81,10 +81,7 @@ impl State {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{DATABASE_FILE, MIGRATIONS, SCHEMA_VERSION};
     use super::*;
-    use crate::plan::ids::BuildKey;
-    use rusqlite::Connection;
 
     const ORIGIN: &str = "https://api.github.com";
 
@@ -125,30 +122,7 @@ mod tests {
     #[test]
     fn a_version_6_database_gains_the_forge_pauses_table() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
-        conn.execute_batch(&format!(
-            "BEGIN; {} PRAGMA user_version = 6; COMMIT;",
-            MIGRATIONS[..6].join(" ")
-        ))
-        .unwrap();
-        conn.execute(
-            "INSERT INTO builds VALUES ('ws/mainline', 'sha256:x', '{}', 'id', 1)",
-            [],
-        )
-        .unwrap();
-        drop(conn);
-        let state = State::open(dir.path()).unwrap();
-        let version: i64 = state
-            .conn()
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .unwrap();
-        assert_eq!(version, SCHEMA_VERSION);
-        assert!(
-            state
-                .delivered(&BuildKey::mainline("ws"))
-                .unwrap()
-                .is_some()
-        );
+        let state = crate::state::tests::migrated_from(6, dir.path());
         assert_eq!(state.load_pause(ORIGIN), None);
         state.save_pause(ORIGIN, Some(&record(3)));
         assert_eq!(state.load_pause(ORIGIN), Some(record(3)));

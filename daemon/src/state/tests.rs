@@ -5,7 +5,8 @@ use super::*;
 use crate::plan::fingerprint::PackageHead;
 use forgewatch_adapters::http::CachedResponse;
 
-fn inputs(head: &str) -> BuildInputs {
+/// Mainline inputs of one package `a` at `head`.
+pub(super) fn inputs(head: &str) -> BuildInputs {
     BuildInputs::mainline(vec![PackageHead {
         name: "a".into(),
         repository: "github.com/acme/a".into(),
@@ -140,10 +141,17 @@ fn a_version_1_database_is_migrated_keeping_its_data() {
 #[test]
 fn a_version_5_database_gains_the_discoveries_table() {
     let dir = tempfile::tempdir().unwrap();
-    let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+    let state = migrated_from(5, dir.path());
+    assert_eq!(state.discoveries_of("ws").unwrap(), vec![]);
+}
+
+/// A database of schema `version` with one delivered build in `dir`, opened by this
+/// version: it is migrated to [`SCHEMA_VERSION`] and the build is kept.
+pub(super) fn migrated_from(version: usize, dir: &Path) -> State {
+    let conn = Connection::open(dir.join(DATABASE_FILE)).unwrap();
     conn.execute_batch(&format!(
-        "BEGIN; {} PRAGMA user_version = 5; COMMIT;",
-        MIGRATIONS[..5].join(" ")
+        "BEGIN; {} PRAGMA user_version = {version}; COMMIT;",
+        MIGRATIONS[..version].join(" ")
     ))
     .unwrap();
     conn.execute(
@@ -152,19 +160,19 @@ fn a_version_5_database_gains_the_discoveries_table() {
     )
     .unwrap();
     drop(conn);
-    let state = State::open(dir.path()).unwrap();
-    let version: i64 = state
+    let state = State::open(dir).unwrap();
+    let migrated: i64 = state
         .conn()
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(migrated, SCHEMA_VERSION);
     assert!(
         state
             .delivered(&BuildKey::mainline("ws"))
             .unwrap()
             .is_some()
     );
-    assert_eq!(state.discoveries_of("ws").unwrap(), vec![]);
+    state
 }
 
 #[test]

@@ -196,15 +196,9 @@ async fn opening_a_corrupt_database_names_it() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_senders_trip_records_its_previous_attempt_then_reads_the_next_item() {
-    use crate::plan::fingerprint::{BuildInputs, PackageHead};
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).await.unwrap();
-    let inputs = BuildInputs::mainline(vec![PackageHead {
-        name: "a".into(),
-        repository: "github.com/acme/a".into(),
-        branch: "main".into(),
-        head: "1".into(),
-    }]);
+    let inputs = crate::state::tests::inputs("1");
     let (a, b) = (BuildKey::mainline("wa"), BuildKey::mainline("wb"));
     let items = [
         crate::state::tests::pending(&a, &inputs, "id-a"),
