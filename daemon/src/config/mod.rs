@@ -7,6 +7,7 @@
 //! module sees the raw form.
 
 mod duration;
+mod file;
 mod raw;
 pub mod schema;
 mod validate;

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use serde_saphyr::{Location, Spanned};
 
+use super::file::{MAX_CONFIG_BYTES, read_capped};
 use super::raw::{self, RawConfig, RawForge, RawPackage, RawWorkspace, line_col, q};
 use super::{Config, ForgeConfig, ForgeKind, PackageConfig, PackageKind, WorkspaceConfig};
 
@@ -83,14 +84,16 @@ impl std::error::Error for ConfigErrors {}
 
 /// Reads and validates the configuration file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let unreadable = |reason: String| {
         ConfigErrors(vec![ConfigError {
             file: path.to_path_buf(),
             line: 0,
             column: 0,
-            message: format!("cannot read the configuration file: {e}"),
+            message: format!("cannot read the configuration file: {reason}"),
         }])
-    })?;
+    };
+    let bytes = read_capped(path, MAX_CONFIG_BYTES).map_err(|e| unreadable(e.to_string()))?;
+    let text = String::from_utf8(bytes).map_err(|_| unreadable("it is not UTF-8".into()))?;
     load_str(&text, path)
 }
 

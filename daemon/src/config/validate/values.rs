@@ -9,6 +9,7 @@ use std::time::Duration;
 use forgewatch_adapters::{RepoId, Secret};
 use serde_saphyr::Spanned;
 
+use super::super::file::{MAX_SECRET_BYTES, read_capped};
 use super::super::raw::{InlineSecrets, RawBasicAuth, line_col, q};
 use super::super::{BasicAuth, parse_duration};
 use super::{Checked, Checker, ForgeHost, MAX_COUNT, Reported, env_or_file, inline_secret_message};
@@ -141,7 +142,7 @@ impl Checker<'_> {
                 } else {
                     format!("the file named by `{what}_file`")
                 };
-                let bytes = match std::fs::read(&path) {
+                let bytes = match read_capped(&path, MAX_SECRET_BYTES) {
                     Ok(bytes) => bytes,
                     Err(e) => {
                         let msg = format!("cannot read {source}: {e}");
