@@ -269,6 +269,33 @@ fn counts_above_their_bound_are_refused() {
     );
 }
 
+/// Every number has an upper bound: durations up to ten years (a deadline computed
+/// from one stays inside `Instant` arithmetic), at most 60,000 requests a minute.
+#[test]
+fn durations_and_rates_above_their_bound_are_refused() {
+    let msg = "invalid duration `3651d`: duration is too large: at most 3650d";
+    refused("state_dir: s\npoll_interval: 3651d", (2, 16), msg);
+    let huge = "213503982334601d";
+    let msg = format!("invalid duration `{huge}`: duration is too large: at most 3650d");
+    refused(
+        &format!("{FORGE}\n    request_timeout: {huge}"),
+        (6, 22),
+        &msg,
+    );
+    let msg = "`requests_per_minute` must be from 1 to 60000, not 60001";
+    refused(
+        &format!("{FORGE}\n    requests_per_minute: 60001"),
+        (6, 26),
+        msg,
+    );
+    let msg = "`requests_per_minute` must be from 1 to 60000, not 0";
+    refused(
+        &format!("{FORGE}\n    requests_per_minute: 0"),
+        (6, 26),
+        msg,
+    );
+}
+
 #[test]
 fn wrong_type() {
     let msg = "expected a non-negative integer";

@@ -405,6 +405,27 @@ async fn reloads_keep_the_running_configuration_or_add_only_what_changed() {
     assert!(body.contains("invalid duration `soon`"), "{body}");
     let status = daemon.json("/api/v1/status").await;
     assert!(status["config_error"].as_str().unwrap().contains("soon"));
+    // A count `check` once accepted and the reload then panicked on (issue 14).
+    let huge = good.replacen(
+        "max_concurrency: 4",
+        "max_concurrency: 4611686018427387904",
+        1,
+    );
+    std::fs::write(env.config_path(), huge).unwrap();
+    let (status, body) = daemon
+        .post("/api/v1/reload", &[("authorization", &bearer)], vec![])
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.contains("`max_concurrency` must be from 1 to 256, not 4611686018427387904"),
+        "{body}"
+    );
+    let seen = env.github.requests().len();
+    assert!(
+        env.github.wait_for_requests(seen + 4, DEADLINE).await,
+        "still polling after the refused reload"
+    );
+    assert_eq!(env.ci.accepted().len(), served);
 
     // SIGHUP with a new workspace: only that one is triggered.
     env.github.create_repo("acme/new", MAIN);

@@ -3,8 +3,8 @@
 //!
 //! The format is deliberately strict so that a typo is an error rather than a
 //! surprise: every number carries a unit, units go from largest to smallest and
-//! appear at most once, and there are no spaces, signs or fractions. Values too large
-//! for [`Duration`] are an error, never a panic.
+//! appear at most once, and there are no spaces, signs or fractions. A duration is at
+//! most ten years ([`MAX_DURATION`]): a larger one is an error, never a panic later.
 
 use std::time::Duration;
 
@@ -16,6 +16,12 @@ const UNITS: [(&str, u64); 5] = [
     ("s", 1_000),
     ("ms", 1),
 ];
+
+/// The longest duration accepted, in days: every deadline and wait the daemon
+/// computes from a configured duration stays far inside what `Instant` and
+/// `SystemTime` arithmetic can hold.
+const MAX_DAYS: u64 = 3650;
+pub const MAX_DURATION: Duration = Duration::from_secs(MAX_DAYS * 86_400);
 
 const EXPECTED: &str =
     "expected a number and a unit (ms, s, m, h, d), e.g. `90s`, `10m` or `1h30m`";
@@ -71,13 +77,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             ));
         }
         last_unit = Some(index);
-        let too_large = || "duration is too large".to_owned();
+        let too_large = || format!("duration is too large: at most {MAX_DAYS}d");
         let number: u64 = digits.parse().map_err(|_| too_large())?;
         let ms = number.checked_mul(UNITS[index].1).ok_or_else(too_large)?;
         total_ms = total_ms.checked_add(ms).ok_or_else(too_large)?;
         rest = after;
     }
-    Ok(Duration::from_millis(total_ms))
+    let duration = Duration::from_millis(total_ms);
+    if duration > MAX_DURATION {
+        return Err(format!("duration is too large: at most {MAX_DAYS}d"));
+    }
+    Ok(duration)
 }
 
 #[cfg(test)]
@@ -134,24 +144,29 @@ mod tests {
     }
 
     #[test]
-    fn overflow_is_an_error_not_a_panic() {
+    fn durations_over_ten_years_are_an_error_not_a_panic() {
         for text in [
             "99999999999999999999999s",
             "213503982334601d",
-            "18446744073709551615ms1", // trailing number without unit after a huge value
             "18446744073709552s",
             "9223372036854775807d",
+            "18446744073709551615ms",
+            "1s18446744073709551615ms",
+            "3651d",
+            "3650d1ms",
         ] {
-            assert!(parse_duration(text).is_err(), "{text}");
+            assert_eq!(
+                parse_duration(text),
+                Err("duration is too large: at most 3650d".to_owned()),
+                "{text}"
+            );
         }
-        let ms = u64::MAX;
+        // A trailing number without unit after a huge value is that error.
+        assert!(parse_duration("18446744073709551615ms1").is_err());
+        assert_eq!(parse_duration("3650d"), Ok(MAX_DURATION));
         assert_eq!(
-            parse_duration(&format!("{ms}ms")),
-            Ok(Duration::from_millis(ms))
-        );
-        assert_eq!(
-            parse_duration(&format!("1s{ms}ms")).expect_err("overflow"),
-            "duration is too large"
+            parse_duration("3649d23h59m59s999ms"),
+            Ok(MAX_DURATION - Duration::from_millis(1))
         );
     }
 }

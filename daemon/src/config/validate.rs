@@ -31,6 +31,8 @@ const DEFAULT_MAX_PARALLEL_UPDATES: usize = 2;
 /// The most of anything at once a count may allow (`max_concurrency`,
 /// `max_parallel_updates`).
 const MAX_COUNT: usize = 256;
+/// A thousand requests a second: any cap meant as one is below it.
+const MAX_REQUESTS_PER_MINUTE: u32 = 60_000;
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_SECONDARY_WAIT: Duration = Duration::from_secs(60);
@@ -420,10 +422,14 @@ impl Checker<'_> {
         };
         let requests_per_minute = match &raw.requests_per_minute {
             None => Ok(None),
-            Some(n) if n.value == 0 => {
-                Err(self.error(n.referenced, "`requests_per_minute` must be at least 1"))
+            Some(n) if (1..=MAX_REQUESTS_PER_MINUTE).contains(&n.value) => Ok(Some(n.value)),
+            Some(n) => {
+                let msg = format!(
+                    "`requests_per_minute` must be from 1 to {MAX_REQUESTS_PER_MINUTE}, not {}",
+                    n.value
+                );
+                Err(self.error(n.referenced, msg))
             }
-            Some(n) => Ok(Some(n.value)),
         };
         let webhook_secret = self.secret(
             "webhook_secret",
