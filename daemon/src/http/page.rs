@@ -414,6 +414,9 @@ mod tests {
             link("https://h/a'b\"c<d", "k'\"<").into_string(),
             "<a href=\"https://h/a'b&quot;c&lt;d\">k'&quot;&lt;</a>"
         );
-        assert_eq!(link("javascript:alert(1)", "<k>").into_string(), "&lt;k&gt;");
+        assert_eq!(
+            link("javascript:alert(1)", "<k>").into_string(),
+            "&lt;k&gt;"
+        );
     }
 }
