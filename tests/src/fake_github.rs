@@ -85,6 +85,9 @@ pub struct NewPr {
     pub draft: bool,
     pub title: String,
     pub body: Option<String>,
+    /// The `html_url` answered; `None`: `https://github.com/OWNER/REPO/pull/N`, as
+    /// GitHub does. A hostile value (`javascript:…`) is for the status page's tests.
+    pub html_url: Option<String>,
 }
 
 impl NewPr {
@@ -99,6 +102,7 @@ impl NewPr {
             draft: false,
             title: format!("Update {head_ref}"),
             body: None,
+            html_url: None,
         }
     }
 }
@@ -139,6 +143,7 @@ struct Pr {
     number: u64,
     title: String,
     body: Option<String>,
+    html_url: Option<String>,
     author: String,
     association: String,
     draft: bool,
@@ -301,6 +306,7 @@ impl FakeGitHub {
                 number,
                 title: pr.title,
                 body: pr.body,
+                html_url: pr.html_url,
                 author: pr.author,
                 association: pr.author_association,
                 draft: pr.draft,

@@ -3,7 +3,10 @@
 //! subgroup) with a GitHub PR that depends on a GitLab MR; headless Chromium (the
 //! Debian package `chromium`, which `.ci/run` installs) loads the page, and the
 //! rendered DOM shows the workspace, the PR's build key and its dependency. A
-//! screenshot of the page is taken too.
+//! screenshot of the page is taken too. A forge answering hostile names and URLs
+//! (a repository path with `'`, a PR title with markup, a `javascript:` PR URL)
+//! injects nothing into the DOM: the names show as text, and only http(s) URLs are
+//! links.
 
 #![allow(clippy::unwrap_used)] // helpers of the test below
 
@@ -15,6 +18,7 @@ use std::process::Stdio;
 use forgewatch_tests::fake_github::NewPr;
 use forgewatch_tests::fake_gitlab::NewMr;
 use forgewatch_tests::wait::eventually;
+use html5gum::{Token, Tokenizer};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use support::{DEADLINE, Env, Ws};
@@ -184,5 +188,111 @@ async fn chromium_renders_the_workspaces_and_a_pr_dependency_on_the_status_page(
         std::fs::copy(&png, keep).unwrap();
     }
 
+    daemon.stop().await;
+}
+
+/// A repository path that closes a `'`-quoted attribute and opens an event handler.
+const HOSTILE_REPO: &str = "acme/x'onmouseover='alert(1)'";
+const HOSTILE_TITLE: &str = r#"<b>"bold"</b> & 'quoted' <script>alert(2)</script>"#;
+const SCRIPT_URL: &str = "javascript:alert(1)";
+
+/// The attributes the page writes; anything else in the DOM was injected.
+const PAGE_ATTRIBUTES: &[&str] = &[
+    "lang", "charset", "name", "content", "class", "id", "href", "colspan",
+];
+
+/// A rendered DOM, tokenised: each element's attributes and all the text.
+struct Dom {
+    /// `(element, attribute, value)`, in document order.
+    attributes: Vec<(String, String, String)>,
+    text: String,
+}
+
+impl Dom {
+    fn of(html: &str) -> Dom {
+        let lossy = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        let mut dom = Dom {
+            attributes: Vec::new(),
+            text: String::new(),
+        };
+        for token in Tokenizer::new(html) {
+            match token.unwrap() {
+                Token::StartTag(tag) => {
+                    for (name, value) in &tag.attributes {
+                        dom.attributes
+                            .push((lossy(&tag.name), lossy(name), lossy(&value.value)));
+                    }
+                }
+                Token::String(text) => dom.text.push_str(&lossy(&text.value)),
+                _ => {}
+            }
+        }
+        dom
+    }
+
+    fn links(&self) -> Vec<&str> {
+        self.attributes
+            .iter()
+            .filter(|(element, attribute, _)| element == "a" && attribute == "href")
+            .map(|(_, _, value)| value.as_str())
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_names_and_a_javascript_url_inject_nothing_into_the_status_page() {
+    let env = Env::new().await;
+    env.github.create_repo(HOSTILE_REPO, MAIN);
+    env.github.create_repo("acme/tool", MAIN);
+    let mut pr = NewPr::new(MAIN, "markup");
+    pr.title = HOSTILE_TITLE.to_owned();
+    assert_eq!(env.github.open_pr(HOSTILE_REPO, pr), 1);
+    let mut pr = NewPr::new(MAIN, "script");
+    pr.html_url = Some(SCRIPT_URL.to_owned());
+    assert_eq!(env.github.open_pr("acme/tool", pr), 1);
+    env.configure(&[Ws {
+        name: "hostile",
+        ci: "bb",
+        packages: &[("app", HOSTILE_REPO, MAIN), ("tool", "acme/tool", MAIN)],
+        pull_requests: true,
+    }]);
+    let daemon = Daemon::start(&env).await;
+    // The mainline and the two PRs.
+    assert!(env.ci.wait_for_accepted(3, DEADLINE).await);
+    daemon.ready().await;
+
+    let profile = tempfile::tempdir().unwrap();
+    let html = run_chromium(
+        profile.path(),
+        &["--dump-dom".to_owned(), format!("{}/", daemon.base)],
+    )
+    .await;
+    let dom = Dom::of(&html);
+    let injected: Vec<_> = dom
+        .attributes
+        .iter()
+        .filter(|(_, attribute, _)| !PAGE_ATTRIBUTES.contains(&attribute.as_str()))
+        .collect();
+    assert!(
+        injected.is_empty(),
+        "injected attributes {injected:?} in {html}"
+    );
+    assert!(!html.contains("<script"), "a script element in {html}");
+    // The one link is the hostile repository's PR, to exactly the URL the forge
+    // answered (its `'` harmless inside the attribute); the `javascript:` PR is text.
+    let hostile_url = format!("https://github.com/{HOSTILE_REPO}/pull/1");
+    assert_eq!(dom.links(), [hostile_url.as_str()], "{html}");
+    assert!(dom.text.contains(HOSTILE_TITLE), "{}", dom.text);
+    assert!(
+        dom.text
+            .contains(&format!("hostile/pr/github.com/{HOSTILE_REPO}/1")),
+        "{}",
+        dom.text
+    );
+    assert!(
+        dom.text.contains("hostile/pr/github.com/acme/tool/1"),
+        "{}",
+        dom.text
+    );
     daemon.stop().await;
 }

@@ -1,29 +1,58 @@
 //! The human-readable side of the HTTP API: the status page at `GET /` (server-
 //! rendered HTML, no front-end build, readable on a phone and a wide screen) and
-//! the Prometheus text of `GET /metrics`.
+//! the Prometheus text of `GET /metrics`. The page is a `maud` template: every
+//! value is escaped, and a forge-supplied URL becomes a link only if it is http(s)
+//! ([`safe_link`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+use url::Url;
 
-use crate::engine::status::{Metrics, Snapshot};
+use crate::engine::status::{BuildStatus, Metrics, Snapshot, WorkspaceStatus};
 use crate::engine::view::View;
 use crate::http::api::ApiState;
 use crate::state::events::{Event, EventQuery};
 use crate::state::jobs::JobRecord;
 
-fn esc(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
+const STYLE: &str = concat!(
+    "body{font:14px/1.4 system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:1em}",
+    "table{border-collapse:collapse;width:100%;margin:.5em 0}td,th{text-align:left;padding:.2em .5em;border-bottom:1px solid #ddd;vertical-align:top}",
+    "code{font-size:12px}.bad{color:#b00}.ok{color:#070}.muted{color:#666}",
+    "section{margin-bottom:2em}@media(max-width:700px){td,th{display:block}}",
+);
 
 fn short(sha: &str) -> &str {
     sha.get(..10).unwrap_or(sha)
+}
+
+/// `url` if it is an absolute `http` or `https` URL: the only URLs the page puts
+/// in an `href`. Anything else a forge may answer (`javascript:`, `data:`, a
+/// relative or unparsable URL) is `None`, and the page shows it as text.
+fn safe_link(url: &str) -> Option<&str> {
+    let scheme = Url::parse(url).ok()?;
+    matches!(scheme.scheme(), "http" | "https").then_some(url)
+}
+
+/// `text`, linked to `url` when [`safe_link`] allows it.
+fn link(url: &str, text: &str) -> Markup {
+    html! {
+        @if let Some(href) = safe_link(url) { a href=(href) { (text) } } @else { (text) }
+    }
+}
+
+/// `items`, one per line.
+fn lines(items: impl IntoIterator<Item = Markup>) -> Markup {
+    html! {
+        @for (i, item) in items.into_iter().enumerate() {
+            @if i > 0 { br; }
+            (item)
+        }
+    }
 }
 
 pub async fn page(State(api): State<ApiState>) -> Response {
@@ -31,8 +60,8 @@ pub async fn page(State(api): State<ApiState>) -> Response {
     let snapshot = match view.snapshot().await {
         Ok(snapshot) => snapshot,
         Err(e) => {
-            let text = format!("<p>the state cannot be read: {}</p>", esc(&e.to_string()));
-            return (StatusCode::INTERNAL_SERVER_ERROR, Html(text)).into_response();
+            let text = html! { p { "the state cannot be read: " (e) } };
+            return (StatusCode::INTERNAL_SERVER_ERROR, text).into_response();
         }
     };
     let mut jobs = BTreeMap::new();
@@ -46,7 +75,7 @@ pub async fn page(State(api): State<ApiState>) -> Response {
         .events(&EventQuery::default())
         .await
         .unwrap_or_default();
-    Html(render(&snapshot, &jobs, &events)).into_response()
+    render(&snapshot, &jobs, &events).into_response()
 }
 
 /// The page of `snapshot`, with each workspace's recent `jobs` and the latest `events`.
@@ -54,150 +83,132 @@ fn render(
     snapshot: &Snapshot,
     jobs: &BTreeMap<String, Vec<JobRecord>>,
     events: &[Event],
-) -> String {
-    let mut h = String::new();
-    h.push_str(concat!(
-        "<!doctype html><html lang=en><head><meta charset=utf-8>",
-        "<meta name=viewport content='width=device-width, initial-scale=1'>",
-        "<title>forgewatch</title><style>",
-        "body{font:14px/1.4 system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:1em}",
-        "table{border-collapse:collapse;width:100%;margin:.5em 0}td,th{text-align:left;padding:.2em .5em;border-bottom:1px solid #ddd;vertical-align:top}",
-        "code{font-size:12px}.bad{color:#b00}.ok{color:#070}.muted{color:#666}",
-        "section{margin-bottom:2em}@media(max-width:700px){td,th{display:block}}",
-        "</style></head><body><h1>forgewatch</h1>"
-    ));
-    let _ = write!(
-        h,
-        "<p class=muted>{} cycles, last at {}{}</p>",
-        snapshot.cycles,
-        esc(snapshot.last_cycle_at.as_deref().unwrap_or("never")),
-        snapshot
-            .config_error
-            .as_deref()
-            .map(|e| format!(
-                " — <span class=bad>configuration not reloaded: {}</span>",
-                esc(e)
-            ))
-            .unwrap_or_default()
-    );
-    for (name, ws) in &snapshot.workspaces {
-        let _ = write!(
-            h,
-            "<section id='ws-{0}'><h2>{0}</h2><p>CI target <code>{1}</code>{2}</p>",
-            esc(name),
-            esc(&ws.ci),
-            if ws.update_running {
-                " — <b>update running</b>"
-            } else {
-                ""
+) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { "forgewatch" }
+                style { (PreEscaped(STYLE)) }
             }
-        );
-        h.push_str(
-            "<table><tr><th>package</th><th>repository</th><th>branch</th><th>head</th></tr>",
-        );
-        for p in &ws.packages {
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
-                esc(&p.name),
-                esc(&p.repository),
-                esc(&p.branch),
-                esc(p.head.as_deref().map_or("?", short))
-            );
-        }
-        h.push_str("</table><table><tr><th>build</th><th>state</th><th>dependencies</th></tr>");
-        for b in &ws.builds {
-            let state = match (&b.pending, &b.delivered_fingerprint) {
-                (Some(p), _) => format!(
-                    "<span class=bad>pending</span>, {} attempts{}",
-                    p.attempts,
-                    p.last_error
-                        .as_deref()
-                        .map(|e| format!(": {}", esc(e)))
-                        .unwrap_or_default()
-                ),
-                (None, Some(d)) if *d == b.fingerprint => format!(
-                    "<span class=ok>delivered</span> {}",
-                    esc(b.delivered_at.as_deref().unwrap_or(""))
-                ),
-                _ => "not delivered yet".to_owned(),
-            };
-            let (title, deps) = match &b.pull_request {
-                Some(pr) => {
-                    let mut deps: Vec<String> = pr.dependencies.iter().map(|d| esc(d)).collect();
-                    deps.extend(pr.unresolved_dependencies.iter().map(|u| {
-                        format!(
-                            "<span class=bad>{} ({})</span>",
-                            esc(&u.reference),
-                            esc(&u.reason)
-                        )
-                    }));
-                    if !pr.cycle.is_empty() {
-                        deps.push(format!("cycle: {}", esc(&pr.cycle.join(" → "))));
+            body {
+                h1 { "forgewatch" }
+                p.muted {
+                    (snapshot.cycles) " cycles, last at "
+                    (snapshot.last_cycle_at.as_deref().unwrap_or("never"))
+                    @if let Some(e) = &snapshot.config_error {
+                        " — " span.bad { "configuration not reloaded: " (e) }
                     }
-                    (
-                        format!(
-                            "<a href='{}'>{}</a> {} <span class=muted>by {} · {}</span>",
-                            esc(&pr.url),
-                            esc(&b.build_key),
-                            esc(&pr.title),
-                            esc(&pr.author),
-                            esc(&pr.test_ref)
-                        ),
-                        deps.join("<br>"),
-                    )
                 }
-                None => (esc(&b.build_key), String::new()),
-            };
-            let _ = write!(
-                h,
-                "<tr><td>{title}</td><td>{state}</td><td>{deps}</td></tr>"
-            );
-        }
-        for nb in &ws.not_built {
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td class=muted>not built: {}</td><td></td></tr>",
-                esc(&nb.build_key),
-                esc(&nb.reason)
-            );
-        }
-        h.push_str("</table>");
-        config_prs(&mut h, ws);
-        if let Some(jobs) = jobs.get(name)
-            && !jobs.is_empty()
-        {
-            h.push_str("<p>Jobs: ");
-            for j in jobs {
-                let _ = write!(
-                    h,
-                    "<a href='/api/v1/jobs/{0}/log'>#{0} {1} {2}</a> ",
-                    j.id,
-                    esc(&j.kind),
-                    j.status.as_str()
-                );
+                @for (name, ws) in &snapshot.workspaces {
+                    (workspace(name, ws, jobs.get(name).map_or(&[], Vec::as_slice)))
+                }
+                section {
+                    h2 { "Recent events" }
+                    table {
+                        @for e in events.iter().rev().take(30) {
+                            tr {
+                                td.muted { (e.time) }
+                                td { (e.kind) }
+                                td { (e.build_key.as_deref().or(e.workspace.as_deref()).unwrap_or("")) }
+                                td { (e.message) }
+                            }
+                        }
+                    }
+                }
             }
-            h.push_str("</p>");
         }
-        h.push_str("</section>");
     }
-    h.push_str("<section><h2>Recent events</h2><table>");
-    for e in events.iter().rev().take(30) {
-        let _ = write!(
-            h,
-            "<tr><td class=muted>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&e.time),
-            esc(&e.kind),
-            esc(e
-                .build_key
-                .as_deref()
-                .or(e.workspace.as_deref())
-                .unwrap_or("")),
-            esc(&e.message)
-        );
+}
+
+/// One workspace's section: its packages, builds, config PRs and recent jobs.
+fn workspace(name: &str, ws: &WorkspaceStatus, jobs: &[JobRecord]) -> Markup {
+    html! {
+        section id={ "ws-" (name) } {
+            h2 { (name) }
+            p {
+                "CI target " code { (ws.ci) }
+                @if ws.update_running { " — " b { "update running" } }
+            }
+            table {
+                tr { th { "package" } th { "repository" } th { "branch" } th { "head" } }
+                @for p in &ws.packages {
+                    tr {
+                        td { (p.name) }
+                        td { (p.repository) }
+                        td { (p.branch) }
+                        td { code { (p.head.as_deref().map_or("?", short)) } }
+                    }
+                }
+            }
+            table {
+                tr { th { "build" } th { "state" } th { "dependencies" } }
+                @for b in &ws.builds { (build(b)) }
+                @for nb in &ws.not_built {
+                    tr {
+                        td { (nb.build_key) }
+                        td.muted { "not built: " (nb.reason) }
+                        td {}
+                    }
+                }
+            }
+            (config_prs(ws))
+            @if !jobs.is_empty() {
+                p {
+                    "Jobs: "
+                    @for j in jobs {
+                        a href={ "/api/v1/jobs/" (j.id) "/log" } {
+                            "#" (j.id) " " (j.kind) " " (j.status.as_str())
+                        }
+                        " "
+                    }
+                }
+            }
+        }
     }
-    h.push_str("</table></section></body></html>");
-    h
+}
+
+/// A build's row: its key (linked to its PR), delivery state and dependencies.
+fn build(b: &BuildStatus) -> Markup {
+    html! {
+        tr {
+            td {
+                @if let Some(pr) = &b.pull_request {
+                    (link(&pr.url, &b.build_key)) " " (pr.title) " "
+                    span.muted { "by " (pr.author) " · " (pr.test_ref) }
+                } @else {
+                    (b.build_key)
+                }
+            }
+            td {
+                @match (&b.pending, &b.delivered_fingerprint) {
+                    (Some(p), _) => {
+                        span.bad { "pending" } ", " (p.attempts) " attempts"
+                        @if let Some(e) = &p.last_error { ": " (e) }
+                    }
+                    (None, Some(d)) if *d == b.fingerprint => {
+                        span.ok { "delivered" } " " (b.delivered_at.as_deref().unwrap_or(""))
+                    }
+                    _ => { "not delivered yet" }
+                }
+            }
+            td {
+                @if let Some(pr) = &b.pull_request {
+                    (lines(
+                        pr.dependencies.iter().map(|d| html! { (d) })
+                            .chain(pr.unresolved_dependencies.iter().map(|u| html! {
+                                span.bad { (u.reference) " (" (u.reason) ")" }
+                            }))
+                            .chain((!pr.cycle.is_empty()).then(|| html! {
+                                "cycle: " (pr.cycle.join(" → "))
+                            }))
+                    ))
+                }
+            }
+        }
+    }
 }
 
 /// The Prometheus text exposition of `/metrics`; every name starts with `forgewatch_`.
@@ -330,52 +341,82 @@ fn prometheus_of(snapshot: &Snapshot, m: &Metrics) -> String {
 
 /// The open config PRs of a workspace: discovery, transient packages, the builds
 /// made against them, and conflicting definitions.
-fn config_prs(h: &mut String, ws: &crate::engine::status::WorkspaceStatus) {
+fn config_prs(ws: &WorkspaceStatus) -> Markup {
     if ws.config_prs.is_empty() {
-        return;
+        return html! {};
     }
-    h.push_str("<table><tr><th>config PR</th><th>discovery</th><th>transient packages</th><th>builds</th></tr>");
-    for c in &ws.config_prs {
-        let packages: Vec<String> = c
-            .transient_packages
-            .iter()
-            .map(|p| {
-                format!(
-                    "{} <span class=muted>{}@{}</span>",
-                    esc(&p.name),
-                    esc(&p.repository),
-                    esc(&p.branch)
-                )
-            })
-            .collect();
-        let builds: Vec<String> = c.builds.iter().map(|b| esc(b)).collect();
-        let _ = write!(
-            h,
-            "<tr><td><a href='{}'>{}</a></td><td>{}{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&c.url),
-            esc(&c.pull_request),
-            c.discovery.state,
-            c.discovery
-                .detail
-                .as_deref()
-                .map(|d| format!(": {}", esc(d)))
-                .unwrap_or_default(),
-            packages.join("<br>"),
-            builds.join("<br>")
+    html! {
+        table {
+            tr { th { "config PR" } th { "discovery" } th { "transient packages" } th { "builds" } }
+            @for c in &ws.config_prs {
+                tr {
+                    td { (link(&c.url, &c.pull_request)) }
+                    td {
+                        (c.discovery.state)
+                        @if let Some(d) = &c.discovery.detail { ": " (d) }
+                    }
+                    td {
+                        (lines(c.transient_packages.iter().map(|p| html! {
+                            (p.name) " " span.muted { (p.repository) "@" (p.branch) }
+                        })))
+                    }
+                    td { (lines(c.builds.iter().map(|b| html! { (b) }))) }
+                }
+            }
+            @for conflict in &ws.transient_conflicts {
+                tr {
+                    td colspan="4" class="bad" {
+                        (conflict.package) " is introduced with different repositories: "
+                        @for (i, d) in conflict.definitions.iter().enumerate() {
+                            @if i > 0 { ", " }
+                            (d.repository) " in " (d.config_pr)
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{link, safe_link};
+
+    #[test]
+    fn only_http_and_https_urls_are_links() {
+        for url in [
+            "https://github.com/acme/app/pull/1",
+            "http://gitlab.example.org/acme/robots/lidar/-/merge_requests/1",
+            "HTTPS://github.com/acme/x'onmouseover='alert(1)'/pull/1",
+        ] {
+            assert_eq!(safe_link(url), Some(url), "{url}");
+        }
+        for url in [
+            "javascript:alert(1)",
+            "JavaScript:alert(1)",
+            " javascript:alert(1)",
+            "java\tscript:alert(1)",
+            "data:text/html,<script>alert(1)</script>",
+            "vbscript:msgbox(1)",
+            "file:///etc/passwd",
+            "//evil.example/x",
+            "/relative/path",
+            "",
+            "not a url",
+        ] {
+            assert_eq!(safe_link(url), None, "{url:?}");
+        }
+    }
+
+    #[test]
+    fn a_link_escapes_quotes_and_a_refused_url_is_plain_text() {
+        assert_eq!(
+            link("https://h/a'b\"c<d", "k'\"<").into_string(),
+            "<a href=\"https://h/a'b&quot;c&lt;d\">k'&quot;&lt;</a>"
+        );
+        assert_eq!(
+            link("javascript:alert(1)", "<k>").into_string(),
+            "&lt;k&gt;"
         );
     }
-    for conflict in &ws.transient_conflicts {
-        let defs: Vec<String> = conflict
-            .definitions
-            .iter()
-            .map(|d| format!("{} in {}", esc(&d.repository), esc(&d.config_pr)))
-            .collect();
-        let _ = write!(
-            h,
-            "<tr><td colspan=4 class=bad>{} is introduced with different repositories: {}</td></tr>",
-            esc(&conflict.package),
-            defs.join(", ")
-        );
-    }
-    h.push_str("</table>");
 }

@@ -391,7 +391,9 @@ impl GhState {
                 "repo": base_repo,
             },
             "author_association": pr.association,
-            "html_url": format!("https://github.com/{}/pull/{}", repo.full_name, pr.number),
+            "html_url": pr.html_url.clone().unwrap_or_else(|| {
+                format!("https://github.com/{}/pull/{}", repo.full_name, pr.number)
+            }),
         })
     }
 }
