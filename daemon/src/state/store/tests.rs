@@ -98,10 +98,10 @@ async fn a_write_waiting_for_a_database_lock_leaves_the_runtime_thread_to_other_
     write.await.unwrap().unwrap();
     assert_eq!(
         store
-            .mergeable("github.com/acme/a#1", "b1", "h1")
+            .mergeable("github.com/acme/a#1", "h1")
             .await
             .unwrap(),
-        Some(true)
+        Some(("b1".to_owned(), true))
     );
 }
 
