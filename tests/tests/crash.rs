@@ -373,7 +373,10 @@ async fn a_kill_9_while_the_base_moves_resends_no_unchanged_pr() {
     };
     assert_eq!(
         (refs(&uninterrupted), refs(&killed)),
-        (vec!["refs/pull/1/merge".to_owned()], vec!["refs/pull/1/merge".to_owned()]),
+        (
+            vec!["refs/pull/1/merge".to_owned()],
+            vec!["refs/pull/1/merge".to_owned()]
+        ),
         "uninterrupted: {uninterrupted:?}, killed: {killed:?}"
     );
     // The fakes make the same shas in the same order: the lists compare as they are.

@@ -180,11 +180,19 @@ async fn lazy_mergeability_is_null_once_after_the_base_or_head_moved() {
     let read = || async { json(get(&url, &[]).await).await["mergeable"].clone() };
     assert_eq!(read().await, true, "computed when opened");
     gh.push("acme/widget", "main");
-    assert_eq!(read().await, Value::Null, "the first read after the base moved");
+    assert_eq!(
+        read().await,
+        Value::Null,
+        "the first read after the base moved"
+    );
     assert_eq!(read().await, true);
     gh.push_pr("acme/widget", n);
     gh.set_mergeable("acme/widget", n, Some(false));
-    assert_eq!(read().await, Value::Null, "the first read after the head moved");
+    assert_eq!(
+        read().await,
+        Value::Null,
+        "the first read after the head moved"
+    );
     assert_eq!(read().await, false);
     assert_eq!(read().await, false);
 }

@@ -194,7 +194,8 @@ async fn a_moved_base_keeps_the_ref_until_github_answers_for_it() {
     env.github.compute_mergeability_lazily();
     env.github.create_repo("acme/app", MAIN);
     env.github.open_pr("acme/app", NewPr::new(MAIN, "feature"));
-    env.github.open_pr("acme/app", NewPr::new(MAIN, "conflicting"));
+    env.github
+        .open_pr("acme/app", NewPr::new(MAIN, "conflicting"));
     env.configure_yaml(
         "  - name: ws
     ci: bb

@@ -83,7 +83,8 @@ pub enum IntervalStart {
 /// Fills `mergeable` into the `wanted` PRs of `graph` (GitHub ones, not drafts,
 /// with a known base sha). An answer not stored is awaited, or with `background`
 /// asked in the background (notifying it once stored) and the PR recorded as
-/// pending.
+/// pending; meanwhile, and while it is `null`, the answer stored at the PR's head
+/// for an earlier base is filled in.
 pub async fn fill(
     graph: &mut DependencyGraph,
     wanted: &BTreeSet<PrRef>,

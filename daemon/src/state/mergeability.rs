@@ -11,7 +11,11 @@ use super::{State, StateError};
 impl State {
     /// The remembered answer for `pr` at this head, with the base sha it was
     /// given for.
-    pub fn mergeable(&self, pr: &str, head_sha: &str) -> Result<Option<(String, bool)>, StateError> {
+    pub fn mergeable(
+        &self,
+        pr: &str,
+        head_sha: &str,
+    ) -> Result<Option<(String, bool)>, StateError> {
         self.conn()
             .query_row(
                 "SELECT base_sha, mergeable FROM mergeability WHERE pr = ?1 AND head_sha = ?2",

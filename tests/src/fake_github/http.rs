@@ -236,10 +236,8 @@ impl GhState {
                 let pr = number.parse().ok().and_then(|n| repo.pulls.get(&n));
                 let pr = pr.ok_or_else(not_found)?;
                 let mut value = self.pr_json(repo, pr);
-                let mergeable = match self.lazy_mergeability {
-                    true if pr.computed_at != current_pair(repo, pr) => None,
-                    _ => pr.mergeable,
-                };
+                let computing = self.lazy_mergeability && pr.computed_at != current_pair(repo, pr);
+                let mergeable = if computing { None } else { pr.mergeable };
                 value["mergeable"] = json!(mergeable);
                 value["mergeable_state"] = json!(match mergeable {
                     None => "unknown",
@@ -265,9 +263,9 @@ impl GhState {
         let (Some(repo), Ok(number)) = (self.repos.get_mut(&key), number.parse::<u64>()) else {
             return;
         };
-        if let Some(pr) = repo.pulls.get_mut(&number) {
-            let base_sha = repo.branches.get(&pr.base).cloned().unwrap_or_default();
-            pr.computed_at = (base_sha, pr.head_sha.clone());
+        let pair = repo.pulls.get(&number).map(|pr| current_pair(repo, pr));
+        if let (Some(pair), Some(pr)) = (pair, repo.pulls.get_mut(&number)) {
+            pr.computed_at = pair;
         }
     }
 
