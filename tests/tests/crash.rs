@@ -19,11 +19,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use forgewatch_tests::fake_github::NewPr;
 use forgewatch_tests::rng::Rng;
+use forgewatch_tests::wait::eventually;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use support::{DEADLINE, Env, Ws};
-
-use forgewatch_tests::wait::eventually;
 
 const MAIN: &str = "main";
 const REPOS: [&str; 5] = ["acme/r0", "acme/r1", "acme/r2", "acme/r3", "acme/r4"];
