@@ -1,7 +1,8 @@
 //! End-to-end: GitHub's `mergeable` (the single-PR endpoint) is asked only where
 //! a build uses it — for PRs some workspace builds with `pr_ref: auto`, and for the
 //! PRs their overrides point at — once per (base sha, head sha); a `null` (GitHub
-//! still computing) is asked again once per poll interval in `run`, not every slice.
+//! still computing) is asked again once per poll interval in `run`, not every slice;
+//! and a moved base leaves a PR's ref as it was until GitHub answers for it.
 
 #![allow(clippy::unwrap_used)] // helpers of the tests below
 
