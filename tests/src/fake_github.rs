@@ -158,6 +158,9 @@ struct Pr {
     head_owner: String,
     /// What the single-PR endpoint answers for `mergeable` (`None`: not computed yet).
     mergeable: Option<bool>,
+    /// The (base sha, head sha) pair `mergeable` was last computed at (see
+    /// [`FakeGitHub::compute_mergeability_lazily`]).
+    computed_at: (String, String),
     created_at: u64,
     updated_at: u64,
     closed_at: Option<u64>,
@@ -177,6 +180,8 @@ struct GhState {
     reset_at: u64,
     requests: Vec<RequestRecord>,
     faults: faults::Faults,
+    /// See [`FakeGitHub::compute_mergeability_lazily`].
+    lazy_mergeability: bool,
 }
 
 impl FakeGitHub {
@@ -204,6 +209,7 @@ impl FakeGitHub {
             reset_at,
             requests: Vec::new(),
             faults: faults::Faults::default(),
+            lazy_mergeability: false,
         };
         let inner = Arc::new(Inner {
             state: Mutex::new(state),
@@ -297,6 +303,7 @@ impl FakeGitHub {
             pr.base
         );
         let number = repo.pulls.keys().next_back().map_or(1, |n| n + 1);
+        let base_sha = repo.branches[&pr.base].clone();
         let head_owner =
             http::owner_of(head_repo.as_ref().map_or(full_name, |r| &r.full_name)).to_owned();
         repo.pulls.insert(
@@ -314,11 +321,12 @@ impl FakeGitHub {
                 labels: Vec::new(),
                 base: pr.base,
                 head_ref: pr.head_ref,
-                head_sha,
+                head_sha: head_sha.clone(),
                 head_repo,
                 head_repo_deleted: false,
                 head_owner,
                 mergeable: Some(true),
+                computed_at: (base_sha, head_sha),
                 created_at: now,
                 updated_at: now,
                 closed_at: None,
@@ -386,6 +394,14 @@ impl FakeGitHub {
     pub fn set_mergeable(&self, full_name: &str, number: u64, mergeable: Option<bool>) {
         self.lock()
             .update_pr(full_name, number, false, |pr| pr.mergeable = mergeable);
+    }
+
+    /// From now on the single-PR endpoint answers `mergeable` as GitHub does
+    /// (`forge-apis.md` §1.4–1.5): once the PR's base or head moved, the first read
+    /// answers `null` and starts the computation, and the reads after it answer the
+    /// value. A PR's mergeability is computed when it is opened.
+    pub fn compute_mergeability_lazily(&self) {
+        self.lock().lazy_mergeability = true;
     }
 
     /// The PR's fork is deleted: `head.repo` becomes `null` (`updated_at` is untouched).

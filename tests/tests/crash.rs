@@ -6,6 +6,10 @@
 //! sometimes refuses. Afterwards: the last delivery of every build is its final
 //! state, no build goes back to an older state, every delivered revision existed,
 //! and a build delivered twice carried the same delivery id both times.
+//!
+//! And issue 14's item 11: a `kill -9` of `run` while a PR's base moves (GitHub
+//! recomputing its mergeability, `null` first) delivers exactly what an
+//! uninterrupted daemon delivers: nothing for the PR, whose head did not move.
 
 #![allow(clippy::unwrap_used)] // helpers of the test below
 
@@ -15,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use forgewatch_tests::fake_github::NewPr;
 use forgewatch_tests::rng::Rng;
+use forgewatch_tests::wait::eventually;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use support::{DEADLINE, Env, Ws};
@@ -280,4 +285,101 @@ async fn kills_at_any_point_lose_no_build_and_repeat_only_with_the_same_delivery
             }
         }
     }
+}
+
+const PR: &str = "ws/pr/github.com/acme/app/1";
+
+/// What the fake CI accepted, in order: each build key with the ref a PR build
+/// tests or the revision a mainline build builds.
+fn deliveries(env: &Env) -> Vec<(String, String)> {
+    env.ci
+        .accepted()
+        .iter()
+        .map(|d| {
+            let p = d.properties();
+            let what = match p["pull_request"]["ref"].as_str() {
+                Some(r) => r.to_owned(),
+                None => d.field("revision").unwrap().to_owned(),
+            };
+            (p["build_key"].as_str().unwrap().to_owned(), what)
+        })
+        .collect()
+}
+
+fn mainlines(env: &Env) -> usize {
+    env.delivered_keys(0)
+        .iter()
+        .filter(|k| *k == "ws/mainline")
+        .count()
+}
+
+/// Item 11's scenario: PR acme/app#1 is delivered at its merge ref and recorded;
+/// then its base (acme/app's main) moves — with `kill`, while the daemon is killed
+/// (`kill -9`) and before it is started again — and GitHub recomputes the PR's
+/// mergeability: `null` to the first request, `true` to the next one. Once both
+/// were asked, acme/other moves: its mainline delivery marks a computation that
+/// had the answer. Returns what the CI accepted.
+async fn base_moves_under_an_unchanged_pr(kill: bool) -> Vec<(String, String)> {
+    let env = Env::new().await;
+    env.github.compute_mergeability_lazily();
+    env.github.create_repo("acme/app", MAIN);
+    env.github.create_repo("acme/other", MAIN);
+    env.github.open_pr("acme/app", NewPr::new(MAIN, "feature"));
+    env.configure(&[Ws {
+        name: "ws",
+        ci: "bb",
+        packages: &[("app", "acme/app", MAIN), ("other", "acme/other", MAIN)],
+        pull_requests: true,
+    }]);
+    let mut daemon = env.command(&["run"]).spawn().unwrap();
+    let events = format!("http://{}/api/v1/events", env.listen_address().await);
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let recorded = eventually(DEADLINE, || async {
+        let body = http.get(&events).send().await.ok()?.text().await.ok()?;
+        let events: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let delivered = |e: &&serde_json::Value| e["kind"] == "delivered" && e["build_key"] == PR;
+        events.as_array()?.iter().find(delivered).map(|_| ())
+    })
+    .await;
+    assert!(recorded.is_some(), "{:?}", deliveries(&env));
+    env.clear_requests();
+    if kill {
+        daemon.kill().await.unwrap();
+    }
+    env.github.push("acme/app", MAIN);
+    if kill {
+        daemon = env.command(&["run"]).spawn().unwrap();
+    }
+    let asked = eventually(DEADLINE, || async {
+        (env.single_pr_requests().len() >= 2 && mainlines(&env) == 2).then_some(())
+    })
+    .await;
+    assert!(asked.is_some(), "{:?}", deliveries(&env));
+    env.github.push("acme/other", MAIN);
+    let marked = eventually(DEADLINE, || async { (mainlines(&env) == 3).then_some(()) }).await;
+    assert!(marked.is_some(), "{:?}", deliveries(&env));
+    drop(daemon);
+    deliveries(&env)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_while_the_base_moves_resends_no_unchanged_pr() {
+    let uninterrupted = base_moves_under_an_unchanged_pr(false).await;
+    let killed = base_moves_under_an_unchanged_pr(true).await;
+    let refs = |list: &[(String, String)]| -> Vec<String> {
+        let pr = |(k, r): &(String, String)| (k == PR).then(|| r.clone());
+        list.iter().filter_map(pr).collect()
+    };
+    assert_eq!(
+        (refs(&uninterrupted), refs(&killed)),
+        (
+            vec!["refs/pull/1/merge".to_owned()],
+            vec!["refs/pull/1/merge".to_owned()]
+        ),
+        "uninterrupted: {uninterrupted:?}, killed: {killed:?}"
+    );
+    // The fakes make the same shas in the same order: the lists compare as they are.
+    let keys: Vec<&str> = killed.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["ws/mainline", PR, "ws/mainline", "ws/mainline"]);
+    assert_eq!(killed, uninterrupted);
 }

@@ -171,6 +171,33 @@ async fn deleted_fork_has_null_head_repo() {
 }
 
 #[tokio::test]
+async fn lazy_mergeability_is_null_once_after_the_base_or_head_moved() {
+    let gh = FakeGitHub::start().await;
+    gh.create_repo("acme/widget", "main");
+    let n = gh.open_pr("acme/widget", NewPr::new("main", "topic"));
+    gh.compute_mergeability_lazily();
+    let url = format!("{}/repos/acme/widget/pulls/{n}", gh.api_url());
+    let read = || async { json(get(&url, &[]).await).await["mergeable"].clone() };
+    assert_eq!(read().await, true, "computed when opened");
+    gh.push("acme/widget", "main");
+    assert_eq!(
+        read().await,
+        Value::Null,
+        "the first read after the base moved"
+    );
+    assert_eq!(read().await, true);
+    gh.push_pr("acme/widget", n);
+    gh.set_mergeable("acme/widget", n, Some(false));
+    assert_eq!(
+        read().await,
+        Value::Null,
+        "the first read after the head moved"
+    );
+    assert_eq!(read().await, false);
+    assert_eq!(read().await, false);
+}
+
+#[tokio::test]
 async fn pr_changes_alter_the_list() {
     let gh = FakeGitHub::start().await;
     gh.create_repo("acme/widget", "main");

@@ -1,7 +1,8 @@
 //! End-to-end: GitHub's `mergeable` (the single-PR endpoint) is asked only where
 //! a build uses it — for PRs some workspace builds with `pr_ref: auto`, and for the
 //! PRs their overrides point at — once per (base sha, head sha); a `null` (GitHub
-//! still computing) is asked again once per poll interval in `run`, not every slice.
+//! still computing) is asked again once per poll interval in `run`, not every slice;
+//! and a moved base leaves a PR's ref as it was until GitHub answers for it.
 
 #![allow(clippy::unwrap_used)] // helpers of the tests below
 
@@ -184,6 +185,53 @@ async fn a_built_pr_and_the_dependency_it_overrides_are_asked_once_per_base_and_
         ["other/mainline delivered", "ws/mainline delivered"]
     );
     assert_eq!(asked(&env), ["/repos/acme/app/pulls/1"]);
+    assert_eq!(env.once().await.stdout, "");
+    assert_eq!(asked(&env), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_base_keeps_the_ref_until_github_answers_for_it() {
+    let env = Env::new().await;
+    env.github.compute_mergeability_lazily();
+    env.github.create_repo("acme/app", MAIN);
+    env.github.open_pr("acme/app", NewPr::new(MAIN, "feature"));
+    env.github
+        .open_pr("acme/app", NewPr::new(MAIN, "conflicting"));
+    env.configure_yaml(
+        "  - name: ws
+    ci: bb
+    packages: [ { name: app, repo: 'https://github.com/acme/app', branch: main } ]
+",
+    );
+    const ONE: &str = "ws/pr/github.com/acme/app/1";
+    const TWO: &str = "ws/pr/github.com/acme/app/2";
+    let run = env.once().await;
+    assert_eq!(
+        run.keys_and_statuses(),
+        [
+            "ws/mainline delivered".into(),
+            format!("{ONE} delivered"),
+            format!("{TWO} delivered")
+        ]
+    );
+    assert_eq!(last(&env, TWO)["pull_request"]["ref"], "refs/pull/2/merge");
+
+    // The base moves, #2 now conflicts; GitHub answers `null` for both at first:
+    // neither PR changes (no build at the head while GitHub computes).
+    env.github.push("acme/app", MAIN);
+    env.github.set_mergeable("acme/app", 2, Some(false));
+    let run = env.once().await;
+    assert_eq!(run.keys_and_statuses(), ["ws/mainline delivered"]);
+    assert_eq!(
+        asked(&env),
+        ["/repos/acme/app/pulls/1", "/repos/acme/app/pulls/2"]
+    );
+
+    // The answers: #1 is still mergeable (nothing to send), #2 is built at its head.
+    let run = env.once().await;
+    assert_eq!(run.keys_and_statuses(), [format!("{TWO} delivered")]);
+    assert_eq!(last(&env, TWO)["pull_request"]["ref"], "refs/pull/2/head");
+    assert_eq!(last(&env, ONE)["pull_request"]["ref"], "refs/pull/1/merge");
     assert_eq!(env.once().await.stdout, "");
     assert_eq!(asked(&env), Vec::<String>::new());
 }

@@ -10,8 +10,14 @@
 //! In `run` the single-PR request is made in the background: the PR waits (is
 //! recorded as pending in the graph) until the answer is stored, and the answer
 //! wakes the loop to compute again; a hung forge holds up only that PR. A failed
-//! request counts as `null` for the interval (the PR is built at its head).
-//! `once` waits for the answers.
+//! request counts as `null` for the interval. `once` waits for the answers.
+//!
+//! While the answer for the current pair is not known (not asked yet, `null`, a
+//! failure) the PR goes by the answer remembered for its head at an earlier base:
+//! the base moving alone does not change its test ref, so a PR whose head did not
+//! move is not built at its head and then again at its merge ref while GitHub
+//! recomputes (with or without a restart in between; issue 14, item 11). With no
+//! answer at this head at all, the PR is built at its head.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -77,7 +83,8 @@ pub enum IntervalStart {
 /// Fills `mergeable` into the `wanted` PRs of `graph` (GitHub ones, not drafts,
 /// with a known base sha). An answer not stored is awaited, or with `background`
 /// asked in the background (notifying it once stored) and the PR recorded as
-/// pending.
+/// pending; meanwhile, and while it is `null`, the answer stored at the PR's head
+/// for an earlier base is filled in.
 pub async fn fill(
     graph: &mut DependencyGraph,
     wanted: &BTreeSet<PrRef>,
@@ -107,11 +114,12 @@ pub async fn fill(
         let Some(base_sha) = pr.base_sha.clone() else {
             continue;
         };
-        let key = id.to_string();
-        match state.mergeable(&key, &base_sha, &pr.head_sha).await {
-            Ok(Some(known)) => {
+        match state.mergeable(&id.to_string(), &pr.head_sha).await {
+            Ok(Some((known_base, known))) => {
                 pr.mergeable = Some(known);
-                continue;
+                if known_base == base_sha {
+                    continue;
+                }
             }
             Ok(None) => {}
             Err(e) => tracing::warn!("{e}"),
@@ -130,7 +138,10 @@ pub async fn fill(
             head_sha: pr.head_sha.clone(),
         };
         match background {
-            None => pr.mergeable = ask.run(forge.as_ref(), state, computing).await,
+            None => {
+                let answer = ask.run(forge.as_ref(), state, computing).await;
+                pr.mergeable = answer.or(pr.mergeable);
+            }
             Some(background) => {
                 graph
                     .pending

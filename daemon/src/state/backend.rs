@@ -101,13 +101,9 @@ pub trait Backend: Send + 'static {
     fn save_discovery(&self, workspace: &str, record: &DiscoveryRecord) -> Result<(), StateError>;
     fn forget_discovery(&self, workspace: &str, config_pr: &str) -> Result<(), StateError>;
 
-    // GitHub's mergeability per (base sha, head sha).
-    fn mergeable(
-        &self,
-        pr: &str,
-        base_sha: &str,
-        head_sha: &str,
-    ) -> Result<Option<bool>, StateError>;
+    // GitHub's mergeability per (base sha, head sha): the latest answer at a head,
+    // with the base sha it was given for.
+    fn mergeable(&self, pr: &str, head_sha: &str) -> Result<Option<(String, bool)>, StateError>;
     fn save_mergeable(
         &self,
         pr: &str,
@@ -262,13 +258,8 @@ impl Backend for State {
         State::forget_discovery(self, workspace, config_pr)
     }
 
-    fn mergeable(
-        &self,
-        pr: &str,
-        base_sha: &str,
-        head_sha: &str,
-    ) -> Result<Option<bool>, StateError> {
-        State::mergeable(self, pr, base_sha, head_sha)
+    fn mergeable(&self, pr: &str, head_sha: &str) -> Result<Option<(String, bool)>, StateError> {
+        State::mergeable(self, pr, head_sha)
     }
 
     fn save_mergeable(

@@ -1,25 +1,26 @@
 //! GitHub's answer to "is this pull request mergeable?", per PR for its latest
 //! (base sha, head sha) pair. GitHub computes it lazily on the single-PR endpoint;
 //! remembering it means the question is asked once per pair, not once per cycle,
-//! and not again after a restart.
+//! and not again after a restart. The answer for an earlier base at the same head
+//! is what the engine goes by until GitHub answers for the new base.
 
 use rusqlite::{OptionalExtension, params};
 
 use super::{State, StateError};
 
 impl State {
-    /// The remembered answer for `pr` at exactly this pair of heads.
+    /// The remembered answer for `pr` at this head, with the base sha it was
+    /// given for.
     pub fn mergeable(
         &self,
         pr: &str,
-        base_sha: &str,
         head_sha: &str,
-    ) -> Result<Option<bool>, StateError> {
+    ) -> Result<Option<(String, bool)>, StateError> {
         self.conn()
             .query_row(
-                "SELECT mergeable FROM mergeability WHERE pr = ?1 AND base_sha = ?2 AND head_sha = ?3",
-                params![pr, base_sha, head_sha],
-                |row| row.get::<_, bool>(0),
+                "SELECT base_sha, mergeable FROM mergeability WHERE pr = ?1 AND head_sha = ?2",
+                params![pr, head_sha],
+                |row| Ok((row.get::<_, String>(0)?, row.get::<_, bool>(1)?)),
             )
             .optional()
             .map_err(|e| self.err(e))
@@ -56,11 +57,15 @@ mod tests {
     fn remembers_the_answer_of_the_latest_pair_only() {
         let dir = tempfile::tempdir().unwrap();
         let state = State::open(dir.path()).unwrap();
-        assert_eq!(state.mergeable("gh/a#1", "b1", "h1").unwrap(), None);
+        let known = |base: &str, mergeable| Some((base.to_owned(), mergeable));
+        assert_eq!(state.mergeable("gh/a#1", "h1").unwrap(), None);
         state.save_mergeable("gh/a#1", "b1", "h1", true).unwrap();
-        assert_eq!(state.mergeable("gh/a#1", "b1", "h1").unwrap(), Some(true));
+        assert_eq!(state.mergeable("gh/a#1", "h1").unwrap(), known("b1", true));
         state.save_mergeable("gh/a#1", "b1", "h2", false).unwrap();
-        assert_eq!(state.mergeable("gh/a#1", "b1", "h1").unwrap(), None);
-        assert_eq!(state.mergeable("gh/a#1", "b1", "h2").unwrap(), Some(false));
+        assert_eq!(state.mergeable("gh/a#1", "h1").unwrap(), None);
+        assert_eq!(state.mergeable("gh/a#1", "h2").unwrap(), known("b1", false));
+        state.save_mergeable("gh/a#1", "b2", "h2", true).unwrap();
+        assert_eq!(state.mergeable("gh/a#1", "h2").unwrap(), known("b2", true));
+        assert_eq!(state.mergeable("gh/a#2", "h2").unwrap(), None);
     }
 }

@@ -365,14 +365,15 @@ impl Store {
         .await
     }
 
+    /// GitHub's latest remembered answer about `pr` at this head, with the base sha
+    /// it was given for.
     pub async fn mergeable(
         &self,
         pr: &str,
-        base_sha: &str,
         head_sha: &str,
-    ) -> Result<Option<bool>, StateError> {
-        let (pr, base, head) = (pr.to_owned(), base_sha.to_owned(), head_sha.to_owned());
-        self.call(move |b| b.mergeable(&pr, &base, &head)).await
+    ) -> Result<Option<(String, bool)>, StateError> {
+        let (pr, head) = (pr.to_owned(), head_sha.to_owned());
+        self.call(move |b| b.mergeable(&pr, &head)).await
     }
 
     pub async fn save_mergeable(

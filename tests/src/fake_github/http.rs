@@ -113,7 +113,10 @@ impl GhState {
             reply
         } else {
             match self.route(method, path, query) {
-                Ok(content) => self.conditional(content, path, query, token.as_deref(), headers),
+                Ok(content) => {
+                    self.mergeability_computed(path);
+                    self.conditional(content, path, query, token.as_deref(), headers)
+                }
                 Err(reply) => reply,
             }
         };
@@ -233,8 +236,10 @@ impl GhState {
                 let pr = number.parse().ok().and_then(|n| repo.pulls.get(&n));
                 let pr = pr.ok_or_else(not_found)?;
                 let mut value = self.pr_json(repo, pr);
-                value["mergeable"] = json!(pr.mergeable);
-                value["mergeable_state"] = json!(match pr.mergeable {
+                let computing = self.lazy_mergeability && pr.computed_at != current_pair(repo, pr);
+                let mergeable = if computing { None } else { pr.mergeable };
+                value["mergeable"] = json!(mergeable);
+                value["mergeable_state"] = json!(match mergeable {
                     None => "unknown",
                     Some(_) if pr.draft => "draft",
                     Some(true) => "clean",
@@ -244,6 +249,23 @@ impl GhState {
                 Ok(content(value, None))
             }
             _ => Err(not_found()),
+        }
+    }
+
+    /// A single-PR read starts GitHub's computation of its mergeability at the
+    /// current pair: the reads after it see the value.
+    fn mergeability_computed(&mut self, path: &str) {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let ["repos", owner, name, "pulls", number] = segments.as_slice() else {
+            return;
+        };
+        let key = format!("{}/{}", pct_decode(owner), pct_decode(name)).to_lowercase();
+        let (Some(repo), Ok(number)) = (self.repos.get_mut(&key), number.parse::<u64>()) else {
+            return;
+        };
+        let pair = repo.pulls.get(&number).map(|pr| current_pair(repo, pr));
+        if let (Some(pair), Some(pr)) = (pair, repo.pulls.get_mut(&number)) {
+            pr.computed_at = pair;
         }
     }
 
@@ -396,6 +418,12 @@ impl GhState {
             }),
         })
     }
+}
+
+/// The PR's (base sha, head sha) pair now.
+fn current_pair(repo: &Repo, pr: &Pr) -> (String, String) {
+    let base_sha = repo.branches.get(&pr.base).cloned().unwrap_or_default();
+    (base_sha, pr.head_sha.clone())
 }
 
 pub(super) fn owner_of(full_name: &str) -> &str {

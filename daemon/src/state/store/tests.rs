@@ -97,11 +97,8 @@ async fn a_write_waiting_for_a_database_lock_leaves_the_runtime_thread_to_other_
     other.execute_batch("COMMIT").unwrap();
     write.await.unwrap().unwrap();
     assert_eq!(
-        store
-            .mergeable("github.com/acme/a#1", "b1", "h1")
-            .await
-            .unwrap(),
-        Some(true)
+        store.mergeable("github.com/acme/a#1", "h1").await.unwrap(),
+        Some(("b1".to_owned(), true))
     );
 }
 
