@@ -135,6 +135,9 @@ impl ConditionalClient {
             .connect_timeout(options.connect_timeout)
             .timeout(options.request_timeout)
             .redirect(same_origin_redirects())
+            // `Accept-Encoding: gzip`, decoded as it is read (a 100-PR page is ~1.8 MB
+            // uncompressed). `MAX_BODY_BYTES` bounds the decoded body.
+            .gzip(true)
             .build()
             .map_err(|e| ForgeError::Transport {
                 url: String::new(),
