@@ -11,8 +11,9 @@
 //! again (it only lengthens the pause when it asks a longer wait itself). The backoff
 //! doubles per pause, not per answer: limited again after a pause ended. It ends with
 //! a success once the forge has taken requests for as long as the last wait; the
-//! successes of the burst that is limited again right after a pause do not end it. A pause is state: with a [`PauseStore`] attached, every change
-//! is saved, and a client built later (a restart, a reload, `once`) starts from it.
+//! successes of the burst that is limited again right after a pause do not end it.
+//! A pause is state: with a [`PauseStore`] attached, every change is saved, and a
+//! client built later (a restart, a reload, `once`) starts from it.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -92,7 +93,8 @@ struct Inner {
     /// Advanced whenever a pause begins with none in force: a ticket of an older
     /// generation answers for a request sent before the current pause.
     generation: u64,
-    /// Pauses without a wait given in a row, with no success since that ended the backoff.
+    /// Pauses without a wait given in a row, with no success since that ended the
+    /// backoff.
     step: u32,
     /// Start times of the requests of the last minute (for the per-minute cap).
     sent: VecDeque<Instant>,

@@ -52,6 +52,7 @@ pub struct Supervisor {
     pub(crate) clock: Arc<dyn Clock>,
     /// The inputs of the last computation of every build.
     pub(crate) last_inputs: crate::plan::inputs::LastInputs,
+    /// When the HTTP cache was last pruned (kept across reloads).
     pub(crate) cache_pruning: Arc<crate::engine::cache_pruning::CachePruning>,
 }
 
