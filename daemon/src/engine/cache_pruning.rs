@@ -41,7 +41,54 @@ impl CachePruning {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use forgewatch_adapters::http::{CachedResponse, ValidatorStore};
+
     use super::*;
+
+    const DAY: u64 = 86_400;
+
+    #[tokio::test]
+    async fn the_row_of_a_closed_pr_is_gone_after_the_retention_the_list_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let t0 = 1_900_000_000;
+        let clock = Arc::new(AtomicI64::new(t0));
+        let cache = store.http_cache({
+            let clock = clock.clone();
+            Arc::new(move || clock.load(Ordering::Relaxed))
+        });
+        let row = CachedResponse {
+            etag: Some("W/\"1\"".to_owned()),
+            body: b"{}".to_vec(),
+            ..CachedResponse::default()
+        };
+        let list = "t|https://h/pulls?state=open";
+        let (closed, looked_at) = ("t|https://h/pulls/7", "t|https://h/pulls/8");
+        for key in [list, closed, looked_at] {
+            cache.save(key, &row).await;
+        }
+        // PRs 7 and 8 are closed: for 8 days only the list is revalidated, every hour,
+        // and the cache is pruned when due.
+        let pruning = CachePruning::default();
+        let retention = Duration::from_secs(7 * DAY);
+        for hour in 1..=8 * 24 {
+            let now = t0 + hour * 3600;
+            clock.store(now, Ordering::Relaxed);
+            assert!(cache.load_validators(list).await.is_some(), "hour {hour}");
+            let at = SystemTime::UNIX_EPOCH + Duration::from_secs(now.unsigned_abs());
+            pruning.prune_if_due(&store, at, retention);
+            store.flush().await;
+            if hour == 7 * 24 {
+                // Unused for exactly the retention: not yet.
+                assert!(cache.load_validators(looked_at).await.is_some());
+            }
+        }
+        assert_eq!(cache.load(closed).await, None);
+        assert_eq!(cache.load(list).await, Some(row));
+    }
 
     #[test]
     fn due_at_first_then_once_an_hour() {
