@@ -1,7 +1,8 @@
 //! Response compression both fake forges share: GitHub and GitLab gzip a response body
 //! when the request sends `Accept-Encoding: gzip` (a 100-PR page is about 1.8 MB
 //! uncompressed), so the fakes do too, and record that they did, for the tests to check
-//! that the daemon asks for it and still decodes and revalidates the answers.
+//! that the daemon asks for it and still decodes and revalidates the answers. The fakes
+//! decide under their state's lock ([`wanted`]) and compress after it ([`encoded`]).
 
 use std::io::Write;
 
@@ -23,19 +24,24 @@ pub fn accepts_gzip(headers: &HeaderMap) -> bool {
         })
 }
 
-/// Compresses `body` in place when the request accepts gzip and there is a body;
-/// whether it did (the caller then sends `Content-Encoding: gzip`).
-pub fn compress_if_accepted(request: &HeaderMap, body: &mut Vec<u8>) -> bool {
-    if body.is_empty() || !accepts_gzip(request) {
-        return false;
-    }
+/// Whether `body` goes compressed (`Content-Encoding: gzip`) to this request.
+pub fn wanted(request: &HeaderMap, body: &[u8]) -> bool {
+    !body.is_empty() && accepts_gzip(request)
+}
+
+/// The body as it goes out: gzipped when the reply's headers say
+/// `Content-Encoding: gzip` (set where [`wanted`] said so).
+pub fn encoded(headers: &[(&'static str, String)], body: Vec<u8>) -> Vec<u8> {
+    let gzip = headers
+        .iter()
+        .any(|(name, value)| *name == "content-encoding" && value == "gzip");
+    if gzip { compress(&body) } else { body }
+}
+
+fn compress(body: &[u8]) -> Vec<u8> {
     let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
-    let compressed = encoder.write_all(body).and_then(|()| encoder.finish());
-    match compressed {
-        Ok(compressed) => {
-            *body = compressed;
-            true
-        }
-        Err(_) => false,
-    }
+    encoder
+        .write_all(body)
+        .and_then(|()| encoder.finish())
+        .expect("gzip into memory cannot fail")
 }

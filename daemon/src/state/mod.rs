@@ -398,7 +398,7 @@ const MIGRATIONS: [&str; 8] = [
        backoff_step INTEGER NOT NULL
      );",
     // When each HTTP cache row was last used (unix seconds), so unused rows can be
-    // pruned; the rows there are count as used now.
+    // pruned; the rows already there count as used at the migration.
     "ALTER TABLE http_cache ADD COLUMN last_used INTEGER NOT NULL DEFAULT 0;
      UPDATE http_cache SET last_used = CAST(strftime('%s', 'now') AS INTEGER);",
 ];

@@ -60,7 +60,7 @@ pub(super) async fn handle(State(gh): State<FakeGitHub>, req: Request) -> Respon
             Err(hung)
         } else {
             let mut reply = st.serve(&parts.method, path, query, &parts.headers);
-            let gzip = reply.compress_if_accepted(&parts.headers);
+            let gzip = reply.gzip_if_accepted(&parts.headers);
             st.requests.push(record(reply.status, gzip));
             // No longer in flight by the time it counts as served: whoever sees the served
             // count reach `n` also sees the `n`th request gone from `in_flight`.
@@ -79,10 +79,11 @@ pub(super) async fn handle(State(gh): State<FakeGitHub>, req: Request) -> Respon
 }
 
 impl Reply {
-    /// Gzips the body when the request accepts it, like GitHub, whose ETag of a
-    /// compressed body is weak (`W/"…"`); whether it did.
-    fn compress_if_accepted(&mut self, request: &HeaderMap) -> bool {
-        let gzip = crate::gzip::compress_if_accepted(request, &mut self.body);
+    /// When the request accepts gzip, marks the body to go compressed (by
+    /// [`respond`], out of the state's lock), like GitHub, whose ETag of a compressed
+    /// body is weak (`W/"…"`); whether it will.
+    fn gzip_if_accepted(&mut self, request: &HeaderMap) -> bool {
+        let gzip = crate::gzip::wanted(request, &self.body);
         if gzip {
             self.headers.push(("content-encoding", "gzip".to_owned()));
             for (name, value) in &mut self.headers {
@@ -96,7 +97,8 @@ impl Reply {
 }
 
 fn respond(reply: Reply) -> Response {
-    let mut resp = Response::new(Body::from(reply.body));
+    let body = crate::gzip::encoded(&reply.headers, reply.body);
+    let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
     for (name, value) in reply.headers {
         if let Ok(value) = HeaderValue::from_str(&value) {

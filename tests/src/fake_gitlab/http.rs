@@ -89,8 +89,9 @@ pub(super) async fn handle(State(gl): State<FakeGitLab>, req: Request) -> Respon
             Err(hung)
         } else {
             let mut reply = st.serve(&request);
-            // Like GitLab (whose API ETags are weak already).
-            let gzip = crate::gzip::compress_if_accepted(&parts.headers, &mut reply.body);
+            // Like GitLab (whose API ETags are weak already); compressed by `respond`,
+            // out of the state's lock.
+            let gzip = crate::gzip::wanted(&parts.headers, &reply.body);
             if gzip {
                 reply.headers.push(("content-encoding", "gzip".to_owned()));
             }
@@ -109,7 +110,8 @@ pub(super) async fn handle(State(gl): State<FakeGitLab>, req: Request) -> Respon
 }
 
 fn respond(reply: Reply) -> Response {
-    let mut resp = Response::new(Body::from(reply.body));
+    let body = crate::gzip::encoded(&reply.headers, reply.body);
+    let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
     for (name, value) in reply.headers {
         if let Ok(value) = HeaderValue::from_str(&value) {
