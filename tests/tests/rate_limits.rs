@@ -1,6 +1,7 @@
 //! End-to-end: politeness and timeouts. A forge whose budget is spent is paused
 //! until its reset and asked nothing meanwhile; `Retry-After` is honoured; a
-//! secondary limit or a bare 429 backs off from the configured minimum; a paused
+//! secondary limit (GitHub's old-style "abuse detection" 403 too) or a bare 429 backs
+//! off from the configured minimum, doubling with each pause that follows; a paused
 //! forge never holds up the other; a forge that accepts a connection and never
 //! answers costs one target one cycle; a hostile forge echoing our headers back
 //! never gets a secret printed. A burst of limited answers pauses the forge once, for
