@@ -9,9 +9,11 @@
 //! request a [`Ticket`] naming the pause generation it was admitted in, and a limited
 //! answer to a request admitted before the current pause began does not back off
 //! again (it only lengthens the pause when it asks a longer wait itself). The backoff
-//! doubles per pause, not per answer: limited again after a pause ended, with no
-//! success in between. A pause is state: with a [`PauseStore`] attached, every change
-//! is saved, and a client built later (a restart, a reload, `once`) starts from it.
+//! doubles per pause, not per answer: limited again after a pause ended. It ends with
+//! a success once the forge has taken requests for as long as the last wait; the
+//! successes of the burst that is limited again right after a pause do not end it.
+//! A pause is state: with a [`PauseStore`] attached, every change is saved, and a
+//! client built later (a restart, a reload, `once`) starts from it.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -60,8 +62,8 @@ pub struct Pause {
 }
 
 /// A forge's pause as it is kept between processes: the latest pause (possibly
-/// over) and how many pauses without a wait given came in a row since the last
-/// success (the next such one lasts `secondary_wait · 2^backoff_step`).
+/// over) and how many pauses without a wait given came in a row since the backoff last
+/// ended (the next such one lasts `secondary_wait · 2^backoff_step`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PauseRecord {
     pub until: SystemTime,
@@ -91,7 +93,8 @@ struct Inner {
     /// Advanced whenever a pause begins with none in force: a ticket of an older
     /// generation answers for a request sent before the current pause.
     generation: u64,
-    /// Pauses without a wait given in a row, with no success since.
+    /// Pauses without a wait given in a row, with no success since that ended the
+    /// backoff.
     step: u32,
     /// Start times of the requests of the last minute (for the per-minute cap).
     sent: VecDeque<Instant>,
@@ -251,6 +254,15 @@ impl Governor {
             .min(self.policy.max_backoff)
     }
 
+    /// Whether the latest pause ended at least its backoff's last wait ago (at once
+    /// when there is no backoff).
+    fn backoff_over(&self, inner: &Inner, now: SystemTime) -> bool {
+        match (&inner.pause, inner.step) {
+            (Some(pause), step) if step > 0 => now >= pause.until + self.backoff(step - 1),
+            _ => true,
+        }
+    }
+
     /// Saves the record when `change` changed it (a pause's reason changes only with
     /// its end, so the end and the step tell).
     fn changing(&self, change: impl FnOnce(&mut Inner)) {
@@ -273,8 +285,11 @@ impl Governor {
 
     fn observe_ok_at(&self, ticket: Ticket, rate: Option<&RateLimit>, now: SystemTime) {
         self.changing(|inner| {
-            // Sent after the latest pause began: the forge accepts requests again.
-            if ticket.generation == inner.generation {
+            // Sent after the latest pause began, and the forge has taken requests for as
+            // long as it made us wait: the backoff is over. Sooner, a success proves
+            // nothing: the first requests of a burst get through a throttle that limits
+            // the rest, and restarting from the base wait would hammer it every time.
+            if ticket.generation == inner.generation && self.backoff_over(inner, now) {
                 inner.step = 0;
                 if inner.in_force(now).is_none() {
                     inner.pause = None;

@@ -139,6 +139,20 @@ fn bad_duration_is_located_at_the_value() {
 }
 
 #[test]
+fn http_cache_retention_is_a_positive_duration() {
+    let f = Fixture::new("state_dir: s\nhttp_cache_retention: 36h");
+    assert_eq!(
+        f.loaded().http_cache_retention,
+        Duration::from_secs(36 * 3600)
+    );
+    refused(
+        "state_dir: s\nhttp_cache_retention: 0s",
+        (2, 23),
+        "the duration must be more than 0s",
+    );
+}
+
+#[test]
 fn poll_interval_below_one_second() {
     let msg = "`poll_interval` must be at least 1s";
     refused("state_dir: s\npoll_interval: 500ms", (2, 16), msg);
@@ -389,6 +403,7 @@ fn minimal_file_gets_the_defaults() {
     assert_eq!(config.path, f.path);
     assert_eq!(config.state_dir, Path::new("/var/lib/forgewatch"));
     assert_eq!(config.poll_interval, Duration::from_secs(60));
+    assert_eq!(config.http_cache_retention, Duration::from_secs(7 * 86400));
     assert!(config.forges.is_empty() && config.ci.is_empty() && config.workspaces.is_empty());
 }
 

@@ -123,6 +123,10 @@ pub struct RequestRecord {
     pub status: u16,
     /// The request carried `If-None-Match` or `If-Modified-Since`.
     pub conditional: bool,
+    /// The request's `Accept-Encoding`.
+    pub accept_encoding: Option<String>,
+    /// The response body went gzip-compressed (`Content-Encoding: gzip`).
+    pub gzip: bool,
     /// The credential header's value: `PRIVATE-TOKEN` if sent, else `Authorization`.
     pub authorization: Option<String>,
 }

@@ -17,6 +17,10 @@ pub struct Request {
     pub credential: Option<String>,
     /// When it arrived.
     pub arrived: std::time::SystemTime,
+    /// The request's `Accept-Encoding`.
+    pub accept_encoding: Option<String>,
+    /// The response body went gzip-compressed.
+    pub gzip: bool,
 }
 
 impl From<fake_github::RequestRecord> for Request {
@@ -28,6 +32,8 @@ impl From<fake_github::RequestRecord> for Request {
             conditional: r.conditional,
             credential: r.authorization,
             arrived: r.arrived,
+            accept_encoding: r.accept_encoding,
+            gzip: r.gzip,
         }
     }
 }
@@ -41,6 +47,8 @@ impl From<fake_gitlab::RequestRecord> for Request {
             conditional: r.conditional,
             credential: r.authorization,
             arrived: r.arrived,
+            accept_encoding: r.accept_encoding,
+            gzip: r.gzip,
         }
     }
 }

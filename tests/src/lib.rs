@@ -8,5 +8,6 @@ pub mod fake_github;
 pub mod fake_gitlab;
 pub mod forge;
 pub mod format;
+pub mod gzip;
 pub mod rng;
 pub mod wait;

@@ -363,6 +363,11 @@ async fn one_hundred_and_fifty_pull_requests_are_all_seen(kind: Kind) {
             .iter()
             .all(|r| r.query.contains("per_page=100"))
     );
+    // Asked for and sent gzip-compressed (1.8 MB a page otherwise), and decoded.
+    for r in &list_requests {
+        assert_eq!(r.accept_encoding.as_deref(), Some("gzip"), "{r:?}");
+        assert!(r.gzip, "{r:?}");
+    }
     assert_eq!(env.statuses(), (3, 0, 0));
     // GitHub tells mergeability only on the single-PR endpoint: asked once per PR.
     let asked = match kind {
@@ -370,7 +375,8 @@ async fn one_hundred_and_fifty_pull_requests_are_all_seen(kind: Kind) {
         Kind::GitLab => 0,
     };
     assert_eq!(env.single_pr_requests().len(), asked);
-    // The next cycle revalidates both pages and asks nothing again.
+    // The next cycle revalidates both pages (the validators of compressed bodies) and
+    // asks nothing again.
     assert_eq!(env.once().await.stdout, "");
     assert_eq!(env.statuses(), (0, 3, 0));
     assert_eq!(env.single_pr_requests().len(), 0);

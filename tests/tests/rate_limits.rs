@@ -1,6 +1,7 @@
 //! End-to-end: politeness and timeouts. A forge whose budget is spent is paused
 //! until its reset and asked nothing meanwhile; `Retry-After` is honoured; a
-//! secondary limit or a bare 429 backs off from the configured minimum; a paused
+//! secondary limit (GitHub's old-style "abuse detection" 403 too) or a bare 429 backs
+//! off from the configured minimum, doubling with each pause that follows; a paused
 //! forge never holds up the other; a forge that accepts a connection and never
 //! answers costs one target one cycle; a hostile forge echoing our headers back
 //! never gets a secret printed. A burst of limited answers pauses the forge once, for
@@ -469,4 +470,64 @@ async fn a_retry_after_pause_outlives_a_reload_a_restart_and_once() {
         limited.elapsed() < Duration::from_secs(59),
         "the test outlived the pause: it proves nothing"
     );
+}
+
+/// `gh` watches one GitHub branch (one request per cycle), with `extra` in GitHub's
+/// configuration.
+fn one_github_branch(env: &Env, extra: &str) {
+    env.github.create_repo("acme/app", MAIN);
+    env.configure(&[Ws {
+        name: "gh",
+        ci: "bb",
+        packages: &[("app", "acme/app", MAIN)],
+        pull_requests: false,
+    }]);
+    let config = std::fs::read_to_string(env.config_path())
+        .unwrap()
+        .replacen(
+            "    max_concurrency: 4\n",
+            &format!("    max_concurrency: 4\n{extra}"),
+            1,
+        );
+    std::fs::write(env.config_path(), config).unwrap();
+}
+
+/// The waits of the pauses the daemon logged (`backing off Ns`), in order.
+fn backoffs_logged(env: &Env) -> Vec<String> {
+    let log = std::fs::read_to_string(env.dir.path().join("daemon.log")).unwrap();
+    log.lines()
+        .filter(|l| l.contains("pausing this forge"))
+        .filter_map(|l| l.split("backing off ").nth(1)?.split(' ').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abuse_detection_403_pauses_the_forge_with_the_doubling_backoff() {
+    let env = Env::new().await;
+    one_github_branch(&env, "    secondary_limit_wait: 1s\n");
+    env.github.abuse_detection_next(3);
+    let mut daemon = env.command(&["run"]).spawn().unwrap();
+    assert!(
+        env.ci.wait_for_accepted(1, DEADLINE).await,
+        "delivered in the end"
+    );
+    stop(&daemon);
+    assert_eq!(
+        tokio::time::timeout(DEADLINE, daemon.wait())
+            .await
+            .unwrap()
+            .unwrap()
+            .code(),
+        Some(0)
+    );
+    let requests = env.github.requests();
+    let statuses: Vec<u16> = requests.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [403, 403, 403, 200]);
+    assert_eq!(backoffs_logged(&env), ["1s", "2s", "4s"]);
+    // Nothing was asked before each pause was over.
+    for (pair, wait) in requests.windows(2).zip([1, 2, 4]) {
+        let gap = pair[1].arrived.duration_since(pair[0].arrived).unwrap();
+        assert!(gap >= Duration::from_secs(wait), "{gap:?} < {wait}s");
+    }
 }

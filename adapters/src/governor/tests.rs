@@ -181,13 +181,42 @@ fn consecutive_pauses_without_a_wait_double_up_to_the_cap() {
     g.observe_limited_at(admitted(&g, now), Some(secs(10)), None, now);
     now += secs(10);
     assert_eq!(g.lock().step, 5);
-    // A success (sent after the last pause) ends it: the record is dropped.
+    // A success (sent after the last pause, as long after it as the last backoff wait)
+    // ends it: the record is dropped.
+    now += secs(300);
     g.observe_ok_at(admitted(&g, now), None, now);
     assert_eq!(store.saved().last(), Some(&None));
     assert_eq!(store.load_pause(KEY), None);
     g.observe_limited_at(admitted(&g, now), None, None, now);
     assert_eq!(paused_until(&g), Some(now + secs(60)));
     assert_eq!(store.saved().len(), 8);
+}
+
+#[test]
+fn successes_in_the_burst_of_a_bare_429_do_not_restart_the_backoff() {
+    let (g, store) = kept(policy(60, 3600));
+    let mut now = SystemTime::now();
+    // Each time the pause is over, a burst of 3: two answered 200 first, then a 429
+    // without any header (GitLab's throttles; the first requests of a burst get through).
+    for (expected, step) in [(60, 1), (120, 2), (240, 3)] {
+        let tickets: Vec<Ticket> = (0..3).map(|_| admitted(&g, now)).collect();
+        g.observe_ok_at(tickets[0], None, now);
+        g.observe_ok_at(tickets[1], None, now + secs(1));
+        g.observe_limited_at(tickets[2], None, None, now + secs(1));
+        assert_eq!(
+            paused_until(&g),
+            Some(now + secs(1 + expected)),
+            "pause {step}"
+        );
+        assert_eq!(g.lock().step, step);
+        now += secs(1 + expected);
+    }
+    // Taken without a limit for as long as the last wait: the backoff is over.
+    g.observe_ok_at(admitted(&g, now), None, now + secs(239));
+    assert_eq!(g.lock().step, 3, "not yet");
+    g.observe_ok_at(admitted(&g, now), None, now + secs(240));
+    assert_eq!(g.lock().step, 0);
+    assert_eq!(store.load_pause(KEY), None);
 }
 
 #[test]

@@ -135,6 +135,9 @@ impl ConditionalClient {
             .connect_timeout(options.connect_timeout)
             .timeout(options.request_timeout)
             .redirect(same_origin_redirects())
+            // `Accept-Encoding: gzip`, decoded as it is read (a 100-PR page is ~1.8 MB
+            // uncompressed). `MAX_BODY_BYTES` bounds the decoded body.
+            .gzip(true)
             .build()
             .map_err(|e| ForgeError::Transport {
                 url: String::new(),
@@ -470,7 +473,10 @@ fn status_error(url: &str, status: u16, headers: &HeaderMap, body: &[u8]) -> For
         .map(Duration::from_secs);
     let rate = parse_rate_limit(headers);
     let exhausted = rate.as_ref().and_then(|r| r.remaining) == Some(0);
-    let says_rate_limit = message.to_ascii_lowercase().contains("rate limit");
+    // GitHub's secondary limits: "You have exceeded a secondary rate limit" and the
+    // old-style "You have triggered an abuse detection mechanism", often without a wait.
+    let lower = message.to_ascii_lowercase();
+    let says_rate_limit = lower.contains("rate limit") || lower.contains("abuse detection");
     match status {
         404 => ForgeError::NotFound {
             url: url.to_owned(),
@@ -544,6 +550,20 @@ mod tests {
             b"{\"message\":\"Resource not accessible\"}",
         );
         assert!(matches!(e, ForgeError::Http { status: 403, .. }));
+        let e = status_error(
+            "u",
+            403,
+            &HeaderMap::new(),
+            b"{\"message\":\"You have triggered an abuse detection mechanism.\"}",
+        );
+        assert!(matches!(
+            e,
+            ForgeError::RateLimited {
+                status: 403,
+                retry_after: None,
+                ..
+            }
+        ));
         let e = status_error(
             "u",
             502,

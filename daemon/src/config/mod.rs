@@ -36,6 +36,9 @@ pub struct Config {
     pub http: HttpConfig,
     /// How long a stop (SIGTERM) may take before the daemon exits anyway.
     pub shutdown_grace: Duration,
+    /// How long an HTTP cache row (validators and body of one URL and credential)
+    /// is kept without being used: closed PRs, removed targets, rotated credentials.
+    pub http_cache_retention: Duration,
     /// Names of the environment variables secrets were read from: removed from the
     /// environment of every subprocess.
     pub secret_env_vars: Vec<String>,

@@ -37,6 +37,7 @@ pub(super) struct RawConfig {
     pub poll_interval: Option<Spanned<String>>,
     pub max_parallel_updates: Option<Spanned<usize>>,
     pub shutdown_grace: Option<Spanned<String>>,
+    pub http_cache_retention: Option<Spanned<String>>,
     pub delivery: Option<Spanned<RawDelivery>>,
     pub http: Option<Spanned<RawHttp>>,
     pub forges: Option<Entries<Spanned<RawForge>>>,

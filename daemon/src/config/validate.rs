@@ -26,6 +26,7 @@ use super::raw::{self, RawConfig, RawForge, RawPackage, RawWorkspace, line_col, 
 use super::{Config, ForgeConfig, ForgeKind, PackageConfig, PackageKind, WorkspaceConfig};
 
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(60);
+const DEFAULT_HTTP_CACHE_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 const DEFAULT_MAX_CONCURRENCY: usize = 8;
 const DEFAULT_MAX_PARALLEL_UPDATES: usize = 2;
 /// The most of anything at once a count may allow (`max_concurrency`,
@@ -255,6 +256,10 @@ impl Checker<'_> {
         let http = self.http(raw.http.as_ref());
         let shutdown_grace =
             self.positive_duration(raw.shutdown_grace.as_ref(), Duration::from_secs(60));
+        let http_cache_retention = self.positive_duration(
+            raw.http_cache_retention.as_ref(),
+            DEFAULT_HTTP_CACHE_RETENTION,
+        );
 
         let mut forges = BTreeMap::new();
         let mut hosts: BTreeMap<String, ForgeHost> = BTreeMap::new();
@@ -307,6 +312,7 @@ impl Checker<'_> {
             Ok(delivery),
             Ok(http),
             Ok(shutdown_grace),
+            Ok(http_cache_retention),
             true,
             true,
             true,
@@ -317,6 +323,7 @@ impl Checker<'_> {
             delivery,
             http,
             shutdown_grace,
+            http_cache_retention,
             max_parallel_updates.is_ok(),
             forges_ok,
             ci_ok,
@@ -333,6 +340,7 @@ impl Checker<'_> {
             delivery,
             http,
             shutdown_grace,
+            http_cache_retention,
             secret_env_vars: std::mem::take(&mut self.secret_env_vars),
             forges,
             ci,

@@ -15,6 +15,7 @@ use forgewatch_adapters::governor::{PauseStore, RatePolicy};
 use forgewatch_adapters::http::{ClientOptions, ValidatorStore};
 
 use crate::config::{CiConfig, Config, ForgeConfig, ForgeKind};
+use crate::engine::clock::Clock;
 use crate::engine::command_target::CommandTarget;
 use crate::state::Store;
 
@@ -33,9 +34,12 @@ impl Clients {
     pub fn new(
         config: &Config,
         state: &Store,
+        clock: &Arc<dyn Clock>,
         old: Option<(&Config, &Clients)>,
     ) -> anyhow::Result<Clients> {
-        let store: Arc<dyn ValidatorStore> = Arc::new(state.clone());
+        let clock = clock.clone();
+        let store: Arc<dyn ValidatorStore> =
+            Arc::new(state.http_cache(Arc::new(move || clock.unix_seconds())));
         // Rate-limit pauses outlive the clients: a reload or restart starts from them.
         let pauses: Arc<dyn PauseStore> = Arc::new(state.clone());
         let mut forges: BTreeMap<String, Arc<dyn Forge>> = BTreeMap::new();

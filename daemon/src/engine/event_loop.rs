@@ -345,6 +345,7 @@ impl EventLoop {
         let interval = supervisor.config.poll_interval;
         self.next_cycle = (self.next_cycle + interval / SLICES as u32).max(Instant::now());
         self.targets_read = None;
+        supervisor.prune_http_cache_if_due();
         self.refresh_packages();
         let unanswered = supervisor.known.unanswered(&self.targets);
         self.asked.clear();

@@ -24,6 +24,7 @@
 //!   API reads of them.
 
 pub mod background;
+pub mod cache_pruning;
 pub mod clients;
 pub mod clock;
 pub mod command_target;

@@ -70,6 +70,9 @@ impl Supervisor {
         let polled = self.poll_in_place(&targets, shutdown).await;
         self.absorb_from_every_forge(polled, &targets);
         let results = self.known.answers();
+        if mode == Mode::Deliver {
+            self.prune_http_cache_if_due();
+        }
         let mut report = self
             .compute(mode, &packages, results, true, started, shutdown)
             .await?;

@@ -52,6 +52,8 @@ pub struct Supervisor {
     pub(crate) clock: Arc<dyn Clock>,
     /// The inputs of the last computation of every build.
     pub(crate) last_inputs: crate::plan::inputs::LastInputs,
+    /// When the HTTP cache was last pruned (kept across reloads).
+    pub(crate) cache_pruning: Arc<crate::engine::cache_pruning::CachePruning>,
 }
 
 impl Supervisor {
@@ -91,6 +93,7 @@ impl Supervisor {
         new.lookups = old.lookups.clone();
         new.computing = old.computing.clone();
         new.background = old.background.clone();
+        new.cache_pruning = old.cache_pruning.clone();
         Ok(new)
     }
 
@@ -104,6 +107,7 @@ impl Supervisor {
         let clients = Arc::new(Clients::new(
             &config,
             &state,
+            &clock,
             old.map(|old| (&old.config, &*old.clients)),
         )?);
         let packages = Packages::load(&config, &state).await?;
@@ -148,7 +152,17 @@ impl Supervisor {
             reports: Reports::default(),
             clock,
             last_inputs: Default::default(),
+            cache_pruning: Default::default(),
         })
+    }
+
+    /// Prunes the HTTP cache rows unused for `http_cache_retention`, when due.
+    pub(crate) fn prune_http_cache_if_due(&self) {
+        self.cache_pruning.prune_if_due(
+            &self.state,
+            self.clock.now(),
+            self.config.http_cache_retention,
+        );
     }
 
     /// What the HTTP API reads of this engine.

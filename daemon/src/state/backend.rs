@@ -113,8 +113,11 @@ pub trait Backend: Send + 'static {
     ) -> Result<(), StateError>;
 
     // The forges' HTTP validators and bodies, and their rate-limit pauses.
-    fn cached(&self, key: &str, with_body: bool) -> Option<CachedResponse>;
-    fn save_cached(&self, key: &str, response: &CachedResponse);
+    // Each read or write marks the row used at `now` (unix seconds).
+    fn cached(&self, key: &str, with_body: bool, now: i64) -> Option<CachedResponse>;
+    fn save_cached(&self, key: &str, response: &CachedResponse, now: i64);
+    /// Deletes the rows not used since before `cutoff` (unix seconds); how many.
+    fn prune_http_cache(&self, cutoff: i64) -> Result<usize, StateError>;
     fn pauses(&self) -> Result<BTreeMap<String, PauseRecord>, StateError>;
     fn save_pause(&self, key: &str, record: Option<&PauseRecord>);
 }
@@ -272,12 +275,16 @@ impl Backend for State {
         State::save_mergeable(self, pr, base_sha, head_sha, mergeable)
     }
 
-    fn cached(&self, key: &str, with_body: bool) -> Option<CachedResponse> {
-        State::cached(self, key, with_body)
+    fn cached(&self, key: &str, with_body: bool, now: i64) -> Option<CachedResponse> {
+        State::cached(self, key, with_body, now)
     }
 
-    fn save_cached(&self, key: &str, response: &CachedResponse) {
-        State::save_cached(self, key, response);
+    fn save_cached(&self, key: &str, response: &CachedResponse, now: i64) {
+        State::save_cached(self, key, response, now);
+    }
+
+    fn prune_http_cache(&self, cutoff: i64) -> Result<usize, StateError> {
+        State::prune_http_cache(self, cutoff)
     }
 
     fn pauses(&self) -> Result<BTreeMap<String, PauseRecord>, StateError> {

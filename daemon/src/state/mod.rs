@@ -34,12 +34,12 @@ mod store;
 pub mod workspaces;
 
 pub use backend::Backend;
-pub use store::Store;
+pub use store::{HttpCache, Store, UnixNow};
 
 use crate::plan::fingerprint::BuildInputs;
 use crate::plan::ids::{BuildKey, Fingerprint};
 
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 const DATABASE_FILE: &str = "state.sqlite3";
 /// More than the distinct statements `prepare_cached` is called with.
 const STATEMENTS_CACHED: usize = 64;
@@ -314,7 +314,7 @@ fn prefix_end(prefix: &str) -> String {
 }
 
 /// Schema steps, applied in order: step `i` brings the database to version `i + 1`.
-const MIGRATIONS: [&str; 7] = [
+const MIGRATIONS: [&str; 8] = [
     "CREATE TABLE http_cache (
        key TEXT PRIMARY KEY,
        etag TEXT,
@@ -397,6 +397,10 @@ const MIGRATIONS: [&str; 7] = [
        reason TEXT NOT NULL,
        backoff_step INTEGER NOT NULL
      );",
+    // When each HTTP cache row was last used (unix seconds), so unused rows can be
+    // pruned; the rows already there count as used at the migration.
+    "ALTER TABLE http_cache ADD COLUMN last_used INTEGER NOT NULL DEFAULT 0;
+     UPDATE http_cache SET last_used = CAST(strftime('%s', 'now') AS INTEGER);",
 ];
 
 fn migrate(conn: &Connection, path: &Path) -> Result<(), StateError> {

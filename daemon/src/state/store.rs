@@ -388,9 +388,45 @@ impl Store {
             .await
     }
 
+    /// The HTTP cache as the forge clients use it, each row marked used at `now`
+    /// (unix seconds: the engine's clock).
+    pub fn http_cache(&self, now: UnixNow) -> HttpCache {
+        HttpCache {
+            store: self.clone(),
+            now,
+        }
+    }
+
+    /// Deletes the HTTP cache rows unused since before `cutoff` (unix seconds), a
+    /// write nobody waits for; logs how many.
+    pub fn prune_http_cache(&self, cutoff: i64) {
+        self.queue("prune the HTTP cache", move |b| {
+            let pruned = b.prune_http_cache(cutoff)?;
+            if pruned > 0 {
+                tracing::info!(
+                    pruned,
+                    "HTTP cache: deleted the rows unused for the retention"
+                );
+            }
+            Ok(())
+        });
+    }
+}
+
+/// A clock in unix seconds.
+pub type UnixNow = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The forge clients' [`ValidatorStore`]: the store, and the clock each read and
+/// write marks its row used with (so rows unused for the retention can be pruned).
+pub struct HttpCache {
+    store: Store,
+    now: UnixNow,
+}
+
+impl HttpCache {
     async fn cached_response(&self, key: &str, with_body: bool) -> Option<CachedResponse> {
-        let key = key.to_owned();
-        let cached = self.call(move |b| Ok(b.cached(&key, with_body)));
+        let (key, now) = (key.to_owned(), (self.now)());
+        let cached = self.store.call(move |b| Ok(b.cached(&key, with_body, now)));
         cached.await.unwrap_or_else(|e| {
             tracing::warn!("cannot read the HTTP cache; asking the forge afresh: {e}");
             None
@@ -408,7 +444,7 @@ fn serve(backend: &dyn Backend, queue: &mpsc::Receiver<Job>) {
     }
 }
 
-impl ValidatorStore for Store {
+impl ValidatorStore for HttpCache {
     fn load<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<CachedResponse>> {
         Box::pin(self.cached_response(key, true))
     }
@@ -418,10 +454,10 @@ impl ValidatorStore for Store {
     }
 
     fn save<'a>(&'a self, key: &'a str, response: &'a CachedResponse) -> BoxFuture<'a, ()> {
-        let (key, response) = (key.to_owned(), response.clone());
+        let (key, response, now) = (key.to_owned(), response.clone(), (self.now)());
         Box::pin(async move {
-            let saved = self.call(move |b| {
-                b.save_cached(&key, &response);
+            let saved = self.store.call(move |b| {
+                b.save_cached(&key, &response, now);
                 Ok(())
             });
             if let Err(e) = saved.await {

@@ -78,15 +78,15 @@ fn deliveries_and_cache_survive_reopening() {
             next_url: Some("n".into()),
             body: b"[]".to_vec(),
         };
-        state.save_cached("k", &cached);
-        assert_eq!(state.cached("k", true), Some(cached));
+        state.save_cached("k", &cached, 0);
+        assert_eq!(state.cached("k", true, 0), Some(cached));
     }
     let state = State::open(dir.path()).unwrap();
     let delivered = state.delivered(&key).unwrap().unwrap();
     assert_eq!(delivered.fingerprint, inputs("2").fingerprint());
     assert_eq!(delivered.inputs, Some(inputs("2")));
     assert_eq!(
-        state.cached("k", true).unwrap().etag.as_deref(),
+        state.cached("k", true, 0).unwrap().etag.as_deref(),
         Some("\"e\"")
     );
     let marks = state.build_marks().unwrap();
@@ -106,7 +106,7 @@ fn read_only_state_writes_nothing() {
     let key = BuildKey::mainline("ws");
     let ro = State::open_read_only(dir.path()).unwrap();
     deliver(&ro, &key, &inputs("1"), "id");
-    ro.save_cached("k", &CachedResponse::default());
+    ro.save_cached("k", &CachedResponse::default(), 0);
     assert_eq!(ro.delivered(&key).unwrap(), None);
     assert!(!dir.path().join(DATABASE_FILE).exists());
 }

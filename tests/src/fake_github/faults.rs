@@ -1,6 +1,6 @@
 //! Fault injection for the fake GitHub, for end-to-end tests of the daemon's rate-limit
 //! handling (`forge-apis.md` §1.2), timeouts and secrecy: a primary budget that runs out and
-//! refills at its reset time, secondary rate limits and 429s for the next requests, requests
+//! refills at its reset time, secondary rate limits (current and old-style) and 429s for the next requests, requests
 //! that hang until released, and a hostile 401 that echoes the request's headers (secrets
 //! included) back. Nothing here is in force until a test asks for it.
 //!
@@ -22,6 +22,8 @@ use super::{FakeGitHub, GhState, Inner};
 /// GitHub's primary-limit answer (403, no `Retry-After`).
 const PRIMARY_BODY: &str = r#"{"message":"API rate limit exceeded for user ID 1.","documentation_url":"https://docs.github.com/rest/overview/resources-in-the-rest-api#rate-limiting"}"#;
 const SECONDARY_BODY: &str = r#"{"message":"You have exceeded a secondary rate limit. Please wait a few minutes before you try again."}"#;
+/// GitHub's old-style secondary limit (403, no `Retry-After`, the budget not spent).
+const ABUSE_BODY: &str = r#"{"message":"You have triggered an abuse detection mechanism. Please wait a few minutes before you try again.","documentation_url":"https://docs.github.com/rest/overview/resources-in-the-rest-api#abuse-rate-limits"}"#;
 const TOO_MANY_BODY: &str = r#"{"message":"Too Many Requests"}"#;
 const UNAVAILABLE_BODY: &str = r#"{"message":"Service Unavailable"}"#;
 
@@ -32,6 +34,8 @@ enum Fault {
     Secondary(Option<u64>),
     /// 429, with `Retry-After` when `Some`.
     TooMany(Option<u64>),
+    /// 403 "abuse detection mechanism", without `Retry-After`.
+    Abuse,
 }
 
 /// The faults in force, kept in the fake's state.
@@ -99,6 +103,14 @@ impl FakeGitHub {
     /// current budget (never 0, which would mean the primary limit). They cost no budget.
     pub fn secondary_limit_next(&self, n: usize, retry_after: Option<u64>) {
         let faults = std::iter::repeat_with(|| Fault::Secondary(retry_after)).take(n);
+        self.lock().faults.queue.extend(faults);
+    }
+
+    /// The next `n` requests get GitHub's old-style secondary limit: 403 `You have triggered
+    /// an abuse detection mechanism ...`, no `retry-after`, the rate-limit headers as for
+    /// [`Self::secondary_limit_next`].
+    pub fn abuse_detection_next(&self, n: usize) {
+        let faults = std::iter::repeat_with(|| Fault::Abuse).take(n);
         self.lock().faults.queue.extend(faults);
     }
 
@@ -218,6 +230,7 @@ impl GhState {
         let (status, body, retry_after) = match self.faults.queue.front() {
             Some(Fault::Secondary(after)) => (403, SECONDARY_BODY, *after),
             Some(Fault::TooMany(after)) => (429, TOO_MANY_BODY, *after),
+            Some(Fault::Abuse) => (403, ABUSE_BODY, None),
             _ if self.faults.budget.is_some() && remaining == 0 => {
                 let mut reply = json_reply(403, PRIMARY_BODY);
                 reply.headers.extend(self.headers_with(limit, 0, limit));

@@ -40,7 +40,7 @@ pub(super) async fn handle(State(gh): State<FakeGitHub>, req: Request) -> Respon
     let query = parts.uri.query().unwrap_or("");
     let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let arrived = std::time::SystemTime::now();
-    let record = |status| RequestRecord {
+    let record = |status, gzip| RequestRecord {
         method: parts.method.to_string(),
         arrived,
         path: path.to_owned(),
@@ -48,17 +48,20 @@ pub(super) async fn handle(State(gh): State<FakeGitHub>, req: Request) -> Respon
         status,
         conditional: header("if-none-match").is_some() || header("if-modified-since").is_some(),
         authorization: header("authorization").map(str::to_owned),
+        accept_encoding: header("accept-encoding").map(str::to_owned),
+        gzip,
     };
     let answered = {
         let mut st = gh.lock();
         if let Some(hung) = gh.take_hang(&mut st, path) {
             // Recorded (status 0) and counted as served when taken; in flight until answered.
-            st.requests.push(record(0));
+            st.requests.push(record(0, false));
             gh.inner.served.send_replace(st.requests.len());
             Err(hung)
         } else {
-            let reply = st.serve(&parts.method, path, query, &parts.headers);
-            st.requests.push(record(reply.status));
+            let mut reply = st.serve(&parts.method, path, query, &parts.headers);
+            let gzip = reply.gzip_if_accepted(&parts.headers);
+            st.requests.push(record(reply.status, gzip));
             // No longer in flight by the time it counts as served: whoever sees the served
             // count reach `n` also sees the `n`th request gone from `in_flight`.
             drop(in_flight);
@@ -75,8 +78,27 @@ pub(super) async fn handle(State(gh): State<FakeGitHub>, req: Request) -> Respon
     }
 }
 
+impl Reply {
+    /// When the request accepts gzip, marks the body to go compressed (by
+    /// [`respond`], out of the state's lock), like GitHub, whose ETag of a compressed
+    /// body is weak (`W/"…"`); whether it will.
+    fn gzip_if_accepted(&mut self, request: &HeaderMap) -> bool {
+        let gzip = crate::gzip::wanted(request, &self.body);
+        if gzip {
+            self.headers.push(("content-encoding", "gzip".to_owned()));
+            for (name, value) in &mut self.headers {
+                if *name == "etag" && !value.starts_with("W/") {
+                    *value = format!("W/{value}");
+                }
+            }
+        }
+        gzip
+    }
+}
+
 fn respond(reply: Reply) -> Response {
-    let mut resp = Response::new(Body::from(reply.body));
+    let body = crate::gzip::encoded(&reply.headers, reply.body);
+    let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
     for (name, value) in reply.headers {
         if let Ok(value) = HeaderValue::from_str(&value) {

@@ -69,7 +69,7 @@ pub(super) async fn handle(State(gl): State<FakeGitLab>, req: Request) -> Respon
         token,
     };
     let arrived = std::time::SystemTime::now();
-    let record = |status| RequestRecord {
+    let record = |status, gzip| RequestRecord {
         method: parts.method.to_string(),
         arrived,
         path: request.path.to_owned(),
@@ -77,17 +77,25 @@ pub(super) async fn handle(State(gl): State<FakeGitLab>, req: Request) -> Respon
         status,
         conditional: header("if-none-match").is_some() || header("if-modified-since").is_some(),
         authorization: authorization.map(str::to_owned),
+        accept_encoding: header("accept-encoding").map(str::to_owned),
+        gzip,
     };
     let answered = {
         let mut st = gl.lock();
         if let Some(hung) = gl.take_hang(&mut st, request.path) {
             // Recorded (status 0) and counted as served when taken, answered once released.
-            st.requests.push(record(0));
+            st.requests.push(record(0, false));
             gl.inner.served.send_replace(st.requests.len());
             Err(hung)
         } else {
-            let reply = st.serve(&request);
-            st.requests.push(record(reply.status));
+            let mut reply = st.serve(&request);
+            // Like GitLab (whose API ETags are weak already); compressed by `respond`,
+            // out of the state's lock.
+            let gzip = crate::gzip::wanted(&parts.headers, &reply.body);
+            if gzip {
+                reply.headers.push(("content-encoding", "gzip".to_owned()));
+            }
+            st.requests.push(record(reply.status, gzip));
             gl.inner.served.send_replace(st.requests.len());
             Ok(reply)
         }
@@ -102,7 +110,8 @@ pub(super) async fn handle(State(gl): State<FakeGitLab>, req: Request) -> Respon
 }
 
 fn respond(reply: Reply) -> Response {
-    let mut resp = Response::new(Body::from(reply.body));
+    let body = crate::gzip::encoded(&reply.headers, reply.body);
+    let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
     for (name, value) in reply.headers {
         if let Ok(value) = HeaderValue::from_str(&value) {

@@ -8,8 +8,10 @@ use reqwest::{Client, Response};
 use serde_json::Value;
 
 pub fn client() -> Client {
+    // Uncompressed, to see the fakes' headers and bodies as they are made.
     Client::builder()
         .no_proxy()
+        .no_gzip()
         .build()
         .expect("reqwest client")
 }

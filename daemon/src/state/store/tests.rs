@@ -33,7 +33,8 @@ async fn another_task_runs() {
 async fn a_blocked_store_call_leaves_the_runtime_thread_to_other_tasks() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).await.unwrap();
-    ValidatorStore::save(&store, "k", &cached()).await;
+    let cache = store.http_cache(std::sync::Arc::new(|| 0));
+    ValidatorStore::save(&cache, "k", &cached()).await;
     let (entered_tx, entered) = oneshot::channel();
     let (release, released) = mpsc::channel::<()>();
     let blocked = tokio::spawn({
@@ -53,10 +54,7 @@ async fn a_blocked_store_call_leaves_the_runtime_thread_to_other_tasks() {
     entered.await.unwrap();
     // The store's thread is inside the call: what comes after it waits there, the
     // forge clients' cache reads included, and the runtime's one thread is free.
-    let load = tokio::spawn({
-        let store = store.clone();
-        async move { ValidatorStore::load(&store, "k").await }
-    });
+    let load = tokio::spawn(async move { ValidatorStore::load(&cache, "k").await });
     let marks = tokio::spawn({
         let store = store.clone();
         async move { store.build_marks().await.map(|m| m.len()) }
