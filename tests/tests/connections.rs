@@ -5,6 +5,8 @@
 //! of slow clients serve others once they time out; an idle, a slow-header and a
 //! slow-body connection are each closed after their timeout.
 
+#![allow(clippy::unwrap_used)] // helpers of the tests below
+
 mod support;
 
 use std::time::{Duration, Instant};
@@ -134,11 +136,25 @@ async fn a_flood_of_slow_clients_leaves_healthz_and_deliveries_to_others() {
     raise_own_fd_limit();
     let env = Env::new().await;
     two_workspaces(&env, "");
-    let _daemon = env.command_via(SERVICE_FD_LIMIT, &["run"]).spawn().unwrap();
+    let daemon = env.command_via(SERVICE_FD_LIMIT, &["run"]).spawn().unwrap();
     let address = env.listen_address().await;
     assert!(
         env.ci.wait_for_accepted(1, DEADLINE).await,
         "first delivery"
+    );
+    // The shell `exec`s the daemon: same process, which raised its soft limit.
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", daemon.id().unwrap())).unwrap();
+    let open_files: Vec<&str> = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    assert_eq!(
+        open_files[..2],
+        [hard.to_string(), hard.to_string()],
+        "{limits}"
     );
     assert!(scripted_deliveries(&env, 1, DEADLINE).await.is_some());
     let http = http_client();

@@ -16,6 +16,7 @@
 //! On shutdown the server stops accepting and lets each connection finish the
 //! request it is serving (hyper's graceful shutdown).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,8 +32,8 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::HttpLimits;
@@ -53,7 +54,9 @@ pub async fn serve(
     }));
     let service = TowerToHyperService::new(router);
     let slots = Arc::new(Semaphore::new(cap));
-    let mut at_cap = false;
+    // Connections closed since the cap was reached; logged when half the slots are
+    // free again, so a cap held by a flood is logged once, not per connection.
+    let mut refused: Option<u64> = None;
     loop {
         // `Listener::accept` retries failed accepts itself.
         let (stream, peer) = tokio::select! {
@@ -61,42 +64,62 @@ pub async fn serve(
             () = shutdown.cancelled() => break,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            if !at_cap {
+            let count = refused.get_or_insert_with(|| {
                 tracing::warn!(cap, "HTTP connections at their cap: new ones are closed");
-                at_cap = true;
-            }
+                0
+            });
+            *count += 1;
             continue;
         };
-        if at_cap {
-            tracing::info!(cap, "HTTP connections below their cap again");
-            at_cap = false;
+        if let Some(count) = refused.filter(|_| slots.available_permits() >= cap / 2) {
+            tracing::info!(
+                cap,
+                refused = count,
+                "HTTP connections well below their cap again"
+            );
+            refused = None;
         }
-        let service = service.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout);
-            let mut connection =
-                std::pin::pin!(builder.serve_connection(TokioIo::new(stream), service));
-            let served = tokio::select! {
-                served = connection.as_mut() => served,
-                () = shutdown.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(e) = served {
-                tracing::debug!(%peer, "HTTP connection closed: {e}");
-            }
-            drop(slot);
-        });
+        let connection = Connection {
+            service: service.clone(),
+            header_timeout: limits.header_timeout,
+            shutdown: shutdown.clone(),
+            _slot: slot,
+        };
+        tokio::spawn(connection.serve(stream, peer));
     }
     drop(listener);
     // Every slot back: every connection is closed.
     let all = u32::try_from(cap).unwrap_or(u32::MAX);
     let _ = slots.acquire_many(all).await;
+}
+
+/// What serving one accepted connection needs; its slot is freed when it ends.
+struct Connection {
+    service: TowerToHyperService<Router>,
+    header_timeout: Duration,
+    shutdown: CancellationToken,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Connection {
+    async fn serve(self, stream: TcpStream, peer: SocketAddr) {
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout);
+        let connection = builder.serve_connection(TokioIo::new(stream), self.service);
+        let mut connection = std::pin::pin!(connection);
+        let served = tokio::select! {
+            served = connection.as_mut() => served,
+            () = self.shutdown.cancelled() => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        if let Err(e) = served {
+            tracing::debug!(%peer, "HTTP connection closed: {e}");
+        }
+    }
 }
 
 /// At most `configured`, and at most half the open-file limit `fds`.
@@ -160,5 +183,18 @@ async fn read_body_within(timeout: Duration, request: Request, next: Next) -> Re
                 humantime::format_duration(timeout)
             ),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::connection_cap;
+
+    #[test]
+    fn the_cap_keeps_half_the_open_file_limit_for_the_rest() {
+        assert_eq!(connection_cap(2048, 1_048_576), 2048);
+        assert_eq!(connection_cap(2048, 1024), 512);
+        assert_eq!(connection_cap(600, 1024), 512);
+        assert_eq!(connection_cap(8, 1), 1);
     }
 }
