@@ -16,6 +16,7 @@ pub use crate::engine::event::Request;
 use crate::engine::event_loop::EventLoop;
 pub use crate::engine::lifecycle::Lifecycle;
 use crate::http::api::{ApiState, router};
+use crate::http::server::serve;
 use crate::state::Store;
 use crate::state::lock::StateLock;
 
@@ -72,6 +73,7 @@ pub async fn run(
     .with_context(|| format!("cannot write {}", config.state_dir.display()))?;
     let interval = config.poll_interval;
     let grace = config.shutdown_grace;
+    let limits = config.http.limits;
     let (engine, subscribed) = EventLoop::new(
         config,
         state.clone(),
@@ -84,12 +86,7 @@ pub async fn run(
         view: subscribed,
         requests: requests.sender,
     };
-    let stop_serving = shutdown.clone().cancelled_owned();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router(api))
-            .with_graceful_shutdown(stop_serving)
-            .await
-    });
+    let server = tokio::spawn(serve(listener, router(api), limits, shutdown.clone()));
     tracing::info!(%address, ?interval, "forgewatch running");
     lifecycle.ready();
     engine.run(lifecycle).await;

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use forgewatch::config::{CiConfig, Config, ConfigError, ForgeKind, load};
+use forgewatch::config::{CiConfig, Config, ConfigError, ForgeKind, HttpLimits, load};
 use tempfile::TempDir;
 
 /// A configuration file in a fresh directory, with optional neighbour files.
@@ -405,6 +405,43 @@ fn minimal_file_gets_the_defaults() {
     assert_eq!(config.poll_interval, Duration::from_secs(60));
     assert_eq!(config.http_cache_retention, Duration::from_secs(7 * 86400));
     assert!(config.forges.is_empty() && config.ci.is_empty() && config.workspaces.is_empty());
+}
+
+/// Issue 14: what one client can hold of the HTTP server; defaults without an
+/// `http` block or with one that names other keys, refusals located.
+#[test]
+fn http_limits() {
+    let defaults = HttpLimits {
+        header_timeout: Duration::from_secs(10),
+        body_timeout: Duration::from_secs(30),
+        max_connections: 2048,
+    };
+    assert_eq!(Fixture::new("state_dir: s").loaded().http.limits, defaults);
+    let f = Fixture::new("state_dir: s\nhttp: { listen: '127.0.0.1:1' }");
+    assert_eq!(f.loaded().http.limits, defaults);
+    let text =
+        "state_dir: s\nhttp:\n  header_timeout: 2s\n  body_timeout: 1m\n  max_connections: 8";
+    let limits = HttpLimits {
+        header_timeout: Duration::from_secs(2),
+        body_timeout: Duration::from_secs(60),
+        max_connections: 8,
+    };
+    assert_eq!(Fixture::new(text).loaded().http.limits, limits);
+    let msg = "`max_connections` must be from 1 to 65536, not 0";
+    refused("state_dir: s\nhttp:\n  max_connections: 0", (3, 20), msg);
+    let msg = "`max_connections` must be from 1 to 65536, not 65537";
+    refused(
+        "state_dir: s\nhttp:\n  max_connections: 65537",
+        (3, 20),
+        msg,
+    );
+    let msg = "the duration must be more than 0s";
+    refused("state_dir: s\nhttp:\n  header_timeout: 0s", (3, 19), msg);
+    refused(
+        "state_dir: s\nhttp:\n  body_timeout: soon",
+        (3, 17),
+        "invalid duration",
+    );
 }
 
 #[test]

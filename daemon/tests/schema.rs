@@ -54,7 +54,14 @@ const OBJECTS: &[(&str, &str, &[&str])] = &[
     (
         "http",
         "/properties/http",
-        &["listen", "admin_token_env", "admin_token_file"],
+        &[
+            "listen",
+            "admin_token_env",
+            "admin_token_file",
+            "header_timeout",
+            "body_timeout",
+            "max_connections",
+        ],
     ),
     (
         "forge",
@@ -256,6 +263,9 @@ const CASES: &[Case] = &[
             ("listen", "'0.0.0.0:9000'"),
             ("admin_token_env", "PATH"),
             ("admin_token_file", "secret"),
+            ("header_timeout", "5s"),
+            ("body_timeout", "1m"),
+            ("max_connections", "64"),
         ],
     },
     Case {
@@ -1167,6 +1177,22 @@ fn schema_defaults_are_the_loaders() {
         default("/properties/http/properties/listen")
             .as_str()
             .expect("s")
+    );
+    let http = "/properties/http/properties";
+    let limits = config.http.limits;
+    assert_eq!(
+        limits.header_timeout,
+        duration(&format!("{http}/header_timeout"))
+    );
+    assert_eq!(
+        limits.body_timeout,
+        duration(&format!("{http}/body_timeout"))
+    );
+    assert_eq!(
+        limits.max_connections as u64,
+        default(&format!("{http}/max_connections"))
+            .as_u64()
+            .expect("n")
     );
 
     let forge = &config.forges["gh"];

@@ -88,6 +88,31 @@ pub struct HttpConfig {
     pub listen: std::net::SocketAddr,
     /// Bearer token of the POST endpoints; `None`: they are refused.
     pub admin_token: Option<Secret>,
+    /// What one client can hold of the server.
+    pub limits: HttpLimits,
+}
+
+/// What one client can hold of the HTTP server (SPEC §10); applied at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// How long a client may take to send a request's headers, from the moment the
+    /// server waits for them: on a new connection, and after each response on a
+    /// kept-alive one (so it is also the idle timeout).
+    pub header_timeout: Duration,
+    /// How long a client may take to send a request's body, from its headers.
+    pub body_timeout: Duration,
+    /// Connections open at once; one more is closed as soon as it is accepted.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> HttpLimits {
+        HttpLimits {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 2048,
+        }
+    }
 }
 
 /// How deliveries are retried (SPEC §8).

@@ -80,6 +80,9 @@ pub(super) struct RawHttp {
     pub admin_token_file: Option<Spanned<String>>,
     /// Refused (inline secret).
     pub admin_token: Option<Spanned<IgnoredAny>>,
+    pub header_timeout: Option<Spanned<String>>,
+    pub body_timeout: Option<Spanned<String>>,
+    pub max_connections: Option<Spanned<usize>>,
 }
 
 /// `delivery`: retries of failed deliveries.

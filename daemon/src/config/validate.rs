@@ -34,6 +34,8 @@ const DEFAULT_MAX_PARALLEL_UPDATES: usize = 2;
 const MAX_COUNT: usize = 256;
 /// A thousand requests a second: any cap meant as one is below it.
 const MAX_REQUESTS_PER_MINUTE: u32 = 60_000;
+/// `http.max_connections`: at most this many (the process's descriptor limit lowers it further).
+const MAX_CONNECTIONS: usize = 65_536;
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_SECONDARY_WAIT: Duration = Duration::from_secs(60);

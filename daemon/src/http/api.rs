@@ -25,7 +25,7 @@ use crate::engine::event::Request;
 use crate::engine::view::View;
 use crate::state::events::EventQuery;
 
-const MAX_BODY: usize = 1024 * 1024;
+pub(crate) const MAX_BODY: usize = 1024 * 1024;
 
 #[derive(Clone)]
 pub struct ApiState {
@@ -71,7 +71,7 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({ "error": message.into() }))).into_response()
 }
 

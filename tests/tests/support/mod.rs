@@ -194,7 +194,20 @@ impl Env {
     /// daemon runs, and a full pipe (64 KiB) would block it, so it goes to `daemon.log`
     /// in the test directory instead ([`Self::forgewatch`] pipes it: it reads as it waits).
     pub fn command(&self, args: &[&str]) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(binary());
+        self.command_via(&[], args)
+    }
+
+    /// [`Self::command`] run by `wrapper` (a program and its first arguments, which
+    /// then gets the daemon's path and `args`), e.g. a shell that sets a limit first.
+    pub fn command_via(&self, wrapper: &[&str], args: &[&str]) -> tokio::process::Command {
+        let mut cmd = match wrapper {
+            [] => tokio::process::Command::new(binary()),
+            [program, first @ ..] => {
+                let mut cmd = tokio::process::Command::new(program);
+                cmd.args(first).arg(binary());
+                cmd
+            }
+        };
         cmd.args(args)
             .arg("--config")
             .arg(self.config_path())

@@ -11,8 +11,11 @@ use serde_saphyr::Spanned;
 
 use super::super::file::{MAX_SECRET_BYTES, read_capped};
 use super::super::raw::{InlineSecrets, RawBasicAuth, line_col, q};
-use super::super::{BasicAuth, parse_duration};
-use super::{Checked, Checker, ForgeHost, MAX_COUNT, Reported, env_or_file, inline_secret_message};
+use super::super::{BasicAuth, HttpLimits, parse_duration};
+use super::{
+    Checked, Checker, ForgeHost, MAX_CONNECTIONS, MAX_COUNT, Reported, env_or_file,
+    inline_secret_message,
+};
 
 impl Checker<'_> {
     /// A path of the file, resolved against the file's directory, without `.` parts.
@@ -273,11 +276,22 @@ impl Checker<'_> {
         value: Option<&Spanned<usize>>,
         default: usize,
     ) -> Checked<usize> {
+        self.count_up_to(key, value, default, MAX_COUNT)
+    }
+
+    /// A count from 1 to `max`.
+    pub(super) fn count_up_to(
+        &mut self,
+        key: &str,
+        value: Option<&Spanned<usize>>,
+        default: usize,
+        max: usize,
+    ) -> Checked<usize> {
         match value {
             None => Ok(default),
-            Some(n) if (1..=MAX_COUNT).contains(&n.value) => Ok(n.value),
+            Some(n) if (1..=max).contains(&n.value) => Ok(n.value),
             Some(n) => {
-                let msg = format!("`{key}` must be from 1 to {MAX_COUNT}, not {}", n.value);
+                let msg = format!("`{key}` must be from 1 to {max}, not {}", n.value);
                 Err(self.error(n.referenced, msg))
             }
         }
@@ -309,6 +323,7 @@ impl Checker<'_> {
             return Ok(crate::config::HttpConfig {
                 listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8471)),
                 admin_token: None,
+                limits: HttpLimits::default(),
             });
         };
         let h = &raw.value;
@@ -336,10 +351,25 @@ impl Checker<'_> {
             h.admin_token_env.as_ref(),
             h.admin_token_file.as_ref(),
         );
+        let defaults = HttpLimits::default();
+        let header_timeout =
+            self.positive_duration(h.header_timeout.as_ref(), defaults.header_timeout);
+        let body_timeout = self.positive_duration(h.body_timeout.as_ref(), defaults.body_timeout);
+        let max_connections = self.count_up_to(
+            "max_connections",
+            h.max_connections.as_ref(),
+            defaults.max_connections,
+            MAX_CONNECTIONS,
+        );
         inline?;
         Ok(crate::config::HttpConfig {
             listen: listen?,
             admin_token: admin_token?,
+            limits: HttpLimits {
+                header_timeout: header_timeout?,
+                body_timeout: body_timeout?,
+                max_connections: max_connections?,
+            },
         })
     }
 }
