@@ -90,7 +90,7 @@ pub async fn run(
             .with_graceful_shutdown(stop_serving)
             .await
     });
-    tracing::info!(%address, ?interval, "forgewatch running");
+    tracing::info!(%address, interval = %humantime::format_duration(interval), "forgewatch running");
     lifecycle.ready();
     engine.run(lifecycle).await;
     // The engine used its grace; connections still open do not hold the exit.

@@ -9,9 +9,11 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+pub mod logging;
 pub mod notify;
 pub mod remote;
 
+use crate::cli::logging::LogFormat;
 use crate::cli::notify::Notifier;
 use crate::config::{self, Config};
 use crate::engine::cycle::{CycleReport, Mode};
@@ -33,12 +35,6 @@ struct Cli {
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum LogFormat {
-    Human,
-    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -103,7 +99,7 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    init_logging(cli.log_format);
+    logging::init(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -115,18 +111,6 @@ pub fn main() -> ExitCode {
     // Tasks still blocked in a system call (a reaper, a stuck read) do not hold the exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     code
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
 }
 
 async fn dispatch(command: Command) -> ExitCode {

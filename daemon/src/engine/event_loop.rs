@@ -182,7 +182,7 @@ impl EventLoop {
             self.senders.wait().await;
         };
         if tokio::time::timeout(grace, stop).await.is_err() {
-            tracing::warn!(grace = ?grace, "stopping took longer than shutdown_grace: exiting anyway");
+            tracing::warn!(grace = %humantime::format_duration(grace), "stopping took longer than shutdown_grace: exiting anyway");
         }
     }
 
@@ -560,7 +560,9 @@ impl EventLoop {
                 elapsed,
                 &self.poll_errors,
             );
-            tracing::debug!(number, ?elapsed, "cycle done");
+            let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+            let elapsed = humantime::format_duration(std::time::Duration::from_millis(ms));
+            tracing::debug!(number, %elapsed, "cycle done");
             lifecycle.status(&self.supervisor.status.line());
             lifecycle.watchdog();
         }
