@@ -37,13 +37,14 @@ fn identity(path: &Path) -> String {
 }
 
 /// Runs `forgewatch ARGS` with its stderr going to the file `name` in the test
-/// directory and `vars` set (`None`: removed); returns what it wrote there.
-async fn stderr_in_file(
+/// directory and `vars` set (`None`: removed); returns its exit code and what it
+/// wrote there.
+async fn run_to_file(
     env: &Env,
     name: &str,
     args: &[&str],
     vars: &[(&str, Option<&str>)],
-) -> String {
+) -> (Option<i32>, String) {
     let path = env.dir.path().join(name);
     let file = std::fs::File::create(&path).unwrap();
     let mut cmd = env.command(args);
@@ -58,8 +59,18 @@ async fn stderr_in_file(
         .await
         .unwrap()
         .unwrap();
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert_eq!(status.code(), Some(0), "{text}");
+    (status.code(), std::fs::read_to_string(&path).unwrap())
+}
+
+/// [`run_to_file`] of a command that succeeds: what it wrote.
+async fn stderr_in_file(
+    env: &Env,
+    name: &str,
+    args: &[&str],
+    vars: &[(&str, Option<&str>)],
+) -> String {
+    let (code, text) = run_to_file(env, name, args, vars).await;
+    assert_eq!(code, Some(0), "{text}");
     text
 }
 
@@ -135,6 +146,14 @@ async fn under_journald_each_line_starts_with_its_syslog_priority() {
     let text = stderr_in_file(&env, "other.log", &["once"], &vars).await;
     assert!(text.contains(" WARN "), "{text}");
     assert!(text.lines().all(|l| !l.starts_with('<')), "{text}");
+
+    // The errors that end a command are errors too: a configuration refused.
+    std::fs::write(env.config_path(), "poll_interval: soon\n").unwrap();
+    let vars = [("JOURNAL_STREAM", Some(journal.as_str()))];
+    let (code, text) = run_to_file(&env, "journal.log", &["check"], &vars).await;
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("invalid duration `soon`"), "{text}");
+    assert!(text.lines().all(|l| l.starts_with("<3>")), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

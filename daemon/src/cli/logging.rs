@@ -22,8 +22,25 @@ pub enum LogFormat {
     Json,
 }
 
+/// What stderr is, for the lines written there without the subscriber.
+#[derive(Clone, Copy, Debug)]
+pub struct Stderr {
+    journal: bool,
+}
+
+impl Stderr {
+    /// Writes `text` (an error ending the command) to stderr, under journald each
+    /// line at priority `<3>` (error).
+    pub fn error(self, text: &str) {
+        let prefix = if self.journal { "<3>" } else { "" };
+        for line in text.lines() {
+            eprintln!("{prefix}{line}");
+        }
+    }
+}
+
 /// Installs the global subscriber: `RUST_LOG` (default `info`) to stderr.
-pub fn init(format: LogFormat) {
+pub fn init(format: LogFormat) -> Stderr {
     let env = |key: &str| std::env::var(key).ok();
     let ansi = colours(std::io::stderr().is_terminal(), env);
     let journal = is_journal(env("JOURNAL_STREAM").as_deref(), stderr_identity());
@@ -39,6 +56,7 @@ pub fn init(format: LogFormat) {
         (LogFormat::Json, false) => builder.json().init(),
         (LogFormat::Json, true) => builder.json().map_event_format(Prioritized).init(),
     }
+    Stderr { journal }
 }
 
 /// Whether lines get ANSI colours: only on a terminal, and neither `NO_COLOR` (any

@@ -13,7 +13,7 @@ pub mod logging;
 pub mod notify;
 pub mod remote;
 
-use crate::cli::logging::LogFormat;
+use crate::cli::logging::{LogFormat, Stderr};
 use crate::cli::notify::Notifier;
 use crate::config::{self, Config};
 use crate::engine::cycle::{CycleReport, Mode};
@@ -99,21 +99,21 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    logging::init(cli.log_format);
+    let stderr = logging::init(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("forgewatch: cannot start the async runtime: {e}");
+            stderr.error(&format!("forgewatch: cannot start the async runtime: {e}"));
             return ExitCode::from(1);
         }
     };
-    let code = runtime.block_on(dispatch(cli.command));
+    let code = runtime.block_on(dispatch(cli.command, stderr));
     // Tasks still blocked in a system call (a reaper, a stuck read) do not hold the exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     code
 }
 
-async fn dispatch(command: Command) -> ExitCode {
+async fn dispatch(command: Command, stderr: Stderr) -> ExitCode {
     let config_path = match &command {
         Command::Schema => {
             println!("{}", config::schema::schema());
@@ -124,7 +124,7 @@ async fn dispatch(command: Command) -> ExitCode {
             json,
             ..
         } => {
-            return finish(crate::cli::remote::status(url, None, *json).await);
+            return finish(crate::cli::remote::status(url, None, *json).await, stderr);
         }
         Command::Trigger {
             url: Some(url),
@@ -132,7 +132,8 @@ async fn dispatch(command: Command) -> ExitCode {
             pr,
             ..
         } => {
-            return finish(crate::cli::remote::trigger(url, None, workspace, pr.as_deref()).await);
+            let triggered = crate::cli::remote::trigger(url, None, workspace, pr.as_deref()).await;
+            return finish(triggered, stderr);
         }
         Command::Run { config }
         | Command::Check { config }
@@ -140,7 +141,7 @@ async fn dispatch(command: Command) -> ExitCode {
         | Command::Status { config, .. }
         | Command::Trigger { config, .. } => config.clone(),
     };
-    let config = match load_config(&config_path) {
+    let config = match load_config(&config_path, stderr) {
         Some(c) => c,
         None => return ExitCode::from(2),
     };
@@ -158,7 +159,7 @@ async fn dispatch(command: Command) -> ExitCode {
         Command::Once { dry_run, json, .. } => once(config, dry_run, json).await,
         Command::Run { .. } => run(config).await,
     };
-    finish(result)
+    finish(result, stderr)
 }
 
 /// `forgewatch run`: binds the listener, wires signals and systemd's notify
@@ -184,21 +185,21 @@ async fn run(config: Config) -> anyhow::Result<()> {
     result
 }
 
-fn finish(result: anyhow::Result<()>) -> ExitCode {
+fn finish(result: anyhow::Result<()>, stderr: Stderr) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("forgewatch: {e:#}");
+            stderr.error(&format!("forgewatch: {e:#}"));
             ExitCode::from(1)
         }
     }
 }
 
-fn load_config(path: &Path) -> Option<Config> {
+fn load_config(path: &Path, stderr: Stderr) -> Option<Config> {
     match config::load(path) {
         Ok(c) => Some(c),
         Err(errors) => {
-            eprintln!("{errors}");
+            stderr.error(&errors.to_string());
             None
         }
     }
