@@ -222,8 +222,13 @@ async fn a_burst_of_limited_answers_is_one_warning_with_a_count() {
         ) && failed[0].contains("count=8"),
         "{stderr}"
     );
-    let pauses = stderr.lines().filter(|l| l.contains("pausing this forge"));
-    assert_eq!(pauses.count(), 1, "{stderr}");
+    let pauses: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("pausing this forge"))
+        .collect();
+    assert_eq!(pauses.len(), 1, "{stderr}");
+    // The forge's API origin as a value, not a quoted string.
+    assert!(pauses[0].contains(" forge=http://127.0.0.1:"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

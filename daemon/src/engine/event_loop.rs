@@ -338,7 +338,7 @@ impl EventLoop {
         };
         tracing::debug!(
             number,
-            slice,
+            %slice,
             at_us = unix_micros(&*self.supervisor.clock),
             "cycle started"
         );
@@ -448,7 +448,7 @@ impl EventLoop {
         let number = self.supervisor.next_cycle_number();
         tracing::debug!(
             number,
-            slice = "extra",
+            slice = %"extra",
             at_us = unix_micros(&*self.supervisor.clock),
             "cycle started"
         );

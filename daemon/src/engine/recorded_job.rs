@@ -46,7 +46,7 @@ pub async fn run(
     tracing::info!(job = id, argv = %job.argv.join(" "), "{kind} started");
     let ws = workspace.to_owned();
     let on_line = move |line: &LogLine| {
-        tracing::debug!(workspace = %ws, stream = line.stream.as_str(), "{}", line.text);
+        tracing::debug!(workspace = %ws, stream = %line.stream.as_str(), "{}", line.text);
     };
     let result = process::run(job, &on_line, cancel).await;
     let ended_at = clock.unix_ms();
