@@ -31,14 +31,15 @@ impl Folded {
         }
     }
 
-    /// Logs one line per reason at `level`: `PREFIX WHAT: TEXT` for a single one,
-    /// `PREFIX FIRST and N more: REASON` with `count` for several (the first in
-    /// order of `what`; each of them at debug).
+    /// Logs one line per reason at `level` (error, warn, else info): `PREFIX WHAT:
+    /// TEXT` for a single one, `PREFIX FIRST and N more: REASON` with `count` for
+    /// several (the first in order of `what`; each of them at debug).
     pub fn log(self, level: Level, prefix: &str) {
         for (message, items) in self.lines(prefix) {
             let count = (items.len() > 1).then_some(items.len());
             match level {
-                Level::ERROR | Level::WARN => tracing::warn!(count, "{message}"),
+                Level::ERROR => tracing::error!(count, "{message}"),
+                Level::WARN => tracing::warn!(count, "{message}"),
                 _ => tracing::info!(count, "{message}"),
             }
             if count.is_some() {
