@@ -39,7 +39,7 @@ pub fn pull_requests_of<T: serde::de::DeserializeOwned>(
                 .and_then(&convert)
             {
                 Ok(pr) => pulls.push(pr),
-                Err(message) => tracing::warn!(url, "skipping a {what}: {message}"),
+                Err(message) => tracing::warn!(%url, "skipping a {what}: {message}"),
             }
         }
     }

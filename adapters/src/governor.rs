@@ -156,7 +156,7 @@ impl Governor {
         let until = record.until.min(now + MAX_PAUSE);
         if until > now {
             tracing::info!(
-                forge = key,
+                forge = %key,
                 "rate limit: this forge stays paused until {}: {}",
                 humantime::format_rfc3339_seconds(until),
                 record.reason
@@ -232,12 +232,12 @@ impl Governor {
         match inner.in_force(now) {
             Some(current) if until <= current.until + EXTEND_MARGIN => return,
             Some(_) => {
-                tracing::warn!(forge, "rate limit: pause extended until {end}: {reason}");
+                tracing::warn!(%forge, "rate limit: pause extended until {end}: {reason}");
             }
             None => {
                 inner.generation += 1;
                 tracing::warn!(
-                    forge,
+                    %forge,
                     "rate limit: pausing this forge until {end}: {reason}"
                 );
             }

@@ -87,7 +87,7 @@ pub async fn run(
         requests: requests.sender,
     };
     let server = tokio::spawn(serve(listener, router(api), limits, shutdown.clone()));
-    tracing::info!(%address, ?interval, "forgewatch running");
+    tracing::info!(%address, interval = %humantime::format_duration(interval), "forgewatch running");
     lifecycle.ready();
     engine.run(lifecycle).await;
     // The engine used its grace; connections still open do not hold the exit.

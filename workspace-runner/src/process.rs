@@ -79,6 +79,16 @@ pub enum Stream {
     Stderr,
 }
 
+impl Stream {
+    /// `stdout` or `stderr`, as logged and stored.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
 /// One line of a job's output, without its line ending.
 #[derive(Clone, Debug)]
 pub struct LogLine {

@@ -198,7 +198,7 @@ impl ConditionalClient {
 
     async fn get_with(&self, url: &str, body_on_304: bool) -> Result<Page, ForgeError> {
         use tracing::Instrument;
-        let span = tracing::debug_span!("forge_request", url);
+        let span = tracing::debug_span!("forge_request", %url);
         self.get_in_span(url, body_on_304).instrument(span).await
     }
 

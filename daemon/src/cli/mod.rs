@@ -9,9 +9,11 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+pub mod logging;
 pub mod notify;
 pub mod remote;
 
+use crate::cli::logging::{LogFormat, Stderr};
 use crate::cli::notify::Notifier;
 use crate::config::{self, Config};
 use crate::engine::cycle::{CycleReport, Mode};
@@ -33,12 +35,6 @@ struct Cli {
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum LogFormat {
-    Human,
-    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -103,33 +99,21 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    init_logging(cli.log_format);
+    let stderr = logging::init(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("forgewatch: cannot start the async runtime: {e}");
+            stderr.error(&format!("forgewatch: cannot start the async runtime: {e}"));
             return ExitCode::from(1);
         }
     };
-    let code = runtime.block_on(dispatch(cli.command));
+    let code = runtime.block_on(dispatch(cli.command, stderr));
     // Tasks still blocked in a system call (a reaper, a stuck read) do not hold the exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     code
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
-async fn dispatch(command: Command) -> ExitCode {
+async fn dispatch(command: Command, stderr: Stderr) -> ExitCode {
     let config_path = match &command {
         Command::Schema => {
             println!("{}", config::schema::schema());
@@ -140,7 +124,7 @@ async fn dispatch(command: Command) -> ExitCode {
             json,
             ..
         } => {
-            return finish(crate::cli::remote::status(url, None, *json).await);
+            return finish(crate::cli::remote::status(url, None, *json).await, stderr);
         }
         Command::Trigger {
             url: Some(url),
@@ -148,7 +132,8 @@ async fn dispatch(command: Command) -> ExitCode {
             pr,
             ..
         } => {
-            return finish(crate::cli::remote::trigger(url, None, workspace, pr.as_deref()).await);
+            let triggered = crate::cli::remote::trigger(url, None, workspace, pr.as_deref()).await;
+            return finish(triggered, stderr);
         }
         Command::Run { config }
         | Command::Check { config }
@@ -156,7 +141,7 @@ async fn dispatch(command: Command) -> ExitCode {
         | Command::Status { config, .. }
         | Command::Trigger { config, .. } => config.clone(),
     };
-    let config = match load_config(&config_path) {
+    let config = match load_config(&config_path, stderr) {
         Some(c) => c,
         None => return ExitCode::from(2),
     };
@@ -174,7 +159,7 @@ async fn dispatch(command: Command) -> ExitCode {
         Command::Once { dry_run, json, .. } => once(config, dry_run, json).await,
         Command::Run { .. } => run(config).await,
     };
-    finish(result)
+    finish(result, stderr)
 }
 
 /// `forgewatch run`: binds the listener, wires signals and systemd's notify
@@ -200,21 +185,21 @@ async fn run(config: Config) -> anyhow::Result<()> {
     result
 }
 
-fn finish(result: anyhow::Result<()>) -> ExitCode {
+fn finish(result: anyhow::Result<()>, stderr: Stderr) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("forgewatch: {e:#}");
+            stderr.error(&format!("forgewatch: {e:#}"));
             ExitCode::from(1)
         }
     }
 }
 
-fn load_config(path: &Path) -> Option<Config> {
+fn load_config(path: &Path, stderr: Stderr) -> Option<Config> {
     match config::load(path) {
         Ok(c) => Some(c),
         Err(errors) => {
-            eprintln!("{errors}");
+            stderr.error(&errors.to_string());
             None
         }
     }

@@ -41,7 +41,8 @@ impl CiTarget for CommandTarget {
                 max_log_lines: 200,
                 max_line_bytes: 2048,
             };
-            let on_line = |line: &LogLine| tracing::debug!(stream = ?line.stream, "{}", line.text);
+            let on_line =
+                |line: &LogLine| tracing::debug!(stream = %line.stream.as_str(), "{}", line.text);
             // A delivery in flight is finished, not cancelled, at shutdown.
             let outcome = process::run(&job, &on_line, &CancellationToken::new())
                 .await

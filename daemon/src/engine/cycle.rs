@@ -167,9 +167,9 @@ impl Supervisor {
         );
         // Only news at info: a quiet round (all 304s) is a debug line.
         if fresh + failed > 0 {
-            tracing::info!(forge = %name, fresh, not_modified, failed, rate_limit_remaining = ?remaining, rate_limit = ?limit, "forge requests");
+            tracing::info!(forge = %name, fresh, not_modified, failed, rate_limit_remaining = remaining, rate_limit = limit, "forge requests");
         } else {
-            tracing::debug!(forge = %name, fresh, not_modified, failed, rate_limit_remaining = ?remaining, rate_limit = ?limit, "forge requests");
+            tracing::debug!(forge = %name, fresh, not_modified, failed, rate_limit_remaining = remaining, rate_limit = limit, "forge requests");
         }
         let (Some(remaining), Some(limit)) = (remaining, limit) else {
             return;

@@ -182,7 +182,7 @@ impl EventLoop {
             self.senders.wait().await;
         };
         if tokio::time::timeout(grace, stop).await.is_err() {
-            tracing::warn!(grace = ?grace, "stopping took longer than shutdown_grace: exiting anyway");
+            tracing::warn!(grace = %humantime::format_duration(grace), "stopping took longer than shutdown_grace: exiting anyway");
         }
     }
 
@@ -338,7 +338,7 @@ impl EventLoop {
         };
         tracing::debug!(
             number,
-            slice,
+            %slice,
             at_us = unix_micros(&*self.supervisor.clock),
             "cycle started"
         );
@@ -449,7 +449,7 @@ impl EventLoop {
         let number = self.supervisor.next_cycle_number();
         tracing::debug!(
             number,
-            slice = "extra",
+            slice = %"extra",
             at_us = unix_micros(&*self.supervisor.clock),
             "cycle started"
         );
@@ -561,7 +561,9 @@ impl EventLoop {
                 elapsed,
                 &self.poll_errors,
             );
-            tracing::debug!(number, ?elapsed, "cycle done");
+            let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+            let elapsed = humantime::format_duration(std::time::Duration::from_millis(ms));
+            tracing::debug!(number, %elapsed, "cycle done");
             lifecycle.status(&self.supervisor.status.line());
             lifecycle.watchdog();
         }

@@ -1,12 +1,15 @@
 //! The latest answer of every watch target. A round polls one forge, a slice only
 //! part of the targets: what a computation reads is every target's latest answer,
-//! kept here, with the failures logged as they start, change and end.
+//! kept here, with the failures logged as they start, change and end (those of one
+//! round that fail alike, a rate limit's burst, as one line with their count).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use forgewatch_adapters::forge::WatchTarget;
+use tracing::Level;
 
+use crate::engine::fold::Folded;
 use crate::engine::poller::Held;
 use crate::plan::answers::{PollResults, TargetNeeds};
 
@@ -111,21 +114,26 @@ impl Known {
                     .iter()
                     .map(|(t, r)| (format!("{t} pull requests"), r.as_ref().err())),
             );
+        // The targets of a burst fail alike: one line per reason, with the count.
+        let (mut failed, mut recovered) = (Folded::default(), Folded::default());
         for (what, error) in answers {
             match (error, last.get(&what)) {
                 (Some(e), Some(previous)) if previous == e => {
                     tracing::debug!("{what}: still failing: {e}")
                 }
                 (Some(e), _) => {
-                    tracing::warn!("poll failed: {what}: {e}");
+                    failed.add_error(what.clone(), e);
                     last.insert(what, e.clone());
                 }
                 (None, Some(_)) => {
-                    tracing::info!("{what}: polled again successfully");
                     last.remove(&what);
+                    let again = "polled again successfully";
+                    recovered.add(what, again.to_owned(), again.to_owned());
                 }
                 (None, None) => {}
             }
         }
+        failed.log(Level::WARN, "poll failed: ");
+        recovered.log(Level::INFO, "");
     }
 }

@@ -10,7 +10,10 @@
 //! In `run` the single-PR request is made in the background: the PR waits (is
 //! recorded as pending in the graph) until the answer is stored, and the answer
 //! wakes the loop to compute again; a hung forge holds up only that PR. A failed
-//! request counts as `null` for the interval. `once` waits for the answers.
+//! request counts as `null` for the interval. `once` waits for the answers. The
+//! failures are logged at the end of a computation's asking (in `run` those of
+//! background requests at the next one), those failing alike as one line: a pause
+//! refuses every request after it.
 //!
 //! While the answer for the current pair is not known (not asked yet, `null`, a
 //! failure) the PR goes by the answer remembered for its head at an earlier base:
@@ -24,19 +27,23 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use forgewatch_adapters::RepoId;
-use forgewatch_adapters::forge::Forge;
+use forgewatch_adapters::forge::{Forge, ForgeError};
+use tracing::Level;
 
 use crate::engine::background::{Background, Question};
+use crate::engine::fold::Folded;
 use crate::engine::lookups::Forges;
 use crate::plan::dependencies::graph::DependencyGraph;
 use crate::plan::dependencies::parse::PrRef;
 use crate::state::Store;
 
 /// The PRs answered `null` in the current poll interval, with the (base sha, head
-/// sha) pair they were asked at: not asked again before the next interval.
+/// sha) pair they were asked at: not asked again before the next interval. And the
+/// failed requests not logged yet.
 #[derive(Debug, Default)]
 pub struct Computing {
     nulls: std::sync::Mutex<BTreeMap<PrRef, (String, String)>>,
+    failures: std::sync::Mutex<Folded>,
 }
 
 impl Computing {
@@ -54,6 +61,19 @@ impl Computing {
         self.lock()
             .get(id)
             .is_some_and(|(b, h)| b == base_sha && h == head_sha)
+    }
+
+    /// A failed request, to log with the others failing alike.
+    fn failed(&self, id: &PrRef, error: &ForgeError) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        failures.add_error(id.to_string(), &error.to_string());
+    }
+
+    /// Logs the failures recorded since the last call, one line per reason.
+    fn log_failures(&self) {
+        let failures =
+            std::mem::take(&mut *self.failures.lock().unwrap_or_else(|p| p.into_inner()));
+        failures.log(Level::WARN, "mergeability of ");
     }
 
     /// Records the answer of this interval for `id` at these heads.
@@ -161,6 +181,7 @@ pub async fn fill(
             }
         }
     }
+    computing.log_failures();
 }
 
 /// One single-PR request for the mergeability of `id` at these heads.
@@ -199,7 +220,7 @@ impl Ask {
                 None
             }
             Err(e) => {
-                tracing::warn!("mergeability of {id}: {e}");
+                computing.failed(id, &e);
                 computing.answered(id, base_sha, head_sha, None);
                 None
             }

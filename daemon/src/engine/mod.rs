@@ -5,7 +5,8 @@
 //! - [`supervisor`]: the engine's data, owned by the loop, made of the parts below;
 //!   [`clients`]: the configuration wired to clients (the only place that turns
 //!   config values into adapter objects); [`known`]: the latest answer of every
-//!   target; [`reports`]: what was logged already; [`clock`]: the wall clock
+//!   target; [`reports`]: what was logged already; [`fold`]: a burst of alike
+//!   failures logged as one line; [`clock`]: the wall clock
 //!   handed in.
 //! - [`event_loop`]: the loop of `run`, one [`event`] at a time; [`forge_poller`]:
 //!   one task per forge; [`senders`]: one task per CI target.
@@ -33,6 +34,7 @@ pub mod cycle;
 pub mod discovery;
 pub mod event;
 pub mod event_loop;
+pub mod fold;
 pub mod forge_poller;
 pub mod known;
 pub mod lifecycle;

@@ -5,7 +5,7 @@
 
 use crate::engine::clock::{Clock, unix_ms};
 
-use forgewatch_workspace_runner::process::{self, Job, LogLine, Stream, Termination};
+use forgewatch_workspace_runner::process::{self, Job, LogLine, Termination};
 use tokio_util::sync::CancellationToken;
 
 use crate::state::Store;
@@ -43,10 +43,10 @@ pub async fn run(
             tracing::error!("cannot record the job: {e}");
             0
         });
-    tracing::info!(job = id, argv = ?job.argv, "{kind} started");
+    tracing::info!(job = id, argv = %job.argv.join(" "), "{kind} started");
     let ws = workspace.to_owned();
     let on_line = move |line: &LogLine| {
-        tracing::debug!(workspace = %ws, stream = ?line.stream, "{}", line.text);
+        tracing::debug!(workspace = %ws, stream = %line.stream.as_str(), "{}", line.text);
     };
     let result = process::run(job, &on_line, cancel).await;
     let ended_at = clock.unix_ms();
@@ -85,10 +85,7 @@ pub async fn run(
                 .map(|(seq, l)| JobLine {
                     seq: i64::try_from(seq).unwrap_or(i64::MAX),
                     time: unix_ms(l.time),
-                    stream: match l.stream {
-                        Stream::Stdout => "stdout".to_owned(),
-                        Stream::Stderr => "stderr".to_owned(),
-                    },
+                    stream: l.stream.as_str().to_owned(),
                     text: l.text.clone(),
                 })
                 .collect();

@@ -224,7 +224,7 @@ impl Updates {
         let cancel = cancel.clone();
         let finished = self.finished.clone();
         let metrics = self.metrics.clone();
-        let span = tracing::info_span!("update", workspace = %ws.name, trigger = trigger.as_str());
+        let span = tracing::info_span!("update", workspace = %ws.name, trigger = %trigger.as_str());
         let (name, running) = (ws.name.clone(), self.running.clone());
         let mut tasks = self.tasks.lock().await;
         // Reap the updates that ended, so a long-running daemon does not keep them.
@@ -322,7 +322,7 @@ impl UpdateRun {
             marks.failures = 0;
             tracing::info!(
                 job = job_id,
-                trigger = self.trigger.as_str(),
+                trigger = %self.trigger.as_str(),
                 "update succeeded"
             );
         } else {

@@ -53,7 +53,7 @@ impl State {
             )
             .and_then(|mut stmt| stmt.query_row([key], |row| row_to_pause(row, 0)).optional());
         result.unwrap_or_else(|e| {
-            tracing::warn!(forge = key, error = %e, "cannot read the forge's rate-limit pause");
+            tracing::warn!(forge = %key, error = %e, "cannot read the forge's rate-limit pause");
             None
         })
     }
@@ -74,7 +74,7 @@ impl State {
             None => conn.execute("DELETE FROM forge_pauses WHERE origin = ?1", [key]),
         };
         if let Err(e) = result {
-            tracing::warn!(forge = key, error = %e, "cannot save the forge's rate-limit pause");
+            tracing::warn!(forge = %key, error = %e, "cannot save the forge's rate-limit pause");
         }
     }
 }

@@ -38,7 +38,7 @@ pub async fn read_lines<R>(
             Ok(Some(cut)) => cut,
             Ok(None) => return,
             Err(e) => {
-                tracing::debug!(?stream, error = %e, "reading the child's output failed");
+                tracing::debug!(stream = %stream.as_str(), error = %e, "reading the child's output failed");
                 return;
             }
         };
