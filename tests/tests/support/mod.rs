@@ -194,7 +194,24 @@ impl Env {
     /// daemon runs, and a full pipe (64 KiB) would block it, so it goes to `daemon.log`
     /// in the test directory instead ([`Self::forgewatch`] pipes it: it reads as it waits).
     pub fn command(&self, args: &[&str]) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(binary());
+        self.prepared(tokio::process::Command::new(binary()), args)
+    }
+
+    /// [`Self::command`] started by `sh` under `umask`, which the binary inherits.
+    pub fn command_with_umask(&self, umask: &str, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("umask {umask}; exec \"$0\" \"$@\""))
+            .arg(binary());
+        self.prepared(cmd, args)
+    }
+
+    /// `cmd` given `ARGS --config …`, the test's secrets and its output's destination.
+    fn prepared(
+        &self,
+        mut cmd: tokio::process::Command,
+        args: &[&str],
+    ) -> tokio::process::Command {
         cmd.args(args)
             .arg("--config")
             .arg(self.config_path())
