@@ -70,6 +70,11 @@ pub enum StateError {
         "{path}: the state database is damaged: {problems}; restore it from a backup, or move it away to start from an empty state"
     )]
     Damaged { path: PathBuf, problems: String },
+    /// The database was moved away without its write-ahead log.
+    #[error(
+        "the state database is missing but its write-ahead log {log} is there; move the log away too to start from an empty state, or put the database back"
+    )]
+    OrphanLog { log: PathBuf },
     #[error("{action} {path}: {source}")]
     Io {
         path: PathBuf,

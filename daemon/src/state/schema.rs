@@ -199,10 +199,16 @@ pub(super) fn migrate(conn: &Connection, path: &Path, version: i64) -> Result<()
     Ok(())
 }
 
-/// Creates the database at `path`, which does not exist: made whole as
+/// Creates the database at `path`, which does not exist (and refuses to while the
+/// write-ahead log of a database that was there remains): made whole as
 /// `….new` (private before SQLite writes a byte; its journal takes its mode), then
 /// renamed into place. What a crash left of an earlier attempt is replaced.
 pub(super) fn create(path: &Path) -> Result<(), StateError> {
+    // SQLite would replay another database's committed pages into the new one.
+    let log = suffixed(path, "-wal");
+    if std::fs::metadata(&log).is_ok_and(|meta| meta.len() > 0) {
+        return Err(StateError::OrphanLog { log });
+    }
     let fresh = suffixed(path, ".new");
     let io = |action, source| StateError::Io {
         path: fresh.clone(),

@@ -287,6 +287,30 @@ fn refuses_a_database_with_a_damaged_page() {
 }
 
 #[test]
+fn a_write_ahead_log_without_its_database_is_not_replayed_into_a_new_one() {
+    // The log of a live database, as a crash leaves it.
+    let moved = tempfile::tempdir().unwrap();
+    let live = State::open(moved.path()).unwrap();
+    deliver(&live, &BuildKey::mainline("ws"), &inputs("1"), "id");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(DATABASE_FILE);
+    let log = schema::suffixed(&file, "-wal");
+    std::fs::copy(schema::suffixed(&moved.path().join(DATABASE_FILE), "-wal"), &log).unwrap();
+    drop(live);
+    let message = State::open(dir.path()).err().unwrap().to_string();
+    assert_eq!(
+        message,
+        format!(
+            "the state database is missing but its write-ahead log {} is there; move the log away too to start from an empty state, or put the database back",
+            log.display()
+        )
+    );
+    assert!(!file.exists());
+    std::fs::remove_file(&log).unwrap();
+    drop(State::open(dir.path()).unwrap());
+}
+
+#[test]
 fn an_interrupted_creation_is_replaced_and_the_database_created_whole() {
     let dir = tempfile::tempdir().unwrap();
     let fresh = schema::suffixed(&dir.path().join(DATABASE_FILE), ".new");
