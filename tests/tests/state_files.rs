@@ -12,6 +12,7 @@ mod support;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use forgewatch::state::tamper::execute_batch;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use support::{DEADLINE, Env, Run, Ws};
@@ -78,10 +79,11 @@ async fn a_foreign_sqlite_database_is_refused() {
     let env = Env::new().await;
     one_workspace(&env);
     std::fs::create_dir(env.state_dir()).unwrap();
-    let conn = rusqlite::Connection::open(database(&env)).unwrap();
-    conn.execute_batch("CREATE TABLE photos (id INTEGER PRIMARY KEY, name TEXT);")
-        .unwrap();
-    drop(conn);
+    execute_batch(
+        &database(&env),
+        "CREATE TABLE photos (id INTEGER PRIMARY KEY, name TEXT);",
+    )
+    .unwrap();
     every_command_refuses(
         &env,
         &[
@@ -99,9 +101,7 @@ async fn a_database_with_a_dropped_table_is_refused_at_start_naming_it() {
     one_workspace(&env);
     let first = env.once().await;
     assert_eq!(first.keys_and_statuses(), ["app/mainline delivered"]);
-    let conn = rusqlite::Connection::open(database(&env)).unwrap();
-    conn.execute_batch("DROP TABLE outbox;").unwrap();
-    drop(conn);
+    execute_batch(&database(&env), "DROP TABLE outbox;").unwrap();
     env.clear_requests();
     env.github.push("acme/app", MAIN);
     for args in [&["run"][..], &["once"], &["once", "--dry-run"]] {
@@ -181,10 +181,13 @@ async fn state_files_are_private_whatever_the_umask() {
     // process that opens them.
     let owned = ["state.sqlite3", "lock"];
     for file in owned {
-        std::fs::set_permissions(state.join(file), std::fs::Permissions::from_mode(0o644))
-            .unwrap();
+        std::fs::set_permissions(state.join(file), std::fs::Permissions::from_mode(0o644)).unwrap();
     }
-    let once = env.command_with_umask("022", &["once"]).output().await.unwrap();
+    let once = env
+        .command_with_umask("022", &["once"])
+        .output()
+        .await
+        .unwrap();
     assert_eq!(once.status.code(), Some(0), "{once:#?}");
     assert_eq!(modes(&owned), private[..2]);
 }

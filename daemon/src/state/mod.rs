@@ -34,6 +34,8 @@ pub mod outbox;
 mod pauses;
 mod schema;
 mod store;
+#[cfg(feature = "test-hooks")]
+pub mod tamper;
 pub mod workspaces;
 
 pub use backend::Backend;

@@ -277,14 +277,25 @@ fn tables(conn: &Connection) -> rusqlite::Result<BTreeMap<String, Vec<Column>>> 
         let declared = format!(
             "{}{}{}",
             row.get::<_, String>(2)?,
-            if row.get::<_, bool>(3)? { " NOT NULL" } else { "" },
-            if row.get::<_, i64>(4)? > 0 { " PRIMARY KEY" } else { "" },
+            if row.get::<_, bool>(3)? {
+                " NOT NULL"
+            } else {
+                ""
+            },
+            if row.get::<_, i64>(4)? > 0 {
+                " PRIMARY KEY"
+            } else {
+                ""
+            },
         );
         Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, declared))
     })?;
     for row in rows {
         let (table, name, declared) = row?;
-        tables.entry(table).or_default().push(Column { name, declared });
+        tables
+            .entry(table)
+            .or_default()
+            .push(Column { name, declared });
     }
     Ok(tables)
 }

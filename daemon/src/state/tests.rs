@@ -193,19 +193,24 @@ fn refusals(dir: &Path) -> [String; 2] {
 fn refuses_a_file_that_is_not_a_state_database_saying_what_to_do() {
     let cases: [(&str, &dyn Fn(&Path)); 4] = [
         ("0 bytes", &|f| std::fs::write(f, b"").unwrap()),
-        ("not an SQLite file", &|f| std::fs::write(f, vec![0x5a; 8192]).unwrap()),
+        ("not an SQLite file", &|f| {
+            std::fs::write(f, vec![0x5a; 8192]).unwrap()
+        }),
         ("an SQLite database of other tables: photos, tags", &|f| {
             Connection::open(f)
                 .unwrap()
                 .execute_batch("CREATE TABLE photos (id INTEGER); CREATE TABLE tags (t TEXT);")
                 .unwrap();
         }),
-        ("an SQLite database with no tables and no schema version", &|f| {
-            Connection::open(f)
-                .unwrap()
-                .execute_batch("CREATE TABLE t (x); DROP TABLE t;")
-                .unwrap();
-        }),
+        (
+            "an SQLite database with no tables and no schema version",
+            &|f| {
+                Connection::open(f)
+                    .unwrap()
+                    .execute_batch("CREATE TABLE t (x); DROP TABLE t;")
+                    .unwrap();
+            },
+        ),
     ];
     for (why, make) in cases {
         let dir = tempfile::tempdir().unwrap();
@@ -224,7 +229,10 @@ fn refuses_a_file_that_is_not_a_state_database_saying_what_to_do() {
 fn refuses_a_damaged_schema_naming_what_it_lacks() {
     let cases = [
         ("DROP TABLE outbox;", "table outbox is missing"),
-        ("ALTER TABLE jobs DROP COLUMN detail;", "table jobs lacks column detail"),
+        (
+            "ALTER TABLE jobs DROP COLUMN detail;",
+            "table jobs lacks column detail",
+        ),
         (
             "DROP TABLE forge_pauses; CREATE TABLE forge_pauses (origin TEXT PRIMARY KEY, until_ms TEXT NOT NULL, reason TEXT NOT NULL, backoff_step INTEGER NOT NULL);",
             "column forge_pauses.until_ms is `TEXT NOT NULL`, not `INTEGER NOT NULL`",
@@ -295,7 +303,11 @@ fn a_write_ahead_log_without_its_database_is_not_replayed_into_a_new_one() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join(DATABASE_FILE);
     let log = schema::suffixed(&file, "-wal");
-    std::fs::copy(schema::suffixed(&moved.path().join(DATABASE_FILE), "-wal"), &log).unwrap();
+    std::fs::copy(
+        schema::suffixed(&moved.path().join(DATABASE_FILE), "-wal"),
+        &log,
+    )
+    .unwrap();
     drop(live);
     let message = State::open(dir.path()).err().unwrap().to_string();
     assert_eq!(

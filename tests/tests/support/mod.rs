@@ -207,11 +207,7 @@ impl Env {
     }
 
     /// `cmd` given `ARGS --config …`, the test's secrets and its output's destination.
-    fn prepared(
-        &self,
-        mut cmd: tokio::process::Command,
-        args: &[&str],
-    ) -> tokio::process::Command {
+    fn prepared(&self, mut cmd: tokio::process::Command, args: &[&str]) -> tokio::process::Command {
         cmd.args(args)
             .arg("--config")
             .arg(self.config_path())
