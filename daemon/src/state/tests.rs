@@ -189,14 +189,17 @@ fn refusals(dir: &Path) -> [String; 2] {
     refusals
 }
 
+/// Writes a file at the path given.
+type MakeFile = fn(&Path);
+
 #[test]
 fn refuses_a_file_that_is_not_a_state_database_saying_what_to_do() {
-    let cases: [(&str, &dyn Fn(&Path)); 4] = [
-        ("0 bytes", &|f| std::fs::write(f, b"").unwrap()),
-        ("not an SQLite file", &|f| {
+    let cases: [(&str, MakeFile); 4] = [
+        ("0 bytes", |f| std::fs::write(f, b"").unwrap()),
+        ("not an SQLite file", |f| {
             std::fs::write(f, vec![0x5a; 8192]).unwrap()
         }),
-        ("an SQLite database of other tables: photos, tags", &|f| {
+        ("an SQLite database of other tables: photos, tags", |f| {
             Connection::open(f)
                 .unwrap()
                 .execute_batch("CREATE TABLE photos (id INTEGER); CREATE TABLE tags (t TEXT);")
@@ -204,7 +207,7 @@ fn refuses_a_file_that_is_not_a_state_database_saying_what_to_do() {
         }),
         (
             "an SQLite database with no tables and no schema version",
-            &|f| {
+            |f| {
                 Connection::open(f)
                     .unwrap()
                     .execute_batch("CREATE TABLE t (x); DROP TABLE t;")
