@@ -178,10 +178,11 @@ async fn state_files_are_private_whatever_the_umask() {
     stop(daemon).await;
 
     // Files an older forgewatch left readable are made private again by the next
-    // process that opens them.
+    // process that opens them; the directory's mode is its operator's, warned about.
     let owned = ["state.sqlite3", "lock"];
-    for file in owned {
-        std::fs::set_permissions(state.join(file), std::fs::Permissions::from_mode(0o644)).unwrap();
+    for file in [".", "state.sqlite3", "lock"] {
+        let mode = if file == "." { 0o755 } else { 0o644 };
+        std::fs::set_permissions(state.join(file), std::fs::Permissions::from_mode(mode)).unwrap();
     }
     let once = env
         .command_with_umask("022", &["once"])
@@ -190,4 +191,10 @@ async fn state_files_are_private_whatever_the_umask() {
         .unwrap();
     assert_eq!(once.status.code(), Some(0), "{once:#?}");
     assert_eq!(modes(&owned), private[..2]);
+    assert_eq!(mode(&state), 0o755);
+    let stderr = String::from_utf8_lossy(&once.stderr);
+    assert!(
+        stderr.contains("any user may enter state_dir") && stderr.contains("\"0755\""),
+        "{stderr}"
+    );
 }

@@ -13,9 +13,9 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 /// The mode of every file forgewatch owns under `state_dir`.
-pub const FILE_MODE: u32 = 0o600;
+const FILE_MODE: u32 = 0o600;
 /// The mode of the directories forgewatch creates.
-pub const DIR_MODE: u32 = 0o700;
+const DIR_MODE: u32 = 0o700;
 
 /// Creates `dir` and its missing parents 0700, whatever the umask; an existing
 /// directory is left as it is.
