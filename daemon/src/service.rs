@@ -20,7 +20,8 @@ use crate::http::server::serve;
 use crate::state::Store;
 use crate::state::lock::StateLock;
 
-/// The file in `state_dir` that holds the address the API listens on.
+/// The file in `state_dir` that holds the address the API listens on (private, as
+/// everything there).
 pub const LISTEN_ADDRESS_FILE: &str = "listen-address";
 
 /// The state of a process that holds the `state_dir` lock: jobs a dead process left
@@ -66,11 +67,9 @@ pub async fn run(
     let _lock = StateLock::acquire(&config.state_dir)?;
     let state = open_locked_state(&config, &*clock).await?;
     let address = listener.local_addr()?;
-    std::fs::write(
-        config.state_dir.join(LISTEN_ADDRESS_FILE),
-        format!("{address}\n"),
-    )
-    .with_context(|| format!("cannot write {}", config.state_dir.display()))?;
+    let address_file = config.state_dir.join(LISTEN_ADDRESS_FILE);
+    crate::state::files::write(&address_file, format!("{address}\n").as_bytes())
+        .with_context(|| format!("cannot write {}", address_file.display()))?;
     let interval = config.poll_interval;
     let grace = config.shutdown_grace;
     let limits = config.http.limits;

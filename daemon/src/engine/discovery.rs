@@ -40,10 +40,10 @@ use crate::plan::transient::{
     ConfigPr, DiscoveryState, Transients, config_lists_complete, config_overrides, open_config_prs,
     overrides_yaml,
 };
-use crate::state::Store;
 use crate::state::discoveries::DiscoveryRecord;
 use crate::state::jobs::JobStatus;
 use crate::state::workspaces::StoredPackage;
+use crate::state::{Store, files};
 
 /// One discovery to run.
 struct Request {
@@ -177,8 +177,13 @@ async fn execute(
     let config_pr = pr_ref(&request.pr).to_string();
     let overrides_file = dir.join("overrides.yml");
     let manifest_out = dir.join("manifest");
-    let prepared = std::fs::create_dir_all(dir)
-        .and_then(|()| std::fs::write(&overrides_file, overrides_yaml(&request.overrides)))
+    let prepared = files::create_dir(dir)
+        .and_then(|()| {
+            files::write(
+                &overrides_file,
+                overrides_yaml(&request.overrides).as_bytes(),
+            )
+        })
         .and_then(|()| match std::fs::remove_file(&manifest_out) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),

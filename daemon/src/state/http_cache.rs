@@ -185,7 +185,7 @@ mod tests {
             rusqlite::Connection::open(dir.path().join(super::super::DATABASE_FILE)).unwrap();
         conn.execute_batch(&format!(
             "BEGIN; {} PRAGMA user_version = 7; COMMIT;",
-            super::super::MIGRATIONS[..7].join(" ")
+            super::super::schema::MIGRATIONS[..7].join(" ")
         ))
         .unwrap();
         conn.execute(

@@ -1,13 +1,24 @@
 //! The exclusive lock on `state_dir` (SPEC §6): one daemon (or one `once`) per state
-//! directory. The lock is an `flock` on `state_dir/lock`, which also holds the
-//! holder's pid so a second process can say who holds it. The kernel releases it when
-//! the process dies, so a crash never leaves a stale lock.
+//! directory. The lock is an `flock` on the directory itself, so it cannot be
+//! bypassed: a file in it can be deleted and created anew (another inode, another
+//! lock), the directory holding the database cannot be while it is in use. The
+//! database file is not what is locked either: the lock is taken before the database
+//! is opened, or created, and SQLite's own locks on it are of another kind. The file
+//! `state_dir/lock` only holds the holder's pid, so a second process can say who
+//! holds the lock. The kernel releases the lock when the process dies, so a crash
+//! never leaves a stale one.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, Write};
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::{Flock, FlockArg, OFlag};
+
+use super::files;
+
+/// The file in `state_dir` holding the pid of the lock's holder.
+const PID_FILE: &str = "lock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -22,7 +33,7 @@ pub enum LockError {
 
 /// Held for the life of the process; dropping it releases the lock.
 pub struct StateLock {
-    _file: Flock<File>,
+    _dir: Flock<File>,
 }
 
 impl StateLock {
@@ -31,19 +42,19 @@ impl StateLock {
             dir: state_dir.to_owned(),
             source,
         };
-        std::fs::create_dir_all(state_dir).map_err(io)?;
-        let file = OpenOptions::new()
+        files::create_dir(state_dir).map_err(io)?;
+        let dir = OpenOptions::new()
             .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(state_dir.join("lock"))
+            .custom_flags(OFlag::O_DIRECTORY.bits())
+            .open(state_dir)
             .map_err(io)?;
-        let mut file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        let dir = match Flock::lock(dir, FlockArg::LockExclusiveNonblock) {
             Ok(locked) => locked,
-            Err((mut file, errno)) if errno == nix::errno::Errno::EWOULDBLOCK => {
+            Err((_, errno)) if errno == nix::errno::Errno::EWOULDBLOCK => {
                 let mut pid = String::new();
-                let _ = file.read_to_string(&mut pid);
+                if let Ok(mut file) = File::open(state_dir.join(PID_FILE)) {
+                    let _ = file.read_to_string(&mut pid);
+                }
                 let pid = pid.trim();
                 return Err(LockError::Held {
                     dir: state_dir.to_owned(),
@@ -56,11 +67,12 @@ impl StateLock {
             }
             Err((_, errno)) => return Err(io(errno.into())),
         };
-        file.set_len(0).map_err(io)?;
-        file.rewind().map_err(io)?;
-        writeln!(file, "{}", std::process::id()).map_err(io)?;
-        file.flush().map_err(io)?;
-        Ok(StateLock { _file: file })
+        files::write(
+            &state_dir.join(PID_FILE),
+            format!("{}\n", std::process::id()).as_bytes(),
+        )
+        .map_err(io)?;
+        Ok(StateLock { _dir: dir })
     }
 }
 
@@ -80,5 +92,17 @@ mod tests {
         );
         drop(first);
         StateLock::acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn deleting_the_pid_file_does_not_release_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = StateLock::acquire(dir.path()).unwrap();
+        std::fs::remove_file(dir.path().join(PID_FILE)).unwrap();
+        let err = StateLock::acquire(dir.path()).err().unwrap();
+        assert!(
+            matches!(&err, LockError::Held { pid, .. } if pid == "unknown"),
+            "{err}"
+        );
     }
 }

@@ -12,8 +12,9 @@
 //! the runtime's. Errors are [`StateError`]s: no `rusqlite` type leaves this module.
 //!
 //! A delivered fingerprint is written in a transaction of its own, only after the
-//! CI answered 2xx. The schema is versioned with `PRAGMA user_version`; a newer
-//! schema than this binary knows is refused rather than guessed at.
+//! CI answered 2xx. The schema is versioned with `PRAGMA user_version` ([`schema`]),
+//! and a file that is not a whole forgewatch database of a version this binary knows
+//! is refused, never taken for a new one. The files are private ([`files`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,13 +25,17 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 mod backend;
 pub mod discoveries;
 pub mod events;
+pub mod files;
 mod http_cache;
 pub mod jobs;
 pub mod lock;
 mod mergeability;
 pub mod outbox;
 mod pauses;
+mod schema;
 mod store;
+#[cfg(feature = "test-hooks")]
+pub mod tamper;
 pub mod workspaces;
 
 pub use backend::Backend;
@@ -38,8 +43,8 @@ pub use store::{HttpCache, Store, UnixNow};
 
 use crate::plan::fingerprint::BuildInputs;
 use crate::plan::ids::{BuildKey, Fingerprint};
+use schema::SCHEMA_VERSION;
 
-const SCHEMA_VERSION: i64 = 8;
 const DATABASE_FILE: &str = "state.sqlite3";
 /// More than the distinct statements `prepare_cached` is called with.
 const STATEMENTS_CACHED: usize = 64;
@@ -57,9 +62,25 @@ pub enum StateError {
         "{path}: schema version {found} is newer than this forgewatch supports ({SCHEMA_VERSION}); upgrade forgewatch or restore an older state"
     )]
     NewerSchema { path: PathBuf, found: i64 },
-    #[error("cannot create state directory {path}: {source}")]
-    CreateDir {
+    /// A 0-byte file, another kind of file, someone else's SQLite database.
+    #[error(
+        "{path} exists but is not a forgewatch state database ({why}); move it away to start from an empty state, or restore it from a backup"
+    )]
+    NotState { path: PathBuf, why: String },
+    /// A forgewatch database lacking part of its schema, or failing SQLite's check.
+    #[error(
+        "{path}: the state database is damaged: {problems}; restore it from a backup, or move it away to start from an empty state"
+    )]
+    Damaged { path: PathBuf, problems: String },
+    /// The database was moved away without its write-ahead log.
+    #[error(
+        "the state database is missing but its write-ahead log {log} is there; move the log away too to start from an empty state, or put the database back"
+    )]
+    OrphanLog { log: PathBuf },
+    #[error("{action} {path}: {source}")]
+    Io {
         path: PathBuf,
+        action: &'static str,
         source: std::io::Error,
     },
     #[error("cannot start the state store's thread: {source}")]
@@ -106,24 +127,46 @@ pub struct State {
 }
 
 impl State {
-    /// Opens (creating if needed) the database in `state_dir`.
+    /// Opens the database in `state_dir`, creating it (and the directory) when
+    /// missing; a file that is not a whole state database is refused.
     pub fn open(state_dir: &Path) -> Result<State, StateError> {
-        std::fs::create_dir_all(state_dir).map_err(|source| StateError::CreateDir {
-            path: state_dir.to_owned(),
+        let io = |action, path: &Path, source| StateError::Io {
+            path: path.to_owned(),
+            action,
             source,
-        })?;
+        };
+        files::create_dir(state_dir)
+            .map_err(|e| io("cannot create state directory", state_dir, e))?;
+        files::warn_if_open(state_dir);
         let path = state_dir.join(DATABASE_FILE);
+        if !schema::probe(&path)? {
+            schema::create(&path)?;
+        }
+        // SQLite gives the WAL and its index the database's mode when it creates them.
+        for file in [
+            path.clone(),
+            schema::suffixed(&path, "-wal"),
+            schema::suffixed(&path, "-shm"),
+        ] {
+            files::restrict(&file).map_err(|e| io("cannot make private", &file, e))?;
+        }
         let sql = |source| backend_error(&path, &source);
-        let conn = Connection::open(&path).map_err(sql)?;
+        // Without `SQLITE_OPEN_CREATE`: a file gone since the probe is not made anew.
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(sql)?;
+        let version = schema::check(&conn, &path)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sql)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sql)?;
         conn.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)
             .map_err(sql)?;
-        migrate(&conn, &path)?;
+        schema::migrate(&conn, &path, version)?;
         // Every statement the daemon repeats stays prepared (rusqlite keeps 16).
         conn.set_prepared_statement_cache_capacity(STATEMENTS_CACHED);
         Ok(State {
@@ -133,21 +176,22 @@ impl State {
         })
     }
 
-    /// For `--dry-run`: the existing database read-only, or an empty in-memory one.
+    /// For `--dry-run` and `check`: the existing database read-only (refused as
+    /// [`State::open`] refuses it), or an empty in-memory one; nothing is created.
     pub fn open_read_only(state_dir: &Path) -> Result<State, StateError> {
         let path = state_dir.join(DATABASE_FILE);
         let sql = |source| backend_error(&path, &source);
-        let conn = if path.exists() {
+        let conn = if schema::probe(&path)? {
             let conn = Connection::open_with_flags(
                 &path,
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )
             .map_err(sql)?;
-            check_version(&conn, &path)?;
+            schema::check(&conn, &path)?;
             conn
         } else {
             let conn = Connection::open_in_memory().map_err(sql)?;
-            migrate(&conn, &path)?;
+            schema::migrate(&conn, &path, 0)?;
             conn
         };
         Ok(State {
@@ -286,19 +330,6 @@ impl State {
     }
 }
 
-fn check_version(conn: &Connection, path: &Path) -> Result<i64, StateError> {
-    let version: i64 = conn
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(|source| backend_error(path, &source))?;
-    if version > SCHEMA_VERSION {
-        return Err(StateError::NewerSchema {
-            path: path.to_owned(),
-            found: version,
-        });
-    }
-    Ok(version)
-}
-
 /// The smallest string greater than every string starting with `prefix`, so that
 /// a prefix search is a range the primary-key index answers.
 fn prefix_end(prefix: &str) -> String {
@@ -311,111 +342,6 @@ fn prefix_end(prefix: &str) -> String {
     }
     // Only a prefix of `char::MAX`es: no upper bound short of infinity.
     "\u{10FFFF}".repeat(prefix.chars().count() + 1)
-}
-
-/// Schema steps, applied in order: step `i` brings the database to version `i + 1`.
-const MIGRATIONS: [&str; 8] = [
-    "CREATE TABLE http_cache (
-       key TEXT PRIMARY KEY,
-       etag TEXT,
-       last_modified TEXT,
-       next_url TEXT,
-       body BLOB NOT NULL
-     );
-     CREATE TABLE builds (
-       build_key TEXT PRIMARY KEY,
-       fingerprint TEXT NOT NULL,
-       inputs TEXT NOT NULL,
-       delivery_id TEXT NOT NULL,
-       delivered_at INTEGER NOT NULL
-     );",
-    "CREATE TABLE package_lists (
-       workspace TEXT PRIMARY KEY,
-       entries TEXT NOT NULL,
-       updated_at INTEGER NOT NULL
-     );
-     CREATE TABLE update_marks (
-       workspace TEXT PRIMARY KEY,
-       marks TEXT NOT NULL
-     );
-     CREATE TABLE jobs (
-       id INTEGER PRIMARY KEY AUTOINCREMENT,
-       workspace TEXT NOT NULL,
-       kind TEXT NOT NULL,
-       status TEXT NOT NULL,
-       started_at INTEGER NOT NULL,
-       ended_at INTEGER,
-       detail TEXT,
-       dropped_lines INTEGER NOT NULL DEFAULT 0
-     );
-     CREATE INDEX jobs_by_workspace ON jobs (workspace, id);
-     CREATE TABLE job_lines (
-       job_id INTEGER NOT NULL,
-       seq INTEGER NOT NULL,
-       time INTEGER NOT NULL,
-       stream TEXT NOT NULL,
-       text TEXT NOT NULL,
-       PRIMARY KEY (job_id, seq)
-     );",
-    "CREATE TABLE mergeability (
-       pr TEXT PRIMARY KEY,
-       base_sha TEXT NOT NULL,
-       head_sha TEXT NOT NULL,
-       mergeable INTEGER NOT NULL
-     );",
-    "CREATE TABLE outbox (
-       build_key TEXT PRIMARY KEY,
-       fingerprint TEXT NOT NULL,
-       inputs TEXT NOT NULL,
-       delivery_id TEXT NOT NULL,
-       ci TEXT NOT NULL,
-       reason TEXT NOT NULL,
-       payload TEXT NOT NULL,
-       attempts INTEGER NOT NULL DEFAULT 0,
-       next_attempt INTEGER NOT NULL,
-       last_error TEXT,
-       created_at INTEGER NOT NULL
-     );",
-    "CREATE TABLE events (
-       id INTEGER PRIMARY KEY AUTOINCREMENT,
-       time INTEGER NOT NULL,
-       kind TEXT NOT NULL,
-       workspace TEXT,
-       build_key TEXT,
-       message TEXT NOT NULL
-     );
-     CREATE INDEX events_by_time ON events (time);",
-    "CREATE TABLE discoveries (
-       workspace TEXT NOT NULL,
-       config_pr TEXT NOT NULL,
-       record TEXT NOT NULL,
-       PRIMARY KEY (workspace, config_pr)
-     );",
-    "CREATE TABLE forge_pauses (
-       origin TEXT PRIMARY KEY,
-       until_ms INTEGER NOT NULL,
-       reason TEXT NOT NULL,
-       backoff_step INTEGER NOT NULL
-     );",
-    // When each HTTP cache row was last used (unix seconds), so unused rows can be
-    // pruned; the rows already there count as used at the migration.
-    "ALTER TABLE http_cache ADD COLUMN last_used INTEGER NOT NULL DEFAULT 0;
-     UPDATE http_cache SET last_used = CAST(strftime('%s', 'now') AS INTEGER);",
-];
-
-fn migrate(conn: &Connection, path: &Path) -> Result<(), StateError> {
-    let version = check_version(conn, path)?;
-    for (index, step) in MIGRATIONS.iter().enumerate() {
-        let target = index as i64 + 1;
-        if version >= target {
-            continue;
-        }
-        conn.execute_batch(&format!(
-            "BEGIN; {step} PRAGMA user_version = {target}; COMMIT;"
-        ))
-        .map_err(|source| backend_error(path, &source))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

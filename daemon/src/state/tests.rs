@@ -1,6 +1,7 @@
 //! The SQLite backend's own tests: what survives reopening, migrations from older
 //! schemas, a read-only state, and the files it refuses.
 
+use super::schema::MIGRATIONS;
 use super::*;
 use crate::plan::fingerprint::PackageHead;
 use forgewatch_adapters::http::CachedResponse;
@@ -175,15 +176,165 @@ pub(super) fn migrated_from(version: usize, dir: &Path) -> State {
     state
 }
 
+/// What `State::open` and `State::open_read_only` say of the database `dir` holds,
+/// which must be left as it was.
+fn refusals(dir: &Path) -> [String; 2] {
+    let file = dir.join(DATABASE_FILE);
+    let before = std::fs::read(&file).unwrap();
+    let refusals = [
+        State::open(dir).err().unwrap().to_string(),
+        State::open_read_only(dir).err().unwrap().to_string(),
+    ];
+    assert_eq!(std::fs::read(&file).unwrap(), before);
+    refusals
+}
+
+/// Writes a file at the path given.
+type MakeFile = fn(&Path);
+
 #[test]
-fn refuses_a_corrupt_file_naming_it() {
+fn refuses_a_file_that_is_not_a_state_database_saying_what_to_do() {
+    let cases: [(&str, MakeFile); 4] = [
+        ("0 bytes", |f| std::fs::write(f, b"").unwrap()),
+        ("not an SQLite file", |f| {
+            std::fs::write(f, vec![0x5a; 8192]).unwrap()
+        }),
+        ("an SQLite database of other tables: photos, tags", |f| {
+            Connection::open(f)
+                .unwrap()
+                .execute_batch("CREATE TABLE photos (id INTEGER); CREATE TABLE tags (t TEXT);")
+                .unwrap();
+        }),
+        (
+            "an SQLite database with no tables and no schema version",
+            |f| {
+                Connection::open(f)
+                    .unwrap()
+                    .execute_batch("CREATE TABLE t (x); DROP TABLE t;")
+                    .unwrap();
+            },
+        ),
+    ];
+    for (why, make) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        make(&dir.path().join(DATABASE_FILE));
+        let expected = format!(
+            "{}/state.sqlite3 exists but is not a forgewatch state database ({why}); move it away to start from an empty state, or restore it from a backup",
+            dir.path().display()
+        );
+        assert_eq!(refusals(dir.path()), [expected.clone(), expected]);
+        let file = dir.path().join(DATABASE_FILE);
+        assert!(!schema::suffixed(&file, "-wal").exists());
+    }
+}
+
+#[test]
+fn refuses_a_damaged_schema_naming_what_it_lacks() {
+    let cases = [
+        ("DROP TABLE outbox;", "table outbox is missing"),
+        (
+            "ALTER TABLE jobs DROP COLUMN detail;",
+            "table jobs lacks column detail",
+        ),
+        (
+            "DROP TABLE forge_pauses; CREATE TABLE forge_pauses (origin TEXT PRIMARY KEY, until_ms TEXT NOT NULL, reason TEXT NOT NULL, backoff_step INTEGER NOT NULL);",
+            "column forge_pauses.until_ms is `TEXT NOT NULL`, not `INTEGER NOT NULL`",
+        ),
+    ];
+    for (damage, problem) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        drop(State::open(dir.path()).unwrap());
+        Connection::open(dir.path().join(DATABASE_FILE))
+            .unwrap()
+            .execute_batch(damage)
+            .unwrap();
+        let expected = format!(
+            "{}/state.sqlite3: the state database is damaged: {problem}; restore it from a backup, or move it away to start from an empty state",
+            dir.path().display()
+        );
+        assert_eq!(refusals(dir.path()), [expected.clone(), expected]);
+    }
+}
+
+#[test]
+fn an_older_schema_is_checked_as_it_was_at_its_version() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join(DATABASE_FILE), vec![0x5a; 8192]).unwrap();
-    let message = State::open(dir.path()).err().unwrap().to_string();
+    let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+    conn.execute_batch(&format!(
+        "BEGIN; {} DROP TABLE job_lines; PRAGMA user_version = 2; COMMIT;",
+        MIGRATIONS[..2].join(" ")
+    ))
+    .unwrap();
+    drop(conn);
+    let message = refusals(dir.path())[0].clone();
     assert!(
-        message.contains("state.sqlite3") && message.contains("not a database"),
+        message.ends_with(
+            "damaged: table job_lines is missing; restore it from a backup, or move it away to start from an empty state"
+        ),
         "{message}"
     );
+}
+
+#[test]
+fn refuses_a_database_with_a_damaged_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = State::open(dir.path()).unwrap();
+    for i in 0..2_000 {
+        state.record_event(i, "delivered", Some("ws"), None, &"x".repeat(100));
+    }
+    drop(state);
+    let file = dir.path().join(DATABASE_FILE);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let page = 4096;
+    assert!(bytes.len() > 10 * page, "{}", bytes.len());
+    // Page 8's b-tree header: an invalid page type.
+    bytes[7 * page..7 * page + 8].fill(0xff);
+    std::fs::write(&file, bytes).unwrap();
+    let message = refusals(dir.path())[0].clone();
+    assert!(
+        message.contains("state.sqlite3: the state database is damaged: quick_check"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_write_ahead_log_without_its_database_is_not_replayed_into_a_new_one() {
+    // The log of a live database, as a crash leaves it.
+    let moved = tempfile::tempdir().unwrap();
+    let live = State::open(moved.path()).unwrap();
+    deliver(&live, &BuildKey::mainline("ws"), &inputs("1"), "id");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(DATABASE_FILE);
+    let log = schema::suffixed(&file, "-wal");
+    std::fs::copy(
+        schema::suffixed(&moved.path().join(DATABASE_FILE), "-wal"),
+        &log,
+    )
+    .unwrap();
+    drop(live);
+    let message = State::open(dir.path()).err().unwrap().to_string();
+    assert_eq!(
+        message,
+        format!(
+            "the state database is missing but its write-ahead log {} is there; move the log away too to start from an empty state, or put the database back",
+            log.display()
+        )
+    );
+    assert!(!file.exists());
+    std::fs::remove_file(&log).unwrap();
+    drop(State::open(dir.path()).unwrap());
+}
+
+#[test]
+fn an_interrupted_creation_is_replaced_and_the_database_created_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = schema::suffixed(&dir.path().join(DATABASE_FILE), ".new");
+    std::fs::write(&fresh, b"half").unwrap();
+    let state = State::open(dir.path()).unwrap();
+    assert!(!fresh.exists());
+    assert_eq!(state.jobs_of("ws", 1).unwrap(), vec![]);
+    drop(state);
+    drop(State::open_read_only(dir.path()).unwrap());
 }
 
 #[test]

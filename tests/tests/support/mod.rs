@@ -197,6 +197,12 @@ impl Env {
         self.command_via(&[], args)
     }
 
+    /// [`Self::command`] started by `sh` under `umask`, which the binary inherits.
+    pub fn command_with_umask(&self, umask: &str, args: &[&str]) -> tokio::process::Command {
+        let script = format!("umask {umask}; exec \"$0\" \"$@\"");
+        self.command_via(&["sh", "-c", &script], args)
+    }
+
     /// [`Self::command`] run by `wrapper` (a program and its first arguments, which
     /// then gets the daemon's path and `args`), e.g. a shell that sets a limit first.
     pub fn command_via(&self, wrapper: &[&str], args: &[&str]) -> tokio::process::Command {

@@ -184,7 +184,7 @@ async fn opening_a_corrupt_database_names_it() {
     std::fs::write(dir.path().join(DATABASE_FILE), vec![0x5a; 8192]).unwrap();
     let message = Store::open(dir.path()).await.err().unwrap().to_string();
     assert!(
-        message.contains("state.sqlite3") && message.contains("not a database"),
+        message.contains("state.sqlite3 exists but is not a forgewatch state database"),
         "{message}"
     );
 }
