@@ -16,6 +16,7 @@ pub use crate::engine::event::Request;
 use crate::engine::event_loop::EventLoop;
 pub use crate::engine::lifecycle::Lifecycle;
 use crate::http::api::{ApiState, router};
+use crate::http::host::AllowedHosts;
 use crate::state::Store;
 use crate::state::lock::StateLock;
 
@@ -72,18 +73,16 @@ pub async fn run(
     .with_context(|| format!("cannot write {}", config.state_dir.display()))?;
     let interval = config.poll_interval;
     let grace = config.shutdown_grace;
+    let hosts = AllowedHosts::new(address, config.http.public_url.as_ref());
     let (engine, subscribed) = EventLoop::new(
         config,
         state.clone(),
         requests.receiver,
         shutdown.clone(),
-        clock,
+        clock.clone(),
     )
     .await?;
-    let api = ApiState {
-        view: subscribed,
-        requests: requests.sender,
-    };
+    let api = ApiState::new(subscribed, requests.sender, hosts, clock);
     let stop_serving = shutdown.clone().cancelled_owned();
     let server = tokio::spawn(async move {
         axum::serve(listener, router(api))

@@ -53,7 +53,12 @@ const OBJECTS: &[(&str, &str, &[&str])] = &[
     (
         "http",
         "/properties/http",
-        &["listen", "admin_token_env", "admin_token_file"],
+        &[
+            "listen",
+            "public_url",
+            "admin_token_env",
+            "admin_token_file",
+        ],
     ),
     (
         "forge",
