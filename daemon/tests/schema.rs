@@ -257,6 +257,7 @@ const CASES: &[Case] = &[
         required: &[],
         optional: &[
             ("listen", "'0.0.0.0:9000'"),
+            ("public_url", "'https://ci.example.org/forgewatch/'"),
             ("admin_token_env", "PATH"),
             ("admin_token_file", "secret"),
         ],

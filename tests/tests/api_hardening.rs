@@ -14,7 +14,7 @@ mod support;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
-use support::{DEADLINE, Env, Ws};
+use support::{DEADLINE, Env, Kind, Ws};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MAIN: &str = "main";
@@ -372,16 +372,12 @@ async fn a_redelivered_webhook_polls_once_and_a_new_delivery_polls_again() {
     let daemon = Daemon::start(&env).await;
     assert!(env.ci.wait_for_accepted(2, DEADLINE).await);
     env.clear_requests();
-    let forges: [(&dyn Fn(&str) -> Req, &str, &str); 2] = [
-        (&github_push, "acme/app", "github.com/acme/app"),
-        (&gitlab_push, LIDAR, "gitlab.example.org/acme/robots/lidar"),
-    ];
-    for (n, (hook, path, repo)) in forges.into_iter().enumerate() {
-        let forge = env.forge(if n == 0 {
-            support::Kind::GitHub
-        } else {
-            support::Kind::GitLab
-        });
+    for (n, kind) in [Kind::GitHub, Kind::GitLab].into_iter().enumerate() {
+        let (hook, path, repo): (fn(&str) -> Req, _, _) = match kind {
+            Kind::GitHub => (github_push, "acme/app", "github.com/acme/app"),
+            Kind::GitLab => (gitlab_push, LIDAR, "gitlab.example.org/acme/robots/lidar"),
+        };
+        let forge = env.forge(kind);
         let head = forge.push(path, MAIN);
         let first = format!("3f6e1c2a-0000-4000-8000-00000000000{n}");
         let answer = daemon.send(hook(&first)).await;
@@ -431,11 +427,8 @@ async fn a_redelivered_webhook_polls_once_and_a_new_delivery_polls_again() {
     // Two polls of each repository (two requests each: branch and pull requests),
     // nothing else; no build was delivered twice.
     for (kind, prefix) in [
-        (support::Kind::GitHub, "/repos/acme/app/"),
-        (
-            support::Kind::GitLab,
-            "/api/v4/projects/acme%2Frobots%2Flidar/",
-        ),
+        (Kind::GitHub, "/repos/acme/app/"),
+        (Kind::GitLab, "/api/v4/projects/acme%2Frobots%2Flidar/"),
     ] {
         let requests = env.forge(kind).requests();
         assert_eq!(requests.len(), 4, "{kind:?}: {requests:#?}");
