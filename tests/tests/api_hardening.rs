@@ -77,12 +77,13 @@ struct Answer {
 impl Answer {
     /// The message of a JSON error: the body is exactly `{"error": "…"}`.
     fn error(&self) -> Option<String> {
+        if self.content_type.as_deref() != Some("application/json") {
+            return None;
+        }
         let value: Value = serde_json::from_str(&self.body).ok()?;
-        let object = value.as_object()?;
-        (object.len() == 1 && self.content_type.as_deref() == Some("application/json"))
-            .then(|| object.get("error")?.as_str().map(str::to_owned))
-            .flatten()
-            .filter(|m| !m.is_empty())
+        let object = value.as_object().filter(|o| o.len() == 1)?;
+        let message = object.get("error")?.as_str()?;
+        (!message.is_empty()).then(|| message.to_owned())
     }
 
     fn json(&self) -> Value {

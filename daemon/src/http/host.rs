@@ -27,24 +27,31 @@ use crate::http::errors::error;
 #[derive(Clone, Debug)]
 pub struct AllowedHosts {
     listen: SocketAddr,
-    /// `http.public_url`'s host (lower case) and port (`None`: its scheme's default).
-    public: Option<(String, Option<u16>, u16)>,
+    /// The `Host` values naming `http.public_url`, in lower case: `host:port`, and
+    /// `host` alone when the port is its scheme's default.
+    public: Vec<String>,
 }
 
 impl AllowedHosts {
     pub fn new(listen: SocketAddr, public_url: Option<&url::Url>) -> AllowedHosts {
-        let public = public_url.and_then(|url| {
-            Some((
-                url.host_str()?.to_ascii_lowercase(),
-                url.port(),
-                url.port_or_known_default()?,
-            ))
-        });
+        let mut public = Vec::new();
+        if let Some(url) = public_url
+            && let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default())
+        {
+            let host = host.to_ascii_lowercase();
+            public.push(format!("{host}:{port}"));
+            if url.port().is_none() {
+                public.push(host);
+            }
+        }
         AllowedHosts { listen, public }
     }
 
     /// Whether `host` (a `Host` header's value) names this server.
     pub fn allows(&self, host: &str) -> bool {
+        if self.public.contains(&host.to_ascii_lowercase()) {
+            return true;
+        }
         let Ok(authority) = host.parse::<Authority>() else {
             return false;
         };
@@ -53,12 +60,6 @@ impl AllowedHosts {
         }
         let name = authority.host().to_ascii_lowercase();
         let port = authority.port_u16();
-        if let Some((public, public_port, default_port)) = &self.public
-            && name == *public
-            && (port == *public_port || port == Some(*default_port))
-        {
-            return true;
-        }
         if port != Some(self.listen.port()) {
             return false;
         }
