@@ -102,27 +102,27 @@ mod tests {
     #[test]
     fn an_id_is_remembered_for_an_hour_per_endpoint() {
         let (clock, replays) = replays();
-        assert!(replays.first_delivery("github", id("a")));
-        assert!(!replays.first_delivery("github", id("a")));
-        assert!(replays.first_delivery("gitlab", id("a")));
-        assert!(replays.first_delivery("github", id("b")));
+        assert!(replays.first_delivery("one", id("a")));
+        assert!(!replays.first_delivery("one", id("a")));
+        assert!(replays.first_delivery("other", id("a")));
+        assert!(replays.first_delivery("one", id("b")));
         advance(&clock, WINDOW - Duration::from_millis(1));
-        assert!(!replays.first_delivery("github", id("a")));
+        assert!(!replays.first_delivery("one", id("a")));
         advance(&clock, Duration::from_millis(1));
-        assert!(replays.first_delivery("github", id("a")), "an hour later");
-        assert!(!replays.first_delivery("github", id("a")));
+        assert!(replays.first_delivery("one", id("a")), "an hour later");
+        assert!(!replays.first_delivery("one", id("a")));
     }
 
     #[test]
     fn at_most_capacity_ids_are_held_the_oldest_go_first() {
         let (_clock, replays) = replays();
         for n in 0..CAPACITY + 5 {
-            assert!(replays.first_delivery("github", id(&n.to_string())));
+            assert!(replays.first_delivery("one", id(&n.to_string())));
         }
         let seen = replays.seen.lock().unwrap_or_else(PoisonError::into_inner);
         assert_eq!((seen.ids.len(), seen.order.len()), (CAPACITY, CAPACITY));
         drop(seen);
-        assert!(!replays.first_delivery("github", id(&(CAPACITY + 4).to_string())));
-        assert!(replays.first_delivery("github", id("0")), "forgotten");
+        assert!(!replays.first_delivery("one", id(&(CAPACITY + 4).to_string())));
+        assert!(replays.first_delivery("one", id("0")), "forgotten");
     }
 }
