@@ -229,14 +229,6 @@ fn configure(env: &Env, more_http: &str) {
     std::fs::write(env.config_path(), config).unwrap();
 }
 
-fn sign(body: &[u8]) -> String {
-    use hmac::{Hmac, Mac};
-    let key = support::GITHUB_HOOK_SECRET.as_bytes();
-    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
 const APP_PUSH: &str = r#"{"ref":"refs/heads/main","repository":{"full_name":"acme/app"}}"#;
 const LIDAR_PUSH: &str =
     r#"{"object_kind":"push","project":{"path_with_namespace":"acme/robots/lidar"}}"#;
@@ -246,7 +238,10 @@ fn github_push(delivery: &str) -> Req {
     req("POST", "/hooks/github")
         .header("x-github-event", "push")
         .header("x-github-delivery", delivery)
-        .header("x-hub-signature-256", &sign(APP_PUSH.as_bytes()))
+        .header(
+            "x-hub-signature-256",
+            &support::github_signature(APP_PUSH.as_bytes()),
+        )
         .header("content-type", "application/json")
         .body(APP_PUSH)
 }
