@@ -26,7 +26,8 @@ const MIB: usize = 1024 * 1024;
 struct Req {
     method: &'static str,
     target: String,
-    /// `None`: no `Host` header at all; the default is the listen address.
+    /// The `Host` header: empty (the default) for the listen address, `None` for
+    /// none at all.
     host: Option<String>,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
