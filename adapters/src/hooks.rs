@@ -22,10 +22,45 @@ pub enum HookError {
     NotJson,
 }
 
+/// What identifies one delivery of a webhook: the same when the forge delivers it
+/// again (a retry, a "redeliver" button), so a redelivery can be told apart from
+/// a new event. Only a visible ASCII string of at most 128 bytes is taken as one.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct HookDeliveryId(String);
+
+impl HookDeliveryId {
+    /// The longest id taken: forges send UUIDs (36 bytes).
+    pub const MAX_LEN: usize = 128;
+
+    pub fn parse(value: &[u8]) -> Option<HookDeliveryId> {
+        let id = std::str::from_utf8(value).ok()?;
+        (!id.is_empty() && id.len() <= Self::MAX_LEN && id.bytes().all(|b| b.is_ascii_graphic()))
+            .then(|| HookDeliveryId(id.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// One forge's webhooks.
 pub trait WebhookReceiver: Send + Sync {
     /// The name the forge's hooks are posted under: `/hooks/{endpoint}`.
     fn endpoint(&self) -> &'static str;
+
+    /// The headers that carry a delivery's id, by preference: the first present
+    /// is the id. The same on a redelivery of the same event.
+    fn delivery_headers(&self) -> &'static [&'static str];
+
+    /// The id of this delivery, if the forge sent one (it is not signed: only
+    /// trust it for a request [`Self::verify`] accepted).
+    fn delivery_id(&self, headers: &HeaderMap) -> Option<HookDeliveryId> {
+        let header = self
+            .delivery_headers()
+            .iter()
+            .find_map(|name| headers.get(*name))?;
+        HookDeliveryId::parse(header.as_bytes())
+    }
 
     /// Whether the request is signed with `secret` (compared in constant time).
     fn verify(&self, headers: &HeaderMap, body: &[u8], secret: &Secret) -> bool;
@@ -73,6 +108,20 @@ mod tests {
         endpoints.sort_unstable();
         endpoints.dedup();
         assert_eq!(endpoints, ["github", "gitlab"]);
+    }
+
+    #[test]
+    fn delivery_ids() {
+        let id = "72d3162e-cc78-11e3-81ab-4c9367dc0958";
+        assert_eq!(
+            HookDeliveryId::parse(id.as_bytes()).map(|i| i.as_str().to_owned()),
+            Some(id.to_owned())
+        );
+        let long = "x".repeat(HookDeliveryId::MAX_LEN + 1);
+        for refused in [&b""[..], b"a b", b"\xff", long.as_bytes()] {
+            assert_eq!(HookDeliveryId::parse(refused), None, "{refused:?}");
+        }
+        assert!(HookDeliveryId::parse(&long.as_bytes()[1..]).is_some());
     }
 
     #[test]

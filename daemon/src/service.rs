@@ -16,6 +16,7 @@ pub use crate::engine::event::Request;
 use crate::engine::event_loop::EventLoop;
 pub use crate::engine::lifecycle::Lifecycle;
 use crate::http::api::{ApiState, router};
+use crate::http::host::AllowedHosts;
 use crate::http::server::serve;
 use crate::state::Store;
 use crate::state::lock::StateLock;
@@ -73,18 +74,22 @@ pub async fn run(
     let interval = config.poll_interval;
     let grace = config.shutdown_grace;
     let limits = config.http.limits;
+    let hosts = AllowedHosts::new(address, config.http.public_url.as_ref());
     let (engine, subscribed) = EventLoop::new(
         config,
         state.clone(),
         requests.receiver,
         shutdown.clone(),
-        clock,
+        clock.clone(),
     )
     .await?;
-    let api = ApiState {
-        view: subscribed,
-        requests: requests.sender,
-    };
+    let api = ApiState::new(
+        subscribed,
+        requests.sender,
+        hosts,
+        limits.body_timeout,
+        clock,
+    );
     let server = tokio::spawn(serve(listener, router(api), limits, shutdown.clone()));
     tracing::info!(%address, interval = %humantime::format_duration(interval), "forgewatch running");
     lifecycle.ready();

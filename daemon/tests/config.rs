@@ -201,6 +201,31 @@ fn bad_urls() {
 }
 
 #[test]
+fn public_url_is_an_http_url_without_credentials() {
+    let http = "state_dir: s\nhttp:\n  public_url: ";
+    assert_eq!(Fixture::new("state_dir: s").loaded().http.public_url, None);
+    let config = Fixture::new(&format!("{http}https://CI.example.org/forgewatch/")).loaded();
+    let url = config.http.public_url.expect("a public URL");
+    assert_eq!(url.as_str(), "https://ci.example.org/forgewatch/");
+    refused(
+        &format!("{http}ci.example.org"),
+        (3, 15),
+        "`public_url`: `ci.example.org` is not a valid URL",
+    );
+    refused(
+        &format!("{http}ftp://ci.example.org"),
+        (3, 15),
+        "`public_url` must be an http:// or https:// URL",
+    );
+    let msg = refused(
+        &format!("{http}https://fw:hunter2@ci.example.org"),
+        (3, 15),
+        "`public_url` must not contain a password",
+    );
+    assert!(!msg.contains("hunter2"), "{msg}");
+}
+
+#[test]
 fn missing_required_keys() {
     refused("poll_interval: 10m", (1, 1), "missing key `state_dir`");
     let text = "state_dir: s\nforges:\n  github:\n    kind: github";

@@ -56,6 +56,7 @@ const OBJECTS: &[(&str, &str, &[&str])] = &[
         "/properties/http",
         &[
             "listen",
+            "public_url",
             "admin_token_env",
             "admin_token_file",
             "header_timeout",
@@ -261,6 +262,7 @@ const CASES: &[Case] = &[
         required: &[],
         optional: &[
             ("listen", "'0.0.0.0:9000'"),
+            ("public_url", "'https://ci.example.org/forgewatch/'"),
             ("admin_token_env", "PATH"),
             ("admin_token_file", "secret"),
             ("header_timeout", "5s"),

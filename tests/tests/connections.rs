@@ -195,7 +195,10 @@ async fn a_connection_over_the_cap_is_closed_at_once_and_slow_ones_free_their_sl
     let mut ninth = TcpStream::connect(&address).await.unwrap();
     // The server may have closed it already; then writing fails, which is the point.
     let _ = ninth
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .write_all(
+            format!("GET /healthz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
         .await;
     let answer = until_closed(&mut ninth, DEADLINE).await;
     assert_eq!(
@@ -240,19 +243,20 @@ async fn idle_slow_header_and_slow_body_connections_are_closed_after_their_timeo
 
     // Kept alive after an answer, then idle.
     let mut idle = TcpStream::connect(&address).await.unwrap();
-    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    idle.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {address}\r\n\r\n").as_bytes())
         .await
         .unwrap();
     // Headers that never end.
     let mut header = TcpStream::connect(&address).await.unwrap();
     header
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .write_all(format!("GET /healthz HTTP/1.1\r\nHost: {address}\r\n").as_bytes())
         .await
         .unwrap();
     // A body that never ends.
     let mut body = TcpStream::connect(&address).await.unwrap();
     body.write_all(
-        b"POST /hooks/github HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"zen\":",
+        format!("POST /hooks/github HTTP/1.1\r\nHost: {address}\r\nContent-Length: 100\r\n\r\n{{\"zen\":")
+            .as_bytes(),
     )
     .await
     .unwrap();

@@ -3,7 +3,8 @@
 //! forge's pushes are delivered on time, the watchdog keeps being fed, and SIGTERM
 //! exits within `shutdown_grace` with the hung request still in flight. And the
 //! daemon runs in-process: `service::run` with a listener, a shutdown token, a
-//! lifecycle and a clock of the test's own.
+//! lifecycle and a clock of the test's own (a delivery's backoff and a webhook's
+//! redelivery window pass on it).
 
 #![allow(clippy::unwrap_used)] // helpers of the tests below
 
@@ -439,4 +440,69 @@ async fn a_burst_of_mergeability_answers_is_computed_from_once() {
     let status = tokio::time::timeout(DEADLINE, child.wait()).await.unwrap();
     assert_eq!(status.unwrap().code(), Some(0));
     assert_eq!(env.ci.accepted().len(), 9, "nothing else was sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_redelivered_after_an_hour_on_the_injected_clock_polls_again() {
+    use forgewatch::service::Requests;
+    let env = Env::new().await;
+    configure(&env, "5s");
+    // After the first cycle only webhooks poll (the next cycle is ten minutes off).
+    let text = std::fs::read_to_string(env.config_path()).unwrap();
+    std::fs::write(
+        env.config_path(),
+        text.replace("poll_interval: 1s", "poll_interval: 10m"),
+    )
+    .unwrap();
+    let clock = std::sync::Arc::new(ManualClock(std::sync::Mutex::new(
+        std::time::SystemTime::now(),
+    )));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks/github", listener.local_addr().unwrap());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let lifecycle = Recorded::default();
+    let daemon = forgewatch::service::run(
+        load_config(&env),
+        listener,
+        Requests::default(),
+        shutdown.clone(),
+        &lifecycle,
+        clock.clone(),
+    );
+    let drive = async {
+        assert!(env.ci.wait_for_accepted(2, DEADLINE).await);
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let body = r#"{"ref":"refs/heads/main","repository":{"full_name":"acme/app"}}"#;
+        let deliver = || async {
+            let answer = http
+                .post(&url)
+                .header(
+                    "x-hub-signature-256",
+                    support::github_signature(body.as_bytes()),
+                )
+                .header("x-github-delivery", "0b9e4d0a-5f7c-4a39-9d0e-6f1c2b3a4d5e")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status().as_u16(), 202);
+            serde_json::from_slice::<serde_json::Value>(&answer.bytes().await.unwrap()).unwrap()
+        };
+        let polled = serde_json::json!({"polled": "github.com/acme/app"});
+        let head = env.github.push("acme/app", MAIN);
+        assert_eq!(deliver().await, polled);
+        assert!(env.ci.wait_for_accepted(3, DEADLINE).await);
+        assert_eq!(env.ci.accepted()[2].field("revision"), Some(head.as_str()));
+        let head = env.github.push("acme/app", MAIN);
+        clock.advance(Duration::from_secs(3599));
+        assert_eq!(deliver().await["redelivery"], true, "within the hour");
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(deliver().await, polled, "an hour later");
+        assert!(env.ci.wait_for_accepted(4, DEADLINE).await);
+        assert_eq!(env.ci.accepted()[3].field("revision"), Some(head.as_str()));
+        shutdown.cancel();
+    };
+    let (result, ()) = tokio::join!(daemon, drive);
+    result.unwrap();
+    assert_eq!(env.delivered_keys(2), ["gh/mainline", "gh/mainline"]);
 }

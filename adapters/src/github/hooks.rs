@@ -1,6 +1,7 @@
 //! GitHub's webhooks: signed with `X-Hub-Signature-256` (`sha256=` and the hex
 //! HMAC-SHA256 of the body, keyed with the hook's secret), the repository in
-//! `repository.full_name`.
+//! `repository.full_name`, each delivery named by `X-GitHub-Delivery` (a GUID that
+//! a redelivery keeps).
 
 use reqwest::header::HeaderMap;
 
@@ -15,6 +16,10 @@ pub struct GitHubHooks;
 impl WebhookReceiver for GitHubHooks {
     fn endpoint(&self) -> &'static str {
         "github"
+    }
+
+    fn delivery_headers(&self) -> &'static [&'static str] {
+        &["x-github-delivery"]
     }
 
     fn verify(&self, headers: &HeaderMap, body: &[u8], secret: &Secret) -> bool {
@@ -36,7 +41,7 @@ impl WebhookReceiver for GitHubHooks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hooks::HookError;
+    use crate::hooks::{HookDeliveryId, HookError};
 
     fn headers(signature: Option<&str>) -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -70,6 +75,25 @@ mod tests {
         assert_eq!(
             GitHubHooks.receive(&token, body, &secret),
             Err(HookError::Unsigned)
+        );
+    }
+
+    #[test]
+    fn a_delivery_is_named_by_its_guid() {
+        let mut delivery = headers(None);
+        assert_eq!(GitHubHooks.delivery_id(&delivery), None);
+        delivery.insert(
+            "x-github-delivery",
+            "72d3162e-cc78-11e3-81ab-4c9367dc0958"
+                .parse()
+                .expect("header"),
+        );
+        assert_eq!(
+            GitHubHooks
+                .delivery_id(&delivery)
+                .as_ref()
+                .map(HookDeliveryId::as_str),
+            Some("72d3162e-cc78-11e3-81ab-4c9367dc0958")
         );
     }
 

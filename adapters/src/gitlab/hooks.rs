@@ -1,5 +1,8 @@
 //! GitLab's webhooks: authenticated by the hook's secret token itself, sent as
 //! `X-Gitlab-Token` (no signature), the project in `project.path_with_namespace`.
+//! A delivery is named by `Idempotency-Key` (GitLab 17.4 on: the same on every retry
+//! of one event), else by `X-Gitlab-Event-UUID` (one per event, shared by the hooks
+//! it fires).
 
 use reqwest::header::HeaderMap;
 
@@ -13,6 +16,10 @@ pub struct GitLabHooks;
 impl WebhookReceiver for GitLabHooks {
     fn endpoint(&self) -> &'static str {
         "gitlab"
+    }
+
+    fn delivery_headers(&self) -> &'static [&'static str] {
+        &["idempotency-key", "x-gitlab-event-uuid"]
     }
 
     fn verify(&self, headers: &HeaderMap, _body: &[u8], secret: &Secret) -> bool {
@@ -65,6 +72,21 @@ mod tests {
             GitLabHooks.receive(&signed, body, &secret),
             Err(HookError::Unsigned)
         );
+    }
+
+    #[test]
+    fn a_delivery_is_named_by_its_idempotency_key_else_its_event_uuid() {
+        let id = |headers: &HeaderMap| {
+            GitLabHooks
+                .delivery_id(headers)
+                .map(|i| i.as_str().to_owned())
+        };
+        let mut delivery = headers(Some("t0ken"));
+        assert_eq!(id(&delivery), None);
+        delivery.insert("x-gitlab-event-uuid", "event-1".parse().expect("header"));
+        assert_eq!(id(&delivery).as_deref(), Some("event-1"));
+        delivery.insert("idempotency-key", "retry-key".parse().expect("header"));
+        assert_eq!(id(&delivery).as_deref(), Some("retry-key"));
     }
 
     #[test]

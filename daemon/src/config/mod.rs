@@ -86,6 +86,9 @@ pub struct ForgeConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpConfig {
     pub listen: std::net::SocketAddr,
+    /// The URL the API is reached at through a reverse proxy: its host (and port)
+    /// is accepted as `Host` besides the listen address.
+    pub public_url: Option<url::Url>,
     /// Bearer token of the POST endpoints; `None`: they are refused.
     pub admin_token: Option<Secret>,
     /// What one client can hold of the server.

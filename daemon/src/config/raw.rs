@@ -76,6 +76,7 @@ pub(super) struct RawForge {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHttp {
     pub listen: Option<Spanned<String>>,
+    pub public_url: Option<Spanned<String>>,
     pub admin_token_env: Option<Spanned<String>>,
     pub admin_token_file: Option<Spanned<String>>,
     /// Refused (inline secret).

@@ -5,35 +5,65 @@
 //!
 //! Handlers read the engine's current [`View`] through a watch channel (a reload
 //! swaps it) and ask the loop for polls, triggers and reloads through a channel:
-//! they never reach the engine's data.
+//! they never reach the engine's data. Around every route, outermost first: every
+//! error as JSON (`http::errors`), the `Host` check (`http::host`), the URI and body
+//! limits (`http::limits`); redelivered webhooks are told apart by `http::replays`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use forgewatch_adapters::RepoId;
-use forgewatch_adapters::hooks::{HookError, RECEIVERS};
+use forgewatch_adapters::hooks::{HookError, RECEIVERS, WebhookReceiver};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::engine::clock::Clock;
 use crate::engine::event::Request;
 use crate::engine::view::View;
+use crate::http::errors::{error, json_errors};
+use crate::http::host::{AllowedHosts, check_host};
+use crate::http::limits::limits;
+use crate::http::replays::Replays;
 use crate::state::events::EventQuery;
-
-pub(crate) const MAX_BODY: usize = 1024 * 1024;
 
 #[derive(Clone)]
 pub struct ApiState {
     pub view: watch::Receiver<Arc<View>>,
     pub requests: mpsc::Sender<Request>,
+    hosts: Arc<AllowedHosts>,
+    /// How long a request's body may take to arrive (`http.body_timeout`).
+    body_timeout: Duration,
+    replays: Arc<Replays>,
 }
 
 impl ApiState {
+    /// The API of the engine publishing `view`, answering to `hosts`, taking
+    /// bodies that arrive within `body_timeout`; webhook redeliveries are
+    /// remembered on `clock`.
+    pub fn new(
+        view: watch::Receiver<Arc<View>>,
+        requests: mpsc::Sender<Request>,
+        hosts: AllowedHosts,
+        body_timeout: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> ApiState {
+        ApiState {
+            view,
+            requests,
+            hosts: Arc::new(hosts),
+            body_timeout,
+            replays: Arc::new(Replays::new(clock)),
+        }
+    }
+
     pub(crate) fn current(&self) -> Arc<View> {
         self.view.borrow().clone()
     }
@@ -55,24 +85,22 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/reload", post(reload));
     // One endpoint per forge the adapters know, configured or not.
     for receiver in RECEIVERS {
-        let endpoint = receiver.endpoint();
         router = router.route(
-            &format!("/hooks/{endpoint}"),
+            &format!("/hooks/{}", receiver.endpoint()),
             post(
                 move |State(api): State<ApiState>, headers: HeaderMap, body: Bytes| async move {
-                    hook(&api, &headers, &body, endpoint).await
+                    hook(&api, &headers, &body, receiver).await
                 },
             ),
         );
     }
+    let hosts = state.hosts.clone();
     router
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(from_fn_with_state(state.body_timeout, limits))
+        .layer(from_fn_with_state(hosts, check_host))
+        .layer(from_fn(json_errors))
         .with_state(state)
-}
-
-pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, axum::Json(json!({ "error": message.into() }))).into_response()
 }
 
 fn internal(e: impl std::fmt::Display) -> Response {
@@ -358,16 +386,34 @@ async fn metrics(State(api): State<ApiState>) -> Response {
 
 /// A webhook posted to `/hooks/{endpoint}`: tried with the secret of every
 /// configured forge whose hooks are posted there; the first that verifies it names
-/// the forge (SPEC §10). Which header carries the signature and where the payload
-/// names the repository is the forge's receiver's business.
-async fn hook(api: &ApiState, headers: &HeaderMap, body: &[u8], endpoint: &str) -> Response {
+/// the forge (SPEC §10). Which header carries the signature, which the delivery id
+/// and where the payload names the repository is the forge's receiver's business.
+/// A verified delivery seen within the hour is a redelivery: accepted, not polled.
+async fn hook(
+    api: &ApiState,
+    headers: &HeaderMap,
+    body: &[u8],
+    receiver: &'static dyn WebhookReceiver,
+) -> Response {
+    let endpoint = receiver.endpoint();
     let repo = match api.current().receive_hook(endpoint, headers, body) {
         Err(e @ HookError::Unsigned) => return error(StatusCode::UNAUTHORIZED, e.to_string()),
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
-        Ok(None) => {
-            return (StatusCode::ACCEPTED, axum::Json(json!({"polled": false}))).into_response();
-        }
-        Ok(Some(repo)) => repo,
+        Ok(repo) => repo,
+    };
+    if let Some(id) = receiver.delivery_id(headers)
+        && !api.replays.first_delivery(endpoint, id.clone())
+    {
+        tracing::debug!(
+            endpoint,
+            delivery = id.as_str(),
+            "webhook redelivered: not polled"
+        );
+        let answer = json!({"polled": false, "redelivery": true});
+        return (StatusCode::ACCEPTED, axum::Json(answer)).into_response();
+    }
+    let Some(repo) = repo else {
+        return (StatusCode::ACCEPTED, axum::Json(json!({"polled": false}))).into_response();
     };
     // The payload only says which repository to poll; polling stays the truth.
     let _ = api.requests.send(Request::Poll(repo.clone())).await;

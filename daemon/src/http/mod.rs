@@ -1,9 +1,15 @@
 //! The HTTP side (SPEC §10): [`api`], the axum router (read-only endpoints,
 //! admin-token POSTs, signed webhooks), [`page`], the status page and the
 //! Prometheus text, and [`server`], which serves the router within bounds on what
-//! one client can hold. Handlers read snapshots and send requests to the loop; they
-//! never mutate the engine.
+//! one client can hold. Around the router: [`errors`] (every error as JSON), [`host`]
+//! (the `Host` check), [`limits`] (URI and body sizes); [`replays`] remembers the
+//! webhook deliveries seen. Handlers read snapshots and send requests to the loop;
+//! they never mutate the engine.
 
 pub mod api;
+pub mod errors;
+pub mod host;
+pub mod limits;
 pub mod page;
+pub mod replays;
 pub mod server;

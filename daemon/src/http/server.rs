@@ -6,7 +6,8 @@
 //! - headers: hyper's header read timeout, whose timer starts whenever the
 //!   connection waits for a request (a new connection, or after a response on a
 //!   kept-alive one), so it is the idle timeout too; the connection is closed;
-//! - bodies: read within `body_timeout` of the headers, else 408;
+//! - bodies: read within `body_timeout` of the headers, else 408 (by the router's
+//!   [`limits`](crate::http::limits) layer, which holds every request's sizes);
 //! - connections: at most `max_connections` open (each holds a descriptor); one more
 //!   is closed as soon as it is accepted, so it costs nothing and is never queued
 //!   behind slow ones; once those time out, their slots serve others. The soft
@@ -21,13 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::Request;
-use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::Response;
 use axum::serve::Listener;
-use http_body_util::LengthLimitError;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -37,7 +32,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::HttpLimits;
-use crate::http::api::{MAX_BODY, error};
 
 /// Serves `router` on `listener` within `limits` until `shutdown`, then waits for the
 /// open connections to finish their requests.
@@ -48,10 +42,6 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let cap = connection_cap(limits.max_connections, raise_open_file_limit());
-    let body_timeout = limits.body_timeout;
-    let router = router.layer(axum::middleware::from_fn(move |request, next| {
-        read_body_within(body_timeout, request, next)
-    }));
     let service = TowerToHyperService::new(router);
     let slots = Arc::new(Semaphore::new(cap));
     // Connections closed since the cap was reached; logged when half the slots are
@@ -154,35 +144,6 @@ fn raise_open_file_limit() -> u64 {
             tracing::warn!(soft, hard, "cannot raise the open-file limit: {e}");
             soft
         }
-    }
-}
-
-/// Reads the request's body within `timeout` (408 otherwise), at most
-/// [`MAX_BODY`] (413), before the handler sees it.
-async fn read_body_within(timeout: Duration, request: Request, next: Next) -> Response {
-    let (parts, body) = request.into_parts();
-    match tokio::time::timeout(timeout, axum::body::to_bytes(body, MAX_BODY)).await {
-        Ok(Ok(bytes)) => {
-            next.run(Request::from_parts(parts, Body::from(bytes)))
-                .await
-        }
-        Ok(Err(e)) => {
-            let e = e.into_inner();
-            if e.is::<LengthLimitError>() {
-                let message = format!("the request body is over {MAX_BODY} bytes");
-                error(StatusCode::PAYLOAD_TOO_LARGE, message)
-            } else {
-                let message = format!("cannot read the request body: {e}");
-                error(StatusCode::BAD_REQUEST, message)
-            }
-        }
-        Err(_) => error(
-            StatusCode::REQUEST_TIMEOUT,
-            format!(
-                "the request body did not arrive within {}",
-                humantime::format_duration(timeout)
-            ),
-        ),
     }
 }
 

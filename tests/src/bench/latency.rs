@@ -158,7 +158,9 @@ async fn half(
             at: Instant::now(),
         });
         if hooks {
-            announce(world, daemon, target).await?;
+            // GitHub names each delivery; a new push is a new delivery.
+            let delivery = format!("push-{}", pushes.len());
+            announce(world, daemon, target, &delivery).await?;
         }
     }
     let latencies = eventually(DEADLINE, || async {
@@ -174,8 +176,14 @@ async fn half(
     Ok(summary(&latencies))
 }
 
-/// A signed GitHub `push` webhook naming the target's repository.
-async fn announce(world: &World, daemon: &Daemon, target: usize) -> anyhow::Result<()> {
+/// A signed GitHub `push` webhook naming the target's repository, delivery
+/// `delivery` (its `X-GitHub-Delivery`).
+async fn announce(
+    world: &World,
+    daemon: &Daemon,
+    target: usize,
+    delivery: &str,
+) -> anyhow::Result<()> {
     use hmac::{Hmac, Mac};
     let body = serde_json::json!({
         "ref": "refs/heads/main",
@@ -191,6 +199,7 @@ async fn announce(world: &World, daemon: &Daemon, target: usize) -> anyhow::Resu
         .post(daemon.url("/hooks/github"))
         .header("x-hub-signature-256", signature)
         .header("x-github-event", "push")
+        .header("x-github-delivery", delivery)
         .header("content-type", "application/json")
         .body(body)
         .send()

@@ -329,6 +329,15 @@ pub fn autoproj_manifest(packages: &[(&str, &str)], branch: Option<&str>) -> Str
     yaml
 }
 
+/// GitHub's `X-Hub-Signature-256` of `body` with the GitHub forge's hook secret.
+pub fn github_signature(body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(GITHUB_HOOK_SECRET.as_bytes())
+        .expect("any key length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
 /// Whether no process of the group led by the pid in `pid_file` is left.
 pub fn group_is_gone(pid_file: &std::path::Path) -> bool {
     let pid: i32 = std::fs::read_to_string(pid_file)

@@ -322,6 +322,7 @@ impl Checker<'_> {
         let Some(raw) = raw else {
             return Ok(crate::config::HttpConfig {
                 listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8471)),
+                public_url: None,
                 admin_token: None,
                 limits: HttpLimits::default(),
             });
@@ -346,6 +347,11 @@ impl Checker<'_> {
                 )
             }),
         };
+        let public_url = h
+            .public_url
+            .as_ref()
+            .map(|u| self.url(u, "public_url", "a URL without credentials"))
+            .transpose();
         let admin_token = self.secret(
             "admin_token",
             h.admin_token_env.as_ref(),
@@ -364,6 +370,7 @@ impl Checker<'_> {
         inline?;
         Ok(crate::config::HttpConfig {
             listen: listen?,
+            public_url: public_url?,
             admin_token: admin_token?,
             limits: HttpLimits {
                 header_timeout: header_timeout?,
