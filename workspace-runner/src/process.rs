@@ -17,6 +17,7 @@
 
 mod env;
 mod group;
+mod members;
 mod output;
 
 use std::io;
@@ -33,9 +34,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 pub use env::{SANITISED_ENV_REMOVED, WATCHDOG_PREFIX, child_env};
+pub use members::JOB_TAG_VAR;
 pub use output::CUT_MARKER;
 
-use group::{Group, KillOnDrop};
+use group::Group;
+use members::JobTag;
 
 /// How long output is still read after the process group ended. Only a process that
 /// left the group (`setsid`) can keep a pipe open that long.
@@ -187,14 +190,16 @@ async fn run_in_span(
         source,
     };
     let start = Instant::now();
-    let mut child = command(job, program).spawn().map_err(spawn_error)?;
+    let tag = JobTag::new();
+    let mut child = command(job, program, &tag).spawn().map_err(spawn_error)?;
     let pgid = child
         .id()
         .and_then(|pid| i32::try_from(pid).ok())
         .map(Pid::from_raw)
         .ok_or_else(|| spawn_error(io::Error::other("the started process has no pid")))?;
     tracing::debug!(pgid = pgid.as_raw(), "started");
-    let mut kill_on_drop = KillOnDrop::new(pgid);
+    // Kills every process of the job if this future is dropped before it ends.
+    let mut group = Group::new(pgid, tag);
 
     // Every task is aborted if this future is dropped.
     let mut tasks = JoinSet::new();
@@ -212,13 +217,13 @@ async fn run_in_span(
         readers.spawn(reader.in_current_span());
     }
 
-    let supervision = supervise(&mut child, pgid, job, cancel, readers, tx);
+    let supervision = supervise(&mut child, &mut group, job, cancel, readers, tx);
     let collection = output::collect(rx, on_line, job.max_log_lines);
     let (ended, ring) = tokio::join!(supervision, collection);
-    kill_on_drop.disarm();
     tasks.abort_all();
 
-    let (reason, leader) = ended;
+    let reason = ended;
+    let leader = group.take_leader();
     let termination = match (reason, leader) {
         (Some(reason), _) => reason,
         (None, Some(Ok(status))) => termination_of(status),
@@ -247,14 +252,16 @@ async fn run_in_span(
     })
 }
 
-/// The command for `job`: no shell, a new process group, a sanitised environment.
-fn command(job: &Job, program: &str) -> Command {
+/// The command for `job`: no shell, a new process group, a sanitised environment
+/// with the job's tag (which `job.env_set` cannot override).
+fn command(job: &Job, program: &str, tag: &JobTag) -> Command {
     let mut command = Command::new(program);
     command
         .args(&job.argv[1..])
         .current_dir(&job.dir)
         .env_clear()
         .envs(child_env(std::env::vars_os(), job))
+        .env(JOB_TAG_VAR, tag.as_str())
         .process_group(0)
         .stdin(if job.stdin.is_some() {
             Stdio::piped()
@@ -278,18 +285,17 @@ async fn write_stdin(mut stdin: ChildStdin, bytes: Vec<u8>) {
     drop(stdin);
 }
 
-/// Waits for the leader, the timeout or the cancellation; ends the group if anything
-/// of it is left; then waits (boundedly) for the output readers. Returns the reason
-/// the job was ended by us, if it was, and the leader's status if known.
+/// Waits for the leader, the timeout or the cancellation; ends the job's processes
+/// if any is left; then waits (boundedly) for the output readers. Returns the reason
+/// the job was ended by us, if it was; the leader's status is in `group`.
 async fn supervise(
     child: &mut Child,
-    pgid: Pid,
+    group: &mut Group,
     job: &Job,
     cancel: &CancellationToken,
     mut readers: JoinSet<()>,
     tx: mpsc::Sender<LogLine>,
-) -> (Option<Termination>, Option<io::Result<ExitStatus>>) {
-    let mut group = Group::new(pgid);
+) -> Option<Termination> {
     let reason = tokio::select! {
         biased;
         status = child.wait() => {
@@ -297,17 +303,17 @@ async fn supervise(
             None
         }
         () = cancel.cancelled() => {
-            tracing::info!("cancelled; ending the process group");
+            tracing::info!("cancelled; ending the job's processes");
             Some(Termination::Cancelled)
         }
         () = tokio::time::sleep(job.timeout) => {
-            tracing::info!(timeout = ?job.timeout, "timed out; ending the process group");
+            tracing::info!(timeout = ?job.timeout, "timed out; ending the job's processes");
             Some(Termination::TimedOut)
         }
     };
     if reason.is_some() || !group.is_gone() {
         if reason.is_none() {
-            tracing::info!("the leader exited but its process group is still alive; ending it");
+            tracing::info!("the leader exited but processes of the job are left; ending them");
         }
         group.terminate(child, job.kill_grace).await;
     }
@@ -330,7 +336,7 @@ async fn supervise(
         let _ = tx.send(note).await;
     }
     drop(tx);
-    (reason, group.take_leader())
+    reason
 }
 
 fn termination_of(status: ExitStatus) -> Termination {
