@@ -83,10 +83,14 @@ impl Workspace {
     /// Waits until the update's processes have left its group.
     async fn escaped(&self) {
         let escaped = self.file("escaped");
-        let done =
-            forgewatch_tests::wait::eventually(DEADLINE, || async { escaped.exists().then_some(()) })
-                .await;
-        assert!(done.is_some(), "the update's processes never left its group");
+        let done = forgewatch_tests::wait::eventually(DEADLINE, || async {
+            escaped.exists().then_some(())
+        })
+        .await;
+        assert!(
+            done.is_some(),
+            "the update's processes never left its group"
+        );
     }
 }
 

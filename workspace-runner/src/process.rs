@@ -1,18 +1,26 @@
 //! Running workspace update commands (`autoproj update` and the like) so that the
 //! daemon never hangs with them (SPEC §12): `git` sometimes waits forever inside such a
-//! command, so every job runs in its own process group with a timeout, after which the
-//! whole group is ended (SIGTERM, a grace period, SIGKILL) and reaped. The same happens
-//! when the daemon shuts down (the cancellation token) and when the leader exits leaving
-//! background processes behind.
+//! command, so every job runs in its own process group with a timeout, after which
+//! every process of the job is ended (SIGTERM, a grace period, SIGKILL) and reaped. The
+//! same happens when the daemon shuts down (the cancellation token), when the job's
+//! future is dropped (SIGKILL only), and when the leader exits leaving processes behind.
 //!
-//! The child gets a sanitised environment (see [`child_env`]), stdin from `/dev/null`
-//! or from given bytes, and its stdout and stderr are captured line by line with
-//! timestamps into a bounded log.
+//! "Every process of the job" includes those that left its process group (`setsid`,
+//! `setpgid`: `git` credential helpers, `ssh` control masters, daemonising build
+//! tools): each job's processes carry a unique tag in their environment
+//! ([`JOB_TAG_VAR`]) and are found in `/proc` (see `members`). A job that succeeded
+//! but left a daemon behind has that daemon killed too: a job owns everything it
+//! started, and ends with it.
 //!
-//! Limits: a process that calls `setsid` leaves the group and is not killed here (only
-//! a cgroup catches it; run the daemon with systemd's `KillMode=control-group`); its
-//! output is read for at most [`OUTPUT_AFTER_GROUP`] after the group ended. The daemon
-//! should call [`become_child_subreaper`] at startup so that orphaned grandchildren are
+//! The child gets a sanitised environment (see [`child_env`]) plus its tag, stdin from
+//! `/dev/null` or from given bytes, and its stdout and stderr are captured line by
+//! line with timestamps into a bounded log.
+//!
+//! Limits: a process that removed the tag from its environment and was orphaned
+//! before a scan saw it, or that runs as another user, is not found (only a cgroup
+//! catches it; run the daemon with systemd's `KillMode=control-group`); its output is
+//! read for at most [`OUTPUT_AFTER_GROUP`] after the job ended. The daemon should call
+//! [`become_child_subreaper`] at startup so that orphaned grandchildren are
 //! re-parented to it and reaped here, rather than to an init that may not reap them.
 
 mod env;
@@ -40,13 +48,13 @@ pub use output::CUT_MARKER;
 use group::Group;
 use members::JobTag;
 
-/// How long output is still read after the process group ended. Only a process that
-/// left the group (`setsid`) can keep a pipe open that long.
+/// How long output is still read after the job's processes ended. Only a process that
+/// could not be traced back to the job can keep a pipe open that long.
 pub const OUTPUT_AFTER_GROUP: Duration = Duration::from_secs(1);
 
 /// The log line added when output was abandoned after [`OUTPUT_AFTER_GROUP`].
 pub const OUTPUT_ABANDONED: &str =
-    "forgewatch: output still open after the process group ended; stopped reading";
+    "forgewatch: output still open after the job's processes ended; stopped reading";
 
 /// Lines in flight between the pipe readers and the collector.
 const LINE_CHANNEL: usize = 1024;
@@ -62,9 +70,9 @@ pub struct Job {
     pub env_set: Vec<(String, String)>,
     /// Variables removed from the child's environment (e.g. forgewatch's own secrets).
     pub env_remove: Vec<String>,
-    /// How long the leader may run before the group is ended.
+    /// How long the leader may run before the job's processes are ended.
     pub timeout: Duration,
-    /// How long the group has between SIGTERM and SIGKILL.
+    /// How long the job's processes have between SIGTERM and SIGKILL.
     pub kill_grace: Duration,
     /// `None`: stdin is `/dev/null`. `Some(bytes)`: written to stdin, which is then closed.
     pub stdin: Option<Vec<u8>>,
@@ -98,9 +106,9 @@ pub enum Termination {
     Exited(i32),
     /// The leader was killed by this signal (not by us).
     Signaled(i32),
-    /// The timeout elapsed; the group was killed.
+    /// The timeout elapsed; the job's processes were killed.
     TimedOut,
-    /// The cancellation token fired; the group was killed.
+    /// The cancellation token fired; the job's processes were killed.
     Cancelled,
 }
 
@@ -108,14 +116,15 @@ pub enum Termination {
 #[derive(Debug)]
 pub struct Outcome {
     pub termination: Termination,
-    /// From the start of the child to the end of the group and of its output.
+    /// From the start of the child to the end of the job's processes and output.
     pub duration: Duration,
     /// The last `max_log_lines` lines, stdout and stderr in the order they were read.
     pub lines: Vec<LogLine>,
     /// Lines read but not kept in `lines`.
     pub dropped_lines: u64,
-    /// The job's process group id (the leader's pid). Gone when `run` returns,
-    /// unless the group had to be abandoned (a warning is logged).
+    /// The job's process group id (the leader's pid). Gone when `run` returns, with
+    /// every other process of the job, unless they had to be abandoned (a warning is
+    /// logged).
     pub pgid: i32,
 }
 
@@ -140,7 +149,7 @@ pub enum RunError {
     /// The job has no program.
     #[error("the command is empty")]
     EmptyArgv,
-    /// Waiting for the leader failed. Its group was ended anyway.
+    /// Waiting for the leader failed. Its processes were ended anyway.
     #[error("cannot wait for `{program}`: {source}")]
     Wait {
         program: String,
@@ -158,14 +167,15 @@ pub fn become_child_subreaper() -> io::Result<()> {
 }
 
 /// Runs `job` to its end and returns how it ended with its log. Returns once no process
-/// of the job's group exists (see the module documentation for `setsid` escapees).
+/// of the job exists, in its process group or out of it (see the module documentation
+/// for the limits).
 ///
 /// `on_line` is called for every line as it is read, on the task that runs this
 /// future; it should be cheap (e.g. send the line to a channel). `cancel` ends the job
 /// like a timeout, with [`Termination::Cancelled`].
 ///
-/// If this future is dropped before it completes, the group is sent SIGKILL, but its
-/// members are not reaped.
+/// If this future is dropped before it completes, every process of the job is sent
+/// SIGKILL, but not reaped.
 pub async fn run(
     job: &Job,
     on_line: &(dyn Fn(&LogLine) + Send + Sync),
