@@ -13,11 +13,26 @@ use std::time::{Duration, Instant};
 
 use forgewatch_workspace_runner::process::{LogLine, OUTPUT_ABANDONED, Stream, Termination, run};
 use nix::sys::wait::waitpid;
-use support::{Marker, SLACK, escapees, fixture, is_gone, job, run_job, setup, texts};
+use support::{
+    Marker, SLACK, escapees, fixture, is_gone, job, printed_pids, run_job, setup, texts,
+};
 use tokio_util::sync::CancellationToken;
 
 /// How the fixture's escapee leaves the group.
-const MODES: [&str; 2] = ["setsid", "setpgid"];
+const MODES: [&str; 3] = ["setsid", "setpgid", "daemonise"];
+
+/// Asserts that the processes the fixture printed are gone, reaped: the escapee, and
+/// the session leader that a daemonising fixture left as a zombie of ours.
+fn assert_printed_gone(mode: &str, lines: &[LogLine]) {
+    let escapees = escapees(lines);
+    assert_eq!(escapees.len(), 1, "{mode}: {lines:?}");
+    assert!(is_gone(escapees[0]), "{mode}: the escapee survived");
+    let leaders = printed_pids(lines, "session-leader ");
+    assert_eq!(leaders.len(), usize::from(mode == "daemonise"), "{mode}");
+    for leader in leaders {
+        assert!(is_gone(leader), "{mode}: the session leader was not reaped");
+    }
+}
 
 #[tokio::test]
 async fn escapees_ignoring_sigterm_are_killed_at_timeout() {
@@ -33,9 +48,7 @@ async fn escapees_ignoring_sigterm_are_killed_at_timeout() {
         assert_eq!(outcome.termination, Termination::TimedOut, "{mode}");
         let stdout = texts(&outcome.lines, Stream::Stdout);
         assert!(stdout.contains(&"ready"), "{mode}: {stdout:?}");
-        let escapees = escapees(&outcome.lines);
-        assert_eq!(escapees.len(), 1, "{mode}: {stdout:?}");
-        assert!(is_gone(escapees[0]), "{mode}: the escapee survived");
+        assert_printed_gone(mode, &outcome.lines);
         assert_eq!(marker.alive(), [], "{mode}: processes of the job survived");
         // It ignored SIGTERM, so it lived through the grace period; then it was killed.
         assert!(
@@ -69,9 +82,7 @@ async fn escapees_are_killed_on_cancellation() {
         let outcome = run(&job, &on_line, &cancel).await.unwrap();
 
         assert_eq!(outcome.termination, Termination::Cancelled, "{mode}");
-        let escapees = escapees(&outcome.lines);
-        assert_eq!(escapees.len(), 1, "{mode}: {:?}", outcome.lines);
-        assert!(is_gone(escapees[0]), "{mode}: the escapee survived");
+        assert_printed_gone(mode, &outcome.lines);
         assert_eq!(marker.alive(), [], "{mode}: processes of the job survived");
     }
 }
@@ -87,9 +98,7 @@ async fn escapees_left_by_a_leader_that_exited_are_killed_when_it_ends() {
         let elapsed = start.elapsed();
 
         assert_eq!(outcome.termination, Termination::Exited(0), "{mode}");
-        let escapees = escapees(&outcome.lines);
-        assert_eq!(escapees.len(), 1, "{mode}: {:?}", outcome.lines);
-        assert!(is_gone(escapees[0]), "{mode}: the escapee survived");
+        assert_printed_gone(mode, &outcome.lines);
         assert_eq!(marker.alive(), [], "{mode}: processes of the job survived");
         assert!(elapsed < job.kill_grace + SLACK, "{mode}: {elapsed:?}");
         let stdout = texts(&outcome.lines, Stream::Stdout);

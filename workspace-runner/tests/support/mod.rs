@@ -69,9 +69,14 @@ pub async fn run_job(job: &Job) -> (Outcome, Vec<LogLine>) {
 
 /// The pids printed as `escapee PID` lines.
 pub fn escapees(lines: &[LogLine]) -> Vec<Pid> {
+    printed_pids(lines, "escapee ")
+}
+
+/// The pids printed as `WHAT PID` lines (`what` with its space).
+pub fn printed_pids(lines: &[LogLine], what: &str) -> Vec<Pid> {
     lines
         .iter()
-        .filter_map(|l| l.text.strip_prefix("escapee "))
+        .filter_map(|l| l.text.strip_prefix(what))
         .map(|pid| Pid::from_raw(pid.parse().unwrap()))
         .collect()
 }
