@@ -370,16 +370,8 @@ async fn a_process_that_left_a_hanging_discovery_s_group_is_killed_with_it() {
     std::fs::write(ws.file("discover.sh"), ESCAPING_DISCOVER_SH).unwrap();
     configure(&env, false, "3s");
     let marker = Marker::new(&env);
-    let output = tokio::time::timeout(
-        DEADLINE,
-        env.command(&["once"])
-            .env(support::MARKER, &marker.value)
-            .output(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let run = env.finish(marker.mark(env.command(&["once"]))).await;
+    assert_eq!(run.code, Some(0), "{run:#?}");
     assert!(ws.file("escaped").exists(), "the discovery never escaped");
     let jobs = discover_jobs(&env);
     assert_eq!(jobs.len(), 1);

@@ -438,11 +438,7 @@ async fn processes_that_left_a_timed_out_update_s_group_are_killed_with_it() {
     ws.escaping_update();
     configure(&env, "[startup]", "5s");
     let marker = Marker::new(&env);
-    let mut daemon = env
-        .command(&["run"])
-        .env(support::MARKER, &marker.value)
-        .spawn()
-        .unwrap();
+    let mut daemon = marker.mark(env.command(&["run"])).spawn().unwrap();
     ws.escaped().await;
 
     // The job is recorded once the runner found none of its processes left.
@@ -480,11 +476,7 @@ async fn processes_that_left_a_running_update_s_group_die_with_the_daemon() {
     ws.escaping_update();
     configure(&env, "[startup]", "1h");
     let marker = Marker::new(&env);
-    let mut daemon = env
-        .command(&["run"])
-        .env(support::MARKER, &marker.value)
-        .spawn()
-        .unwrap();
+    let mut daemon = marker.mark(env.command(&["run"])).spawn().unwrap();
     ws.escaped().await;
 
     kill(Pid::from_raw(daemon.id().unwrap() as i32), Signal::SIGTERM).unwrap();
@@ -527,20 +519,7 @@ read -r _ < left
     )
     .unwrap();
     let marker = Marker::new(&env);
-    let output = tokio::time::timeout(
-        DEADLINE,
-        env.command(&["once"])
-            .env(support::MARKER, &marker.value)
-            .output(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let run = support::Run {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    };
+    let run = env.finish(marker.mark(env.command(&["once"]))).await;
     assert_eq!(run.code, Some(0), "{run:#?}");
     assert_eq!(run.keys_and_statuses(), ["scripted/mainline delivered"]);
     assert_eq!(

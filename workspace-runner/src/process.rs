@@ -229,10 +229,9 @@ async fn run_in_span(
 
     let supervision = supervise(&mut child, &mut group, job, cancel, readers, tx);
     let collection = output::collect(rx, on_line, job.max_log_lines);
-    let (ended, ring) = tokio::join!(supervision, collection);
+    let (reason, ring) = tokio::join!(supervision, collection);
     tasks.abort_all();
 
-    let reason = ended;
     let leader = group.take_leader();
     let termination = match (reason, leader) {
         (Some(reason), _) => reason,

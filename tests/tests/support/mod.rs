@@ -223,8 +223,12 @@ impl Env {
 
     /// Runs `forgewatch ARGS --config …` to completion.
     pub async fn forgewatch(&self, args: &[&str]) -> Run {
-        let child = self
-            .command(args)
+        self.finish(self.command(args)).await
+    }
+
+    /// Runs `command` (from [`Self::command`]) to completion.
+    pub async fn finish(&self, mut command: tokio::process::Command) -> Run {
+        let child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -327,7 +331,7 @@ pub const MARKER: &str = "FW_E2E_PROCESS_MARKER";
 /// inherit it through their environment), to find them in `/proc`. Dropping it kills
 /// whatever still carries it, so that a failing test leaves no process behind.
 pub struct Marker {
-    pub value: String,
+    value: String,
 }
 
 impl Marker {
@@ -335,6 +339,12 @@ impl Marker {
         Marker {
             value: env.dir.path().display().to_string(),
         }
+    }
+
+    /// `command` with the marker in its environment.
+    pub fn mark(&self, mut command: tokio::process::Command) -> tokio::process::Command {
+        command.env(MARKER, &self.value);
+        command
     }
 
     /// The live (not zombie) processes that carry the marker, other than `except`.

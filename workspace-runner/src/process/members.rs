@@ -16,7 +16,10 @@
 //! Not found: a process that removed the tag from its environment and was orphaned
 //! (its parent died) before a scan saw it, and a process of another user (its
 //! environment cannot be read; a daemon running as root reads every one). A cgroup
-//! (systemd's `KillMode=control-group`) catches those too.
+//! (systemd's `KillMode=control-group`) catches those too. Not reaped: the zombie of
+//! a process that led only a process group (`setpgid`, then fork and exit) and that
+//! no scan saw alive; it cannot be told from another job's leader, whose status is
+//! tokio's, so it stays until the daemon exits.
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
