@@ -93,14 +93,11 @@ async fn escapees_left_by_a_leader_that_exited_are_killed_when_it_ends() {
         let dir = setup();
         let mut job = job(dir.path(), &["sh", &fixture("escape.sh"), mode, "exit"]);
         let marker = Marker::new(&mut job);
-        let start = Instant::now();
         let (outcome, _) = run_job(&job).await;
-        let elapsed = start.elapsed();
 
         assert_eq!(outcome.termination, Termination::Exited(0), "{mode}");
         assert_printed_gone(mode, &outcome.lines);
         assert_eq!(marker.alive(), [], "{mode}: processes of the job survived");
-        assert!(elapsed < job.kill_grace + SLACK, "{mode}: {elapsed:?}");
         let stdout = texts(&outcome.lines, Stream::Stdout);
         assert_eq!(stdout.last(), Some(&"ready"), "{mode}: {stdout:?}");
         assert!(
