@@ -11,7 +11,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use forgewatch_workspace_runner::process::{LogLine, OUTPUT_ABANDONED, Stream, Termination, run};
+use forgewatch_workspace_runner::process::{
+    JOB_TAG_VAR, LogLine, OUTPUT_ABANDONED, Stream, Termination, run,
+};
 use nix::sys::wait::waitpid;
 use support::{
     Marker, SLACK, escapees, fixture, is_gone, job, printed_pids, run_job, setup, texts,
@@ -170,5 +172,22 @@ while :; do sleep 1; done"#;
     let escapees = escapees(&outcome.lines);
     assert_eq!(escapees.len(), 1, "{:?}", outcome.lines);
     assert!(is_gone(escapees[0]), "the escapee survived");
+    assert_eq!(marker.alive(), [], "processes of the job survived");
+}
+
+/// A process that removed the job's tag but stayed in its group is still the job's,
+/// even once the leader that started it has exited.
+#[tokio::test]
+async fn an_untagged_process_left_in_the_group_is_killed() {
+    let dir = setup();
+    let script = format!("env -u {JOB_TAG_VAR} sleep 1000 & echo \"escapee $!\"");
+    let mut job = job(dir.path(), &["sh", "-c", &script]);
+    let marker = Marker::new(&mut job);
+    let (outcome, _) = run_job(&job).await;
+
+    assert_eq!(outcome.termination, Termination::Exited(0));
+    let escapees = escapees(&outcome.lines);
+    assert_eq!(escapees.len(), 1, "{:?}", outcome.lines);
+    assert!(is_gone(escapees[0]), "the untagged process survived");
     assert_eq!(marker.alive(), [], "processes of the job survived");
 }

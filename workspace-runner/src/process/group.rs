@@ -62,6 +62,7 @@ impl Group {
 
     /// Records the leader's status, as returned by `Child::wait`.
     pub fn set_leader(&mut self, status: io::Result<ExitStatus>) {
+        self.members.leader_reaped();
         self.leader = Some(status);
     }
 
@@ -97,7 +98,7 @@ impl Group {
     /// job is gone (without `/proc`: whether the leader is).
     fn signal_pass(&mut self, signal: Signal, signalled: &mut Signalled) -> bool {
         let Some(live) = self.live_members() else {
-            if !signalled.group {
+            if !signalled.group && self.members.group_is_ours() {
                 signalled.group = true;
                 signal_group(self.members.pgid(), signal);
             }
@@ -125,7 +126,7 @@ impl Group {
             }
             tokio::select! {
                 biased;
-                status = child.wait(), if self.leader.is_none() => self.leader = Some(status),
+                status = child.wait(), if self.leader.is_none() => self.set_leader(status),
                 () = &mut deadline => return self.is_gone(),
                 () = tokio::time::sleep(POLL) => {}
             }
@@ -169,7 +170,9 @@ impl Drop for Group {
             pgid = self.members.pgid().as_raw(),
             "job dropped while running; killing its processes"
         );
-        signal_group(self.members.pgid(), Signal::SIGKILL);
+        if self.members.group_is_ours() {
+            signal_group(self.members.pgid(), Signal::SIGKILL);
+        }
         let mut killed = HashSet::new();
         for _ in 0..DROP_SCANS {
             let Some(members) = self.members.scan() else {

@@ -5,7 +5,8 @@
 //! Each job's leader is started with a unique tag in its environment
 //! ([`JOB_TAG_VAR`]), which every descendant inherits, whatever group or session it
 //! moves to. A scan of `/proc` finds the job's processes: those that carry the tag,
-//! those still in the job's process group, the descendants of any of them (a process
+//! those still in the job's process group (until a scan after the leader was reaped
+//! finds the group empty: its id may be reused then), the descendants of any of them (a process
 //! that cleared its environment is still found while its parent is), the processes
 //! seen in an earlier scan (by pid and start time, so a reused pid is not mistaken for
 //! one), and the zombies, children of ours, that led the session of one of them (the
@@ -75,6 +76,13 @@ pub struct Members {
     /// Every process a scan found, so that it is still found after it left everything
     /// else that made it a member (its group, its parent).
     seen: HashSet<ProcId>,
+    /// Whether the leader was reaped: from then on, the group's id is free for reuse
+    /// as soon as the group is empty (no pid is reused while it names a group).
+    leader_reaped: bool,
+    /// Whether a scan found the group empty after the leader was reaped: from then on
+    /// a process in a group of that id is not taken for a member (it may be another
+    /// group that reused the id).
+    group_released: bool,
     me: Pid,
     my_session: Option<Pid>,
     /// Whether a failed scan was logged already.
@@ -87,6 +95,8 @@ impl Members {
             pgid,
             tag,
             seen: HashSet::new(),
+            leader_reaped: false,
+            group_released: false,
             me: getpid(),
             my_session: getsid(None).ok(),
             warned: false,
@@ -95,6 +105,17 @@ impl Members {
 
     pub fn pgid(&self) -> Pid {
         self.pgid
+    }
+
+    /// Whether the process group id still names the job's group, so that `killpg`
+    /// cannot reach another group that reused it.
+    pub fn group_is_ours(&self) -> bool {
+        !self.group_released
+    }
+
+    /// The leader was reaped (by tokio).
+    pub fn leader_reaped(&mut self) {
+        self.leader_reaped = true;
     }
 
     /// The job's processes now. `None` if `/proc` cannot be read (logged once): then
@@ -111,6 +132,7 @@ impl Members {
             }
         };
         let mut table: Vec<(Entry, bool)> = Vec::new();
+        let mut group_occupied = false;
         // A process that exited since the listing has no stat: it is not a member.
         for (process, stat) in processes
             .flatten()
@@ -128,7 +150,9 @@ impl Members {
                 zombie: stat.state == 'Z',
                 ours: stat.ppid == self.me.as_raw(),
             };
-            let found = stat.pgrp == self.pgid.as_raw()
+            let in_group = stat.pgrp == self.pgid.as_raw();
+            group_occupied |= in_group;
+            let found = (in_group && !self.group_released)
                 || self.seen.contains(&member.id)
                 || (!member.zombie && self.is_tagged(&process));
             let entry = Entry {
@@ -137,6 +161,9 @@ impl Members {
                 session: stat.session,
             };
             table.push((entry, found));
+        }
+        if self.leader_reaped && !group_occupied {
+            self.group_released = true;
         }
         self.close_over_relatives(&mut table);
         let members: Vec<Member> = table
