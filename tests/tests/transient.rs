@@ -5,7 +5,8 @@
 //! and both PRs are built together (each with the other's ref), re-delivered once
 //! each when either moves; merged, the package becomes permanent with one mainline
 //! delivery; closed, it is no longer polled. A hanging discovery is killed and the
-//! config PR goes out without transient packages, flagged `discovery: "failed"`.
+//! config PR goes out without transient packages, flagged `discovery: "failed"`;
+//! so is a process it left outside its process group.
 //! In `run`, the status API lists each config PR with its discovery, transient
 //! packages and builds, and two config PRs defining `new/pkg` differently.
 
@@ -24,7 +25,7 @@ use forgewatch_tests::wait::eventually;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
-use support::{DEADLINE, Env};
+use support::{DEADLINE, Env, Marker};
 
 const MAIN: &str = "main";
 const PKG_SET: &str = "pkg_set:github:/acme/pkgset.git";
@@ -350,6 +351,36 @@ async fn a_hanging_discovery_is_killed_and_the_config_pr_goes_out_flagged() {
     // Not run again for the same head.
     assert_eq!(env.once().await.stdout, "");
     assert_eq!(discover_jobs(&env).len(), 1);
+}
+
+/// A discovery that leaves a process ignoring SIGTERM in a session of its own (a
+/// double fork and `setsid`), writes `escaped` once it has left, and hangs.
+const ESCAPING_DISCOVER_SH: &str = r#"mkfifo left
+sh -c 'setsid sh -c "trap \"\" TERM; echo > left; exec sleep 1000" &'
+read -r _ < left
+touch escaped
+while :; do sleep 1; done
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_that_left_a_hanging_discovery_s_group_is_killed_with_it() {
+    let env = Env::new().await;
+    forge(&env);
+    let ws = Workspace::new(&env);
+    std::fs::write(ws.file("discover.sh"), ESCAPING_DISCOVER_SH).unwrap();
+    configure(&env, false, "3s");
+    let marker = Marker::new(&env);
+    let run = env.finish(marker.mark(env.command(&["once"]))).await;
+    assert_eq!(run.code, Some(0), "{run:#?}");
+    assert!(ws.file("escaped").exists(), "the discovery never escaped");
+    let jobs = discover_jobs(&env);
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].status, JobStatus::TimedOut);
+    assert_eq!(
+        marker.alive(),
+        Vec::<i32>::new(),
+        "a process of the discovery survived"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,8 +1,9 @@
 //! End-to-end: workspaces whose packages come from an autoproj manifest refreshed
 //! by an update command. New packages are watched, one package-set push gives one
 //! mainline trigger, a hanging or failing update keeps the last good list and
-//! delays no other workspace, no process of an update survives, and update runs are
-//! recorded as jobs. Also the `command` CI target.
+//! delays no other workspace, no process of an update survives (not even one that
+//! left its process group), and update runs are recorded as jobs. Also the `command`
+//! CI target.
 
 #![allow(clippy::unwrap_used)] // helpers of the tests below
 
@@ -14,7 +15,7 @@ use forgewatch::state::State;
 use forgewatch::state::jobs::JobStatus;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use support::{DEADLINE, Env};
+use support::{DEADLINE, Env, Marker};
 
 const MAIN: &str = "main";
 const PKG_SET: &str = "pkg_set:github:/acme/pkgset.git";
@@ -32,6 +33,24 @@ while [ -f hang ]; do sleep 1; done
 if [ -f fail ]; then echo 'remote hung up' >&2; exit 7; fi
 cp next-manifest manifest
 ";
+
+/// An update script that leaves two processes that ignore SIGTERM outside its process
+/// group, as `git` credential helpers, `ssh` control masters and daemonising build
+/// tools do: one by a double fork and `setsid`, one by `setpgid`. Once both have left
+/// (fifos), it writes `escaped`, then hangs while `hang` exists.
+const ESCAPING_UPDATE_SH: &str = r#"echo $$ > update.pid
+rm -f left-setsid left-setpgid
+mkfifo left-setsid left-setpgid
+sh -c 'setsid sh -c "trap \"\" TERM; echo > left-setsid; exec sleep 1000" &'
+perl -e '$SIG{TERM} = "IGNORE"; setpgrp(0, 0) or die "setpgrp: $!";
+    open(my $f, ">", "left-setpgid") or die "fifo: $!"; print $f "\n"; close $f;
+    exec "sleep", "1000" or die "sleep: $!"' &
+read -r _ < left-setsid
+read -r _ < left-setpgid
+touch escaped
+while [ -f hang ]; do sleep 1; done
+cp next-manifest manifest
+"#;
 
 struct Workspace {
     dir: PathBuf,
@@ -51,6 +70,27 @@ impl Workspace {
 
     fn file(&self, name: &str) -> PathBuf {
         self.dir.join(name)
+    }
+
+    /// The update escapes its group (see [`ESCAPING_UPDATE_SH`]) and hangs.
+    fn escaping_update(&self) {
+        std::fs::write(self.file("update.sh"), ESCAPING_UPDATE_SH).unwrap();
+        std::fs::write(self.file("hang"), "").unwrap();
+        std::fs::write(self.file("manifest"), manifest(&[("base/a", "acme/a")])).unwrap();
+        self.next_manifest(&[("base/a", "acme/a")]);
+    }
+
+    /// Waits until the update's processes have left its group.
+    async fn escaped(&self) {
+        let escaped = self.file("escaped");
+        let done = forgewatch_tests::wait::eventually(DEADLINE, || async {
+            escaped.exists().then_some(())
+        })
+        .await;
+        assert!(
+            done.is_some(),
+            "the update's processes never left its group"
+        );
     }
 }
 
@@ -387,5 +427,104 @@ async fn the_command_target_gets_the_payload_on_stdin_and_exit_0_accepts() {
             "failed".into(),
             "exited with status 3: queue full".into()
         )]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_that_left_a_timed_out_update_s_group_are_killed_with_it() {
+    let env = Env::new().await;
+    repos(&env);
+    let ws = Workspace::new(&env);
+    ws.escaping_update();
+    configure(&env, "[startup]", "5s");
+    let marker = Marker::new(&env);
+    let mut daemon = marker.mark(env.command(&["run"])).spawn().unwrap();
+    ws.escaped().await;
+
+    // The job is recorded once the runner found none of its processes left.
+    let timed_out = forgewatch_tests::wait::eventually(DEADLINE, || async {
+        let jobs = State::open_read_only(&env.state_dir())
+            .ok()?
+            .jobs_of("auto", 10)
+            .ok()?;
+        jobs.first()
+            .is_some_and(|j| j.status == JobStatus::TimedOut)
+            .then_some(())
+    })
+    .await;
+    assert!(timed_out.is_some(), "the update never timed out");
+    assert_eq!(
+        marker.alive_except(daemon.id()),
+        Vec::<i32>::new(),
+        "processes of the timed-out update survived"
+    );
+
+    kill(Pid::from_raw(daemon.id().unwrap() as i32), Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(DEADLINE, daemon.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(marker.alive(), Vec::<i32>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_that_left_a_running_update_s_group_die_with_the_daemon() {
+    let env = Env::new().await;
+    repos(&env);
+    let ws = Workspace::new(&env);
+    ws.escaping_update();
+    configure(&env, "[startup]", "1h");
+    let marker = Marker::new(&env);
+    let mut daemon = marker.mark(env.command(&["run"])).spawn().unwrap();
+    ws.escaped().await;
+
+    kill(Pid::from_raw(daemon.id().unwrap() as i32), Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(DEADLINE, daemon.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(
+        marker.alive(),
+        Vec::<i32>::new(),
+        "processes of the update survived the daemon"
+    );
+    let jobs = jobs(&env);
+    assert_eq!(
+        jobs[0].detail.as_deref(),
+        Some("cancelled: forgewatch is stopping")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_left_by_a_command_target_is_killed_when_it_exits() {
+    let env = Env::new().await;
+    env.github.create_repo("acme/p", MAIN);
+    env.configure_yaml(
+        "  - name: scripted
+    ci: script
+    packages: [ { name: p, repo: 'https://github.com/acme/p', branch: main } ]
+    pull_requests: { enabled: false }
+",
+    );
+    // Accepts the build, leaving a process in a session of its own that ignores SIGTERM.
+    std::fs::write(
+        env.dir.path().join("ci-script.sh"),
+        r#"cat > /dev/null
+mkfifo left
+setsid sh -c 'trap "" TERM; echo > left; exec sleep 1000' &
+read -r _ < left
+"#,
+    )
+    .unwrap();
+    let marker = Marker::new(&env);
+    let run = env.finish(marker.mark(env.command(&["once"]))).await;
+    assert_eq!(run.code, Some(0), "{run:#?}");
+    assert_eq!(run.keys_and_statuses(), ["scripted/mainline delivered"]);
+    assert_eq!(
+        marker.alive(),
+        Vec::<i32>::new(),
+        "the command target's daemon survived"
     );
 }

@@ -3,8 +3,10 @@
 //!
 //! - [`process`]: runs an argv (no shell) in a new process group with a sanitised
 //!   environment, captures its output line by line with timestamps (bounded), and
-//!   kills the whole group on timeout or cancellation (SIGTERM, then SIGKILL after a
-//!   grace period), so that a hanging `git` inside an update never hangs forgewatch.
+//!   kills every process of the job, in its group or not (`setsid`, `setpgid`), on
+//!   timeout, cancellation or when the leader exits (SIGTERM, then SIGKILL after a
+//!   grace period), so that a hanging `git` inside an update never hangs forgewatch
+//!   and nothing a job started outlives it.
 //! - [`manifest`]: reads autoproj installation manifests and forgewatch package
 //!   lists into package entries, with clear errors for missing, empty or malformed
 //!   files.

@@ -1,22 +1,31 @@
 //! Running workspace update commands (`autoproj update` and the like) so that the
 //! daemon never hangs with them (SPEC §12): `git` sometimes waits forever inside such a
-//! command, so every job runs in its own process group with a timeout, after which the
-//! whole group is ended (SIGTERM, a grace period, SIGKILL) and reaped. The same happens
-//! when the daemon shuts down (the cancellation token) and when the leader exits leaving
-//! background processes behind.
+//! command, so every job runs in its own process group with a timeout, after which
+//! every process of the job is ended (SIGTERM, a grace period, SIGKILL) and reaped. The
+//! same happens when the daemon shuts down (the cancellation token), when the job's
+//! future is dropped (SIGKILL only), and when the leader exits leaving processes behind.
 //!
-//! The child gets a sanitised environment (see [`child_env`]), stdin from `/dev/null`
-//! or from given bytes, and its stdout and stderr are captured line by line with
-//! timestamps into a bounded log.
+//! "Every process of the job" includes those that left its process group (`setsid`,
+//! `setpgid`: `git` credential helpers, `ssh` control masters, daemonising build
+//! tools): each job's processes carry a unique tag in their environment
+//! ([`JOB_TAG_VAR`]) and are found in `/proc` (see `members`). A job that succeeded
+//! but left a daemon behind has that daemon killed too: a job owns everything it
+//! started, and ends with it.
 //!
-//! Limits: a process that calls `setsid` leaves the group and is not killed here (only
-//! a cgroup catches it; run the daemon with systemd's `KillMode=control-group`); its
-//! output is read for at most [`OUTPUT_AFTER_GROUP`] after the group ended. The daemon
-//! should call [`become_child_subreaper`] at startup so that orphaned grandchildren are
+//! The child gets a sanitised environment (see [`child_env`]) plus its tag, stdin from
+//! `/dev/null` or from given bytes, and its stdout and stderr are captured line by
+//! line with timestamps into a bounded log.
+//!
+//! Limits: a process that removed the tag from its environment and was orphaned
+//! before a scan saw it, or that runs as another user, is not found (only a cgroup
+//! catches it; run the daemon with systemd's `KillMode=control-group`); its output is
+//! read for at most [`OUTPUT_AFTER_GROUP`] after the job ended. The daemon should call
+//! [`become_child_subreaper`] at startup so that orphaned grandchildren are
 //! re-parented to it and reaped here, rather than to an init that may not reap them.
 
 mod env;
 mod group;
+mod members;
 mod output;
 
 use std::io;
@@ -33,17 +42,19 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 pub use env::{SANITISED_ENV_REMOVED, WATCHDOG_PREFIX, child_env};
+pub use members::JOB_TAG_VAR;
 pub use output::CUT_MARKER;
 
-use group::{Group, KillOnDrop};
+use group::Group;
+use members::JobTag;
 
-/// How long output is still read after the process group ended. Only a process that
-/// left the group (`setsid`) can keep a pipe open that long.
+/// How long output is still read after the job's processes ended. Only a process that
+/// could not be traced back to the job can keep a pipe open that long.
 pub const OUTPUT_AFTER_GROUP: Duration = Duration::from_secs(1);
 
 /// The log line added when output was abandoned after [`OUTPUT_AFTER_GROUP`].
 pub const OUTPUT_ABANDONED: &str =
-    "forgewatch: output still open after the process group ended; stopped reading";
+    "forgewatch: output still open after the job's processes ended; stopped reading";
 
 /// Lines in flight between the pipe readers and the collector.
 const LINE_CHANNEL: usize = 1024;
@@ -59,9 +70,9 @@ pub struct Job {
     pub env_set: Vec<(String, String)>,
     /// Variables removed from the child's environment (e.g. forgewatch's own secrets).
     pub env_remove: Vec<String>,
-    /// How long the leader may run before the group is ended.
+    /// How long the leader may run before the job's processes are ended.
     pub timeout: Duration,
-    /// How long the group has between SIGTERM and SIGKILL.
+    /// How long the job's processes have between SIGTERM and SIGKILL.
     pub kill_grace: Duration,
     /// `None`: stdin is `/dev/null`. `Some(bytes)`: written to stdin, which is then closed.
     pub stdin: Option<Vec<u8>>,
@@ -105,9 +116,9 @@ pub enum Termination {
     Exited(i32),
     /// The leader was killed by this signal (not by us).
     Signaled(i32),
-    /// The timeout elapsed; the group was killed.
+    /// The timeout elapsed; the job's processes were killed.
     TimedOut,
-    /// The cancellation token fired; the group was killed.
+    /// The cancellation token fired; the job's processes were killed.
     Cancelled,
 }
 
@@ -115,14 +126,15 @@ pub enum Termination {
 #[derive(Debug)]
 pub struct Outcome {
     pub termination: Termination,
-    /// From the start of the child to the end of the group and of its output.
+    /// From the start of the child to the end of the job's processes and output.
     pub duration: Duration,
     /// The last `max_log_lines` lines, stdout and stderr in the order they were read.
     pub lines: Vec<LogLine>,
     /// Lines read but not kept in `lines`.
     pub dropped_lines: u64,
-    /// The job's process group id (the leader's pid). Gone when `run` returns,
-    /// unless the group had to be abandoned (a warning is logged).
+    /// The job's process group id (the leader's pid). Gone when `run` returns, with
+    /// every other process of the job, unless they had to be abandoned (a warning is
+    /// logged).
     pub pgid: i32,
 }
 
@@ -147,7 +159,7 @@ pub enum RunError {
     /// The job has no program.
     #[error("the command is empty")]
     EmptyArgv,
-    /// Waiting for the leader failed. Its group was ended anyway.
+    /// Waiting for the leader failed. Its processes were ended anyway.
     #[error("cannot wait for `{program}`: {source}")]
     Wait {
         program: String,
@@ -165,14 +177,15 @@ pub fn become_child_subreaper() -> io::Result<()> {
 }
 
 /// Runs `job` to its end and returns how it ended with its log. Returns once no process
-/// of the job's group exists (see the module documentation for `setsid` escapees).
+/// of the job exists, in its process group or out of it (see the module documentation
+/// for the limits).
 ///
 /// `on_line` is called for every line as it is read, on the task that runs this
 /// future; it should be cheap (e.g. send the line to a channel). `cancel` ends the job
 /// like a timeout, with [`Termination::Cancelled`].
 ///
-/// If this future is dropped before it completes, the group is sent SIGKILL, but its
-/// members are not reaped.
+/// If this future is dropped before it completes, every process of the job is sent
+/// SIGKILL, but not reaped.
 pub async fn run(
     job: &Job,
     on_line: &(dyn Fn(&LogLine) + Send + Sync),
@@ -197,14 +210,16 @@ async fn run_in_span(
         source,
     };
     let start = Instant::now();
-    let mut child = command(job, program).spawn().map_err(spawn_error)?;
+    let tag = JobTag::new();
+    let mut child = command(job, program, &tag).spawn().map_err(spawn_error)?;
     let pgid = child
         .id()
         .and_then(|pid| i32::try_from(pid).ok())
         .map(Pid::from_raw)
         .ok_or_else(|| spawn_error(io::Error::other("the started process has no pid")))?;
     tracing::debug!(pgid = pgid.as_raw(), "started");
-    let mut kill_on_drop = KillOnDrop::new(pgid);
+    // Kills every process of the job if this future is dropped before it ends.
+    let mut group = Group::new(pgid, tag);
 
     // Every task is aborted if this future is dropped.
     let mut tasks = JoinSet::new();
@@ -222,13 +237,12 @@ async fn run_in_span(
         readers.spawn(reader.in_current_span());
     }
 
-    let supervision = supervise(&mut child, pgid, job, cancel, readers, tx);
+    let supervision = supervise(&mut child, &mut group, job, cancel, readers, tx);
     let collection = output::collect(rx, on_line, job.max_log_lines);
-    let (ended, ring) = tokio::join!(supervision, collection);
-    kill_on_drop.disarm();
+    let (reason, ring) = tokio::join!(supervision, collection);
     tasks.abort_all();
 
-    let (reason, leader) = ended;
+    let leader = group.take_leader();
     let termination = match (reason, leader) {
         (Some(reason), _) => reason,
         (None, Some(Ok(status))) => termination_of(status),
@@ -257,14 +271,16 @@ async fn run_in_span(
     })
 }
 
-/// The command for `job`: no shell, a new process group, a sanitised environment.
-fn command(job: &Job, program: &str) -> Command {
+/// The command for `job`: no shell, a new process group, a sanitised environment
+/// with the job's tag (which `job.env_set` cannot override).
+fn command(job: &Job, program: &str, tag: &JobTag) -> Command {
     let mut command = Command::new(program);
     command
         .args(&job.argv[1..])
         .current_dir(&job.dir)
         .env_clear()
         .envs(child_env(std::env::vars_os(), job))
+        .env(JOB_TAG_VAR, tag.as_str())
         .process_group(0)
         .stdin(if job.stdin.is_some() {
             Stdio::piped()
@@ -288,18 +304,17 @@ async fn write_stdin(mut stdin: ChildStdin, bytes: Vec<u8>) {
     drop(stdin);
 }
 
-/// Waits for the leader, the timeout or the cancellation; ends the group if anything
-/// of it is left; then waits (boundedly) for the output readers. Returns the reason
-/// the job was ended by us, if it was, and the leader's status if known.
+/// Waits for the leader, the timeout or the cancellation; ends the job's processes
+/// if any is left; then waits (boundedly) for the output readers. Returns the reason
+/// the job was ended by us, if it was; the leader's status is in `group`.
 async fn supervise(
     child: &mut Child,
-    pgid: Pid,
+    group: &mut Group,
     job: &Job,
     cancel: &CancellationToken,
     mut readers: JoinSet<()>,
     tx: mpsc::Sender<LogLine>,
-) -> (Option<Termination>, Option<io::Result<ExitStatus>>) {
-    let mut group = Group::new(pgid);
+) -> Option<Termination> {
     let reason = tokio::select! {
         biased;
         status = child.wait() => {
@@ -307,17 +322,17 @@ async fn supervise(
             None
         }
         () = cancel.cancelled() => {
-            tracing::info!("cancelled; ending the process group");
+            tracing::info!("cancelled; ending the job's processes");
             Some(Termination::Cancelled)
         }
         () = tokio::time::sleep(job.timeout) => {
-            tracing::info!(timeout = ?job.timeout, "timed out; ending the process group");
+            tracing::info!(timeout = ?job.timeout, "timed out; ending the job's processes");
             Some(Termination::TimedOut)
         }
     };
     if reason.is_some() || !group.is_gone() {
         if reason.is_none() {
-            tracing::info!("the leader exited but its process group is still alive; ending it");
+            tracing::info!("the leader exited but processes of the job are left; ending them");
         }
         group.terminate(child, job.kill_grace).await;
     }
@@ -340,7 +355,7 @@ async fn supervise(
         let _ = tx.send(note).await;
     }
     drop(tx);
-    (reason, group.take_leader())
+    reason
 }
 
 fn termination_of(status: ExitStatus) -> Termination {

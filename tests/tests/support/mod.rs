@@ -242,8 +242,12 @@ impl Env {
 
     /// Runs `forgewatch ARGS --config …` to completion.
     pub async fn forgewatch(&self, args: &[&str]) -> Run {
-        let child = self
-            .command(args)
+        self.finish(self.command(args)).await
+    }
+
+    /// Runs `command` (from [`Self::command`]) to completion.
+    pub async fn finish(&self, mut command: tokio::process::Command) -> Run {
+        let child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -346,4 +350,61 @@ pub fn group_is_gone(pid_file: &std::path::Path) -> bool {
         .parse()
         .expect("a pid");
     nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), None) == Err(nix::errno::Errno::ESRCH)
+}
+
+/// The environment variable that marks the processes of one test's daemon.
+pub const MARKER: &str = "FW_E2E_PROCESS_MARKER";
+
+/// A unique marker for the processes of a daemon and of everything it starts (they
+/// inherit it through their environment), to find them in `/proc`. Dropping it kills
+/// whatever still carries it, so that a failing test leaves no process behind.
+pub struct Marker {
+    value: String,
+}
+
+impl Marker {
+    pub fn new(env: &Env) -> Marker {
+        Marker {
+            value: env.dir.path().display().to_string(),
+        }
+    }
+
+    /// `command` with the marker in its environment.
+    pub fn mark(&self, mut command: tokio::process::Command) -> tokio::process::Command {
+        command.env(MARKER, &self.value);
+        command
+    }
+
+    /// The live (not zombie) processes that carry the marker, other than `except`.
+    pub fn alive_except(&self, except: Option<u32>) -> Vec<i32> {
+        let wanted = std::ffi::OsString::from(&self.value);
+        let Ok(processes) = procfs::process::all_processes() else {
+            return Vec::new();
+        };
+        processes
+            .flatten()
+            .filter(|p| Some(p.pid()) != except.and_then(|pid| i32::try_from(pid).ok()))
+            .filter(|p| p.stat().is_ok_and(|s| s.state != 'Z'))
+            .filter(|p| {
+                p.environ()
+                    .is_ok_and(|env| env.get(std::ffi::OsStr::new(MARKER)) == Some(&wanted))
+            })
+            .map(|p| p.pid())
+            .collect()
+    }
+
+    pub fn alive(&self) -> Vec<i32> {
+        self.alive_except(None)
+    }
+}
+
+impl Drop for Marker {
+    fn drop(&mut self) {
+        for pid in self.alive() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
 }
