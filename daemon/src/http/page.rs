@@ -16,6 +16,7 @@ use url::Url;
 use crate::engine::status::{BuildStatus, Metrics, Snapshot, WorkspaceStatus};
 use crate::engine::view::View;
 use crate::http::api::ApiState;
+use crate::http::errors::error;
 use crate::state::events::{Event, EventQuery};
 use crate::state::jobs::JobRecord;
 
@@ -60,8 +61,8 @@ pub async fn page(State(api): State<ApiState>) -> Response {
     let snapshot = match view.snapshot().await {
         Ok(snapshot) => snapshot,
         Err(e) => {
-            let text = html! { p { "the state cannot be read: " (e) } };
-            return (StatusCode::INTERNAL_SERVER_ERROR, text).into_response();
+            let message = format!("the state cannot be read: {e}");
+            return error(StatusCode::INTERNAL_SERVER_ERROR, message);
         }
     };
     let mut jobs = BTreeMap::new();
