@@ -107,13 +107,8 @@ impl Daemon {
         kill(Pid::from_raw(self.child.id().unwrap() as i32), signal).unwrap();
     }
 
-    async fn stop(mut self) {
-        self.signal(Signal::SIGTERM);
-        let status = tokio::time::timeout(DEADLINE, self.child.wait())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(status.code(), Some(0));
+    async fn stop(self) {
+        support::stop(self.child).await;
     }
 }
 

@@ -11,8 +11,6 @@
 
 mod support;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use serde_json::Value;
 use support::{DEADLINE, Env, Kind, Ws};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -186,17 +184,8 @@ impl Daemon {
         events.iter().filter(|e| e["kind"] == "reloaded").count()
     }
 
-    async fn stop(mut self) {
-        kill(
-            Pid::from_raw(self.child.id().unwrap() as i32),
-            Signal::SIGTERM,
-        )
-        .unwrap();
-        let status = tokio::time::timeout(DEADLINE, self.child.wait())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(status.code(), Some(0));
+    async fn stop(self) {
+        support::stop(self.child).await;
     }
 }
 

@@ -19,8 +19,6 @@ use forgewatch_tests::fake_github::NewPr;
 use forgewatch_tests::fake_gitlab::NewMr;
 use forgewatch_tests::wait::eventually;
 use html5gum::{Token, Tokenizer};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use support::{DEADLINE, Env, Ws};
 
 const MAIN: &str = "main";
@@ -106,17 +104,8 @@ impl Daemon {
         .expect("never ready");
     }
 
-    async fn stop(mut self) {
-        kill(
-            Pid::from_raw(self.child.id().unwrap() as i32),
-            Signal::SIGTERM,
-        )
-        .unwrap();
-        let status = tokio::time::timeout(DEADLINE, self.child.wait())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(status.code(), Some(0));
+    async fn stop(self) {
+        support::stop(self.child).await;
     }
 }
 

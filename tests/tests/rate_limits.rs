@@ -299,17 +299,8 @@ impl Daemon {
         (forge["paused_until"].clone(), forge["pause_reason"].clone())
     }
 
-    async fn stop(mut self) {
-        kill(
-            Pid::from_raw(self.child.id().unwrap() as i32),
-            Signal::SIGTERM,
-        )
-        .unwrap();
-        let status = tokio::time::timeout(DEADLINE, self.child.wait())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(status.code(), Some(0));
+    async fn stop(self) {
+        support::stop(self.child).await;
     }
 }
 

@@ -38,7 +38,7 @@ fn one_workspace(env: &Env) {
 async fn run_delivers_each_change_stops_on_sigterm_and_a_restart_costs_only_304s() {
     let env = Env::new().await;
     one_workspace(&env);
-    let mut daemon = env.command(&["run"]).spawn().unwrap();
+    let daemon = env.command(&["run"]).spawn().unwrap();
     assert!(
         env.ci.wait_for_accepted(1, DEADLINE).await,
         "first delivery never came"
@@ -61,12 +61,7 @@ async fn run_delivers_each_change_stops_on_sigterm_and_a_restart_costs_only_304s
     // Let at least one more cycle pass with no change, then stop.
     let seen = env.github.requests().len();
     assert!(env.github.wait_for_requests(seen + 2, DEADLINE).await);
-    kill(Pid::from_raw(daemon.id().unwrap() as i32), Signal::SIGTERM).unwrap();
-    let status = tokio::time::timeout(DEADLINE, daemon.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    support::stop(daemon).await;
     assert_eq!(env.ci.accepted().len(), 3);
 
     // A new process on the same state_dir: no delivery, no request that is not a 304.

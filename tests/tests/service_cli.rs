@@ -9,8 +9,6 @@ mod support;
 
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use support::{DEADLINE, Env, Ws};
 
 const MAIN: &str = "main";
@@ -36,15 +34,6 @@ fn configure(env: &Env) {
             pull_requests: true,
         },
     ]);
-}
-
-async fn stop(mut child: tokio::process::Child) {
-    kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGTERM).unwrap();
-    let status = tokio::time::timeout(DEADLINE, child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
 }
 
 /// The next message on the notify socket, or `None` after `within`.
@@ -104,7 +93,7 @@ async fn a_stuck_loop_starves_the_watchdog_and_a_paused_forge_does_not() {
                     .iter()
                     .any(|d| d.properties()["build_key"] == "lidar/mainline")
             );
-            stop(child).await;
+            support::stop(child).await;
         } else {
             // At most the one sent before the first cycle began; none once stuck
             // (the window is five watchdog periods).
@@ -155,7 +144,7 @@ async fn a_gitlab_webhook_with_its_token_polls_its_project() {
     assert_eq!(env.ci.accepted()[2].field("revision"), Some(head.as_str()));
     assert_eq!(env.gitlab.requests().len(), 2, "one poll of that project");
     assert_eq!(env.github.requests().len(), 0, "and nothing else");
-    stop(child).await;
+    support::stop(child).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,7 +182,7 @@ async fn status_and_trigger_talk_to_the_running_daemon() {
         "{}",
         run.stderr
     );
-    stop(child).await;
+    support::stop(child).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

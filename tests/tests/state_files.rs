@@ -13,8 +13,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use forgewatch::state::tamper::execute_batch;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use support::{DEADLINE, Env, Run, Ws};
 
 const MAIN: &str = "main";
@@ -31,15 +29,6 @@ fn one_workspace(env: &Env) {
 
 fn database(env: &Env) -> std::path::PathBuf {
     env.state_dir().join("state.sqlite3")
-}
-
-async fn stop(mut daemon: tokio::process::Child) {
-    kill(Pid::from_raw(daemon.id().unwrap() as i32), Signal::SIGTERM).unwrap();
-    let status = tokio::time::timeout(DEADLINE, daemon.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
 }
 
 /// `run`, `once` and `once --dry-run` each exit 1 saying `expected`, having asked
@@ -137,7 +126,7 @@ async fn deleting_the_lock_file_does_not_let_a_second_daemon_start() {
         );
     }
     assert_eq!(env.ci.accepted().len(), 1);
-    stop(daemon).await;
+    support::stop(daemon).await;
     // With the holder gone, the next one takes the lock.
     assert_eq!(env.once().await.stdout, "");
 }
@@ -175,7 +164,7 @@ async fn state_files_are_private_whatever_the_umask() {
     let private: Vec<(String, u32)> = files.iter().map(|f| ((*f).to_owned(), 0o600)).collect();
     assert_eq!(mode(&state), 0o700);
     assert_eq!(modes(&files), private);
-    stop(daemon).await;
+    support::stop(daemon).await;
 
     // Files an older forgewatch left readable are made private again by the next
     // process that opens them; the directory's mode is its operator's, warned about.

@@ -308,7 +308,7 @@ async fn a_hanging_update_delays_no_other_workspace_and_dies_with_the_daemon() {
     ws.next_manifest(&[("base/a", "acme/a")]);
     std::fs::write(ws.file("hang"), "").unwrap();
     configure(&env, "[startup]", "1h");
-    let mut daemon = env.command(&["run"]).spawn().unwrap();
+    let daemon = env.command(&["run"]).spawn().unwrap();
 
     assert!(env.ci.wait_for_accepted(1, DEADLINE).await);
     let head = env.github.push("acme/p", MAIN);
@@ -319,12 +319,7 @@ async fn a_hanging_update_delays_no_other_workspace_and_dies_with_the_daemon() {
     assert_eq!(env.ci.accepted()[1].field("revision"), Some(head.as_str()));
     assert!(ws.file("update.pid").exists(), "the update is running");
 
-    kill(Pid::from_raw(daemon.id().unwrap() as i32), Signal::SIGTERM).unwrap();
-    let status = tokio::time::timeout(DEADLINE, daemon.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    support::stop(daemon).await;
     assert!(
         support::group_is_gone(&ws.file("update.pid")),
         "a process of the update survived"
@@ -347,7 +342,7 @@ async fn a_reload_lets_a_running_update_finish_and_its_mainline_follow() {
     ws.next_manifest(&[("base/a", "acme/a"), ("base/b", "acme/b")]);
     std::fs::write(ws.file("hang"), "").unwrap();
     configure(&env, "[startup]", "1h");
-    let mut daemon = env.command(&["run"]).spawn().unwrap();
+    let daemon = env.command(&["run"]).spawn().unwrap();
     assert!(env.ci.wait_for_accepted(1, DEADLINE).await);
     assert_eq!(env.delivered_keys(0), ["plain/mainline"]);
     let pid_file = ws.file("update.pid");
@@ -381,12 +376,7 @@ async fn a_reload_lets_a_running_update_finish_and_its_mainline_follow() {
     assert_eq!(jobs.len(), 1, "{jobs:#?}");
     assert_eq!(jobs[0].status, JobStatus::Succeeded);
 
-    kill(Pid::from_raw(daemon.id().unwrap() as i32), Signal::SIGTERM).unwrap();
-    let status = tokio::time::timeout(DEADLINE, daemon.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    support::stop(daemon).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -438,7 +428,7 @@ async fn processes_that_left_a_timed_out_update_s_group_are_killed_with_it() {
     ws.escaping_update();
     configure(&env, "[startup]", "5s");
     let marker = Marker::new(&env);
-    let mut daemon = marker.mark(env.command(&["run"])).spawn().unwrap();
+    let daemon = marker.mark(env.command(&["run"])).spawn().unwrap();
     ws.escaped().await;
 
     // The job is recorded once the runner found none of its processes left.
@@ -459,12 +449,7 @@ async fn processes_that_left_a_timed_out_update_s_group_are_killed_with_it() {
         "processes of the timed-out update survived"
     );
 
-    kill(Pid::from_raw(daemon.id().unwrap() as i32), Signal::SIGTERM).unwrap();
-    let status = tokio::time::timeout(DEADLINE, daemon.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    support::stop(daemon).await;
     assert_eq!(marker.alive(), Vec::<i32>::new());
 }
 
@@ -476,15 +461,10 @@ async fn processes_that_left_a_running_update_s_group_die_with_the_daemon() {
     ws.escaping_update();
     configure(&env, "[startup]", "1h");
     let marker = Marker::new(&env);
-    let mut daemon = marker.mark(env.command(&["run"])).spawn().unwrap();
+    let daemon = marker.mark(env.command(&["run"])).spawn().unwrap();
     ws.escaped().await;
 
-    kill(Pid::from_raw(daemon.id().unwrap() as i32), Signal::SIGTERM).unwrap();
-    let status = tokio::time::timeout(DEADLINE, daemon.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    support::stop(daemon).await;
     assert_eq!(
         marker.alive(),
         Vec::<i32>::new(),

@@ -39,6 +39,22 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_forgewatch-under-test"))
 }
 
+/// Stops a daemon started with [`Env::command`]: SIGTERM, then an exit with status 0
+/// within [`DEADLINE`].
+pub async fn stop(mut daemon: tokio::process::Child) {
+    let pid = daemon.id().expect("the daemon is running");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM the daemon");
+    let status = tokio::time::timeout(DEADLINE, daemon.wait())
+        .await
+        .expect("the daemon did not stop before the deadline")
+        .expect("wait for the daemon");
+    assert_eq!(status.code(), Some(0));
+}
+
 pub struct Env {
     pub github: FakeGitHub,
     pub gitlab: FakeGitLab,
