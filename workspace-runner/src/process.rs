@@ -330,7 +330,7 @@ async fn supervise(
             Some(Termination::TimedOut)
         }
     };
-    if reason.is_some() || !group.is_gone() {
+    if reason.is_some() || !group.stays_gone().await {
         if reason.is_none() {
             tracing::info!("the leader exited but processes of the job are left; ending them");
         }

@@ -70,6 +70,17 @@ impl Group {
         self.leader.take()
     }
 
+    /// Whether no process of the job is left, by two scans [`POLL`] apart: a process
+    /// in the middle of an `exec` has no readable environment for a moment, so one
+    /// scan that finds nothing could miss an escapee no scan has seen yet.
+    pub async fn stays_gone(&mut self) -> bool {
+        if !self.is_gone() {
+            return false;
+        }
+        tokio::time::sleep(POLL).await;
+        self.is_gone()
+    }
+
     /// Whether no process of the job is left, after reaping the members that are
     /// zombies of ours. Always false while the leader has not been reaped.
     pub fn is_gone(&mut self) -> bool {
@@ -119,11 +130,15 @@ impl Group {
         let mut signalled = Signalled::default();
         let deadline = tokio::time::sleep(within);
         tokio::pin!(deadline);
+        // Gone only when two passes in a row found nothing (see `stays_gone`).
+        let mut gone_before = false;
         loop {
-            if self.signal_pass(signal, &mut signalled) {
+            let gone = self.signal_pass(signal, &mut signalled);
+            if gone && gone_before {
                 self.settled = true;
                 return true;
             }
+            gone_before = gone;
             tokio::select! {
                 biased;
                 status = child.wait(), if self.leader.is_none() => self.set_leader(status),
