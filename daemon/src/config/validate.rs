@@ -432,14 +432,9 @@ impl Checker<'_> {
         };
         let requests_per_minute = match &raw.requests_per_minute {
             None => Ok(None),
-            Some(n) if (1..=MAX_REQUESTS_PER_MINUTE).contains(&n.value) => Ok(Some(n.value)),
-            Some(n) => {
-                let msg = format!(
-                    "`requests_per_minute` must be from 1 to {MAX_REQUESTS_PER_MINUTE}, not {}",
-                    n.value
-                );
-                Err(self.error(n.referenced, msg))
-            }
+            Some(n) => self
+                .one_to("requests_per_minute", n, MAX_REQUESTS_PER_MINUTE)
+                .map(Some),
         };
         let webhook_secret = self.secret(
             "webhook_secret",

@@ -289,11 +289,20 @@ impl Checker<'_> {
     ) -> Checked<usize> {
         match value {
             None => Ok(default),
-            Some(n) if (1..=max).contains(&n.value) => Ok(n.value),
-            Some(n) => {
-                let msg = format!("`{key}` must be from 1 to {max}, not {}", n.value);
-                Err(self.error(n.referenced, msg))
-            }
+            Some(n) => self.one_to(key, n, max),
+        }
+    }
+
+    /// `n` if it is from 1 to `max`.
+    pub(super) fn one_to<T>(&mut self, key: &str, n: &Spanned<T>, max: T) -> Checked<T>
+    where
+        T: Copy + PartialOrd + From<u8> + std::fmt::Display,
+    {
+        if (T::from(1)..=max).contains(&n.value) {
+            Ok(n.value)
+        } else {
+            let msg = format!("`{key}` must be from 1 to {max}, not {}", n.value);
+            Err(self.error(n.referenced, msg))
         }
     }
 
