@@ -9,6 +9,7 @@
 //! secret are not echoed.
 
 mod ci;
+mod forge;
 #[cfg(test)]
 mod tests;
 mod values;
@@ -22,28 +23,20 @@ use std::time::Duration;
 use serde_saphyr::{Location, Spanned};
 
 use super::file::{MAX_CONFIG_BYTES, read_capped};
-use super::raw::{self, RawConfig, RawForge, RawPackage, RawWorkspace, line_col, q};
-use super::{Config, ForgeConfig, ForgeKind, PackageConfig, PackageKind, WorkspaceConfig};
+use super::raw::{self, RawConfig, RawPackage, RawWorkspace, line_col, q};
+use super::{Config, PackageConfig, PackageKind, WorkspaceConfig};
 
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_HTTP_CACHE_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
-const DEFAULT_MAX_CONCURRENCY: usize = 8;
 const DEFAULT_MAX_PARALLEL_UPDATES: usize = 2;
 /// The most of anything at once a count may allow (`max_concurrency`,
 /// `max_parallel_updates`).
 const MAX_COUNT: usize = 256;
-/// A thousand requests a second: any cap meant as one is below it.
-const MAX_REQUESTS_PER_MINUTE: u32 = 60_000;
 /// `http.max_connections`: at most this many (the process's descriptor limit lowers it further).
 const MAX_CONNECTIONS: usize = 65_536;
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-const DEFAULT_SECONDARY_WAIT: Duration = Duration::from_secs(60);
-const DEFAULT_RESERVE: f64 = 0.10;
 const DEFAULT_RETRY_INITIAL: Duration = Duration::from_secs(10);
 const DEFAULT_RETRY_CAP: Duration = Duration::from_secs(600);
 const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
-const FORGE_KINDS: &str = "github, gitlab";
 
 /// One located problem of a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -347,114 +340,6 @@ impl Checker<'_> {
             forges,
             ci,
             workspaces,
-        })
-    }
-
-    fn forge(
-        &mut self,
-        name: &Spanned<String>,
-        entry: &Spanned<RawForge>,
-        hosts: &mut BTreeMap<String, ForgeHost>,
-    ) -> Checked<ForgeConfig> {
-        let raw = &entry.value;
-        let inline = self.refuse_inline(raw.inline_secrets(), &env_or_file("token"));
-        let forge = q(&name.value);
-        let kind = match &raw.kind {
-            None => Err(self.error(
-                name.referenced,
-                format!("forge {forge} needs `kind` (this version supports: {FORGE_KINDS})"),
-            )),
-            Some(k) if k.value == "github" => Ok(ForgeKind::GitHub),
-            Some(k) if k.value == "gitlab" => Ok(ForgeKind::GitLab),
-            Some(k) => Err(self.error(
-                k.referenced,
-                format!(
-                    "unknown forge kind {}; this version supports: {FORGE_KINDS}",
-                    q(&k.value)
-                ),
-            )),
-        };
-        let host = match &raw.host {
-            None => Err(self.error(
-                name.referenced,
-                format!("forge {forge} needs `host` (e.g. `github.com`)"),
-            )),
-            Some(h) => self.host(h).and_then(|host| match hosts.get(&host) {
-                Some(first) => {
-                    let msg = format!(
-                        "forge {forge} has the same host {} as forge {} (line {}): \
-                         a host belongs to one forge",
-                        q(&host),
-                        q(&first.forge),
-                        first.line
-                    );
-                    Err(self.error(h.referenced, msg))
-                }
-                None => {
-                    let line = line_col(h.referenced).0;
-                    hosts.insert(
-                        host.clone(),
-                        ForgeHost {
-                            forge: name.value.clone(),
-                            line,
-                        },
-                    );
-                    Ok(host)
-                }
-            }),
-        };
-        let api_url = match (&raw.api_url, &host) {
-            (Some(url), _) => self
-                .url(url, "api_url", &env_or_file("token"))
-                .map(|u| u.as_str().trim_end_matches('/').to_owned()),
-            (None, Ok(host)) => match kind {
-                Ok(ForgeKind::GitLab) => Ok(format!("https://{host}/api/v4")),
-                _ if host == "github.com" => Ok("https://api.github.com".to_owned()),
-                _ => Ok(format!("https://{host}/api/v3")),
-            },
-            (None, Err(Reported)) => Err(Reported),
-        };
-        let token = self.secret("token", raw.token_env.as_ref(), raw.token_file.as_ref());
-        let max_concurrency = self.count(
-            "max_concurrency",
-            raw.max_concurrency.as_ref(),
-            DEFAULT_MAX_CONCURRENCY,
-        );
-        let connect_timeout =
-            self.positive_duration(raw.connect_timeout.as_ref(), DEFAULT_CONNECT_TIMEOUT);
-        let request_timeout =
-            self.positive_duration(raw.request_timeout.as_ref(), DEFAULT_REQUEST_TIMEOUT);
-        let secondary_limit_wait =
-            self.positive_duration(raw.secondary_limit_wait.as_ref(), DEFAULT_SECONDARY_WAIT);
-        let rate_limit_reserve = match &raw.rate_limit_reserve {
-            None => Ok(DEFAULT_RESERVE),
-            Some(p) => self.percent(p),
-        };
-        let requests_per_minute = match &raw.requests_per_minute {
-            None => Ok(None),
-            Some(n) => self
-                .one_to("requests_per_minute", n, MAX_REQUESTS_PER_MINUTE)
-                .map(Some),
-        };
-        let webhook_secret = self.secret(
-            "webhook_secret",
-            raw.webhook_secret_env.as_ref(),
-            raw.webhook_secret_file.as_ref(),
-        );
-        inline?;
-        Ok(ForgeConfig {
-            name: name.value.clone(),
-            kind: kind?,
-            host: host?,
-            api_url: api_url?,
-            token: token?,
-            max_concurrency: max_concurrency?,
-            connect_timeout: connect_timeout?,
-            request_timeout: request_timeout?,
-            rate_limit_reserve: rate_limit_reserve?,
-            secondary_limit_wait: secondary_limit_wait?,
-            requests_per_minute: requests_per_minute?,
-            webhook_secret: webhook_secret?,
         })
     }
 
