@@ -180,24 +180,7 @@ async fn log_fields_print_their_values_not_their_debug_forms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_limited_answers_is_one_warning_with_a_count() {
     let env = Env::new().await;
-    let repos: Vec<String> = (1..=8).map(|i| format!("acme/r{i}")).collect();
-    for repo in &repos {
-        env.github.create_repo(repo, MAIN);
-    }
-    let packages: Vec<(&str, &str, &str)> = repos
-        .iter()
-        .map(|r| (r.trim_start_matches("acme/"), r.as_str(), MAIN))
-        .collect();
-    env.configure(&[Ws {
-        name: "gh",
-        ci: "bb",
-        packages: &packages,
-        pull_requests: false,
-    }]);
-    let config = std::fs::read_to_string(env.config_path())
-        .unwrap()
-        .replacen("    max_concurrency: 4\n", "    max_concurrency: 8\n", 1);
-    std::fs::write(env.config_path(), config).unwrap();
+    env.configure_burst("");
 
     // All 8 branch heads are in flight before any is answered, and all 8 are limited.
     env.github.hold_responses();

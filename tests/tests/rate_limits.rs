@@ -311,29 +311,8 @@ const BURST_WAIT: u64 = 40;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_secondary_limits_pauses_the_forge_once_for_the_configured_wait() {
     let env = Env::new().await;
-    let repos: Vec<String> = (1..=8).map(|i| format!("acme/r{i}")).collect();
-    for repo in &repos {
-        env.github.create_repo(repo, MAIN);
-    }
-    let packages: Vec<(&str, &str, &str)> = repos
-        .iter()
-        .map(|r| (r.trim_start_matches("acme/"), r.as_str(), MAIN))
-        .collect();
-    env.configure(&[Ws {
-        name: "gh",
-        ci: "bb",
-        packages: &packages,
-        pull_requests: false,
-    }]);
     // GitHub (first in the file) sends its 8 branch heads at once.
-    let config = std::fs::read_to_string(env.config_path())
-        .unwrap()
-        .replacen(
-            "    max_concurrency: 4\n",
-            &format!("    max_concurrency: 8\n    secondary_limit_wait: {BURST_WAIT}s\n"),
-            1,
-        );
-    std::fs::write(env.config_path(), config).unwrap();
+    env.configure_burst(&format!("    secondary_limit_wait: {BURST_WAIT}s\n"));
 
     // All 8 requests are in flight before any is answered; then all 8 get a secondary
     // limit without `Retry-After`.

@@ -147,6 +147,34 @@ impl Env {
         self.dir.path().join("state")
     }
 
+    /// Workspace `gh` watching eight GitHub repositories `acme/r1`..`acme/r8` (no
+    /// PRs), GitHub's `max_concurrency` 8 so their heads are asked at once, and
+    /// `github_extra` (indented lines) added to the GitHub forge: a burst.
+    pub fn configure_burst(&self, github_extra: &str) {
+        let repos: Vec<String> = (1..=8).map(|i| format!("acme/r{i}")).collect();
+        for repo in &repos {
+            self.github.create_repo(repo, "main");
+        }
+        let packages: Vec<(&str, &str, &str)> = repos
+            .iter()
+            .map(|r| (r.trim_start_matches("acme/"), r.as_str(), "main"))
+            .collect();
+        self.configure(&[Ws {
+            name: "gh",
+            ci: "bb",
+            packages: &packages,
+            pull_requests: false,
+        }]);
+        let config = std::fs::read_to_string(self.config_path())
+            .expect("read the configuration")
+            .replacen(
+                "    max_concurrency: 4\n",
+                &format!("    max_concurrency: 8\n{github_extra}"),
+                1,
+            );
+        std::fs::write(self.config_path(), config).expect("write the configuration");
+    }
+
     /// The configuration up to `workspaces:`: forges `github` (github.com) and
     /// `lab` (gitlab.example.org), CI targets `bb`, `hook`, `pipeline` and `script`
     /// (`sh ci-script.sh` in the test directory, the payload on its stdin).
