@@ -12,7 +12,7 @@
 mod support;
 
 use serde_json::Value;
-use support::{DEADLINE, Env, Kind, Ws};
+use support::{DEADLINE, Env, Kind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MAIN: &str = "main";
@@ -192,26 +192,7 @@ impl Daemon {
 /// Workspace `app` (GitHub `acme/app`) and `lidar` (a GitLab project), polled every
 /// ten minutes (only webhooks poll in between); `http` gets `more` lines.
 fn configure(env: &Env, more_http: &str) {
-    env.github.create_repo("acme/app", MAIN);
-    env.gitlab.create_project(LIDAR, MAIN);
-    env.configure(&[
-        Ws {
-            name: "app",
-            ci: "bb",
-            packages: &[("app", "acme/app", MAIN)],
-            pull_requests: true,
-        },
-        Ws {
-            name: "lidar",
-            ci: "bb",
-            packages: &[(
-                "lidar",
-                "https://gitlab.example.org/acme/robots/lidar",
-                MAIN,
-            )],
-            pull_requests: true,
-        },
-    ]);
+    env.configure_app_and_lidar();
     let config = std::fs::read_to_string(env.config_path())
         .unwrap()
         .replace("poll_interval: 1s", "poll_interval: 10m")

@@ -9,31 +9,12 @@ mod support;
 
 use std::time::Duration;
 
-use support::{DEADLINE, Env, Ws};
+use support::{DEADLINE, Env};
 
 const MAIN: &str = "main";
 
 fn configure(env: &Env) {
-    env.github.create_repo("acme/app", MAIN);
-    env.gitlab.create_project("acme/robots/lidar", MAIN);
-    env.configure(&[
-        Ws {
-            name: "app",
-            ci: "bb",
-            packages: &[("app", "acme/app", MAIN)],
-            pull_requests: true,
-        },
-        Ws {
-            name: "lidar",
-            ci: "bb",
-            packages: &[(
-                "lidar",
-                "https://gitlab.example.org/acme/robots/lidar",
-                MAIN,
-            )],
-            pull_requests: true,
-        },
-    ]);
+    env.configure_app_and_lidar();
 }
 
 /// The next message on the notify socket, or `None` after `within`.

@@ -147,6 +147,31 @@ impl Env {
         self.dir.path().join("state")
     }
 
+    /// Workspaces `app` (GitHub `acme/app`) and `lidar` (GitLab
+    /// `acme/robots/lidar`), both on Buildbot with their pull requests.
+    pub fn configure_app_and_lidar(&self) {
+        self.github.create_repo("acme/app", "main");
+        self.gitlab.create_project("acme/robots/lidar", "main");
+        self.configure(&[
+            Ws {
+                name: "app",
+                ci: "bb",
+                packages: &[("app", "acme/app", "main")],
+                pull_requests: true,
+            },
+            Ws {
+                name: "lidar",
+                ci: "bb",
+                packages: &[(
+                    "lidar",
+                    "https://gitlab.example.org/acme/robots/lidar",
+                    "main",
+                )],
+                pull_requests: true,
+            },
+        ]);
+    }
+
     /// Workspace `gh` watching eight GitHub repositories `acme/r1`..`acme/r8` (no
     /// PRs), GitHub's `max_concurrency` 8 so their heads are asked at once, and
     /// `github_extra` (indented lines) added to the GitHub forge: a burst.
