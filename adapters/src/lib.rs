@@ -17,6 +17,7 @@
 //! - [`hooks`]: the [`hooks::WebhookReceiver`] trait: how a forge's webhooks are
 //!   verified and read (`github::hooks`, …).
 //! - [`ci`]: the [`ci::CiTarget`] trait: Buildbot change hook, signed webhook, GitLab pipeline.
+//! - [`results`]: build results and commit statuses, neutral of CI and forge.
 
 pub mod ci;
 pub mod decode;
@@ -28,6 +29,7 @@ pub mod hooks;
 pub mod http;
 pub mod references;
 pub mod repo_id;
+pub mod results;
 pub mod secret;
 
 pub use repo_id::RepoId;

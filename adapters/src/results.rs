@@ -1,0 +1,118 @@
+//! Build results as the CI reports them and commit statuses as the forges take
+//! them (SPEC §14), in forge- and CI-neutral types: [`BuildState`] (the six states
+//! a result or a status can have), [`BuildResult`] (what a CI said of one build)
+//! and [`ResultRef`] (which delivery it answers). Each CI's own format is read in
+//! its module (`ci::buildbot::reports`, `gitlab::pipelines`); each forge's status
+//! names are its client's.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a build is, as a result says and as a commit status shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BuildState {
+    Pending,
+    Running,
+    Success,
+    Failure,
+    Error,
+    Cancelled,
+}
+
+impl BuildState {
+    pub const ALL: [BuildState; 6] = [
+        BuildState::Pending,
+        BuildState::Running,
+        BuildState::Success,
+        BuildState::Failure,
+        BuildState::Error,
+        BuildState::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildState::Pending => "pending",
+            BuildState::Running => "running",
+            BuildState::Success => "success",
+            BuildState::Failure => "failure",
+            BuildState::Error => "error",
+            BuildState::Cancelled => "cancelled",
+        }
+    }
+
+    /// The state named `name` (as [`BuildState::as_str`] writes it).
+    pub fn parse(name: &str) -> Option<BuildState> {
+        BuildState::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// Whether the build is over (no later result is expected).
+    pub fn is_final(self) -> bool {
+        !matches!(self, BuildState::Pending | BuildState::Running)
+    }
+}
+
+impl std::fmt::Display for BuildState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which delivery a result answers: its delivery id, or its build key and
+/// fingerprint (either is enough; a CI that keeps our properties sends all three).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultRef {
+    pub delivery_id: Option<String>,
+    pub build_key: Option<String>,
+    pub fingerprint: Option<String>,
+}
+
+/// What a CI says of one build.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildResult {
+    pub state: BuildState,
+    /// The CI's page of the build.
+    pub url: Option<String>,
+    /// One line for people (`failed 'make test'`).
+    pub summary: Option<String>,
+    /// Unix seconds.
+    pub started_at: Option<i64>,
+    /// Unix seconds.
+    pub finished_at: Option<i64>,
+}
+
+/// A result and the delivery it names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportedResult {
+    pub reference: ResultRef,
+    pub result: BuildResult,
+}
+
+/// A commit status to set on a forge (SPEC §14): `context` tells forgewatch's
+/// statuses apart from the others on the same commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitStatus {
+    pub state: BuildState,
+    pub target_url: Option<String>,
+    /// One line; the forge clients cut it to what the forge takes (GitHub: 140).
+    pub description: String,
+    pub context: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip_through_their_names() {
+        for state in BuildState::ALL {
+            assert_eq!(BuildState::parse(state.as_str()), Some(state));
+            assert_eq!(
+                serde_json::to_string(&state).unwrap(),
+                format!("\"{state}\"")
+            );
+        }
+        assert_eq!(BuildState::parse("failed"), None);
+        assert!(!BuildState::Running.is_final());
+        assert!(BuildState::Cancelled.is_final());
+    }
+}
