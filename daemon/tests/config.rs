@@ -153,6 +153,69 @@ fn http_cache_retention_is_a_positive_duration() {
 }
 
 #[test]
+fn history_results_secrets_and_reports() {
+    let defaults = Fixture::new(&workspace("", "", "")).loaded();
+    assert_eq!(defaults.history_keep, Duration::from_secs(90 * 24 * 3600));
+    assert!(defaults.results_secrets.is_empty());
+    let report = &defaults.workspaces[0].report;
+    assert_eq!(
+        (report.statuses, report.dependencies, report.context.as_str()),
+        (false, false, "forgewatch/{workspace}")
+    );
+
+    let text = workspace(
+        "    ci: bb\n",
+        "    ci: bb\n    report: { statuses: true, dependencies: true, context: ci/x }\n",
+        "",
+    )
+    .replace(
+        "url: http://127.0.0.1:8010/change_hook/base",
+        "url: http://127.0.0.1:8010/change_hook/base\n    results_secret_file: results",
+    );
+    let text = format!("history:\n  keep: 30d\n{text}");
+    let config = Fixture::new(&text)
+        .with_file("results", "s3cret\n")
+        .loaded();
+    assert_eq!(config.history_keep, Duration::from_secs(30 * 24 * 3600));
+    assert_eq!(
+        config.results_secrets.get("bb").map(|s| s.expose()),
+        Some("s3cret")
+    );
+    let report = &config.workspaces[0].report;
+    assert_eq!(
+        (report.statuses, report.dependencies, report.context.as_str()),
+        (true, true, "ci/x")
+    );
+
+    // `dependencies` means nothing without `statuses`.
+    let text = workspace(
+        "    ci: bb\n",
+        "    ci: bb\n    report: { dependencies: true }\n",
+        "",
+    );
+    assert!(!Fixture::new(&text).loaded().workspaces[0].report.dependencies);
+
+    let inline = BASE.replace(
+        "url: http://127.0.0.1:8010/change_hook/base",
+        "url: http://127.0.0.1:8010/change_hook/base\n    results_secret: hunter2",
+    );
+    let msg = refused(&inline, (10, 21), "must not be written inline");
+    assert!(msg.contains("`results_secret_file`"), "{msg}");
+    assert!(!msg.contains("hunter2"), "{msg}");
+    refused(
+        "state_dir: s\nhistory: { keep: 0s }",
+        (2, 18),
+        "the duration must be more than 0s",
+    );
+    let text = workspace(
+        "    ci: bb\n",
+        "    ci: bb\n    report: { statuses: true, context: ' ' }\n",
+        "",
+    );
+    refused(&text, (13, 40), "`report.context` is empty");
+}
+
+#[test]
 fn poll_interval_below_one_second() {
     let msg = "`poll_interval` must be at least 1s";
     refused("state_dir: s\npoll_interval: 500ms", (2, 16), msg);

@@ -39,6 +39,7 @@ const OBJECTS: &[(&str, &str, &[&str])] = &[
             "max_parallel_updates",
             "shutdown_grace",
             "http_cache_retention",
+            "history",
             "delivery",
             "http",
             "forges",
@@ -46,6 +47,7 @@ const OBJECTS: &[(&str, &str, &[&str])] = &[
             "workspaces",
         ],
     ),
+    ("history", "/properties/history", &["keep"]),
     (
         "delivery",
         "/properties/delivery",
@@ -99,6 +101,8 @@ const OBJECTS: &[(&str, &str, &[&str])] = &[
             "token_file",
             "argv",
             "timeout",
+            "results_secret_env",
+            "results_secret_file",
         ],
     ),
     (
@@ -118,7 +122,13 @@ const OBJECTS: &[(&str, &str, &[&str])] = &[
             "discover",
             "buildconf",
             "pull_requests",
+            "report",
         ],
+    ),
+    (
+        "report",
+        "/properties/workspaces/items/properties/report",
+        &["statuses", "dependencies", "context"],
     ),
     (
         "package",
@@ -188,18 +198,33 @@ const MAPS: &[&str] = &[
 ];
 
 /// Keys that raw.rs accepts only to refuse them as inline secrets.
-const INLINE_SECRETS: [&str; 4] = ["token", "secret", "password", "admin_token"];
+const INLINE_SECRETS: [&str; 5] = ["token", "secret", "password", "admin_token", "results_secret"];
 
 /// The keys of a CI target of each kind (besides `kind`), as the loader checks them.
 const CI_KIND_KEYS: &[(&str, &[&str])] = &[
-    ("buildbot", &["url", "basic_auth"]),
-    ("webhook", &["url", "secret_env", "secret_file"]),
+    ("buildbot", &["url", "basic_auth", RESULTS_ENV, RESULTS_FILE]),
+    (
+        "webhook",
+        &["url", "secret_env", "secret_file", RESULTS_ENV, RESULTS_FILE],
+    ),
     (
         "gitlab_pipeline",
-        &["forge", "project", "ref", "token_env", "token_file"],
+        &[
+            "forge",
+            "project",
+            "ref",
+            "token_env",
+            "token_file",
+            RESULTS_ENV,
+            RESULTS_FILE,
+        ],
     ),
-    ("command", &["argv", "timeout"]),
+    ("command", &["argv", "timeout", RESULTS_ENV, RESULTS_FILE]),
 ];
+
+/// The keys every kind of CI target has.
+const RESULTS_ENV: &str = "results_secret_env";
+const RESULTS_FILE: &str = "results_secret_file";
 
 // ---- cases: small files, one object filled in ---------------------------------
 
@@ -239,6 +264,7 @@ const CASES: &[Case] = &[
             ("max_parallel_updates", "3"),
             ("shutdown_grace", "30s"),
             ("http_cache_retention", "30d"),
+            ("history", "{keep: 30d}"),
             ("delivery", "{timeout: 5s}"),
             ("http", "{listen: '127.0.0.1:8471'}"),
             ("forges", "{}"),
@@ -301,7 +327,10 @@ const CASES: &[Case] = &[
             ("kind", "buildbot"),
             ("url", "'http://127.0.0.1:8010/change_hook/base'"),
         ],
-        optional: &[("basic_auth", "{user: u, password_file: secret}")],
+        optional: &[
+            ("basic_auth", "{user: u, password_file: secret}"),
+            ("results_secret_file", "secret"),
+        ],
     },
     Case {
         object: "ci",
@@ -354,7 +383,7 @@ const CASES: &[Case] = &[
             ("kind", "command"),
             ("argv", "[/usr/local/bin/start-build, -q]"),
         ],
-        optional: &[("timeout", "2m")],
+        optional: &[("timeout", "2m"), ("results_secret_env", "PATH")],
     },
     Case {
         object: "basic_auth",
@@ -380,6 +409,7 @@ const CASES: &[Case] = &[
                 "{repo: 'https://github.com/a/conf', branch: master}",
             ),
             ("pull_requests", "{}"),
+            ("report", "{}"),
         ],
     },
     Case {
@@ -456,6 +486,21 @@ const CASES: &[Case] = &[
             ("skip_labels", "[no-ci, wip]"),
             ("rebuild_on_base_change", "true"),
             ("trust", "{}"),
+        ],
+    },
+    Case {
+        object: "history",
+        template: "{state_dir: s, history: {HERE}}",
+        required: &[],
+        optional: &[("keep", "120d")],
+    },
+    Case {
+        object: "report",
+        template: concat!(ws_prefix!(), "[{name: w, ci: c, report: {HERE}}]}"),
+        required: &[("statuses", "true")],
+        optional: &[
+            ("dependencies", "true"),
+            ("context", "'ci/{workspace}'"),
         ],
     },
     Case {

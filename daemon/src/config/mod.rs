@@ -39,6 +39,9 @@ pub struct Config {
     /// How long an HTTP cache row (validators and body of one URL and credential)
     /// is kept without being used: closed PRs, removed targets, rotated credentials.
     pub http_cache_retention: Duration,
+    /// How long deliveries and their results are kept (`history.keep`); the last
+    /// delivery of each build stays however old it is.
+    pub history_keep: Duration,
     /// Names of the environment variables secrets were read from: removed from the
     /// environment of every subprocess.
     pub secret_env_vars: Vec<String>,
@@ -46,6 +49,9 @@ pub struct Config {
     pub forges: BTreeMap<String, ForgeConfig>,
     /// By configured name.
     pub ci: BTreeMap<String, CiConfig>,
+    /// The secret each CI target's results are authenticated with, by target name
+    /// (only the targets that have one).
+    pub results_secrets: BTreeMap<String, Secret>,
     /// In file order; names are unique.
     pub workspaces: Vec<WorkspaceConfig>,
 }
@@ -181,6 +187,28 @@ pub struct WorkspaceConfig {
     /// [`BUILDCONF_PACKAGE`]); a push to it is a `config_change`.
     pub buildconf: Option<PackageConfig>,
     pub pull_requests: PullRequestsConfig,
+    pub report: ReportConfig,
+}
+
+/// What a workspace reports on the forges (SPEC §14).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportConfig {
+    /// A commit status on each PR build's head sha.
+    pub statuses: bool,
+    /// The same status on every PR of the build's closure.
+    pub dependencies: bool,
+    /// The status context, `{workspace}` replaced by the workspace's name.
+    pub context: String,
+}
+
+impl Default for ReportConfig {
+    fn default() -> ReportConfig {
+        ReportConfig {
+            statuses: false,
+            dependencies: false,
+            context: "forgewatch/{workspace}".to_owned(),
+        }
+    }
 }
 
 /// The package name under which a workspace's `buildconf` is watched (the name

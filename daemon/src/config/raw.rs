@@ -27,7 +27,8 @@ use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_saphyr::{Location, MessageFormatter, Spanned, UserMessageFormatter};
 
 /// Keys accepted only to be refused with "must not be written inline".
-pub(super) const INLINE_SECRET_KEYS: [&str; 4] = ["token", "secret", "password", "admin_token"];
+pub(super) const INLINE_SECRET_KEYS: [&str; 5] =
+    ["token", "secret", "password", "admin_token", "results_secret"];
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -38,6 +39,7 @@ pub(super) struct RawConfig {
     pub max_parallel_updates: Option<Spanned<usize>>,
     pub shutdown_grace: Option<Spanned<String>>,
     pub http_cache_retention: Option<Spanned<String>>,
+    pub history: Option<Spanned<RawHistory>>,
     pub delivery: Option<Spanned<RawDelivery>>,
     pub http: Option<Spanned<RawHttp>>,
     pub forges: Option<Entries<Spanned<RawForge>>>,
@@ -86,6 +88,13 @@ pub(super) struct RawHttp {
     pub max_connections: Option<Spanned<usize>>,
 }
 
+/// `history`: how long deliveries and their results are kept (SPEC §14).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHistory {
+    pub keep: Option<Spanned<String>>,
+}
+
 /// `delivery`: retries of failed deliveries.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -114,12 +123,17 @@ pub(super) struct RawCi {
     /// `command`: the program and how long it may run.
     pub argv: Option<Spanned<Vec<String>>>,
     pub timeout: Option<Spanned<String>>,
+    /// Any kind: the secret its results are authenticated with (SPEC §14).
+    pub results_secret_env: Option<Spanned<String>>,
+    pub results_secret_file: Option<Spanned<String>>,
     /// Refused (inline secret); the value is skipped, never stored.
     pub token: Option<Spanned<IgnoredAny>>,
     /// Refused (inline secret).
     pub secret: Option<Spanned<IgnoredAny>>,
     /// Refused (inline secret).
     pub password: Option<Spanned<IgnoredAny>>,
+    /// Refused (inline secret).
+    pub results_secret: Option<Spanned<IgnoredAny>>,
 }
 
 /// `basic_auth` of a `buildbot` target.
@@ -168,6 +182,16 @@ pub(super) struct RawWorkspace {
     pub discover: Option<Spanned<RawDiscover>>,
     pub buildconf: Option<Spanned<RawBuildconf>>,
     pub pull_requests: Option<RawPullRequests>,
+    pub report: Option<Spanned<RawReport>>,
+}
+
+/// A workspace's `report`: commit statuses on the forges (SPEC §14).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReport {
+    pub statuses: Option<Spanned<bool>>,
+    pub dependencies: Option<Spanned<bool>>,
+    pub context: Option<Spanned<String>>,
 }
 
 /// A workspace's `manifest`.

@@ -28,6 +28,7 @@ use super::{Config, PackageConfig, PackageKind, WorkspaceConfig};
 
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_HTTP_CACHE_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+const DEFAULT_HISTORY_KEEP: Duration = Duration::from_secs(90 * 24 * 3600);
 const DEFAULT_MAX_PARALLEL_UPDATES: usize = 2;
 /// The most of anything at once a count may allow (`max_concurrency`,
 /// `max_parallel_updates`).
@@ -255,6 +256,10 @@ impl Checker<'_> {
             raw.http_cache_retention.as_ref(),
             DEFAULT_HTTP_CACHE_RETENTION,
         );
+        let history_keep = self.positive_duration(
+            raw.history.as_ref().and_then(|h| h.value.keep.as_ref()),
+            DEFAULT_HISTORY_KEEP,
+        );
 
         let mut forges = BTreeMap::new();
         let mut hosts: BTreeMap<String, ForgeHost> = BTreeMap::new();
@@ -282,12 +287,19 @@ impl Checker<'_> {
             .flat_map(|f| &f.0)
             .map(|(n, _)| n.value.as_str())
             .collect();
+        let mut results_secrets = BTreeMap::new();
         for (name, target) in raw.ci.iter().flat_map(|c| &c.0) {
-            match self.ci(name, target, &forges, &forge_names) {
-                Ok(c) => {
+            match (
+                self.ci(name, target, &forges, &forge_names),
+                self.results_secret(&target.value),
+            ) {
+                (Ok(c), Ok(secret)) => {
                     ci.insert(name.value.clone(), c);
+                    if let Some(secret) = secret {
+                        results_secrets.insert(name.value.clone(), secret);
+                    }
                 }
-                Err(Reported) => ci_ok = false,
+                _ => ci_ok = false,
             }
         }
 
@@ -308,6 +320,7 @@ impl Checker<'_> {
             Ok(http),
             Ok(shutdown_grace),
             Ok(http_cache_retention),
+            Ok(history_keep),
             true,
             true,
             true,
@@ -319,6 +332,7 @@ impl Checker<'_> {
             http,
             shutdown_grace,
             http_cache_retention,
+            history_keep,
             max_parallel_updates.is_ok(),
             forges_ok,
             ci_ok,
@@ -336,9 +350,11 @@ impl Checker<'_> {
             http,
             shutdown_grace,
             http_cache_retention,
+            history_keep,
             secret_env_vars: std::mem::take(&mut self.secret_env_vars),
             forges,
             ci,
+            results_secrets,
             workspaces,
         })
     }
@@ -393,6 +409,7 @@ impl Checker<'_> {
             }
         }
         let pull_requests = self.pull_requests(raw.pull_requests.as_ref());
+        let report = self.report(raw.report.as_ref());
         let manifest = raw
             .manifest
             .as_ref()
@@ -433,6 +450,7 @@ impl Checker<'_> {
             discover: discover?,
             buildconf: buildconf?,
             pull_requests: pull_requests?,
+            report: report?,
         })
     }
 

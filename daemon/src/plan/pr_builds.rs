@@ -411,6 +411,7 @@ mod tests {
             discover: None,
             buildconf: None,
             pull_requests,
+            report: crate::config::ReportConfig::default(),
         }
     }
 

@@ -8,7 +8,7 @@ use serde_saphyr::{Location, Spanned};
 
 use super::super::raw::{RawCi, q};
 use super::super::{CiConfig, ForgeConfig, ForgeKind};
-use super::{Checked, Checker, Reported, env_or_file};
+use super::{Checked, Checker, Reported, env_or_file, inline_secret_message};
 
 const CI_KINDS: &str = "buildbot, webhook, gitlab_pipeline, command";
 const DEFAULT_COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
@@ -83,6 +83,14 @@ impl Checker<'_> {
             Ok(Kind::Webhook | Kind::Command) | Err(_) => env_or_file("secret"),
         };
         let inline = self.refuse_inline(raw.inline_secrets(), &use_instead);
+        let results_inline = match &raw.results_secret {
+            Some(value) => Err(self.error(
+                value.referenced,
+                inline_secret_message("results_secret", &env_or_file("results_secret")),
+            )),
+            None => Ok(()),
+        };
+        let inline = inline.and(results_inline);
         let kind = kind?;
 
         let mut foreign = Ok(());
@@ -165,6 +173,16 @@ impl Checker<'_> {
             }
         };
         inline.and(foreign).and(result)
+    }
+
+    /// The secret a CI target's results are authenticated with (`results_secret_env`
+    /// or `results_secret_file`, any kind), if it has one.
+    pub(super) fn results_secret(&mut self, raw: &RawCi) -> Checked<Option<forgewatch_adapters::Secret>> {
+        self.secret(
+            "results_secret",
+            raw.results_secret_env.as_ref(),
+            raw.results_secret_file.as_ref(),
+        )
     }
 
     fn ci_url(

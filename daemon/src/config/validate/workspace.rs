@@ -1,6 +1,7 @@
-//! Validation of a workspace's `manifest`, `update`, `discover` and `buildconf`
-//! blocks: where its package list comes from, how it is refreshed, and how the
-//! packages of an open config PR are discovered.
+//! Validation of a workspace's `manifest`, `update`, `discover`, `buildconf`,
+//! `pull_requests` and `report` blocks: where its package list comes from, how it
+//! is refreshed, how the packages of an open config PR are discovered, which PRs
+//! are built and what is reported on the forges.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,11 +9,11 @@ use std::time::Duration;
 use serde_saphyr::Spanned;
 
 use super::super::raw::{
-    Entries, RawBuildconf, RawDiscover, RawManifest, RawPullRequests, RawUpdate, q,
+    Entries, RawBuildconf, RawDiscover, RawManifest, RawPullRequests, RawReport, RawUpdate, q,
 };
 use super::super::{
     BUILDCONF_PACKAGE, CommandConfig, ManifestConfig, ManifestFormat, PackageConfig, PackageKind,
-    PrRefMode, PullRequestsConfig, TrustConfig, UpdateConfig,
+    PrRefMode, PullRequestsConfig, ReportConfig, TrustConfig, UpdateConfig,
 };
 use super::{Checked, Checker, ForgeHost};
 
@@ -212,6 +213,26 @@ impl Checker<'_> {
             branch: branch?,
             kind: PackageKind::Buildconf,
         })
+    }
+
+    /// A workspace's `report` (SPEC §14): statuses off unless asked for.
+    pub(super) fn report(&mut self, raw: Option<&Spanned<RawReport>>) -> Checked<ReportConfig> {
+        let mut report = ReportConfig::default();
+        let Some(raw) = raw else {
+            return Ok(report);
+        };
+        let raw = &raw.value;
+        report.statuses = raw.statuses.as_ref().is_some_and(|s| s.value);
+        // Only with `statuses`: the same statuses, on the dependencies too.
+        report.dependencies =
+            report.statuses && raw.dependencies.as_ref().is_some_and(|s| s.value);
+        if let Some(context) = &raw.context {
+            if context.value.trim().is_empty() {
+                return Err(self.error(context.referenced, "`report.context` is empty"));
+            }
+            context.value.clone_into(&mut report.context);
+        }
+        Ok(report)
     }
 
     /// A workspace's `pull_requests`, with the safe defaults of SPEC §5.
