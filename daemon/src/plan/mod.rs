@@ -11,6 +11,7 @@
 //! - [`dependencies`]: PR dependency syntax, closure and graph.
 //! - [`fingerprint`]: build inputs, their canonical form and change reasons.
 //! - [`payload`]: trigger payloads.
+//! - [`statuses`]: where a delivery's commit statuses go.
 //! - [`inputs`]: what a computation reads, so one that would change nothing is
 //!   skipped.
 
@@ -22,4 +23,5 @@ pub mod ids;
 pub mod inputs;
 pub mod payload;
 pub mod pr_builds;
+pub mod statuses;
 pub mod transient;
