@@ -159,7 +159,11 @@ fn history_results_secrets_and_reports() {
     assert!(defaults.results_secrets.is_empty());
     let report = &defaults.workspaces[0].report;
     assert_eq!(
-        (report.statuses, report.dependencies, report.context.as_str()),
+        (
+            report.statuses,
+            report.dependencies,
+            report.context.as_str()
+        ),
         (false, false, "forgewatch/{workspace}")
     );
 
@@ -183,7 +187,11 @@ fn history_results_secrets_and_reports() {
     );
     let report = &config.workspaces[0].report;
     assert_eq!(
-        (report.statuses, report.dependencies, report.context.as_str()),
+        (
+            report.statuses,
+            report.dependencies,
+            report.context.as_str()
+        ),
         (true, true, "ci/x")
     );
 
@@ -193,7 +201,11 @@ fn history_results_secrets_and_reports() {
         "    ci: bb\n    report: { dependencies: true }\n",
         "",
     );
-    assert!(!Fixture::new(&text).loaded().workspaces[0].report.dependencies);
+    assert!(
+        !Fixture::new(&text).loaded().workspaces[0]
+            .report
+            .dependencies
+    );
 
     let inline = BASE.replace(
         "url: http://127.0.0.1:8010/change_hook/base",

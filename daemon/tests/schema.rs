@@ -198,14 +198,29 @@ const MAPS: &[&str] = &[
 ];
 
 /// Keys that raw.rs accepts only to refuse them as inline secrets.
-const INLINE_SECRETS: [&str; 5] = ["token", "secret", "password", "admin_token", "results_secret"];
+const INLINE_SECRETS: [&str; 5] = [
+    "token",
+    "secret",
+    "password",
+    "admin_token",
+    "results_secret",
+];
 
 /// The keys of a CI target of each kind (besides `kind`), as the loader checks them.
 const CI_KIND_KEYS: &[(&str, &[&str])] = &[
-    ("buildbot", &["url", "basic_auth", RESULTS_ENV, RESULTS_FILE]),
+    (
+        "buildbot",
+        &["url", "basic_auth", RESULTS_ENV, RESULTS_FILE],
+    ),
     (
         "webhook",
-        &["url", "secret_env", "secret_file", RESULTS_ENV, RESULTS_FILE],
+        &[
+            "url",
+            "secret_env",
+            "secret_file",
+            RESULTS_ENV,
+            RESULTS_FILE,
+        ],
     ),
     (
         "gitlab_pipeline",
@@ -498,10 +513,7 @@ const CASES: &[Case] = &[
         object: "report",
         template: concat!(ws_prefix!(), "[{name: w, ci: c, report: {HERE}}]}"),
         required: &[("statuses", "true")],
-        optional: &[
-            ("dependencies", "true"),
-            ("context", "'ci/{workspace}'"),
-        ],
+        optional: &[("dependencies", "true"), ("context", "'ci/{workspace}'")],
     },
     Case {
         object: "trust",

@@ -27,8 +27,13 @@ use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_saphyr::{Location, MessageFormatter, Spanned, UserMessageFormatter};
 
 /// Keys accepted only to be refused with "must not be written inline".
-pub(super) const INLINE_SECRET_KEYS: [&str; 5] =
-    ["token", "secret", "password", "admin_token", "results_secret"];
+pub(super) const INLINE_SECRET_KEYS: [&str; 5] = [
+    "token",
+    "secret",
+    "password",
+    "admin_token",
+    "results_secret",
+];
 
 /// The whole file.
 #[derive(Debug, Deserialize)]

@@ -1,7 +1,8 @@
-//! When the HTTP cache is pruned: at the first cycle, then at most once an hour
-//! (`run`; each `once` prunes at its cycle), deleting the rows unused for
-//! `http_cache_retention` (closed PRs, removed targets, rotated credentials). The
-//! prune itself is the state store's, a write nobody waits for.
+//! When the HTTP cache and the build history are pruned: at the first cycle, then
+//! at most once an hour (`run`; each `once` prunes at its cycle), deleting the cache
+//! rows unused for `http_cache_retention` (closed PRs, removed targets, rotated
+//! credentials) and the history older than `history.keep`. The prunes themselves
+//! are the state store's, writes nobody waits for.
 
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -29,12 +30,23 @@ impl CachePruning {
         due
     }
 
-    /// Prunes the rows unused since `now - retention` when a prune is due.
-    pub fn prune_if_due(&self, state: &Store, now: SystemTime, retention: Duration) {
-        if let Some(cutoff) = now.checked_sub(retention)
-            && self.due(now)
-        {
+    /// Prunes the cache rows unused since `now - retention` and the history older
+    /// than `now - history_keep`, when a prune is due.
+    pub fn prune_if_due(
+        &self,
+        state: &Store,
+        now: SystemTime,
+        retention: Duration,
+        history_keep: Duration,
+    ) {
+        if !self.due(now) {
+            return;
+        }
+        if let Some(cutoff) = now.checked_sub(retention) {
             state.prune_http_cache(unix_ms(cutoff).div_euclid(1000));
+        }
+        if let Some(cutoff) = now.checked_sub(history_keep) {
+            state.prune_history(unix_ms(cutoff));
         }
     }
 }
@@ -79,7 +91,7 @@ mod tests {
             clock.store(now, Ordering::Relaxed);
             assert!(cache.load_validators(list).await.is_some(), "hour {hour}");
             let at = SystemTime::UNIX_EPOCH + Duration::from_secs(now.unsigned_abs());
-            pruning.prune_if_due(&store, at, retention);
+            pruning.prune_if_due(&store, at, retention, retention);
             store.flush().await;
             if hour == 7 * 24 {
                 // Unused for exactly the retention: not yet.

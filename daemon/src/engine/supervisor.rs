@@ -162,6 +162,7 @@ impl Supervisor {
             &self.state,
             self.clock.now(),
             self.config.http_cache_retention,
+            self.config.history_keep,
         );
     }
 

@@ -14,11 +14,13 @@ use forgewatch_adapters::http::CachedResponse;
 
 use super::discoveries::DiscoveryRecord;
 use super::events::{Event, EventQuery};
+use super::history::{BuildsQuery, DeliveryRow, ResultOutcome, ResultRow};
 use super::jobs::{JobEnd, JobLine, JobRecord};
 use super::outbox::{Enqueued, Pending, PendingSummary};
 use super::workspaces::{StoredPackage, UpdateMarks};
 use super::{BuildMark, DeliveredBuild, State, StateError};
 use crate::plan::ids::BuildKey;
+use forgewatch_adapters::results::ReportedResult;
 
 /// What a state backend does. A read-only backend (dry runs) reads and writes
 /// nothing, answering writes with success. The methods that return no `Result`
@@ -65,6 +67,19 @@ pub trait Backend: Send + 'static {
         at_ms: i64,
         message: &str,
     ) -> Result<(), StateError>;
+
+    // The history of deliveries and results (SPEC §14).
+    /// In one transaction, with its event.
+    fn record_result(
+        &self,
+        source: &str,
+        reported: &ReportedResult,
+        at_ms: i64,
+    ) -> Result<ResultOutcome, StateError>;
+    fn builds(&self, query: &BuildsQuery) -> Result<Vec<DeliveryRow>, StateError>;
+    fn results_of(&self, delivery_id: &str) -> Result<Vec<ResultRow>, StateError>;
+    fn last_overrides(&self, key: &str) -> Result<Option<Vec<(String, String)>>, StateError>;
+    fn prune_history(&self, cutoff_ms: i64) -> Result<usize, StateError>;
 
     // Jobs and their logs.
     fn start_job(&self, workspace: &str, kind: &str, started_at: i64) -> Result<i64, StateError>;
@@ -187,6 +202,31 @@ impl Backend for State {
         message: &str,
     ) -> Result<(), StateError> {
         State::delivery_failed(self, item, attempts, next_attempt, error, at_ms, message)
+    }
+
+    fn record_result(
+        &self,
+        source: &str,
+        reported: &ReportedResult,
+        at_ms: i64,
+    ) -> Result<ResultOutcome, StateError> {
+        State::record_result(self, source, reported, at_ms)
+    }
+
+    fn builds(&self, query: &BuildsQuery) -> Result<Vec<DeliveryRow>, StateError> {
+        State::builds(self, query)
+    }
+
+    fn results_of(&self, delivery_id: &str) -> Result<Vec<ResultRow>, StateError> {
+        State::results_of(self, delivery_id)
+    }
+
+    fn last_overrides(&self, key: &str) -> Result<Option<Vec<(String, String)>>, StateError> {
+        State::last_overrides(self, key)
+    }
+
+    fn prune_history(&self, cutoff_ms: i64) -> Result<usize, StateError> {
+        State::prune_history(self, cutoff_ms)
     }
 
     fn start_job(&self, workspace: &str, kind: &str, started_at: i64) -> Result<i64, StateError> {

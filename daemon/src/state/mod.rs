@@ -3,8 +3,9 @@
 //! [`http_cache`]), per build key the last fingerprint the CI accepted with its
 //! inputs (here), each workspace's last good package list and update marks
 //! ([`workspaces`]), update and discovery job records with their logs ([`jobs`]),
-//! the outcome of the last discovery of each open config PR ([`discoveries`]), and
-//! the forges' rate-limit pauses ([`pauses`]).
+//! the outcome of the last discovery of each open config PR ([`discoveries`]), the
+//! forges' rate-limit pauses ([`pauses`]), and the history of deliveries and their
+//! results ([`history`]).
 //!
 //! [`State`] is the SQLite backend: synchronous, one connection. It implements
 //! [`Backend`], the operations any backend offers; async code reaches a backend only
@@ -26,6 +27,7 @@ mod backend;
 pub mod discoveries;
 pub mod events;
 pub mod files;
+pub mod history;
 mod http_cache;
 pub mod jobs;
 pub mod lock;

@@ -9,6 +9,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use super::events::insert_event;
+use super::history::insert_delivery;
 use super::{State, StateError};
 use crate::plan::fingerprint::BuildInputs;
 use crate::plan::ids::{BuildKey, Fingerprint};
@@ -292,6 +293,7 @@ impl State {
                 at_ms / 1000
             ])
         })
+        .and_then(|_| insert_delivery(&tx, item.key.as_str(), &item.delivery_id, at_ms))
         .and_then(|_| {
             tx.prepare_cached("DELETE FROM outbox WHERE build_key = ?1 AND delivery_id = ?2")
         })

@@ -22,13 +22,13 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::{StateError, backend_error, files};
 
-pub(super) const SCHEMA_VERSION: i64 = 8;
+pub(super) const SCHEMA_VERSION: i64 = 9;
 
 /// The first 16 bytes of every SQLite database file.
 const SQLITE_HEADER: &[u8] = b"SQLite format 3\0";
 
 /// Schema steps, applied in order: step `i` brings the database to version `i + 1`.
-pub(super) const MIGRATIONS: [&str; 8] = [
+pub(super) const MIGRATIONS: [&str; 9] = [
     "CREATE TABLE http_cache (
        key TEXT PRIMARY KEY,
        etag TEXT,
@@ -115,6 +115,42 @@ pub(super) const MIGRATIONS: [&str; 8] = [
     // pruned; the rows already there count as used at the migration.
     "ALTER TABLE http_cache ADD COLUMN last_used INTEGER NOT NULL DEFAULT 0;
      UPDATE http_cache SET last_used = CAST(strftime('%s', 'now') AS INTEGER);",
+    // The history (SPEC §14): every accepted delivery, with its payload and last
+    // result, and every result the CIs reported (times in unix milliseconds).
+    "CREATE TABLE deliveries (
+       delivery_id TEXT PRIMARY KEY,
+       build_key TEXT NOT NULL,
+       workspace TEXT NOT NULL,
+       fingerprint TEXT NOT NULL,
+       ci TEXT NOT NULL,
+       reason TEXT NOT NULL,
+       payload TEXT NOT NULL,
+       delivered_at INTEGER NOT NULL,
+       state TEXT,
+       url TEXT,
+       summary TEXT,
+       result_at INTEGER
+     );
+     CREATE INDEX deliveries_by_key ON deliveries (build_key, delivered_at);
+     CREATE INDEX deliveries_by_time ON deliveries (delivered_at);
+     CREATE TABLE results (
+       id INTEGER PRIMARY KEY AUTOINCREMENT,
+       digest TEXT NOT NULL UNIQUE,
+       delivery_id TEXT,
+       ref_delivery_id TEXT,
+       ref_build_key TEXT,
+       ref_fingerprint TEXT,
+       source TEXT NOT NULL,
+       state TEXT NOT NULL,
+       url TEXT,
+       summary TEXT,
+       started_at INTEGER,
+       finished_at INTEGER,
+       received_at INTEGER NOT NULL,
+       flag TEXT
+     );
+     CREATE INDEX results_by_delivery ON results (delivery_id, id);
+     CREATE INDEX results_by_time ON results (received_at);",
 ];
 
 /// Whether a database exists at `path`; one that cannot be an SQLite database (0

@@ -411,6 +411,18 @@ impl Store {
             Ok(())
         });
     }
+
+    /// Deletes the history older than `cutoff_ms` (but each build's last delivery),
+    /// a write nobody waits for; logs how many rows went.
+    pub fn prune_history(&self, cutoff_ms: i64) {
+        self.queue("prune the build history", move |b| {
+            let pruned = b.prune_history(cutoff_ms)?;
+            if pruned > 0 {
+                tracing::info!(pruned, "history: deleted the rows older than history.keep");
+            }
+            Ok(())
+        });
+    }
 }
 
 /// A clock in unix seconds.

@@ -177,7 +177,10 @@ impl Checker<'_> {
 
     /// The secret a CI target's results are authenticated with (`results_secret_env`
     /// or `results_secret_file`, any kind), if it has one.
-    pub(super) fn results_secret(&mut self, raw: &RawCi) -> Checked<Option<forgewatch_adapters::Secret>> {
+    pub(super) fn results_secret(
+        &mut self,
+        raw: &RawCi,
+    ) -> Checked<Option<forgewatch_adapters::Secret>> {
         self.secret(
             "results_secret",
             raw.results_secret_env.as_ref(),

@@ -224,8 +224,7 @@ impl Checker<'_> {
         let raw = &raw.value;
         report.statuses = raw.statuses.as_ref().is_some_and(|s| s.value);
         // Only with `statuses`: the same statuses, on the dependencies too.
-        report.dependencies =
-            report.statuses && raw.dependencies.as_ref().is_some_and(|s| s.value);
+        report.dependencies = report.statuses && raw.dependencies.as_ref().is_some_and(|s| s.value);
         if let Some(context) = &raw.context {
             if context.value.trim().is_empty() {
                 return Err(self.error(context.referenced, "`report.context` is empty"));

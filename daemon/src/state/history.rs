@@ -1,0 +1,619 @@
+//! The build history (SPEC §14): every delivery the CI accepted, with the payload it
+//! was sent and why, and every result a CI reported, kept `history.keep` (the last
+//! delivery of each build however old). A result names its delivery (delivery id,
+//! or build key and fingerprint); one for a delivery not (yet) recorded is kept and
+//! flagged `unknown` — and adopted if that delivery is recorded later (a CI may
+//! report a build's start before our record of its acceptance is committed) —, one
+//! for a delivery a newer one of its build replaced is flagged `superseded`. The
+//! same result twice is one row. Results never touch fingerprints.
+
+use forgewatch_adapters::results::{BuildState, ReportedResult};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::events::{insert_event, rfc3339};
+use super::{State, StateError};
+
+/// At most this many deliveries in one answer.
+pub const BUILDS_LIMIT: i64 = 1000;
+
+/// Which deliveries to list, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct BuildsQuery {
+    pub workspace: Option<String>,
+    /// The state of the delivery's last result.
+    pub state: Option<BuildState>,
+    /// A package the delivery built (`package_names`).
+    pub package: Option<String>,
+    /// Text in the build key, reason, summary, fingerprint or delivery id (any case).
+    pub text: Option<String>,
+    /// Unix milliseconds: only deliveries at or after it.
+    pub since: Option<i64>,
+    pub build_key: Option<String>,
+    pub limit: Option<i64>,
+}
+
+/// A delivery with its last result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeliveryRow {
+    pub build_key: String,
+    pub workspace: String,
+    pub delivery_id: String,
+    pub fingerprint: String,
+    pub ci: String,
+    /// Why it was sent: the inputs that changed.
+    pub reason: String,
+    /// RFC 3339.
+    pub delivered_at: String,
+    pub kind: Option<String>,
+    pub revision: Option<String>,
+    /// The PR's page, or the repository's for mainline.
+    pub revlink: Option<String>,
+    pub package_names: Vec<String>,
+    /// The state of the last result; `None` until the CI reports one.
+    pub state: Option<BuildState>,
+    pub url: Option<String>,
+    pub summary: Option<String>,
+    /// RFC 3339.
+    pub result_at: Option<String>,
+    /// Every result, oldest first (only in a build's history).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub results: Option<Vec<ResultRow>>,
+}
+
+/// One result as it was received.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ResultRow {
+    pub state: BuildState,
+    pub url: Option<String>,
+    pub summary: Option<String>,
+    /// RFC 3339.
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub received_at: String,
+    /// Where it came from (`buildbot`, `gitlab`, `api`, `command`).
+    pub source: String,
+    /// `unknown`, `superseded` or none.
+    pub flag: Option<String>,
+}
+
+/// What recording a result did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResultOutcome {
+    /// The same result was recorded before: nothing changed.
+    pub repeated: bool,
+    /// `unknown` (no such delivery) or `superseded` (a newer delivery of its build).
+    pub flag: Option<&'static str>,
+    /// The delivery it answers: build key, CI target, delivered at (unix ms).
+    pub delivery: Option<(String, String, i64)>,
+    /// Whether the delivery's last state changed.
+    pub changed: bool,
+}
+
+const ROW_COLUMNS: &str =
+    "build_key, workspace, delivery_id, fingerprint, ci, reason, delivered_at,
+    json_extract(payload, '$.trigger.properties.kind'),
+    json_extract(payload, '$.trigger.fields.revision'),
+    json_extract(payload, '$.trigger.fields.revlink'),
+    json_extract(payload, '$.trigger.properties.package_names'),
+    state, url, summary, result_at";
+
+fn row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRow> {
+    let packages: Option<String> = row.get(10)?;
+    let state: Option<String> = row.get(11)?;
+    Ok(DeliveryRow {
+        build_key: row.get(0)?,
+        workspace: row.get(1)?,
+        delivery_id: row.get(2)?,
+        fingerprint: row.get(3)?,
+        ci: row.get(4)?,
+        reason: row.get(5)?,
+        delivered_at: rfc3339(row.get(6)?),
+        kind: row.get(7)?,
+        revision: row.get(8)?,
+        revlink: row.get(9)?,
+        package_names: packages
+            .and_then(|p| serde_json::from_str(&p).ok())
+            .unwrap_or_default(),
+        state: state.as_deref().and_then(BuildState::parse),
+        url: row.get(12)?,
+        summary: row.get(13)?,
+        result_at: row.get::<_, Option<i64>>(14)?.map(rfc3339),
+        results: None,
+    })
+}
+
+/// Records the delivery of `build_key` with id `delivery_id` (still in the outbox, in
+/// the caller's transaction) in the history, and adopts the results that named it
+/// before it was recorded.
+pub(super) fn insert_delivery(
+    tx: &Transaction<'_>,
+    build_key: &str,
+    delivery_id: &str,
+    at_ms: i64,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO deliveries (delivery_id, build_key, workspace, fingerprint, ci, reason,
+           payload, delivered_at)
+         SELECT delivery_id, build_key, ?3, fingerprint, ci, reason, payload, ?4 FROM outbox
+         WHERE build_key = ?1 AND delivery_id = ?2
+         ON CONFLICT (delivery_id) DO NOTHING",
+    )?
+    .execute(params![
+        build_key,
+        delivery_id,
+        build_key.split('/').next().unwrap_or(build_key),
+        at_ms
+    ])?;
+    let adopted = tx
+        .prepare_cached(
+            "UPDATE results SET delivery_id = ?1, flag = NULL
+             WHERE delivery_id IS NULL AND ref_delivery_id = ?1",
+        )?
+        .execute([delivery_id])?;
+    if adopted > 0 {
+        let last = tx
+            .prepare_cached(
+                "SELECT state, url, summary, received_at FROM results
+                 WHERE delivery_id = ?1 ORDER BY id DESC LIMIT 1",
+            )?
+            .query_row([delivery_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })?;
+        tx.execute(
+            "UPDATE deliveries SET state = ?2, url = ?3, summary = ?4, result_at = ?5
+             WHERE delivery_id = ?1",
+            params![delivery_id, last.0, last.1, last.2, last.3],
+        )?;
+    }
+    Ok(())
+}
+
+/// The identity of a result: the same one reported twice is one row.
+fn digest(reported: &ReportedResult) -> String {
+    let value = serde_json::json!([reported.reference, reported.result]);
+    hex::encode(Sha256::digest(value.to_string().as_bytes()))
+}
+
+/// The delivery a result names: id, build key, CI target, delivered at, its
+/// state and url.
+type Named = (String, String, String, i64, Option<String>, Option<String>);
+
+fn named_delivery(conn: &Connection, reported: &ReportedResult) -> rusqlite::Result<Option<Named>> {
+    let get = |r: &rusqlite::Row<'_>| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+        ))
+    };
+    let reference = &reported.reference;
+    if let Some(id) = &reference.delivery_id {
+        return conn
+            .prepare_cached(
+                "SELECT delivery_id, build_key, ci, delivered_at, state, url FROM deliveries
+                 WHERE delivery_id = ?1",
+            )?
+            .query_row([id], get)
+            .optional();
+    }
+    let (Some(key), Some(fingerprint)) = (&reference.build_key, &reference.fingerprint) else {
+        return Ok(None);
+    };
+    conn.prepare_cached(
+        "SELECT delivery_id, build_key, ci, delivered_at, state, url FROM deliveries
+         WHERE build_key = ?1 AND fingerprint = ?2 ORDER BY delivered_at DESC LIMIT 1",
+    )?
+    .query_row([key, fingerprint], get)
+    .optional()
+}
+
+impl State {
+    /// Records a result received at `at_ms` from `source`, with its event, in one
+    /// transaction.
+    pub fn record_result(
+        &self,
+        source: &str,
+        reported: &ReportedResult,
+        at_ms: i64,
+    ) -> Result<ResultOutcome, StateError> {
+        let mut outcome = ResultOutcome {
+            repeated: true,
+            flag: None,
+            delivery: None,
+            changed: false,
+        };
+        if self.read_only() {
+            return Ok(outcome);
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let recorded = (|| -> rusqlite::Result<ResultOutcome> {
+            let named = named_delivery(&tx, reported)?;
+            let superseded = match &named {
+                None => false,
+                Some((_, key, _, at, _, _)) => tx
+                    .prepare_cached(
+                        "SELECT EXISTS (SELECT 1 FROM deliveries
+                         WHERE build_key = ?1 AND delivered_at > ?2)",
+                    )?
+                    .query_row(params![key, at], |r| r.get::<_, bool>(0))?,
+            };
+            outcome.flag = match (&named, superseded) {
+                (None, _) => Some("unknown"),
+                (Some(_), true) => Some("superseded"),
+                (Some(_), false) => None,
+            };
+            let result = &reported.result;
+            let reference = &reported.reference;
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT INTO results (digest, delivery_id, ref_delivery_id, ref_build_key,
+                       ref_fingerprint, source, state, url, summary, started_at, finished_at,
+                       received_at, flag)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                     ON CONFLICT (digest) DO NOTHING",
+                )?
+                .execute(params![
+                    digest(reported),
+                    named.as_ref().map(|n| &n.0),
+                    reference.delivery_id,
+                    reference.build_key,
+                    reference.fingerprint,
+                    source,
+                    result.state.as_str(),
+                    result.url,
+                    result.summary,
+                    result.started_at,
+                    result.finished_at,
+                    at_ms,
+                    outcome.flag
+                ])?;
+            if inserted == 0 {
+                return Ok(outcome);
+            }
+            outcome.repeated = false;
+            let Some((id, key, ci, delivered_at, state, url)) = named else {
+                let message = format!(
+                    "{} result for an unknown delivery (delivery {}, build {}, fingerprint {})",
+                    result.state,
+                    reference.delivery_id.as_deref().unwrap_or("-"),
+                    reference.build_key.as_deref().unwrap_or("-"),
+                    reference.fingerprint.as_deref().unwrap_or("-"),
+                );
+                insert_event(&tx, at_ms, "result_unknown", None, None, &message)?;
+                return Ok(outcome);
+            };
+            // A start reported after the end of the same build changes nothing.
+            let stale = !result.state.is_final()
+                && url == result.url
+                && state
+                    .as_deref()
+                    .and_then(BuildState::parse)
+                    .is_some_and(BuildState::is_final);
+            outcome.changed = !stale && state.as_deref() != Some(result.state.as_str());
+            if !stale {
+                tx.prepare_cached(
+                    "UPDATE deliveries SET state = ?2, url = ?3, summary = ?4, result_at = ?5
+                     WHERE delivery_id = ?1",
+                )?
+                .execute(params![
+                    id,
+                    result.state.as_str(),
+                    result.url,
+                    result.summary,
+                    at_ms
+                ])?;
+            }
+            let workspace = key.split('/').next().unwrap_or(&key).to_owned();
+            let message = format!(
+                "{}{}{} (delivery {id}{})",
+                result.state,
+                result
+                    .summary
+                    .as_deref()
+                    .map(|s| format!(": {s}"))
+                    .unwrap_or_default(),
+                result
+                    .url
+                    .as_deref()
+                    .map(|u| format!(" {u}"))
+                    .unwrap_or_default(),
+                if superseded {
+                    ", superseded by a newer delivery"
+                } else {
+                    ""
+                },
+            );
+            insert_event(&tx, at_ms, "result", Some(&workspace), Some(&key), &message)?;
+            outcome.delivery = Some((key, ci, delivered_at));
+            Ok(outcome)
+        })()
+        .map_err(|e| self.err(e))?;
+        crate::crash::point("record-result");
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(recorded)
+    }
+
+    /// The deliveries `query` asks for, newest first, each with its last result.
+    pub fn builds(&self, query: &BuildsQuery) -> Result<Vec<DeliveryRow>, StateError> {
+        let conn = self.conn();
+        let sql = format!(
+            "SELECT {ROW_COLUMNS} FROM deliveries
+             WHERE (?1 IS NULL OR workspace = ?1) AND (?2 IS NULL OR state = ?2)
+               AND delivered_at >= ?3
+               AND (?4 IS NULL OR EXISTS (SELECT 1 FROM
+                    json_each(payload, '$.trigger.properties.package_names') WHERE value = ?4))
+               AND (?5 IS NULL OR instr(lower(build_key || ' ' || reason || ' ' ||
+                    ifnull(summary, '') || ' ' || fingerprint || ' ' || delivery_id), lower(?5)) > 0)
+               AND (?6 IS NULL OR build_key = ?6)
+             ORDER BY delivered_at DESC, rowid DESC LIMIT ?7"
+        );
+        let mut stmt = conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        stmt.query_map(
+            params![
+                query.workspace,
+                query.state.map(BuildState::as_str),
+                query.since.unwrap_or(i64::MIN),
+                query.package,
+                query.text,
+                query.build_key,
+                query.limit.unwrap_or(100).clamp(0, BUILDS_LIMIT)
+            ],
+            row,
+        )
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.err(e))
+    }
+
+    /// Every result of delivery `delivery_id`, oldest first.
+    pub fn results_of(&self, delivery_id: &str) -> Result<Vec<ResultRow>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT state, url, summary, started_at, finished_at, received_at, source, flag
+                 FROM results WHERE delivery_id = ?1 ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        let seconds = |s: Option<i64>| s.map(|s| rfc3339(s.saturating_mul(1000)));
+        stmt.query_map([delivery_id], |r| {
+            let state: String = r.get(0)?;
+            Ok(ResultRow {
+                state: BuildState::parse(&state).unwrap_or(BuildState::Error),
+                url: r.get(1)?,
+                summary: r.get(2)?,
+                started_at: seconds(r.get(3)?),
+                finished_at: seconds(r.get(4)?),
+                received_at: rfc3339(r.get(5)?),
+                source: r.get(6)?,
+                flag: r.get(7)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.err(e))
+    }
+
+    /// The overrides (`name`, `remote_branch`) of the last delivery of `key`;
+    /// `None` without a delivery.
+    pub fn last_overrides(&self, key: &str) -> Result<Option<Vec<(String, String)>>, StateError> {
+        let conn = self.conn();
+        let found: Option<Option<String>> = conn
+            .prepare_cached(
+                "SELECT json_extract(payload, '$.trigger.properties.overrides') FROM deliveries
+                 WHERE build_key = ?1 ORDER BY delivered_at DESC, rowid DESC LIMIT 1",
+            )
+            .and_then(|mut stmt| stmt.query_row([key], |r| r.get(0)).optional())
+            .map_err(|e| self.err(e))?;
+        Ok(found.map(|overrides| {
+            let list: Vec<serde_json::Map<String, serde_json::Value>> = overrides
+                .and_then(|o| serde_json::from_str(&o).ok())
+                .unwrap_or_default();
+            list.into_iter()
+                .flat_map(|entry| entry.into_iter())
+                .filter_map(|(name, value)| {
+                    let branch = value.get("remote_branch")?.as_str()?.to_owned();
+                    Some((name, branch))
+                })
+                .collect()
+        }))
+    }
+
+    /// Deletes the deliveries made before `cutoff_ms` but the last of each build,
+    /// and the results received before it that belong to no kept delivery; how many
+    /// rows went.
+    pub fn prune_history(&self, cutoff_ms: i64) -> Result<usize, StateError> {
+        if self.read_only() {
+            return Ok(0);
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let deliveries = tx
+            .execute(
+                "DELETE FROM deliveries WHERE delivered_at < ?1 AND delivered_at <
+                   (SELECT max(d.delivered_at) FROM deliveries AS d
+                    WHERE d.build_key = deliveries.build_key)",
+                [cutoff_ms],
+            )
+            .map_err(|e| self.err(e))?;
+        let results = tx
+            .execute(
+                "DELETE FROM results WHERE received_at < ?1 AND (delivery_id IS NULL OR
+                   delivery_id NOT IN (SELECT delivery_id FROM deliveries))",
+                [cutoff_ms],
+            )
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(deliveries + results)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use forgewatch_adapters::results::{BuildResult, ResultRef};
+
+    use super::*;
+    use crate::plan::ids::BuildKey;
+    use crate::state::outbox::Enqueued;
+    use crate::state::tests::{inputs, pending};
+
+    /// Delivers `key` at `at_ms` with id `id`, head `head`, building `packages`.
+    fn deliver(state: &State, key: &str, id: &str, head: &str, packages: &[&str], at_ms: i64) {
+        let mut item = pending(&BuildKey::from_stored(key.into()), &inputs(head), id);
+        item.trigger
+            .properties
+            .insert("package_names".into(), serde_json::json!(packages));
+        item.trigger.properties.insert(
+            "overrides".into(),
+            serde_json::json!([{ "a": { "remote_branch": format!("refs/pull/{head}/merge") } }]),
+        );
+        state.enqueue(&[Enqueued::from(&item)], &[], at_ms).unwrap();
+        state.complete_delivery(&item, at_ms, "delivered").unwrap();
+    }
+
+    fn result(id: &str, state: BuildState, url: &str) -> ReportedResult {
+        ReportedResult {
+            reference: ResultRef {
+                delivery_id: Some(id.into()),
+                ..ResultRef::default()
+            },
+            result: BuildResult {
+                state,
+                url: Some(url.into()),
+                summary: None,
+                started_at: Some(1),
+                finished_at: None,
+            },
+        }
+    }
+
+    #[test]
+    fn results_update_their_delivery_once_and_flag_the_unknown_and_superseded() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        deliver(&state, "w/mainline", "d1", "h1", &["a"], 1_000);
+        let running = state
+            .record_result("api", &result("d1", BuildState::Running, "u1"), 2_000)
+            .unwrap();
+        assert_eq!(
+            running,
+            ResultOutcome {
+                repeated: false,
+                flag: None,
+                delivery: Some(("w/mainline".into(), "bb".into(), 1_000)),
+                changed: true,
+            }
+        );
+        let again = state
+            .record_result("api", &result("d1", BuildState::Running, "u1"), 3_000)
+            .unwrap();
+        assert!(again.repeated && !again.changed);
+        state
+            .record_result("api", &result("d1", BuildState::Failure, "u1"), 4_000)
+            .unwrap();
+        // A start arriving after the end changes nothing.
+        let late = ReportedResult {
+            result: BuildResult {
+                started_at: Some(2),
+                ..result("d1", BuildState::Running, "u1").result
+            },
+            ..result("d1", BuildState::Running, "u1")
+        };
+        assert!(!state.record_result("api", &late, 5_000).unwrap().changed);
+        let rows = state.builds(&BuildsQuery::default()).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].state, Some(BuildState::Failure));
+        assert_eq!(rows[0].package_names, ["a"]);
+        assert_eq!(state.results_of("d1").unwrap().len(), 3);
+
+        let unknown = state
+            .record_result("api", &result("nope", BuildState::Success, "u"), 6_000)
+            .unwrap();
+        assert_eq!((unknown.flag, unknown.delivery), (Some("unknown"), None));
+
+        deliver(&state, "w/mainline", "d2", "h2", &["a"], 7_000);
+        let old = state
+            .record_result("api", &result("d1", BuildState::Success, "u9"), 8_000)
+            .unwrap();
+        assert_eq!(old.flag, Some("superseded"));
+        assert_eq!(
+            state.last_overrides("w/mainline").unwrap(),
+            Some(vec![("a".to_owned(), "refs/pull/h2/merge".to_owned())])
+        );
+        assert_eq!(state.last_overrides("w/other").unwrap(), None);
+    }
+
+    #[test]
+    fn a_result_before_its_delivery_is_recorded_is_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let early = state
+            .record_result("buildbot", &result("d1", BuildState::Running, "u"), 500)
+            .unwrap();
+        assert_eq!(early.flag, Some("unknown"));
+        deliver(&state, "w/mainline", "d1", "h1", &["a"], 1_000);
+        let rows = state.builds(&BuildsQuery::default()).unwrap();
+        assert_eq!(rows[0].state, Some(BuildState::Running));
+        assert_eq!(state.results_of("d1").unwrap()[0].flag, None);
+    }
+
+    #[test]
+    fn builds_are_filtered_newest_first_and_pruned_but_the_last_of_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        for i in 0..20 {
+            let (key, package) = if i % 2 == 0 {
+                ("w/mainline", "a")
+            } else {
+                ("v/mainline", "b")
+            };
+            let id = format!("d{i}");
+            deliver(&state, key, &id, &format!("h{i}"), &[package], 1_000 * i);
+            let outcome = if i % 3 == 0 {
+                BuildState::Failure
+            } else {
+                BuildState::Success
+            };
+            state
+                .record_result("api", &result(&id, outcome, "u"), 1_000 * i + 1)
+                .unwrap();
+        }
+        let ids = |query: BuildsQuery| -> Vec<String> {
+            state
+                .builds(&query)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.delivery_id)
+                .collect()
+        };
+        let failed_w = BuildsQuery {
+            workspace: Some("w".into()),
+            state: Some(BuildState::Failure),
+            ..BuildsQuery::default()
+        };
+        assert_eq!(ids(failed_w), ["d18", "d12", "d6", "d0"]);
+        let by_package = BuildsQuery {
+            package: Some("b".into()),
+            limit: Some(2),
+            ..BuildsQuery::default()
+        };
+        assert_eq!(ids(by_package), ["d19", "d17"]);
+        let text = BuildsQuery {
+            text: Some("D1".into()),
+            since: Some(15_000),
+            ..BuildsQuery::default()
+        };
+        assert_eq!(ids(text), ["d19", "d18", "d17", "d16", "d15"]);
+        assert_eq!(state.prune_history(30_000).unwrap(), 36);
+        assert_eq!(ids(BuildsQuery::default()), ["d19", "d18"]);
+        assert_eq!(state.results_of("d0").unwrap(), []);
+    }
+}
