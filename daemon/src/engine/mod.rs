@@ -47,6 +47,7 @@ pub mod poller;
 pub mod recorded_job;
 pub mod refresh;
 pub mod reports;
+pub mod result_metrics;
 pub mod senders;
 pub mod status;
 pub mod supervisor;

@@ -198,6 +198,7 @@ pub struct Metrics {
     pub discoveries_timed_out: AtomicU64,
     pub webhooks_accepted: AtomicU64,
     pub webhooks_refused: AtomicU64,
+    pub results: crate::engine::result_metrics::ResultMetrics,
     /// Bumped whenever what a cycle's targets are made of may have changed (an
     /// update or discovery ended, a default branch was learnt), before and after
     /// the change is visible: the loop reads the packages again only then. Not

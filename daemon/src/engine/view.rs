@@ -28,6 +28,20 @@ pub struct View {
     store: Store,
     admin_token: Option<Secret>,
     hooks: Vec<HookForge>,
+    /// Each CI target's results secret (bearer, basic-auth password or HMAC key).
+    results_secrets: Vec<(String, Secret)>,
+    /// Each webhook target's signing secret (an HMAC key of results too).
+    webhook_secrets: Vec<(String, Secret)>,
+}
+
+/// How a request carrying a result may be authenticated.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ResultAuth {
+    /// A bearer token, or the password of basic auth: what Buildbot's
+    /// `HttpStatusPush` can send.
+    Token,
+    /// As [`ResultAuth::Token`], or `X-Forgewatch-Signature-256` over the body.
+    TokenOrSignature,
 }
 
 impl View {
@@ -56,6 +70,21 @@ impl View {
             store,
             admin_token: config.http.admin_token.clone(),
             hooks,
+            results_secrets: config
+                .results_secrets
+                .iter()
+                .map(|(name, secret)| (name.clone(), secret.clone()))
+                .collect(),
+            webhook_secrets: config
+                .ci
+                .iter()
+                .filter_map(|(name, target)| match target {
+                    crate::config::CiConfig::Webhook { secret, .. } => {
+                        Some((name.clone(), secret.clone()))
+                    }
+                    _ => None,
+                })
+                .collect(),
         }
     }
 
@@ -97,6 +126,43 @@ impl View {
         self.admin_token.as_ref()
     }
 
+    /// The CI target whose secret authenticates a result posted with `headers` and
+    /// `body`, compared in constant time; `None`: refused.
+    pub fn result_sender(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        auth: ResultAuth,
+    ) -> Option<&str> {
+        let token = presented_token(headers);
+        let signature = headers
+            .get("x-forgewatch-signature-256")
+            .and_then(|v| v.to_str().ok());
+        let same = |a: &str, b: &str| {
+            use subtle::ConstantTimeEq;
+            bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+        };
+        let signed = |secret: &Secret| {
+            auth == ResultAuth::TokenOrSignature
+                && signature.is_some_and(|given| {
+                    same(
+                        &forgewatch_adapters::ci::webhook::signature_256(secret, body),
+                        given,
+                    )
+                })
+        };
+        let by_results = self.results_secrets.iter().find(|(_, secret)| {
+            token.as_deref().is_some_and(|t| same(t, secret.expose())) || signed(secret)
+        });
+        by_results
+            .or_else(|| {
+                self.webhook_secrets
+                    .iter()
+                    .find(|(_, secret)| signed(secret))
+            })
+            .map(|(name, _)| name.as_str())
+    }
+
     /// A webhook posted to `/hooks/{endpoint}`: tried with the secret of every
     /// configured forge whose hooks are posted there; the first that verifies it
     /// names the forge. `Err(Unsigned)` when none does; `Ok(None)` when the
@@ -124,4 +190,24 @@ impl View {
         Metrics::add(&self.metrics.webhooks_accepted, 1);
         Ok(answer?.and_then(|path| RepoId::from_host_path(&hook.host, &path).ok()))
     }
+}
+
+/// The token of `Authorization: Bearer TOKEN`, or the password of `Authorization:
+/// Basic base64(USER:PASSWORD)` (the user name is free).
+fn presented_token(headers: &HeaderMap) -> Option<String> {
+    use base64::Engine as _;
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    if let Some(token) = value.strip_prefix("Bearer ") {
+        return Some(token.trim().to_owned());
+    }
+    let encoded = value.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let pair = String::from_utf8(decoded).ok()?;
+    pair.split_once(':')
+        .map(|(_, password)| password.to_owned())
 }

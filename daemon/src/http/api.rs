@@ -42,6 +42,7 @@ pub struct ApiState {
     /// How long a request's body may take to arrive (`http.body_timeout`).
     body_timeout: Duration,
     replays: Arc<Replays>,
+    clock: Arc<dyn Clock>,
 }
 
 impl ApiState {
@@ -60,8 +61,14 @@ impl ApiState {
             requests,
             hosts: Arc::new(hosts),
             body_timeout,
-            replays: Arc::new(Replays::new(clock)),
+            replays: Arc::new(Replays::new(clock.clone())),
+            clock,
         }
+    }
+
+    /// The wall clock (times of results).
+    pub(crate) fn clock(&self) -> &dyn Clock {
+        &*self.clock
     }
 
     pub(crate) fn current(&self) -> Arc<View> {
@@ -82,7 +89,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/events", get(events))
         .route("/api/v1/jobs/{id}", get(job))
         .route("/api/v1/jobs/{id}/log", get(job_log))
-        .route("/api/v1/reload", post(reload));
+        .route("/api/v1/reload", post(reload))
+        .route("/api/v1/results", post(crate::http::results::generic))
+        .route("/api/v1/builds", get(crate::http::builds::list))
+        .route("/api/v1/builds/{*key}", get(crate::http::builds::one));
     // One endpoint per forge the adapters know, configured or not.
     for receiver in RECEIVERS {
         router = router.route(
@@ -191,7 +201,7 @@ fn refused((status, message): Refusal) -> Response {
 }
 
 /// An RFC 3339 time as unix milliseconds.
-fn parse_since(since: Option<&str>) -> Result<Option<i64>, Refusal> {
+pub(crate) fn parse_since(since: Option<&str>) -> Result<Option<i64>, Refusal> {
     since
         .map(|s| {
             humantime::parse_rfc3339_weak(s)

@@ -337,7 +337,43 @@ fn prometheus_of(snapshot: &Snapshot, m: &Metrics) -> String {
             Metrics::get(counter)
         );
     }
+    results(&mut t, &m.results.counts());
     t
+}
+
+/// Results by CI target and state, and the time from delivery to final result.
+fn results(t: &mut String, counts: &crate::engine::result_metrics::ResultCounts) {
+    use crate::engine::result_metrics::LATENCY_BUCKETS;
+    t.push_str("# HELP forgewatch_results_total Results received, by CI target (`unknown`: naming no known delivery) and state.\n# TYPE forgewatch_results_total counter\n");
+    for ((ci, state), n) in &counts.by_target {
+        let ci = ci.replace('\\', "\\\\").replace('"', "\\\"");
+        let _ = writeln!(
+            t,
+            "forgewatch_results_total{{ci=\"{ci}\",state=\"{state}\"}} {n}"
+        );
+    }
+    t.push_str("# HELP forgewatch_result_latency_seconds Time from a delivery to its final result.\n# TYPE forgewatch_result_latency_seconds histogram\n");
+    let bounds = LATENCY_BUCKETS
+        .iter()
+        .map(ToString::to_string)
+        .chain(["+Inf".to_owned()]);
+    for (bound, n) in bounds.zip(
+        counts
+            .latency_buckets
+            .iter()
+            .copied()
+            .chain(std::iter::repeat(0)),
+    ) {
+        let _ = writeln!(
+            t,
+            "forgewatch_result_latency_seconds_bucket{{le=\"{bound}\"}} {n}"
+        );
+    }
+    let _ = writeln!(
+        t,
+        "forgewatch_result_latency_seconds_sum {}\nforgewatch_result_latency_seconds_count {}",
+        counts.latency_sum, counts.latency_count
+    );
 }
 
 /// The open config PRs of a workspace: discovery, transient packages, the builds

@@ -1,0 +1,183 @@
+//! Results coming back (SPEC §14): `POST /api/v1/results`, the generic form (a
+//! result naming its delivery, signed like our webhook or with a CI target's
+//! results secret as bearer token), and what every way in shares: the sender's
+//! authentication (before anything is read) and the recording, answered with what
+//! it did. A result never changes a fingerprint; a repeated one changes nothing.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use forgewatch_adapters::http::one_line;
+use forgewatch_adapters::results::{BuildResult, BuildState, ReportedResult, ResultRef};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::engine::view::ResultAuth;
+use crate::http::api::ApiState;
+use crate::http::errors::error;
+
+/// The longest summary kept (one line).
+const SUMMARY_MAX: usize = 300;
+
+/// `POST /api/v1/results`.
+pub async fn generic(State(api): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+    let view = api.current();
+    if view
+        .result_sender(&headers, &body, ResultAuth::TokenOrSignature)
+        .is_none()
+    {
+        return unauthenticated();
+    }
+    let given: GenericResult = match serde_json::from_slice(&body) {
+        Ok(given) => given,
+        Err(e) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "expected a result: {{\"delivery_id\" (or \"build_key\" and \"fingerprint\"), \"state\" ({}), \"url\", \"summary\", \"started_at\", \"finished_at\"}}: {}",
+                    states(),
+                    one_line(&e.to_string(), 200)
+                ),
+            );
+        }
+    };
+    let reported = match given.into_reported() {
+        Ok(reported) => reported,
+        Err(message) => return error(StatusCode::UNPROCESSABLE_ENTITY, message),
+    };
+    record(&api, "api", reported).await
+}
+
+/// The answer to a result whose sender no configured secret authenticates.
+pub fn unauthenticated() -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "a result needs a CI target's results secret (bearer token or basic-auth password) or a valid X-Forgewatch-Signature-256",
+    )
+}
+
+/// Records `reported`, received from `source`, and answers with what it did.
+pub async fn record(
+    api: &ApiState,
+    source: &'static str,
+    mut reported: ReportedResult,
+) -> Response {
+    reported.result.summary = reported
+        .result
+        .summary
+        .map(|s| one_line(&s, SUMMARY_MAX))
+        .filter(|s| !s.is_empty());
+    let view = api.current();
+    let at_ms = api.clock().unix_ms();
+    let state = reported.result.state;
+    let recorded = view
+        .store()
+        .call(move |b| b.record_result(source, &reported, at_ms))
+        .await;
+    match recorded {
+        Ok(outcome) => {
+            if !outcome.repeated {
+                let latency = outcome
+                    .delivery
+                    .as_ref()
+                    .filter(|_| state.is_final())
+                    .map(|(_, _, delivered_at)| (at_ms - delivered_at).max(0) as f64 / 1000.0);
+                let ci = outcome.delivery.as_ref().map(|(_, ci, _)| ci.as_str());
+                view.metrics().results.count(ci, state.as_str(), latency);
+            }
+            let (build_key, ci) = match &outcome.delivery {
+                Some((key, ci, _)) => (Some(key.clone()), Some(ci.clone())),
+                None => (None, None),
+            };
+            axum::Json(json!({
+                "recorded": !outcome.repeated,
+                "flag": outcome.flag,
+                "build_key": build_key,
+                "ci": ci,
+            }))
+            .into_response()
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+fn states() -> String {
+    BuildState::ALL.map(BuildState::as_str).join(", ")
+}
+
+/// A time as RFC 3339 or unix seconds.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Time {
+    Seconds(i64),
+    Text(String),
+}
+
+impl Time {
+    fn seconds(self, name: &str) -> Result<i64, String> {
+        match self {
+            Time::Seconds(s) => Ok(s),
+            Time::Text(text) => humantime::parse_rfc3339_weak(&text)
+                .map(forgewatch_adapters::http::unix_seconds)
+                .map_err(|e| format!("`{name}` is neither unix seconds nor an RFC 3339 time: {e}")),
+        }
+    }
+}
+
+/// The generic result, as posted.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenericResult {
+    delivery_id: Option<String>,
+    build_key: Option<String>,
+    fingerprint: Option<String>,
+    state: String,
+    url: Option<String>,
+    summary: Option<String>,
+    started_at: Option<Time>,
+    finished_at: Option<Time>,
+}
+
+impl GenericResult {
+    fn into_reported(self) -> Result<ReportedResult, String> {
+        let Some(state) = BuildState::parse(&self.state) else {
+            return Err(format!(
+                "`state` must be one of {}, not {:?}",
+                states(),
+                one_line(&self.state, 40)
+            ));
+        };
+        if self.delivery_id.is_none() && (self.build_key.is_none() || self.fingerprint.is_none()) {
+            return Err(
+                "a result names its delivery: `delivery_id`, or `build_key` and `fingerprint`"
+                    .to_owned(),
+            );
+        }
+        if let Some(url) = &self.url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err("`url` must be an http:// or https:// URL".to_owned());
+        }
+        Ok(ReportedResult {
+            reference: ResultRef {
+                delivery_id: self.delivery_id,
+                build_key: self.build_key,
+                fingerprint: self.fingerprint,
+            },
+            result: BuildResult {
+                state,
+                url: self.url,
+                summary: self.summary,
+                started_at: self
+                    .started_at
+                    .map(|t| t.seconds("started_at"))
+                    .transpose()?,
+                finished_at: self
+                    .finished_at
+                    .map(|t| t.seconds("finished_at"))
+                    .transpose()?,
+            },
+        })
+    }
+}
