@@ -66,6 +66,31 @@ pub struct ResultRef {
     pub fingerprint: Option<String>,
 }
 
+impl ResultRef {
+    /// Whether it names a delivery: a delivery id, or a build key with its
+    /// fingerprint (empty strings name nothing).
+    pub fn names_a_delivery(&self) -> bool {
+        let given = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+        given(&self.delivery_id) || (given(&self.build_key) && given(&self.fingerprint))
+    }
+}
+
+/// Why a CI's report could not be read as a result (each message one bounded
+/// line, never the body).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReportError {
+    #[error("the body is not JSON: {0}")]
+    NotJson(String),
+    /// JSON, but not the kind of object expected (`expected`: `build`, `pipeline event`).
+    #[error("not a {expected}: {reason}")]
+    Unexpected {
+        expected: &'static str,
+        reason: String,
+    },
+    #[error("names no forgewatch delivery (no `delivery_id`, nor `build_key` with `fingerprint`)")]
+    NoReference,
+}
+
 /// What a CI says of one build.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuildResult {

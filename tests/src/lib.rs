@@ -1,8 +1,10 @@
 //! Test support for forgewatch's end-to-end tests: fakes of the services the daemon talks to
 //! (GitHub's and GitLab's REST APIs and CI receivers), served over real HTTP on 127.0.0.1,
-//! and [`forge::FakeForge`], one interface over both forges.
+//! [`forge::FakeForge`], one interface over both forges, and [`buildbot::RealBuildbot`], a real
+//! Buildbot master (not a fake) that runs what forgewatch triggers and reports back.
 
 pub mod bench;
+pub mod buildbot;
 pub mod fake_ci;
 pub mod fake_github;
 pub mod fake_gitlab;

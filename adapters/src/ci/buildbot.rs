@@ -1,5 +1,8 @@
 //! Buildbot's `base` change hook dialect: a form POST with every change field and
 //! `properties` as a JSON object string (a JSON body would be silently ignored).
+//! What Buildbot reports back (`HttpStatusPush`) is read in [`reports`].
+
+pub mod reports;
 
 use std::time::Duration;
 
