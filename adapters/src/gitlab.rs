@@ -429,7 +429,9 @@ mod tests {
         let names: Vec<&str> = BuildState::ALL.into_iter().map(state_name).collect();
         assert_eq!(
             names,
-            ["pending", "running", "success", "failed", "failed", "canceled"]
+            [
+                "pending", "running", "success", "failed", "failed", "canceled"
+            ]
         );
         let status = CommitStatus {
             state: BuildState::Cancelled,

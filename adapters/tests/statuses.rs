@@ -77,9 +77,7 @@ async fn answer(State(script): State<Script>, request: Request) -> Response {
     for (name, value) in reply.headers {
         response = response.header(name, value);
     }
-    response
-        .body(Body::from(reply.body.to_string()))
-        .unwrap()
+    response.body(Body::from(reply.body.to_string())).unwrap()
 }
 
 struct Server {
@@ -167,8 +165,7 @@ fn stats(fresh: u64, failed: u64) -> RequestStats {
 }
 
 const GH_PATH: &str = "/repos/acme/repo/statuses/0123456789abcdef0123456789abcdef01234567";
-const GL_PATH: &str =
-    "/api/v4/projects/sensors%2Fdrivers%2Flidar-x/statuses/0123456789abcdef0123456789abcdef01234567";
+const GL_PATH: &str = "/api/v4/projects/sensors%2Fdrivers%2Flidar-x/statuses/0123456789abcdef0123456789abcdef01234567";
 
 #[tokio::test]
 async fn github_posts_statuses_with_its_state_names() {
@@ -188,7 +185,9 @@ async fn github_posts_statuses_with_its_state_names() {
     assert_eq!(
         server.seen(),
         [
-            post(json!({"state": "pending", "description": "started", "context": "forgewatch/mainline"})),
+            post(
+                json!({"state": "pending", "description": "started", "context": "forgewatch/mainline"})
+            ),
             post(json!({
                 "state": "error", "description": "ü".repeat(140),
                 "context": "forgewatch/mainline", "target_url": "https://ci/b/1"
@@ -228,7 +227,12 @@ async fn github_refusals_are_no_permission_and_a_502_is_http() {
     let post = status(BuildState::Success, None, "ok");
     let mut answers = Vec::new();
     for _ in 0..4 {
-        answers.push(client.post_status(&gh_repo(), SHA, &post).await.unwrap_err());
+        answers.push(
+            client
+                .post_status(&gh_repo(), SHA, &post)
+                .await
+                .unwrap_err(),
+        );
     }
     let refused: Vec<(u16, String)> = answers[..3]
         .iter()
@@ -321,7 +325,10 @@ async fn the_write_budget_refuses_posts_without_sending_them_and_reads_go_on() {
     assert!(url.ends_with(GH_PATH), "{url}");
     // Room again when the first post is a minute old.
     assert!(until >= start + Duration::from_secs(59), "{until:?}");
-    assert!(until <= SystemTime::now() + Duration::from_secs(60), "{until:?}");
+    assert!(
+        until <= SystemTime::now() + Duration::from_secs(60),
+        "{until:?}"
+    );
     assert_eq!(client.default_branch(&gh_repo()).await.unwrap(), "main");
     assert_eq!(server.seen().len(), 3);
     assert_eq!(client.stats(), stats(3, 0));
@@ -376,7 +383,10 @@ async fn gitlab_posts_statuses_and_a_status_already_in_force_is_done() {
     let seen = server.seen();
     assert_eq!(seen.len(), 5);
     for (method, path, sent) in seen {
-        assert_eq!((method.as_str(), path.as_str(), &sent), ("POST", GL_PATH, &body));
+        assert_eq!(
+            (method.as_str(), path.as_str(), &sent),
+            ("POST", GL_PATH, &body)
+        );
     }
     assert_eq!(server.header(0, "private-token").as_deref(), Some(TOKEN));
     // A 400 is counted failed, even the one that means done.

@@ -342,13 +342,20 @@ fn status_write_budgets_default_to_githubs_and_are_bounded() {
     let config = Fixture::new(FORGE).loaded();
     let github = &config.forges["github"];
     assert_eq!(
-        (github.status_writes_per_minute, github.status_writes_per_hour),
+        (
+            github.status_writes_per_minute,
+            github.status_writes_per_hour
+        ),
         (80, 500)
     );
-    let set = format!("{FORGE}\n    status_writes_per_minute: 10\n    status_writes_per_hour: 1000000");
+    let set =
+        format!("{FORGE}\n    status_writes_per_minute: 10\n    status_writes_per_hour: 1000000");
     let github = &Fixture::new(&set).loaded().forges["github"];
     assert_eq!(
-        (github.status_writes_per_minute, github.status_writes_per_hour),
+        (
+            github.status_writes_per_minute,
+            github.status_writes_per_hour
+        ),
         (10, 1_000_000)
     );
     let msg = "`status_writes_per_minute` must be from 1 to 60000, not 0";

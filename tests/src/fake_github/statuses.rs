@@ -57,13 +57,21 @@ impl FakeGitHub {
     /// Status posts to `owner/repo` are refused 403 `Resource not accessible by
     /// integration`, as for a token without `statuses: write`.
     pub fn refuse_status_posts(&self, full_name: &str) {
-        self.lock().statuses.refused.insert(full_name.to_lowercase());
+        self.lock()
+            .statuses
+            .refused
+            .insert(full_name.to_lowercase());
     }
 }
 
 impl GhState {
     /// The answer to `POST /repos/{o}/{r}/statuses/{sha}`; `None` for any other request.
-    pub(super) fn post_status(&mut self, method: &Method, path: &str, body: &[u8]) -> Option<Reply> {
+    pub(super) fn post_status(
+        &mut self,
+        method: &Method,
+        path: &str,
+        body: &[u8],
+    ) -> Option<Reply> {
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         let ["repos", owner, name, "statuses", sha] = segments.as_slice() else {
             return None;
@@ -91,7 +99,10 @@ impl GhState {
             return Some(invalid("state", "state is not included in the list"));
         }
         let description = text("description");
-        if description.as_ref().is_some_and(|d| d.chars().count() > 140) {
+        if description
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > 140)
+        {
             let message = "description is too long (maximum is 140 characters)";
             return Some(invalid("description", message));
         }
@@ -122,7 +133,10 @@ impl GhState {
             headers: vec![("content-type", "application/json; charset=utf-8".to_owned())],
             body: serde_json::to_vec(&value).unwrap_or_default(),
         };
-        reply.headers.push(("location", format!("{}/repos/{repo}/statuses/{id}", self.api_url)));
+        reply.headers.push((
+            "location",
+            format!("{}/repos/{repo}/statuses/{id}", self.api_url),
+        ));
         Some(reply)
     }
 }

@@ -56,13 +56,22 @@ async fn status_posts_are_validated_recorded_and_refused_like_github() {
         .iter()
         .map(|p| {
             let description = p.description.as_deref().map_or(0, str::len);
-            (p.repo.as_str(), p.sha.as_str(), p.state.as_str(), p.target_url.as_deref(), description)
+            (
+                p.repo.as_str(),
+                p.sha.as_str(),
+                p.state.as_str(),
+                p.target_url.as_deref(),
+                description,
+            )
         })
         .collect();
     let url = Some("https://ci.example.org/b/7");
     assert_eq!(
         seen,
-        [("acme/app", sha.as_str(), "pending", url, 7), ("acme/app", sha.as_str(), "failure", url, 140)]
+        [
+            ("acme/app", sha.as_str(), "pending", url, 7),
+            ("acme/app", sha.as_str(), "failure", url, 140)
+        ]
     );
     assert!(posts.iter().all(|p| p.context == "forgewatch/mainline"));
 
@@ -72,7 +81,10 @@ async fn status_posts_are_validated_recorded_and_refused_like_github() {
     let post = status(BuildState::Success, "ok");
     for _ in 0..2 {
         let error = forge.post_status(&app, &sha, &post).await.unwrap_err();
-        assert!(matches!(error, ForgeError::Http { status: 502, .. }), "{error:?}");
+        assert!(
+            matches!(error, ForgeError::Http { status: 502, .. }),
+            "{error:?}"
+        );
     }
     let error = forge.post_status(&locked, &sha, &post).await.unwrap_err();
     assert!(
@@ -80,8 +92,14 @@ async fn status_posts_are_validated_recorded_and_refused_like_github() {
             if message == "Resource not accessible by integration"),
         "{error:?}"
     );
-    let error = github(&gh, "bad").post_status(&app, &sha, &post).await.unwrap_err();
-    assert!(matches!(error, ForgeError::NoPermission { status: 401, .. }), "{error:?}");
+    let error = github(&gh, "bad")
+        .post_status(&app, &sha, &post)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ForgeError::NoPermission { status: 401, .. }),
+        "{error:?}"
+    );
     forge.post_status(&app, &sha, &post).await.unwrap();
     assert_eq!(gh.statuses().len(), 3);
 
@@ -99,16 +117,29 @@ async fn status_posts_are_validated_recorded_and_refused_like_github() {
         }
     };
     let (code, body) = send(json!({"state": "running", "context": "c"})).await;
-    assert_eq!((code, body["errors"][0]["field"].clone()), (422, json!("state")));
+    assert_eq!(
+        (code, body["errors"][0]["field"].clone()),
+        (422, json!("state"))
+    );
     let (code, body) = send(json!({"state": "success", "description": long, "context": "c"})).await;
     assert_eq!(
         (code, body["errors"][0]["message"].clone()),
-        (422, json!("description is too long (maximum is 140 characters)"))
+        (
+            422,
+            json!("description is too long (maximum is 140 characters)")
+        )
     );
     let (code, body) = send(json!({"state": "success"})).await;
-    assert_eq!((code, body["context"].clone(), body["state"].clone()), (201, json!("default"), json!("success")));
+    assert_eq!(
+        (code, body["context"].clone(), body["state"].clone()),
+        (201, json!("default"), json!("success"))
+    );
     assert_eq!(gh.statuses().len(), 4);
     // Every post is in the request log.
-    let posts = gh.requests().into_iter().filter(|r| r.method == "POST").count();
+    let posts = gh
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .count();
     assert_eq!(posts, 10);
 }
