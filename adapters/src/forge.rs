@@ -1,13 +1,15 @@
 //! What the daemon asks of a forge, independent of which forge it is: the head of a
 //! watched branch and the open pull/merge requests against it, and what differs
 //! between forges as objects ([`Forge::references`], [`Forge::webhooks`]) or
-//! answers ([`Forge::mergeable_needs_single_request`]). The GitHub and GitLab
-//! clients implement [`Forge`]; the daemon cannot tell them apart.
+//! answers ([`Forge::mergeable_needs_single_request`]), and the one write: a commit
+//! status ([`Forge::post_status`]). The GitHub and GitLab clients implement
+//! [`Forge`]; the daemon cannot tell them apart.
 
 use std::time::{Duration, SystemTime};
 
 use crate::hooks::WebhookReceiver;
 use crate::references::ReferenceSyntax;
+use crate::results::CommitStatus;
 use crate::{BoxFuture, RepoId};
 
 /// A polled unit: one branch of one repository.
@@ -164,6 +166,17 @@ pub enum ForgeError {
     /// Not sent: the forge is paused by its rate limit.
     #[error("{url}: not sent, the forge is paused by its rate limit until {}", humantime::format_rfc3339_seconds(*until))]
     Paused { url: String, until: SystemTime },
+    /// A write refused 401, 403 (not a rate limit) or 404: the token may not write
+    /// there, or the repository is gone. Retrying does not help.
+    #[error("{url}: no permission to write (HTTP {status}){}", if message.is_empty() { String::new() } else { format!(": {message}") })]
+    NoPermission {
+        url: String,
+        status: u16,
+        message: String,
+    },
+    /// Not sent: the forge's write budget is spent; there is room again at `until`.
+    #[error("{url}: not sent, the forge's write budget is spent until {}", humantime::format_rfc3339_seconds(*until))]
+    WriteLimited { url: String, until: SystemTime },
     #[error("{url}: {message}")]
     Transport { url: String, message: String },
     #[error("{url}: unexpected response: {message}")]
@@ -249,6 +262,17 @@ pub trait Forge: Send + Sync {
 
     /// How this forge's webhooks are verified and read.
     fn webhooks(&self) -> &dyn WebhookReceiver;
+
+    /// Sets `status` on commit `sha` of `repo` (one POST, never retried here: the
+    /// caller retries `Http` (5xx), `Timeout`, `Transport`, `RateLimited`, `Paused`
+    /// and `WriteLimited` later, and reports `NoPermission` once). A status the forge
+    /// says the commit already has is `Ok`.
+    fn post_status<'a>(
+        &'a self,
+        repo: &'a RepoId,
+        sha: &'a str,
+        status: &'a CommitStatus,
+    ) -> BoxFuture<'a, Result<(), ForgeError>>;
 
     /// Whether a pull request's `mergeable` is known only from
     /// [`Forge::pull_request`] (GitHub), the open list not carrying it; `false`

@@ -1,5 +1,6 @@
 //! The GitHub REST client (github.com and GitHub Enterprise): branch heads and open
-//! pull requests of watch targets, every request conditional, every list paginated.
+//! pull requests of watch targets, every request conditional, every list paginated;
+//! and commit statuses (`POST /repos/{o}/{r}/statuses/{sha}`).
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use crate::governor::PauseStore;
 use crate::hooks::WebhookReceiver;
 use crate::http::{ClientOptions, ConditionalClient, ValidatorStore};
 use crate::references::ReferenceSyntax;
+use crate::results::{BuildState, CommitStatus};
 use crate::{BoxFuture, RepoId, Secret};
 
 pub mod hooks;
@@ -173,6 +175,19 @@ impl Forge for GitHubClient {
         Box::pin(self.fetch_open_pulls(target, held))
     }
 
+    fn post_status<'a>(
+        &'a self,
+        repo: &'a RepoId,
+        sha: &'a str,
+        status: &'a CommitStatus,
+    ) -> BoxFuture<'a, Result<(), ForgeError>> {
+        Box::pin(async move {
+            let url = self.repo_url(repo, &["statuses", sha]);
+            self.http.post_json(&url, &status_body(status)).await?;
+            Ok(())
+        })
+    }
+
     fn rate_limit(&self) -> Option<RateLimit> {
         self.http.rate_limit()
     }
@@ -201,6 +216,29 @@ impl Forge for GitHubClient {
     fn mergeable_needs_single_request(&self) -> bool {
         true
     }
+}
+
+/// GitHub's states are `pending|success|failure|error`.
+fn state_name(state: BuildState) -> &'static str {
+    match state {
+        BuildState::Pending | BuildState::Running => "pending",
+        BuildState::Success => "success",
+        BuildState::Failure => "failure",
+        BuildState::Error | BuildState::Cancelled => "error",
+    }
+}
+
+/// The body of a status post; `target_url` only when there is one.
+fn status_body(status: &CommitStatus) -> serde_json::Value {
+    let mut body = serde_json::json!({
+        "state": state_name(status.state),
+        "description": status.short_description(),
+        "context": status.context,
+    });
+    if let Some(url) = &status.target_url {
+        body["target_url"] = serde_json::json!(url);
+    }
+    body
 }
 
 #[derive(Deserialize)]
@@ -366,6 +404,27 @@ mod tests {
         assert_eq!(
             c.repo_url(&repo, &["branches", "feature/x"]),
             "https://ghe.example.org/api/v3/repos/acme/repo/branches/feature%2Fx"
+        );
+    }
+
+    #[test]
+    fn status_bodies_use_github_states() {
+        let names: Vec<&str> = BuildState::ALL.into_iter().map(state_name).collect();
+        assert_eq!(
+            names,
+            ["pending", "pending", "success", "failure", "error", "error"]
+        );
+        let status = CommitStatus {
+            state: BuildState::Running,
+            target_url: None,
+            description: "x".repeat(200),
+            context: "forgewatch/ws".into(),
+        };
+        assert_eq!(
+            status_body(&status),
+            serde_json::json!({
+                "state": "pending", "description": "x".repeat(140), "context": "forgewatch/ws"
+            })
         );
     }
 

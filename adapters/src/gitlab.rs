@@ -5,6 +5,9 @@
 //! path segment. One merge-request list per project and target branch, all pages,
 //! each revalidated with its ETag (GitLab still counts a 304 against its rate
 //! limit, so the number of requests is kept to that). No `GET /user` at start.
+//! Commit statuses go to `POST /projects/:id/statuses/:sha`; GitLab refuses a
+//! status that is already in force with a 400 ("Cannot transition status"), which
+//! is the state wanted, so it counts as done.
 
 use std::sync::Arc;
 
@@ -15,6 +18,7 @@ use crate::governor::PauseStore;
 use crate::hooks::WebhookReceiver;
 use crate::http::{ClientOptions, ConditionalClient, ValidatorStore};
 use crate::references::ReferenceSyntax;
+use crate::results::{BuildState, CommitStatus};
 use crate::{BoxFuture, RepoId, Secret};
 
 pub mod hooks;
@@ -169,6 +173,29 @@ impl Forge for GitLabClient {
         Box::pin(self.fetch_open_merge_requests(target, held))
     }
 
+    fn post_status<'a>(
+        &'a self,
+        repo: &'a RepoId,
+        sha: &'a str,
+        status: &'a CommitStatus,
+    ) -> BoxFuture<'a, Result<(), ForgeError>> {
+        Box::pin(async move {
+            let url = self.project_url(repo, &["statuses", sha]);
+            match self.http.post_json(&url, &status_body(status)).await {
+                Ok(_) => Ok(()),
+                Err(ForgeError::Http {
+                    status: 400,
+                    message,
+                    ..
+                }) if message.contains("Cannot transition status") => {
+                    tracing::debug!(%url, "the commit already has that status: {message}");
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        })
+    }
+
     fn rate_limit(&self) -> Option<RateLimit> {
         self.http.rate_limit()
     }
@@ -198,6 +225,30 @@ impl Forge for GitLabClient {
     fn mergeable_needs_single_request(&self) -> bool {
         false
     }
+}
+
+/// GitLab's states are `pending|running|success|failed|canceled` (and `skipped`).
+fn state_name(state: BuildState) -> &'static str {
+    match state {
+        BuildState::Pending => "pending",
+        BuildState::Running => "running",
+        BuildState::Success => "success",
+        BuildState::Failure | BuildState::Error => "failed",
+        BuildState::Cancelled => "canceled",
+    }
+}
+
+/// The body of a status post (GitLab takes JSON): the context is its `name`.
+fn status_body(status: &CommitStatus) -> serde_json::Value {
+    let mut body = serde_json::json!({
+        "state": state_name(status.state),
+        "name": status.context,
+        "description": status.short_description(),
+    });
+    if let Some(url) = &status.target_url {
+        body["target_url"] = serde_json::json!(url);
+    }
+    body
 }
 
 #[derive(Deserialize)]
@@ -370,6 +421,30 @@ mod tests {
         assert_eq!(
             c.project_url(&target().repo, &["repository", "branches", "release/2"]),
             "https://gitlab.example.org/api/v4/projects/sensors%2Fdrivers%2Flidar-x/repository/branches/release%2F2"
+        );
+    }
+
+    #[test]
+    fn status_bodies_use_gitlab_states() {
+        let names: Vec<&str> = BuildState::ALL.into_iter().map(state_name).collect();
+        assert_eq!(
+            names,
+            [
+                "pending", "running", "success", "failed", "failed", "canceled"
+            ]
+        );
+        let status = CommitStatus {
+            state: BuildState::Cancelled,
+            target_url: Some("https://ci/b/1".into()),
+            description: "stopped".into(),
+            context: "forgewatch/ws".into(),
+        };
+        assert_eq!(
+            status_body(&status),
+            serde_json::json!({
+                "state": "canceled", "name": "forgewatch/ws", "description": "stopped",
+                "target_url": "https://ci/b/1"
+            })
         );
     }
 

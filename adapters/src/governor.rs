@@ -14,6 +14,10 @@
 //! successes of the burst that is limited again right after a pause do not end it.
 //! A pause is state: with a [`PauseStore`] attached, every change is saved, and a
 //! client built later (a restart, a reload, `once`) starts from it.
+//!
+//! Writes (commit statuses) pass the same pauses and cap, and also a write budget
+//! (`writes`: per minute and per hour); a write over it is refused at once
+//! ([`Refusal::WriteLimited`]), never delayed. Reads never wait for the write budget.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,6 +26,10 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use crate::forge::RateLimit;
+
+mod writes;
+
+use writes::WriteBudget;
 
 /// The longest any pause lasts, whatever a forge (or a stored record) says.
 pub const MAX_PAUSE: Duration = Duration::from_secs(24 * 3600);
@@ -41,6 +49,10 @@ pub struct RatePolicy {
     pub secondary_wait: Duration,
     pub max_backoff: Duration,
     pub requests_per_minute: Option<u32>,
+    /// At most this many writes (commit statuses) in any minute (`None`: no budget).
+    pub writes_per_minute: Option<u32>,
+    /// At most this many writes in any hour (`None`: no budget).
+    pub writes_per_hour: Option<u32>,
 }
 
 impl Default for RatePolicy {
@@ -50,6 +62,8 @@ impl Default for RatePolicy {
             secondary_wait: Duration::from_secs(60),
             max_backoff: Duration::from_secs(3600),
             requests_per_minute: None,
+            writes_per_minute: None,
+            writes_per_hour: None,
         }
     }
 }
@@ -98,6 +112,7 @@ struct Inner {
     step: u32,
     /// Start times of the requests of the last minute (for the per-minute cap).
     sent: VecDeque<Instant>,
+    writes: WriteBudget,
 }
 
 impl Inner {
@@ -114,12 +129,28 @@ impl Inner {
     }
 }
 
+/// What a request does: a write also spends the write budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// Why a request is not sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The forge is paused by its rate limit.
+    Paused(Pause),
+    /// A write over the write budget; there is room again at `until`.
+    WriteLimited { until: SystemTime },
+}
+
 /// The outcome of one attempt to admit a request.
 enum Admission {
     Go(Ticket),
     /// The per-minute cap: try again after this.
     Wait(Duration),
-    Refused(Pause),
+    Refused(Refusal),
 }
 
 pub struct Governor {
@@ -132,13 +163,14 @@ pub struct Governor {
 impl Governor {
     pub fn new(policy: RatePolicy) -> Governor {
         Governor {
-            policy,
             inner: Mutex::new(Inner {
                 pause: None,
                 generation: 0,
                 step: 0,
                 sent: VecDeque::new(),
+                writes: WriteBudget::new(policy.writes_per_minute, policy.writes_per_hour),
             }),
+            policy,
             store: None,
         }
     }
@@ -181,21 +213,22 @@ impl Governor {
         self.lock().in_force(SystemTime::now()).cloned()
     }
 
-    /// Before a request: refused while paused; waits for the per-minute cap.
-    pub async fn admit(&self) -> Result<Ticket, Pause> {
+    /// Before a request: refused while paused, and a write over the write budget;
+    /// waits for the per-minute cap (a write that waited is checked again).
+    pub async fn admit(&self, access: Access) -> Result<Ticket, Refusal> {
         loop {
-            match self.try_admit(SystemTime::now(), Instant::now()) {
+            match self.try_admit(access, SystemTime::now(), Instant::now()) {
                 Admission::Go(ticket) => return Ok(ticket),
-                Admission::Refused(pause) => return Err(pause),
+                Admission::Refused(refusal) => return Err(refusal),
                 Admission::Wait(d) => tokio::time::sleep(d).await,
             }
         }
     }
 
-    fn try_admit(&self, now: SystemTime, instant: Instant) -> Admission {
+    fn try_admit(&self, access: Access, now: SystemTime, instant: Instant) -> Admission {
         let mut inner = self.lock();
         if let Some(pause) = inner.in_force(now) {
-            return Admission::Refused(pause.clone());
+            return Admission::Refused(Refusal::Paused(pause.clone()));
         }
         while inner
             .sent
@@ -211,6 +244,12 @@ impl Governor {
                 }))
             }
             _ => {
+                if access == Access::Write
+                    && let Err(room) = inner.writes.take(instant)
+                {
+                    let until = now + room.saturating_duration_since(instant);
+                    return Admission::Refused(Refusal::WriteLimited { until });
+                }
                 inner.sent.push_back(instant);
                 Admission::Go(Ticket {
                     generation: inner.generation,

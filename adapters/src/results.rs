@@ -123,6 +123,19 @@ pub struct CommitStatus {
     pub context: String,
 }
 
+/// The most characters of a description either forge takes (GitHub refuses more).
+pub const MAX_DESCRIPTION_CHARS: usize = 140;
+
+impl CommitStatus {
+    /// The description cut to [`MAX_DESCRIPTION_CHARS`] characters.
+    pub fn short_description(&self) -> &str {
+        match self.description.char_indices().nth(MAX_DESCRIPTION_CHARS) {
+            Some((end, _)) => &self.description[..end],
+            None => &self.description,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +152,20 @@ mod tests {
         assert_eq!(BuildState::parse("failed"), None);
         assert!(!BuildState::Running.is_final());
         assert!(BuildState::Cancelled.is_final());
+    }
+
+    #[test]
+    fn descriptions_are_cut_on_a_character_boundary() {
+        let status = |description: String| CommitStatus {
+            state: BuildState::Success,
+            target_url: None,
+            description,
+            context: "forgewatch/ws".to_owned(),
+        };
+        let long = status("é".repeat(MAX_DESCRIPTION_CHARS + 5));
+        assert_eq!(long.short_description(), "é".repeat(MAX_DESCRIPTION_CHARS));
+        let exact = status("a".repeat(MAX_DESCRIPTION_CHARS));
+        assert_eq!(exact.short_description(), exact.description);
+        assert_eq!(status(String::new()).short_description(), "");
     }
 }

@@ -410,6 +410,43 @@ fn durations_and_rates_above_their_bound_are_refused() {
     );
 }
 
+/// The status write budget: GitHub's 80 a minute and 500 an hour unless set, each
+/// bounded.
+#[test]
+fn status_write_budgets_default_to_githubs_and_are_bounded() {
+    let config = Fixture::new(FORGE).loaded();
+    let github = &config.forges["github"];
+    assert_eq!(
+        (
+            github.status_writes_per_minute,
+            github.status_writes_per_hour
+        ),
+        (80, 500)
+    );
+    let set =
+        format!("{FORGE}\n    status_writes_per_minute: 10\n    status_writes_per_hour: 1000000");
+    let github = &Fixture::new(&set).loaded().forges["github"];
+    assert_eq!(
+        (
+            github.status_writes_per_minute,
+            github.status_writes_per_hour
+        ),
+        (10, 1_000_000)
+    );
+    let msg = "`status_writes_per_minute` must be from 1 to 60000, not 0";
+    refused(
+        &format!("{FORGE}\n    status_writes_per_minute: 0"),
+        (6, 31),
+        msg,
+    );
+    let msg = "`status_writes_per_hour` must be from 1 to 1000000, not 1000001";
+    refused(
+        &format!("{FORGE}\n    status_writes_per_hour: 1000001"),
+        (6, 29),
+        msg,
+    );
+}
+
 #[test]
 fn wrong_type() {
     let msg = "expected a non-negative integer";

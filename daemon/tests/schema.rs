@@ -81,6 +81,8 @@ const OBJECTS: &[(&str, &str, &[&str])] = &[
             "rate_limit_reserve",
             "secondary_limit_wait",
             "requests_per_minute",
+            "status_writes_per_minute",
+            "status_writes_per_hour",
             "webhook_secret_env",
             "webhook_secret_file",
         ],
@@ -325,6 +327,8 @@ const CASES: &[Case] = &[
             ("rate_limit_reserve", "5%"),
             ("secondary_limit_wait", "2m"),
             ("requests_per_minute", "100"),
+            ("status_writes_per_minute", "20"),
+            ("status_writes_per_hour", "200"),
             ("webhook_secret_env", "PATH"),
             ("webhook_secret_file", "secret"),
         ],
@@ -1281,6 +1285,15 @@ fn schema_defaults_are_the_loaders() {
         .expect("a percentage");
     assert!((forge.rate_limit_reserve - reserve / 100.0).abs() < 1e-9);
     assert!(forge.requests_per_minute.is_none());
+    let number = |key: &str| default(&format!("{f}/{key}")).as_u64().expect("a number");
+    assert_eq!(
+        u64::from(forge.status_writes_per_minute),
+        number("status_writes_per_minute")
+    );
+    assert_eq!(
+        u64::from(forge.status_writes_per_hour),
+        number("status_writes_per_hour")
+    );
 
     match &config.ci["c"] {
         forgewatch::config::CiConfig::Command { timeout, .. } => assert_eq!(

@@ -19,6 +19,9 @@ use tokio::sync::{Semaphore, watch};
 
 mod faults;
 mod http;
+mod statuses;
+
+pub use statuses::StatusPost;
 
 pub(crate) use faults::{
     HangGate, echo_request_headers, epoch_after, now_epoch, reached, secs_until,
@@ -186,6 +189,7 @@ struct GhState {
     faults: faults::Faults,
     /// See [`FakeGitHub::compute_mergeability_lazily`].
     lazy_mergeability: bool,
+    statuses: statuses::Statuses,
 }
 
 impl FakeGitHub {
@@ -214,6 +218,7 @@ impl FakeGitHub {
             requests: Vec::new(),
             faults: faults::Faults::default(),
             lazy_mergeability: false,
+            statuses: statuses::Statuses::default(),
         };
         let inner = Arc::new(Inner {
             state: Mutex::new(state),

@@ -16,6 +16,10 @@ const WAIT: Duration = Duration::from_secs(10);
 #[path = "fakes/faults.rs"]
 mod faults;
 
+/// Commit statuses through the real GitHub client.
+#[path = "fakes/statuses.rs"]
+mod statuses;
+
 #[path = "fake_http/mod.rs"]
 mod fake_http;
 use fake_http::{client, get, header, json};

@@ -67,7 +67,7 @@ fn kept(policy: RatePolicy) -> (Governor, Arc<Saves>) {
 const KEY: &str = "https://api.github.com";
 
 fn admitted(g: &Governor, now: SystemTime) -> Ticket {
-    match g.try_admit(now, Instant::now()) {
+    match g.try_admit(Access::Read, now, Instant::now()) {
         Admission::Go(ticket) => ticket,
         Admission::Wait(d) => panic!("asked to wait {d:?}"),
         Admission::Refused(p) => panic!("refused: {p:?}"),
@@ -134,7 +134,7 @@ fn a_burst_of_limited_answers_pauses_once_for_the_first_wait() {
     );
     assert_eq!(g.lock().record(), Some(record));
     assert!(matches!(
-        g.try_admit(now + secs(59), Instant::now()),
+        g.try_admit(Access::Read, now + secs(59), Instant::now()),
         Admission::Refused(_)
     ));
 }
@@ -239,7 +239,7 @@ fn a_restored_pause_is_in_force_and_keeps_its_backoff_step() {
         })
     );
     assert!(matches!(
-        g.try_admit(now + secs(29), Instant::now()),
+        g.try_admit(Access::Read, now + secs(29), Instant::now()),
         Admission::Refused(_)
     ));
     // Limited again once it is over: the third pause in a row, 60 s · 2².
@@ -273,18 +273,61 @@ async fn the_per_minute_cap_spaces_requests() {
         ..RatePolicy::default()
     });
     let start = Instant::now();
-    g.admit().await.unwrap();
-    g.admit().await.unwrap();
+    g.admit(Access::Read).await.unwrap();
+    g.admit(Access::Read).await.unwrap();
     assert_eq!(start.elapsed(), Duration::ZERO);
     // The third waits until the first is a minute old.
-    g.admit().await.unwrap();
+    g.admit(Access::Read).await.unwrap();
     assert_eq!(start.elapsed(), secs(60));
 }
 
 #[tokio::test]
 async fn refuses_while_paused() {
     let g = Governor::new(RatePolicy::default());
-    let ticket = g.admit().await.unwrap();
+    let ticket = g.admit(Access::Read).await.unwrap();
     g.observe_limited(ticket, Some(secs(60)), None);
-    assert!(g.admit().await.is_err());
+    assert!(g.admit(Access::Read).await.is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn writes_over_their_budget_are_refused_at_once_and_reads_go_on() {
+    let g = Governor::new(RatePolicy {
+        writes_per_minute: Some(3),
+        writes_per_hour: Some(500),
+        ..RatePolicy::default()
+    });
+    let now = SystemTime::now();
+    let write = |now| g.try_admit(Access::Write, now, Instant::now());
+    for _ in 0..3 {
+        assert!(matches!(write(now), Admission::Go(_)));
+    }
+    tokio::time::advance(secs(20)).await;
+    // 20 s later (on both clocks): room again when the first is a minute old.
+    let later = now + secs(20);
+    match write(later) {
+        Admission::Refused(Refusal::WriteLimited { until }) => assert_eq!(until, now + secs(60)),
+        _ => panic!("the fourth write was not refused"),
+    }
+    // Reads are not held by the write budget, and a refused write counted nothing.
+    for _ in 0..10 {
+        assert!(matches!(
+            g.try_admit(Access::Read, later, Instant::now()),
+            Admission::Go(_)
+        ));
+    }
+    tokio::time::advance(secs(40)).await;
+    for _ in 0..3 {
+        assert!(matches!(write(now + secs(60)), Admission::Go(_)));
+    }
+    assert!(matches!(
+        write(now + secs(60)),
+        Admission::Refused(Refusal::WriteLimited { .. })
+    ));
+    // A pause refuses writes as a pause, before the budget is looked at.
+    let ticket = admitted(&g, now + secs(60));
+    g.observe_limited_at(ticket, Some(secs(30)), None, now + secs(60));
+    assert!(matches!(
+        write(now + secs(61)),
+        Admission::Refused(Refusal::Paused(_))
+    ));
 }

@@ -1,7 +1,8 @@
 //! Conditional GETs against a forge API: the stored `ETag` and `Last-Modified` of
 //! every URL are sent back, a 304 is answered from the stored body, `Link`
 //! pagination is followed page by page (each page revalidated on its own), and
-//! the rate-limit headers of every response are recorded.
+//! the rate-limit headers of every response are recorded. Writes (`post`) go
+//! through the same credential, concurrency cap and governor, never conditional.
 //!
 //! Validators and bodies live in a [`ValidatorStore`] the caller provides (the daemon
 //! keeps them in its state database, so a restart costs no rate limit). Keys are
@@ -11,13 +12,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::header::{self, HeaderMap};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::forge::{ForgeError, RateLimit, RequestStats};
-use crate::governor::{Governor, Pause, PauseStore, RatePolicy};
+use crate::governor::{Access, Governor, Pause, PauseStore, RatePolicy, Refusal, Ticket};
 use crate::{BoxFuture, Secret};
 
 mod headers;
+mod post;
 
 use headers::{header_string, next_page_url};
 pub use headers::{next_link, parse_rate_limit};
@@ -202,8 +204,14 @@ impl ConditionalClient {
         self.get_in_span(url, body_on_304).instrument(span).await
     }
 
-    async fn get_in_span(&self, url: &str, body_on_304: bool) -> Result<Page, ForgeError> {
-        let _permit = self
+    /// A place under the concurrency cap and the governor's ticket, or why the
+    /// request is not sent.
+    async fn admit(
+        &self,
+        url: &str,
+        access: Access,
+    ) -> Result<(SemaphorePermit<'_>, Ticket), ForgeError> {
+        let permit = self
             .permits
             .acquire()
             .await
@@ -211,15 +219,40 @@ impl ConditionalClient {
                 url: url.to_owned(),
                 message: "client closed".to_owned(),
             })?;
-        let ticket = match self.governor.admit().await {
-            Ok(ticket) => ticket,
-            Err(pause) => {
-                return Err(ForgeError::Paused {
-                    url: url.to_owned(),
-                    until: pause.until,
-                });
-            }
-        };
+        let url = url.to_owned();
+        match self.governor.admit(access).await {
+            Ok(ticket) => Ok((permit, ticket)),
+            Err(Refusal::Paused(pause)) => Err(ForgeError::Paused {
+                url,
+                until: pause.until,
+            }),
+            Err(Refusal::WriteLimited { until }) => Err(ForgeError::WriteLimited { url, until }),
+        }
+    }
+
+    /// A request with the forge's headers and credential.
+    fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        let mut request = self.http.request(method, url);
+        for (name, value) in &self.default_headers {
+            request = request.header(*name, *value);
+        }
+        if let Some((name, value)) = &self.auth {
+            request = request.header(*name, value.expose());
+        }
+        request
+    }
+
+    /// Keeps the rate-limit figures an answer carries, and returns them.
+    fn note_rate(&self, headers: &HeaderMap) -> Option<RateLimit> {
+        let rate = parse_rate_limit(headers);
+        if let (Some(rate), Ok(mut slot)) = (rate.clone(), self.rate.lock()) {
+            *slot = Some(rate);
+        }
+        rate
+    }
+
+    async fn get_in_span(&self, url: &str, body_on_304: bool) -> Result<Page, ForgeError> {
+        let (_permit, ticket) = self.admit(url, Access::Read).await?;
         let key = format!("{}|{}", self.scope, url);
         let cached = if body_on_304 {
             self.store.load(&key).await
@@ -227,13 +260,7 @@ impl ConditionalClient {
             self.store.load_validators(&key).await
         };
 
-        let mut request = self.http.get(url);
-        for (name, value) in &self.default_headers {
-            request = request.header(*name, *value);
-        }
-        if let Some((name, value)) = &self.auth {
-            request = request.header(*name, value.expose());
-        }
+        let mut request = self.request(reqwest::Method::GET, url);
         if let Some(cached) = &cached {
             if let Some(etag) = &cached.etag {
                 request = request.header(header::IF_NONE_MATCH, etag);
@@ -251,10 +278,7 @@ impl ConditionalClient {
         };
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let rate = parse_rate_limit(&headers);
-        if let (Some(rate), Ok(mut slot)) = (rate.clone(), self.rate.lock()) {
-            *slot = Some(rate);
-        }
+        let rate = self.note_rate(&headers);
         if status == 304 || (200..300).contains(&status) {
             self.governor.observe_ok(ticket, rate.as_ref());
         }

@@ -83,6 +83,10 @@ pub struct ForgeConfig {
     pub secondary_limit_wait: Duration,
     /// At most this many requests a minute to this forge (`None`: no cap).
     pub requests_per_minute: Option<u32>,
+    /// At most this many commit statuses posted a minute (GitHub: 80) and an hour
+    /// (GitHub: 500); a status over either waits in the outbox.
+    pub status_writes_per_minute: u32,
+    pub status_writes_per_hour: u32,
     /// Verifies this forge's webhooks (`X-Hub-Signature-256` / `X-Gitlab-Token`);
     /// `None`: the forge's webhooks are refused.
     pub webhook_secret: Option<Secret>,

@@ -68,6 +68,8 @@ pub(super) struct RawForge {
     pub rate_limit_reserve: Option<Spanned<String>>,
     pub secondary_limit_wait: Option<Spanned<String>>,
     pub requests_per_minute: Option<Spanned<u32>>,
+    pub status_writes_per_minute: Option<Spanned<u32>>,
+    pub status_writes_per_hour: Option<Spanned<u32>>,
     pub webhook_secret_env: Option<Spanned<String>>,
     pub webhook_secret_file: Option<Spanned<String>>,
     /// Refused (inline secret); the value is skipped, never stored.

@@ -130,6 +130,8 @@ fn forge_client(
             reserve: forge.rate_limit_reserve,
             secondary_wait: forge.secondary_limit_wait,
             requests_per_minute: forge.requests_per_minute,
+            writes_per_minute: Some(forge.status_writes_per_minute),
+            writes_per_hour: Some(forge.status_writes_per_hour),
             ..RatePolicy::default()
         },
         ..ClientOptions::default()

@@ -35,7 +35,10 @@ pub(super) async fn handle(State(gh): State<FakeGitHub>, req: Request) -> Respon
     // In flight from arrival until answered (or until the handler is dropped while held).
     let in_flight = gh.enter();
     gh.pass_gate().await;
-    let (parts, _body) = req.into_parts();
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
     let path = parts.uri.path();
     let query = parts.uri.query().unwrap_or("");
     let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
@@ -59,7 +62,7 @@ pub(super) async fn handle(State(gh): State<FakeGitHub>, req: Request) -> Respon
             gh.inner.served.send_replace(st.requests.len());
             Err(hung)
         } else {
-            let mut reply = st.serve(&parts.method, path, query, &parts.headers);
+            let mut reply = st.serve(&parts.method, path, query, &parts.headers, &body);
             let gzip = reply.gzip_if_accepted(&parts.headers);
             st.requests.push(record(reply.status, gzip));
             // No longer in flight by the time it counts as served: whoever sees the served
@@ -110,7 +113,14 @@ fn respond(reply: Reply) -> Response {
 }
 
 impl GhState {
-    fn serve(&mut self, method: &Method, path: &str, query: &str, headers: &HeaderMap) -> Reply {
+    fn serve(
+        &mut self,
+        method: &Method,
+        path: &str,
+        query: &str,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Reply {
         let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
         let token = authorization.map(|a| {
             let (scheme, rest) = a.trim().split_once(' ').unwrap_or(("", a));
@@ -132,6 +142,8 @@ impl GhState {
         let mut reply = if !authorized {
             let mut reply = error(401, "Bad credentials", DOCS);
             self.maybe_echo(&mut reply, headers);
+            reply
+        } else if let Some(reply) = self.post_status(method, path, body) {
             reply
         } else {
             match self.route(method, path, query) {
@@ -458,7 +470,7 @@ fn user_json(login: &str) -> Value {
     json!({"login": login, "id": id % 100_000_000 + 1, "type": "User"})
 }
 
-fn error(status: u16, message: &str, docs: &str) -> Reply {
+pub(super) fn error(status: u16, message: &str, docs: &str) -> Reply {
     let body = json!({"message": message, "documentation_url": docs, "status": status.to_string()});
     Reply {
         status,

@@ -17,6 +17,10 @@ const DEFAULT_SECONDARY_WAIT: Duration = Duration::from_secs(60);
 const DEFAULT_RESERVE: f64 = 0.10;
 /// A thousand requests a second: any cap meant as one is below it.
 const MAX_REQUESTS_PER_MINUTE: u32 = 60_000;
+/// GitHub's limits on content-creating requests (`forge-apis.md` §7.2).
+const DEFAULT_STATUS_WRITES_PER_MINUTE: u32 = 80;
+const DEFAULT_STATUS_WRITES_PER_HOUR: u32 = 500;
+const MAX_STATUS_WRITES_PER_HOUR: u32 = 1_000_000;
 const FORGE_KINDS: &str = "github, gitlab";
 
 impl Checker<'_> {
@@ -106,6 +110,14 @@ impl Checker<'_> {
                 .one_to("requests_per_minute", n, MAX_REQUESTS_PER_MINUTE)
                 .map(Some),
         };
+        let status_writes_per_minute = match &raw.status_writes_per_minute {
+            None => Ok(DEFAULT_STATUS_WRITES_PER_MINUTE),
+            Some(n) => self.one_to("status_writes_per_minute", n, MAX_REQUESTS_PER_MINUTE),
+        };
+        let status_writes_per_hour = match &raw.status_writes_per_hour {
+            None => Ok(DEFAULT_STATUS_WRITES_PER_HOUR),
+            Some(n) => self.one_to("status_writes_per_hour", n, MAX_STATUS_WRITES_PER_HOUR),
+        };
         let webhook_secret = self.secret(
             "webhook_secret",
             raw.webhook_secret_env.as_ref(),
@@ -124,6 +136,8 @@ impl Checker<'_> {
             rate_limit_reserve: rate_limit_reserve?,
             secondary_limit_wait: secondary_limit_wait?,
             requests_per_minute: requests_per_minute?,
+            status_writes_per_minute: status_writes_per_minute?,
+            status_writes_per_hour: status_writes_per_hour?,
             webhook_secret: webhook_secret?,
         })
     }
