@@ -14,7 +14,10 @@ use serde_json::json;
 
 use crate::http::api::{ApiState, parse_since};
 use crate::http::errors::error;
-use crate::state::history::{BUILDS_LIMIT, BuildsQuery, DeliveryRow};
+use crate::state::{
+    StateError,
+    history::{BUILDS_LIMIT, BuildsQuery, DeliveryRow},
+};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,10 +100,7 @@ pub async fn one(
 }
 
 /// Every delivery of `key`, newest first, with all its results; `None` without any.
-pub async fn history(
-    api: &ApiState,
-    key: &str,
-) -> Result<Option<Vec<DeliveryRow>>, crate::state::StateError> {
+pub async fn history(api: &ApiState, key: &str) -> Result<Option<Vec<DeliveryRow>>, StateError> {
     let query = BuildsQuery {
         build_key: Some(key.to_owned()),
         limit: Some(BUILDS_LIMIT),

@@ -20,7 +20,7 @@ fn github(gh: &FakeGitHub, token: &str) -> GitHubClient {
         token: Some(Secret::new(token.to_owned())),
         client: ClientOptions::default(),
     };
-    GitHubClient::new(options, Arc::new(MemoryStore::default())).unwrap()
+    GitHubClient::new(options, Arc::new(MemoryStore::default())).expect("a client")
 }
 
 fn status(state: BuildState, description: &str) -> CommitStatus {
