@@ -263,14 +263,14 @@ fn only_the_state_module_knows_sqlite() {
 }
 
 /// The signatures of the `pub` (and `pub(…)`) items of `code`: from `pub` to the
-/// first `{` or `;`.
+/// first `{` or `;` (or `}`, closing the struct of a last `pub` field).
 fn pub_signatures(code: &str) -> Vec<String> {
     let mut signatures = Vec::new();
     let mut rest = code;
     while let Some(at) = rest.find("pub") {
         let before = rest[..at].chars().last();
         rest = &rest[at..];
-        let end = rest.find(['{', ';']).unwrap_or(rest.len());
+        let end = rest.find(['{', ';', '}']).unwrap_or(rest.len());
         if before.is_none_or(|c| c.is_whitespace()) {
             signatures.push(rest[..end].to_owned());
         }

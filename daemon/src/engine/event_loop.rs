@@ -36,6 +36,7 @@ use crate::engine::forge_poller::{ForgePollers, Round, Share};
 use crate::engine::lifecycle::{Lifecycle, watchdog_tick, with_watchdog};
 use crate::engine::senders::Senders;
 use crate::engine::status::Metrics;
+use crate::engine::status_posts::StatusPosts;
 use crate::engine::supervisor::Supervisor;
 use crate::engine::view::View;
 use crate::plan::answers::TargetNeeds;
@@ -55,6 +56,7 @@ pub struct EventLoop {
     published: watch::Sender<Arc<View>>,
     pollers: ForgePollers,
     senders: Senders,
+    status_posts: StatusPosts,
     events_tx: mpsc::UnboundedSender<Event>,
     events: mpsc::UnboundedReceiver<Event>,
     requests: mpsc::Receiver<Request>,
@@ -113,6 +115,11 @@ impl EventLoop {
             events_tx.clone(),
             shutdown.clone(),
         );
+        let status_posts = StatusPosts::start(
+            supervisor.status_poster.clone(),
+            supervisor.status_wake.clone(),
+            shutdown.clone(),
+        );
         let mut pollers = ForgePollers::default();
         pollers.reconcile(
             supervisor.clients.forges(),
@@ -125,6 +132,7 @@ impl EventLoop {
             published,
             pollers,
             senders,
+            status_posts,
             events_tx,
             events,
             requests,
@@ -180,6 +188,7 @@ impl EventLoop {
             supervisor.updates.wait_all().await;
             supervisor.discoveries.wait_all().await;
             self.senders.wait().await;
+            self.status_posts.wait().await;
         };
         if tokio::time::timeout(grace, stop).await.is_err() {
             tracing::warn!(grace = %humantime::format_duration(grace), "stopping took longer than shutdown_grace: exiting anyway");
@@ -279,6 +288,7 @@ impl EventLoop {
                     self.supervisor = new.clone();
                     self.published.send_replace(Arc::new(new.view()));
                     self.senders.replace(new.outbox.clone());
+                    self.status_posts.replace(new.status_poster.clone());
                     self.pollers.reconcile(
                         new.clients.forges(),
                         &self.events_tx,
@@ -579,7 +589,7 @@ fn unix_micros(clock: &dyn Clock) -> u64 {
 }
 
 /// Until `at`, or forever without one.
-async fn sleep_until(at: Option<Instant>) {
+pub(crate) async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,

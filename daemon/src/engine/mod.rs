@@ -50,6 +50,7 @@ pub mod reports;
 pub mod result_metrics;
 pub mod senders;
 pub mod status;
+pub mod status_posts;
 pub mod supervisor;
 pub mod updates;
 pub mod view;

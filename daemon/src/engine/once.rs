@@ -1,7 +1,7 @@
 //! `forgewatch once`: the steps of the loop run in sequence in one task. Its due
 //! updates first, then one whole cycle: poll every target, compute every build,
-//! send every pending delivery (whatever its backoff), waiting for the updates,
-//! discoveries and forge answers it starts.
+//! send every pending delivery (whatever its backoff), post the commit statuses
+//! that are due, waiting for the updates, discoveries and forge answers it starts.
 
 use std::sync::Arc;
 
@@ -32,6 +32,9 @@ pub async fn once(
         supervisor.run_due_updates(&never).await?;
     }
     let report = supervisor.cycle(mode, &never).await?;
+    if mode == Mode::Deliver {
+        supervisor.status_poster.post_all_due().await?;
+    }
     supervisor.updates.wait_all().await;
     Ok(report)
 }

@@ -13,11 +13,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::config::ReportConfig;
 use crate::engine::clients::Clients;
 use crate::engine::clock::Clock;
 use crate::engine::cycle::{Outcome, Status};
+use crate::engine::status_posts::StatusWake;
 use crate::plan::builds::PlannedBuild;
 use crate::plan::ids::BuildKey;
+use crate::plan::statuses::status_targets;
 use crate::state::Store;
 use crate::state::outbox::{Attempt, Pending};
 
@@ -45,6 +48,11 @@ impl RetryPolicy {
     }
 }
 
+/// Whether recording `done` sets commit statuses.
+fn sets_statuses(done: &Option<Attempt>) -> bool {
+    matches!(done, Some(Attempt::Accepted { statuses, .. }) if !statuses.is_empty())
+}
+
 fn seed(item: &Pending, now: i64) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -63,6 +71,8 @@ pub struct Outbox {
     retry: RetryPolicy,
     progress: Arc<AtomicU64>,
     clock: Arc<dyn Clock>,
+    /// Each workspace's `report`, and what wakes the status posters.
+    statuses: (BTreeMap<String, ReportConfig>, StatusWake),
 }
 
 impl Outbox {
@@ -72,6 +82,7 @@ impl Outbox {
         retry: RetryPolicy,
         progress: Arc<AtomicU64>,
         clock: Arc<dyn Clock>,
+        statuses: (BTreeMap<String, ReportConfig>, StatusWake),
     ) -> Outbox {
         Outbox {
             state,
@@ -79,6 +90,7 @@ impl Outbox {
             retry,
             progress,
             clock,
+            statuses,
         }
     }
 
@@ -154,7 +166,12 @@ impl Outbox {
         let mut outcomes = Vec::new();
         let mut done = None;
         for key in keys {
-            let Some(item) = state.record_then_read(done.take(), Some(key)).await? else {
+            let sets_statuses = sets_statuses(&done);
+            let read = state.record_then_read(done.take(), Some(key)).await?;
+            if sets_statuses {
+                self.statuses.1.wake();
+            }
+            let Some(item) = read else {
                 continue;
             };
             let now = clock.unix_ms();
@@ -187,10 +204,15 @@ impl Outbox {
                     span.in_scope(|| tracing::info!(reason = %item.reason, "delivered"));
                     outcome.status = Status::Delivered;
                     let message = format!("{} (delivery {})", item.reason, item.delivery_id);
+                    let workspace = item.key.workspace();
+                    let statuses = self.statuses.0.get(workspace).map_or_else(Vec::new, |r| {
+                        status_targets(r, workspace, &item.trigger.properties)
+                    });
                     Attempt::Accepted {
                         item,
                         at_ms: now,
                         message,
+                        statuses,
                     }
                 }
                 Err(error) => {
@@ -220,7 +242,11 @@ impl Outbox {
             outcomes.push(outcome);
         }
         if done.is_some() {
+            let sets_statuses = sets_statuses(&done);
             state.record_then_read(done, None).await?;
+            if sets_statuses {
+                self.statuses.1.wake();
+            }
         }
         Ok(outcomes)
     }

@@ -41,6 +41,9 @@ pub struct Snapshot {
     pub poll_errors: Vec<String>,
     /// The last configuration reload that failed, and why.
     pub config_error: Option<String>,
+    /// The status outbox: statuses waiting, repositories refusing them (read from
+    /// the store when the snapshot is asked for).
+    pub statuses: crate::state::statuses::StatusSummary,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -199,6 +202,9 @@ pub struct Metrics {
     pub webhooks_accepted: AtomicU64,
     pub webhooks_refused: AtomicU64,
     pub results: crate::engine::result_metrics::ResultMetrics,
+    pub statuses_posted: AtomicU64,
+    /// Status posts the forge refused or failed (each attempt).
+    pub statuses_failed: AtomicU64,
     /// Bumped whenever what a cycle's targets are made of may have changed (an
     /// update or discovery ended, a default branch was learnt), before and after
     /// the change is visible: the loop reads the packages again only then. Not

@@ -15,6 +15,7 @@ use crate::engine::outbox::{Outbox, RetryPolicy};
 use crate::engine::packages::Packages;
 use crate::engine::reports::Reports;
 use crate::engine::status::{Metrics, Status};
+use crate::engine::status_posts::{StatusPoster, StatusWake};
 use crate::engine::updates::Updates;
 use crate::state::Store;
 
@@ -23,6 +24,10 @@ pub struct Supervisor {
     pub(crate) state: Store,
     pub(crate) clients: Arc<Clients>,
     pub(crate) outbox: Arc<Outbox>,
+    /// Posts the due commit statuses (one task per forge host in `run`).
+    pub(crate) status_poster: Arc<StatusPoster>,
+    /// Wakes the status posters (kept across reloads).
+    pub(crate) status_wake: StatusWake,
     pub(crate) packages: Packages,
     pub(crate) updates: Updates,
     pub(crate) discoveries: crate::engine::discovery::Discoveries,
@@ -116,12 +121,27 @@ impl Supervisor {
             cap: config.delivery.retry_cap,
         };
         let progress = Arc::new(AtomicU64::new(0));
+        let status_wake = old.map(|o| o.status_wake.clone()).unwrap_or_default();
+        let reports = config
+            .workspaces
+            .iter()
+            .map(|w| (w.name.clone(), w.report.clone()))
+            .collect();
         let outbox = Arc::new(Outbox::new(
             state.clone(),
             clients.clone(),
             retry,
             progress.clone(),
             clock.clone(),
+            (reports, status_wake.clone()),
+        ));
+        let status_poster = Arc::new(StatusPoster::new(
+            &config,
+            &clients,
+            state.clone(),
+            retry,
+            clock.clone(),
+            metrics.clone(),
         ));
         let updates = Updates::new(&config, state.clone(), metrics.clone(), clock.clone());
         let discoveries = crate::engine::discovery::Discoveries::new(
@@ -136,6 +156,8 @@ impl Supervisor {
             state,
             clients,
             outbox,
+            status_poster,
+            status_wake,
             packages,
             updates,
             discoveries,
@@ -174,6 +196,7 @@ impl Supervisor {
             self.status.metrics().clone(),
             self.clients.clone(),
             self.state.clone(),
+            self.status_wake.clone(),
         )
     }
 }

@@ -12,6 +12,7 @@ use forgewatch_adapters::secret::Secret;
 
 use crate::engine::clients::Clients;
 use crate::engine::status::{ForgeStatus, Metrics, Shown, Snapshot};
+use crate::engine::status_posts::StatusWake;
 use crate::state::{StateError, Store};
 
 /// A forge whose webhooks are accepted: its host and secret.
@@ -26,6 +27,7 @@ pub struct View {
     metrics: Arc<Metrics>,
     clients: Arc<Clients>,
     store: Store,
+    status_wake: StatusWake,
     admin_token: Option<Secret>,
     hooks: Vec<HookForge>,
     /// Each CI target's results secret (bearer, basic-auth password or HMAC key).
@@ -51,6 +53,7 @@ impl View {
         metrics: Arc<Metrics>,
         clients: Arc<Clients>,
         store: Store,
+        status_wake: StatusWake,
     ) -> View {
         let hooks = config
             .forges
@@ -68,6 +71,7 @@ impl View {
             metrics,
             clients,
             store,
+            status_wake,
             admin_token: config.http.admin_token.clone(),
             hooks,
             results_secrets: config
@@ -100,6 +104,7 @@ impl View {
     /// their predecessors saved.
     pub async fn snapshot(&self) -> Result<Snapshot, StateError> {
         let mut snapshot = self.shown.snapshot(&self.store).await?;
+        snapshot.statuses = self.store.call(|b| b.status_summary()).await?;
         for (name, forge) in self.clients.forges() {
             let status = snapshot
                 .forges
@@ -120,6 +125,11 @@ impl View {
     /// The store, for the history and job logs the API serves.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// After a result made commit statuses due.
+    pub fn wake_status_posts(&self) {
+        self.status_wake.wake();
     }
 
     pub fn admin_token(&self) -> Option<&Secret> {

@@ -91,6 +91,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/jobs/{id}/log", get(job_log))
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/results", post(crate::http::results::generic))
+        .route("/hooks/buildbot", post(crate::http::results::buildbot))
         .route("/api/v1/builds", get(crate::http::builds::list))
         .route("/api/v1/builds/{*key}", get(crate::http::builds::one));
     // One endpoint per forge the adapters know, configured or not.

@@ -306,6 +306,18 @@ fn prometheus_of(snapshot: &Snapshot, m: &Metrics) -> String {
             "Webhooks refused (signature).",
             Metrics::get(&m.webhooks_refused).to_string(),
         ),
+        (
+            "statuses_posted_total",
+            "counter",
+            "Commit statuses the forges accepted.",
+            Metrics::get(&m.statuses_posted).to_string(),
+        ),
+        (
+            "statuses_failed_total",
+            "counter",
+            "Commit status posts that failed or were refused (each attempt).",
+            Metrics::get(&m.statuses_failed).to_string(),
+        ),
     ];
     for (name, kind, help, value) in simple {
         let _ = writeln!(

@@ -1,6 +1,7 @@
 //! Results coming back (SPEC §14): `POST /api/v1/results`, the generic form (a
 //! result naming its delivery, signed like our webhook or with a CI target's
-//! results secret as bearer token), and what every way in shares: the sender's
+//! results secret as bearer token), `POST /hooks/buildbot` (Buildbot's
+//! `HttpStatusPush`), and what every way in shares: the sender's
 //! authentication (before anything is read) and the recording, answered with what
 //! it did. A result never changes a fingerprint; a repeated one changes nothing.
 
@@ -8,8 +9,11 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use forgewatch_adapters::ci::buildbot::reports::parse_status_push;
 use forgewatch_adapters::http::one_line;
-use forgewatch_adapters::results::{BuildResult, BuildState, ReportedResult, ResultRef};
+use forgewatch_adapters::results::{
+    BuildResult, BuildState, ReportError, ReportedResult, ResultRef,
+};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -49,6 +53,29 @@ pub async fn generic(State(api): State<ApiState>, headers: HeaderMap, body: Byte
     record(&api, "api", reported).await
 }
 
+/// `POST /hooks/buildbot`: what Buildbot's `HttpStatusPush` posts at a build's
+/// start and end, authenticated with a results secret (bearer or basic auth; the
+/// reporter cannot sign). A build that names no forgewatch delivery (another
+/// scheduler's) is answered 200 and ignored, so the master logs no error for it.
+pub async fn buildbot(State(api): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+    if api
+        .current()
+        .result_sender(&headers, &body, ResultAuth::Token)
+        .is_none()
+    {
+        return unauthenticated();
+    }
+    match parse_status_push(&body) {
+        Ok(reported) => record(&api, "buildbot", reported).await,
+        Err(ReportError::NoReference) => axum::Json(json!({
+            "recorded": false,
+            "ignored": ReportError::NoReference.to_string(),
+        }))
+        .into_response(),
+        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+    }
+}
+
 /// The answer to a result whose sender no configured secret authenticates.
 pub fn unauthenticated() -> Response {
     error(
@@ -77,6 +104,9 @@ pub async fn record(
         .await;
     match recorded {
         Ok(outcome) => {
+            if outcome.statuses > 0 {
+                view.wake_status_posts();
+            }
             if !outcome.repeated {
                 let latency = outcome
                     .delivery

@@ -14,7 +14,7 @@ use crate::config::ReportConfig;
 
 /// One commit status to keep up to date: a commit of a repository, and the
 /// context that tells forgewatch's status apart there.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct StatusTarget {
     /// The forge's host (`github.com`).
     pub host: String,

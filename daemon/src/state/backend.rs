@@ -17,9 +17,11 @@ use super::events::{Event, EventQuery};
 use super::history::{BuildsQuery, DeliveryRow, ResultOutcome, ResultRow};
 use super::jobs::{JobEnd, JobLine, JobRecord};
 use super::outbox::{Enqueued, Pending, PendingSummary};
+use super::statuses::{DueStatus, StatusAttempt, StatusSummary};
 use super::workspaces::{StoredPackage, UpdateMarks};
 use super::{BuildMark, DeliveredBuild, State, StateError};
 use crate::plan::ids::BuildKey;
+use crate::plan::statuses::StatusTarget;
 use forgewatch_adapters::results::ReportedResult;
 
 /// What a state backend does. A read-only backend (dry runs) reads and writes
@@ -56,6 +58,7 @@ pub trait Backend: Send + 'static {
         item: &Pending,
         at_ms: i64,
         message: &str,
+        statuses: &[StatusTarget],
     ) -> Result<(), StateError>;
     /// Schedules the next attempt and adds the failure's event, in one transaction.
     fn delivery_failed(
@@ -80,6 +83,20 @@ pub trait Backend: Send + 'static {
     fn results_of(&self, delivery_id: &str) -> Result<Vec<ResultRow>, StateError>;
     fn last_overrides(&self, key: &str) -> Result<Option<Vec<(String, String)>>, StateError>;
     fn prune_history(&self, cutoff_ms: i64) -> Result<usize, StateError>;
+
+    // The status outbox (SPEC §14).
+    fn due_statuses(
+        &self,
+        host: &str,
+        now_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<DueStatus>, StateError>;
+    fn next_status_due(&self, host: &str) -> Result<Option<i64>, StateError>;
+    /// In one transaction, with its event.
+    fn record_status_attempt(&self, attempt: &StatusAttempt) -> Result<bool, StateError>;
+    fn status_summary(&self) -> Result<StatusSummary, StateError>;
+    fn status_refusals(&self, host: &str) -> Result<Vec<(String, i64)>, StateError>;
+    fn defer_statuses(&self, host: &str, until: i64) -> Result<(), StateError>;
 
     // Jobs and their logs.
     fn start_job(&self, workspace: &str, kind: &str, started_at: i64) -> Result<i64, StateError>;
@@ -188,8 +205,9 @@ impl Backend for State {
         item: &Pending,
         at_ms: i64,
         message: &str,
+        statuses: &[StatusTarget],
     ) -> Result<(), StateError> {
-        State::complete_delivery(self, item, at_ms, message)
+        State::complete_delivery(self, item, at_ms, message, statuses)
     }
 
     fn delivery_failed(
@@ -227,6 +245,35 @@ impl Backend for State {
 
     fn prune_history(&self, cutoff_ms: i64) -> Result<usize, StateError> {
         State::prune_history(self, cutoff_ms)
+    }
+
+    fn due_statuses(
+        &self,
+        host: &str,
+        now_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<DueStatus>, StateError> {
+        State::due_statuses(self, host, now_ms, limit)
+    }
+
+    fn next_status_due(&self, host: &str) -> Result<Option<i64>, StateError> {
+        State::next_status_due(self, host)
+    }
+
+    fn record_status_attempt(&self, attempt: &StatusAttempt) -> Result<bool, StateError> {
+        State::record_status_attempt(self, attempt)
+    }
+
+    fn status_summary(&self) -> Result<StatusSummary, StateError> {
+        State::status_summary(self)
+    }
+
+    fn status_refusals(&self, host: &str) -> Result<Vec<(String, i64)>, StateError> {
+        State::status_refusals(self, host)
+    }
+
+    fn defer_statuses(&self, host: &str, until: i64) -> Result<(), StateError> {
+        State::defer_statuses(self, host, until)
     }
 
     fn start_job(&self, workspace: &str, kind: &str, started_at: i64) -> Result<i64, StateError> {

@@ -13,7 +13,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::events::{insert_event, rfc3339};
+use super::statuses::{prune_statuses, set_statuses, update_statuses_of};
 use super::{State, StateError};
+use crate::plan::statuses::{StatusTarget, description};
 
 /// At most this many deliveries in one answer.
 pub const BUILDS_LIMIT: i64 = 1000;
@@ -89,6 +91,8 @@ pub struct ResultOutcome {
     pub delivery: Option<(String, String, i64)>,
     /// Whether the delivery's last state changed.
     pub changed: bool,
+    /// How many commit statuses became due.
+    pub statuses: usize,
 }
 
 const ROW_COLUMNS: &str =
@@ -125,12 +129,14 @@ fn row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRow> {
 }
 
 /// Records the delivery of `build_key` with id `delivery_id` (still in the outbox, in
-/// the caller's transaction) in the history, and adopts the results that named it
-/// before it was recorded.
+/// the caller's transaction) in the history, adopts the results that named it
+/// before it was recorded, and sets its commit `statuses` to `pending` (or to the
+/// state of an adopted result).
 pub(super) fn insert_delivery(
     tx: &Transaction<'_>,
     build_key: &str,
     delivery_id: &str,
+    statuses: &[StatusTarget],
     at_ms: i64,
 ) -> rusqlite::Result<()> {
     tx.prepare_cached(
@@ -170,6 +176,31 @@ pub(super) fn insert_delivery(
             "UPDATE deliveries SET state = ?2, url = ?3, summary = ?4, result_at = ?5
              WHERE delivery_id = ?1",
             params![delivery_id, last.0, last.1, last.2, last.3],
+        )?;
+    }
+    if !statuses.is_empty() {
+        let (state, url, summary) = tx
+            .prepare_cached("SELECT state, url, summary FROM deliveries WHERE delivery_id = ?1")?
+            .query_row([delivery_id], |r| {
+                Ok((
+                    r.get::<_, Option<String>>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            })?;
+        let state = state
+            .as_deref()
+            .and_then(BuildState::parse)
+            .unwrap_or(BuildState::Pending);
+        set_statuses(
+            tx,
+            statuses,
+            delivery_id,
+            build_key,
+            state,
+            url.as_deref(),
+            &description(state, summary.as_deref()),
+            at_ms,
         )?;
     }
     Ok(())
@@ -231,6 +262,7 @@ impl State {
             flag: None,
             delivery: None,
             changed: false,
+            statuses: 0,
         };
         if self.read_only() {
             return Ok(outcome);
@@ -313,6 +345,15 @@ impl State {
                     result.summary,
                     at_ms
                 ])?;
+                let description = description(result.state, result.summary.as_deref());
+                outcome.statuses = update_statuses_of(
+                    &tx,
+                    &id,
+                    result.state,
+                    result.url.as_deref(),
+                    &description,
+                    at_ms,
+                )?;
             }
             let workspace = key.split('/').next().unwrap_or(&key).to_owned();
             let message = format!(
@@ -451,8 +492,9 @@ impl State {
                 [cutoff_ms],
             )
             .map_err(|e| self.err(e))?;
+        let statuses = prune_statuses(&tx, cutoff_ms).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
-        Ok(deliveries + results)
+        Ok(deliveries + results + statuses)
     }
 }
 
@@ -476,7 +518,9 @@ mod tests {
             serde_json::json!([{ "a": { "remote_branch": format!("refs/pull/{head}/merge") } }]),
         );
         state.enqueue(&[Enqueued::from(&item)], &[], at_ms).unwrap();
-        state.complete_delivery(&item, at_ms, "delivered").unwrap();
+        state
+            .complete_delivery(&item, at_ms, "delivered", &[])
+            .unwrap();
     }
 
     fn result(id: &str, state: BuildState, url: &str) -> ReportedResult {
@@ -510,6 +554,7 @@ mod tests {
                 flag: None,
                 delivery: Some(("w/mainline".into(), "bb".into(), 1_000)),
                 changed: true,
+                statuses: 0,
             }
         );
         let again = state

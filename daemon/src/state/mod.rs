@@ -35,6 +35,7 @@ mod mergeability;
 pub mod outbox;
 mod pauses;
 mod schema;
+pub mod statuses;
 mod store;
 #[cfg(feature = "test-hooks")]
 pub mod tamper;

@@ -13,6 +13,7 @@ use super::history::insert_delivery;
 use super::{State, StateError};
 use crate::plan::fingerprint::BuildInputs;
 use crate::plan::ids::{BuildKey, Fingerprint};
+use crate::plan::statuses::StatusTarget;
 
 /// A delivery waiting to be accepted.
 #[derive(Clone, Debug, PartialEq)]
@@ -46,6 +47,8 @@ pub enum Attempt {
         item: Pending,
         at_ms: i64,
         message: String,
+        /// The commit statuses it sets (`pending`).
+        statuses: Vec<StatusTarget>,
     },
     /// The attempt at `item` failed at `at_ms` with `error`; the next one is due at
     /// `next_attempt`.
@@ -264,13 +267,15 @@ impl State {
     }
 
     /// The CI accepted `item` at `at_ms`: record its fingerprint as delivered, remove
-    /// it from the outbox (unless a newer one replaced it meanwhile) and add the
-    /// "delivered" event with `message` to the history, in one transaction.
+    /// it from the outbox (unless a newer one replaced it meanwhile), add the
+    /// "delivered" event with `message` to the history and set its commit
+    /// `statuses` to `pending`, in one transaction.
     pub fn complete_delivery(
         &self,
         item: &Pending,
         at_ms: i64,
         message: &str,
+        statuses: &[StatusTarget],
     ) -> Result<(), StateError> {
         if self.read_only() {
             return Ok(());
@@ -293,7 +298,7 @@ impl State {
                 at_ms / 1000
             ])
         })
-        .and_then(|_| insert_delivery(&tx, item.key.as_str(), &item.delivery_id, at_ms))
+        .and_then(|_| insert_delivery(&tx, item.key.as_str(), &item.delivery_id, statuses, at_ms))
         .and_then(|_| {
             tx.prepare_cached("DELETE FROM outbox WHERE build_key = ?1 AND delivery_id = ?2")
         })

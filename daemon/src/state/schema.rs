@@ -22,13 +22,13 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::{StateError, backend_error, files};
 
-pub(super) const SCHEMA_VERSION: i64 = 9;
+pub(super) const SCHEMA_VERSION: i64 = 10;
 
 /// The first 16 bytes of every SQLite database file.
 const SQLITE_HEADER: &[u8] = b"SQLite format 3\0";
 
 /// Schema steps, applied in order: step `i` brings the database to version `i + 1`.
-pub(super) const MIGRATIONS: [&str; 9] = [
+pub(super) const MIGRATIONS: [&str; 10] = [
     "CREATE TABLE http_cache (
        key TEXT PRIMARY KEY,
        etag TEXT,
@@ -151,6 +151,37 @@ pub(super) const MIGRATIONS: [&str; 9] = [
      );
      CREATE INDEX results_by_delivery ON results (delivery_id, id);
      CREATE INDEX results_by_time ON results (received_at);",
+    // Commit statuses to set (SPEC §14), one row per commit and context: the newest
+    // state wins; due while `sent_version < version`. A repository that refused a
+    // status for want of permission is in `status_refusals` until one is accepted.
+    "CREATE TABLE statuses (
+       host TEXT NOT NULL,
+       path TEXT NOT NULL,
+       sha TEXT NOT NULL,
+       context TEXT NOT NULL,
+       delivery_id TEXT NOT NULL,
+       build_key TEXT NOT NULL,
+       state TEXT NOT NULL,
+       target_url TEXT,
+       description TEXT NOT NULL,
+       version INTEGER NOT NULL,
+       sent_version INTEGER NOT NULL DEFAULT 0,
+       attempts INTEGER NOT NULL DEFAULT 0,
+       next_at INTEGER NOT NULL,
+       last_error TEXT,
+       updated_at INTEGER NOT NULL,
+       PRIMARY KEY (host, path, sha, context)
+     );
+     CREATE INDEX statuses_due ON statuses (host, next_at) WHERE sent_version < version;
+     CREATE INDEX statuses_by_delivery ON statuses (delivery_id);
+     CREATE TABLE status_refusals (
+       host TEXT NOT NULL,
+       path TEXT NOT NULL,
+       status INTEGER NOT NULL,
+       message TEXT NOT NULL,
+       at INTEGER NOT NULL,
+       PRIMARY KEY (host, path)
+     );",
 ];
 
 /// Whether a database exists at `path`; one that cannot be an SQLite database (0

@@ -214,7 +214,8 @@ impl Store {
                     item,
                     at_ms,
                     message,
-                }) => b.complete_delivery(&item, at_ms, &message)?,
+                    statuses,
+                }) => b.complete_delivery(&item, at_ms, &message, &statuses)?,
                 Some(Attempt::Failed {
                     item,
                     attempts,

@@ -59,7 +59,9 @@ fn deliver(state: &State, key: &BuildKey, inputs: &BuildInputs, id: &str) {
             Some(inputs.fingerprint())
         );
     }
-    state.complete_delivery(&item, 5_000, "delivered").unwrap();
+    state
+        .complete_delivery(&item, 5_000, "delivered", &[])
+        .unwrap();
     let marks = state.build_marks().unwrap();
     assert_eq!(marks.get(key).and_then(|m| m.pending.as_ref()), None);
 }

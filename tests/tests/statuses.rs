@@ -1,0 +1,327 @@
+//! End-to-end: commit statuses out (SPEC §14) from `forgewatch run` to the fake
+//! GitHub. A PR build's head gets `pending` once the CI accepted it, then the state
+//! of its result with the CI's link; statuses the forge answers 502 arrive once
+//! after it recovers, newest state last; a `kill -9` between a result and its
+//! status post loses nothing and repeats nothing; a repository refusing statuses
+//! (403) is reported once, without a storm; the write budget holds however many
+//! results come in.
+
+#![allow(clippy::unwrap_used)] // helpers of the tests below
+
+mod support;
+
+use forgewatch_tests::fake_github::{NewPr, StatusPost};
+use forgewatch_tests::wait::eventually;
+use serde_json::{Value, json};
+use support::{DEADLINE, Env, Ws};
+
+const RESULTS_SECRET: &str = "results-secret-for-bb";
+const CONTEXT: &str = "forgewatch/app";
+
+/// Configures workspace `app` (`acme/app` and `acme/locked`, PRs on both) with
+/// statuses, CI target `bb` taking results with [`RESULTS_SECRET`]; `github_extra`
+/// goes into the GitHub forge's settings.
+fn configure(env: &Env, github_extra: &str) {
+    env.configure(&[Ws {
+        name: "app",
+        ci: "bb",
+        packages: &[
+            ("app", "acme/app", "main"),
+            ("locked", "acme/locked", "main"),
+        ],
+        pull_requests: true,
+    }]);
+    let dir = env.config_path().parent().unwrap().to_owned();
+    std::fs::write(dir.join("results-secret"), RESULTS_SECRET).unwrap();
+    let config = std::fs::read_to_string(env.config_path())
+        .unwrap()
+        .replacen(
+            "    kind: buildbot\n",
+            "    kind: buildbot\n    results_secret_file: results-secret\n",
+            1,
+        )
+        .replacen(
+            "    max_concurrency: 4\n",
+            &format!("    max_concurrency: 4\n{github_extra}"),
+            1,
+        )
+        .replacen(
+            "poll_interval: 1s\n",
+            "poll_interval: 1s\ndelivery: { retry_initial: 200ms, retry_cap: 400ms }\n",
+            1,
+        )
+        .replacen(
+            "    pull_requests:\n",
+            "    report: { statuses: true }\n    pull_requests:\n",
+            1,
+        );
+    std::fs::write(env.config_path(), config).unwrap();
+}
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn new(env: &Env) -> Api {
+        Api {
+            base: format!("http://{}", env.listen_address().await),
+            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+        }
+    }
+
+    async fn result(&self, delivery_id: &str, state: &str, url: &str) {
+        let body = json!({"delivery_id": delivery_id, "state": state, "url": url});
+        let r = self
+            .http
+            .post(format!("{}/api/v1/results", self.base))
+            .bearer_auth(RESULTS_SECRET)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    }
+
+    async fn status(&self) -> Value {
+        let r = self
+            .http
+            .get(format!("{}/api/v1/status", self.base))
+            .send()
+            .await
+            .unwrap();
+        serde_json::from_str(&r.text().await.unwrap()).unwrap()
+    }
+}
+
+/// The delivery id and PR head of the last delivery of `key` the CI accepted.
+fn delivered(env: &Env, key: &str) -> Option<(String, String)> {
+    env.ci
+        .accepted()
+        .iter()
+        .map(|d| d.properties())
+        .rfind(|p| p["build_key"] == key)
+        .map(|p| {
+            (
+                p["delivery_id"].as_str().unwrap().to_owned(),
+                p["pull_request"]["head_sha"].as_str().unwrap().to_owned(),
+            )
+        })
+}
+
+/// Each status the fake GitHub accepted on `repo`: (sha, state, link).
+fn posted(env: &Env, repo: &str) -> Vec<(String, String, Option<String>)> {
+    env.github
+        .statuses()
+        .into_iter()
+        .filter(|p: &StatusPost| p.repo == repo)
+        .map(|p| {
+            assert_eq!(p.context, CONTEXT);
+            (p.sha, p.state, p.target_url)
+        })
+        .collect()
+}
+
+fn status_posts_to(env: &Env, repo: &str) -> usize {
+    let prefix = format!("/repos/{repo}/statuses/");
+    env.github
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.starts_with(&prefix))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statuses_arrive_once_each_through_502s_and_a_crash_newest_last() {
+    let env = Env::new().await;
+    env.github.create_repo("acme/app", "main");
+    env.github.create_repo("acme/locked", "main");
+    let pr = env
+        .github
+        .open_pr("acme/app", NewPr::new("main", "feature"));
+    configure(&env, "");
+    // The first three status posts fail.
+    env.github.fail_status_posts(3);
+    let mut daemon = env.command(&["run"]).spawn().unwrap();
+    let api = Api::new(&env).await;
+    let key = format!("app/pr/github.com/acme/app/{pr}");
+    let (id, sha) = eventually(DEADLINE, || async { delivered(&env, &key) })
+        .await
+        .expect("the PR was never delivered");
+    let pending = (sha.clone(), "pending".to_owned(), None);
+    eventually(DEADLINE, || async {
+        (posted(&env, "acme/app") == [pending.clone()]).then_some(())
+    })
+    .await
+    .unwrap_or_else(|| panic!("no pending status: {:?}", env.github.statuses()));
+    assert_eq!(status_posts_to(&env, "acme/app"), 4, "three 502s, then one");
+
+    // Two results while GitHub fails: only the newest is posted, once.
+    env.github.fail_status_posts(2);
+    api.result(&id, "running", "http://ci/b/1").await;
+    api.result(&id, "failure", "http://ci/b/1").await;
+    let failure = (
+        sha.clone(),
+        "failure".to_owned(),
+        Some("http://ci/b/1".into()),
+    );
+    eventually(DEADLINE, || async {
+        (posted(&env, "acme/app").len() >= 2).then_some(())
+    })
+    .await
+    .expect("the failure was never posted");
+    let seen = posted(&env, "acme/app");
+    assert!(
+        seen == [pending.clone(), failure.clone()]
+            || seen
+                == [
+                    pending.clone(),
+                    (sha.clone(), "pending".into(), Some("http://ci/b/1".into())),
+                    failure.clone()
+                ],
+        "{seen:?}"
+    );
+    assert_eq!(seen.last(), Some(&failure));
+    let status = api.status().await;
+    assert_eq!(status["statuses"]["due"], json!(0), "{status}");
+    daemon.kill().await.unwrap();
+    daemon.wait().await.unwrap();
+    let address = env.state_dir().join("listen-address");
+    std::fs::remove_file(&address).unwrap();
+
+    // A crash right before the success is posted: after a restart it arrives, once.
+    let before = env.github.statuses().len();
+    let mut crashing = env.command(&["run"]);
+    crashing.env("FORGEWATCH_CRASH_AT", "before-status-post");
+    let mut crashing = crashing.spawn().unwrap();
+    let api = Api::new(&env).await;
+    api.result(&id, "success", "http://ci/b/2").await;
+    let exit = tokio::time::timeout(DEADLINE, crashing.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit.code(), None, "the crash point was reached");
+    assert_eq!(env.github.statuses().len(), before);
+    std::fs::remove_file(&address).unwrap();
+    let mut daemon = env.command(&["run"]).spawn().unwrap();
+    let success = (
+        sha.clone(),
+        "success".to_owned(),
+        Some("http://ci/b/2".into()),
+    );
+    eventually(DEADLINE, || async {
+        (posted(&env, "acme/app").last() == Some(&success)).then_some(())
+    })
+    .await
+    .expect("the success never arrived after the restart");
+    let api = Api::new(&env).await;
+    eventually(DEADLINE, || async {
+        (api.status().await["statuses"]["due"] == json!(0)).then_some(())
+    })
+    .await
+    .expect("statuses still due");
+    let successes = posted(&env, "acme/app")
+        .into_iter()
+        .filter(|s| s == &success)
+        .count();
+    assert_eq!(successes, 1);
+    daemon.kill().await.unwrap();
+    daemon.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusing_repository_is_reported_once_and_the_write_budget_holds() {
+    let env = Env::new().await;
+    env.github.create_repo("acme/app", "main");
+    env.github.create_repo("acme/locked", "main");
+    env.github.refuse_status_posts("acme/locked");
+    let mut locked = Vec::new();
+    for branch in ["a", "b", "c"] {
+        locked.push(
+            env.github
+                .open_pr("acme/locked", NewPr::new("main", branch)),
+        );
+    }
+    let mut prs = Vec::new();
+    for branch in ["x", "y", "z"] {
+        prs.push(env.github.open_pr("acme/app", NewPr::new("main", branch)));
+    }
+    // Room for five statuses a minute: three pending ones on acme/app and one
+    // refused on acme/locked (the other two wait without being sent) leave one.
+    configure(&env, "    status_writes_per_minute: 5\n");
+    let mut daemon = env.command(&["run"]).spawn().unwrap();
+    let api = Api::new(&env).await;
+    let mut ids = Vec::new();
+    let app_keys = prs
+        .iter()
+        .map(|pr| format!("app/pr/github.com/acme/app/{pr}"));
+    let locked_keys = locked
+        .iter()
+        .map(|pr| format!("app/pr/github.com/acme/locked/{pr}"));
+    for key in app_keys.chain(locked_keys) {
+        let (id, _) = eventually(DEADLINE, || async { delivered(&env, &key) })
+            .await
+            .unwrap_or_else(|| panic!("{key} was never delivered"));
+        ids.push(id);
+    }
+    let refused = eventually(DEADLINE, || async {
+        let status = api.status().await;
+        let refused = status["statuses"]["refused"].as_array()?.clone();
+        (!refused.is_empty() && posted(&env, "acme/app").len() == 3).then_some(refused)
+    })
+    .await
+    .expect("the refusal was never reported");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["repository"], json!("github.com/acme/locked"));
+    assert_eq!(refused[0]["status"], json!(403));
+    assert_eq!(status_posts_to(&env, "acme/locked"), 1, "no storm");
+
+    // 200 results in a burst: one more status fits the minute's budget.
+    for n in 0..200 {
+        let id = &ids[n % 3];
+        let state = ["running", "failure", "success"][n % 3];
+        api.result(id, state, &format!("http://ci/b/{n}")).await;
+    }
+    let deferred = eventually(DEADLINE, || async {
+        let status = api.status().await;
+        let next = status["statuses"]["next_due"].as_str()?.to_owned();
+        let next = humantime::parse_rfc3339_weak(&next).ok()?;
+        let later = next.duration_since(std::time::SystemTime::now()).ok()?;
+        (later.as_secs() >= 20).then_some(status)
+    })
+    .await
+    .expect("the statuses never waited for the budget");
+    assert_eq!(posted(&env, "acme/app").len(), 4, "{deferred}");
+    assert_eq!(status_posts_to(&env, "acme/app"), 4);
+    assert_eq!(status_posts_to(&env, "acme/locked"), 1);
+    let events = reqwest::get(format!("{}/api/v1/events", api.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let events: Vec<Value> = serde_json::from_str(&events).unwrap();
+    let reports = events
+        .iter()
+        .filter(|e| e["kind"] == "status_refused")
+        .count();
+    assert_eq!(reports, 1);
+    let metrics = reqwest::get(format!("{}/metrics", api.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("forgewatch_statuses_posted_total 4\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("forgewatch_statuses_failed_total 1\n"),
+        "{metrics}"
+    );
+    daemon.kill().await.unwrap();
+    daemon.wait().await.unwrap();
+}
