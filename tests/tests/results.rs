@@ -208,10 +208,11 @@ async fn generic_results_are_authenticated_idempotent_flagged_and_kept_in_the_hi
     .await
     .expect("the pushed PR was never delivered again");
     // The new delivery is recorded a moment after the CI accepted it.
-    let flagged = eventually(DEADLINE, || async {
-        let late = json!({"delivery_id": first, "state": "cancelled", "url": format!("http://ci/{}", rand_suffix())});
+    let (flagged, flagged_url) = eventually(DEADLINE, || async {
+        let url = format!("http://ci/{}", rand_suffix());
+        let late = json!({"delivery_id": first, "state": "cancelled", "url": url});
         let (_, answer) = api.post_result(&bearer(RESULTS_SECRET), &late).await;
-        (answer["flag"] == json!("superseded")).then_some(answer)
+        (answer["flag"] == json!("superseded")).then_some((answer, url))
     })
     .await
     .expect("a result of a replaced delivery is flagged");
@@ -245,6 +246,39 @@ async fn generic_results_are_authenticated_idempotent_flagged_and_kept_in_the_hi
         "{metrics}"
     );
     assert!(metrics.contains("forgewatch_results_total{ci=\"unknown\",state=\"success\"} 1"));
+
+    // `forgewatch builds`: the cancelled builds of `app` (the first delivery's last
+    // result), as a table, and the newest as JSON.
+    let run = |args: &'static [&'static str]| {
+        let mut command = env.command(args);
+        async move { command.output().await.unwrap() }
+    };
+    let table = run(&["builds", "--workspace", "app", "--state", "cancelled"]).await;
+    assert!(table.status.success(), "{table:?}");
+    let table = String::from_utf8(table.stdout).unwrap();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(lines[0].starts_with("DELIVERED"), "{table}");
+    assert!(lines[1].contains(&pr_key), "{table}");
+    assert!(
+        lines[1].contains(&format!("cancelled  {}", flagged_url)),
+        "{table}"
+    );
+    let listed = run(&["builds", "--workspace", "app", "--json", "--limit", "1"]).await;
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["build_key"], json!(pr_key));
+    assert_eq!(
+        listed[0]["state"],
+        Value::Null,
+        "the new delivery has no result"
+    );
+    let refused = run(&["builds", "--state", "green"]).await;
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("HTTP 400"),
+        "{refused:?}"
+    );
     support::stop(daemon).await;
 }
 

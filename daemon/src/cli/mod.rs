@@ -82,6 +82,24 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// List the builds a running daemon delivered, newest first, each with its
+    /// last result (the history, SPEC §14).
+    Builds {
+        #[arg(long)]
+        workspace: Option<String>,
+        /// Only builds whose last result is in this state (`failure`, `success`, …).
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many (default 100, at most 1000).
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = DEFAULT_CONFIG, conflicts_with = "url")]
+        config: PathBuf,
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Print the JSON Schema of the configuration file.
     Schema,
 }
@@ -135,10 +153,26 @@ async fn dispatch(command: Command, stderr: Stderr) -> ExitCode {
             let triggered = crate::cli::remote::trigger(url, None, workspace, pr.as_deref()).await;
             return finish(triggered, stderr);
         }
+        Command::Builds {
+            url: Some(url),
+            workspace,
+            state,
+            limit,
+            json,
+            ..
+        } => {
+            let query = crate::cli::remote::BuildsQuery {
+                workspace: workspace.clone(),
+                state: state.clone(),
+                limit: *limit,
+            };
+            return finish(crate::cli::remote::builds(url, &query, *json).await, stderr);
+        }
         Command::Run { config }
         | Command::Check { config }
         | Command::Once { config, .. }
         | Command::Status { config, .. }
+        | Command::Builds { config, .. }
         | Command::Trigger { config, .. } => config.clone(),
     };
     let config = match load_config(&config_path, stderr) {
@@ -154,6 +188,21 @@ async fn dispatch(command: Command, stderr: Stderr) -> ExitCode {
         Command::Trigger { workspace, pr, .. } => {
             let url = crate::cli::remote::api_url(&config);
             crate::cli::remote::trigger(&url, Some(&config), &workspace, pr.as_deref()).await
+        }
+        Command::Builds {
+            workspace,
+            state,
+            limit,
+            json,
+            ..
+        } => {
+            let url = crate::cli::remote::api_url(&config);
+            let query = crate::cli::remote::BuildsQuery {
+                workspace,
+                state,
+                limit,
+            };
+            crate::cli::remote::builds(&url, &query, json).await
         }
         Command::Check { .. } => print_summary(&config).await,
         Command::Once { dry_run, json, .. } => once(config, dry_run, json).await,

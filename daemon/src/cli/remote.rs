@@ -1,5 +1,5 @@
-//! The client side of the HTTP API: `forgewatch status` and `forgewatch trigger`
-//! talk to a running daemon, found through the configuration's `http.listen` (or
+//! The client side of the HTTP API: `forgewatch status`, `forgewatch trigger` and
+//! `forgewatch builds` talk to a running daemon, found through the configuration's `http.listen` (or
 //! the address it recorded in `state_dir` when it listens on port 0), or `--url`.
 
 use anyhow::Context as _;
@@ -25,10 +25,10 @@ fn client() -> anyhow::Result<reqwest::Client> {
         .context("cannot build the HTTP client")
 }
 
-pub async fn status(url: &str, _config: Option<&Config>, json: bool) -> anyhow::Result<()> {
-    let url = format!("{}/api/v1/status", url.trim_end_matches('/'));
+/// GETs `url` and reads its JSON answer; an HTTP error is the daemon's message.
+async fn get_json(url: &str) -> anyhow::Result<serde_json::Value> {
     let response = client()?
-        .get(&url)
+        .get(url)
         .send()
         .await
         .with_context(|| format!("is forgewatch running? {url}"))?;
@@ -45,6 +45,56 @@ pub async fn status(url: &str, _config: Option<&Config>, json: bool) -> anyhow::
             body["error"].as_str().unwrap_or("")
         );
     }
+    Ok(body)
+}
+
+/// The filters of `forgewatch builds`.
+#[derive(Debug, Default)]
+pub struct BuildsQuery {
+    pub workspace: Option<String>,
+    pub state: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// `forgewatch builds`: the history's deliveries, newest first, one per line
+/// (time, build, state, CI link or summary), or the API's JSON.
+pub async fn builds(url: &str, query: &BuildsQuery, json: bool) -> anyhow::Result<()> {
+    let base = format!("{}/api/v1/builds", url.trim_end_matches('/'));
+    let limit = query.limit.map(|l| l.to_string());
+    let params = [
+        ("workspace", query.workspace.as_deref()),
+        ("state", query.state.as_deref()),
+        ("limit", limit.as_deref()),
+    ];
+    let url =
+        url::Url::parse_with_params(&base, params.iter().filter_map(|(k, v)| Some((*k, (*v)?))))
+            .with_context(|| format!("not a URL: {base}"))?;
+    let body = get_json(url.as_str()).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&body)?);
+        return Ok(());
+    }
+    println!("{:<24} {:<50} {:<10} RESULT", "DELIVERED", "BUILD", "STATE");
+    for build in body.as_array().into_iter().flatten() {
+        let text = |name: &str| build[name].as_str().unwrap_or("");
+        let state = build["state"].as_str().unwrap_or("no result");
+        let result = match (text("url"), text("summary")) {
+            ("", summary) => summary.to_owned(),
+            (url, "") => url.to_owned(),
+            (url, summary) => format!("{url} ({summary})"),
+        };
+        println!(
+            "{:<24} {:<50} {state:<10} {result}",
+            text("delivered_at"),
+            text("build_key")
+        );
+    }
+    Ok(())
+}
+
+pub async fn status(url: &str, _config: Option<&Config>, json: bool) -> anyhow::Result<()> {
+    let url = format!("{}/api/v1/status", url.trim_end_matches('/'));
+    let body = get_json(&url).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&body)?);
         return Ok(());
