@@ -5,6 +5,8 @@
 //! its module (`ci::buildbot::reports`, `gitlab::pipelines`); each forge's status
 //! names are its client's.
 
+pub mod generic;
+
 use serde::{Deserialize, Serialize};
 
 /// Where a build is, as a result says and as a commit status shows it.

@@ -418,6 +418,40 @@ async fn the_command_target_gets_the_payload_on_stdin_and_exit_0_accepts() {
             "exited with status 3: queue full".into()
         )]
     );
+
+    // A command that ran the build prints its result: the history has it.
+    std::fs::write(
+        &script,
+        "cat > /dev/null\necho building\necho '{\"state\": \"failure\", \"url\": \"https://ci.example.org/b/9\", \"summary\": \"2 tests failed\"}'\necho done\n",
+    )
+    .unwrap();
+    let run = env.once().await;
+    assert_eq!(run.keys_and_statuses(), ["scripted/mainline delivered"]);
+    let state = State::open_read_only(&env.state_dir()).unwrap();
+    let builds = state
+        .builds(&forgewatch::state::history::BuildsQuery::default())
+        .unwrap();
+    let last = &builds[0];
+    assert_eq!(
+        (
+            last.build_key.as_str(),
+            last.state,
+            last.url.as_deref(),
+            last.summary.as_deref()
+        ),
+        (
+            "scripted/mainline",
+            Some(forgewatch_adapters::results::BuildState::Failure),
+            Some("https://ci.example.org/b/9"),
+            Some("2 tests failed")
+        )
+    );
+    let results = state.results_of(&last.delivery_id).unwrap();
+    assert_eq!(results.len(), 1);
+    assert_eq!(
+        (results[0].source.as_str(), results[0].flag.as_deref()),
+        ("command", None)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{BuildTrigger, CiTarget, DeliveryError, http_client, send};
+use super::{Accepted, BuildTrigger, CiTarget, DeliveryError, http_client, send};
 use crate::{BoxFuture, Secret};
 
 /// Buildbot's `base` change hook: a form POST, `properties` as a JSON object string.
@@ -46,7 +46,7 @@ impl CiTarget for Buildbot {
     fn deliver<'a>(
         &'a self,
         trigger: &'a BuildTrigger,
-    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
+    ) -> BoxFuture<'a, Result<Accepted, DeliveryError>> {
         Box::pin(async move {
             let mut request = self.http.post(&self.url).form(&Self::form(trigger));
             if let Some((user, password)) = &self.basic_auth {

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::{BuildTrigger, CiTarget, DeliveryError, http_client, send};
+use super::{Accepted, BuildTrigger, CiTarget, DeliveryError, http_client, send};
 use crate::{BoxFuture, Secret};
 
 pub struct GitLabPipeline {
@@ -78,7 +78,7 @@ impl CiTarget for GitLabPipeline {
     fn deliver<'a>(
         &'a self,
         trigger: &'a BuildTrigger,
-    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
+    ) -> BoxFuture<'a, Result<Accepted, DeliveryError>> {
         Box::pin(async move { send(self.http.post(&self.url).form(&self.form(trigger))).await })
     }
 }

@@ -93,10 +93,20 @@ pub enum DeliveryError {
     Transport(String),
 }
 
+/// What a CI target answers a trigger it accepted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Accepted {
+    /// How the build went, when the target says so in its answer (a `command`
+    /// printing a result line); the others report later, if at all.
+    pub result: Option<crate::results::BuildResult>,
+}
+
 /// A CI system that accepts build triggers.
 pub trait CiTarget: Send + Sync {
-    fn deliver<'a>(&'a self, trigger: &'a BuildTrigger)
-    -> BoxFuture<'a, Result<(), DeliveryError>>;
+    fn deliver<'a>(
+        &'a self,
+        trigger: &'a BuildTrigger,
+    ) -> BoxFuture<'a, Result<Accepted, DeliveryError>>;
 }
 
 pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, DeliveryError> {
@@ -108,7 +118,7 @@ pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, Delivery
         .map_err(|e| DeliveryError::Transport(format!("cannot build the HTTP client: {e}")))
 }
 
-pub(crate) async fn send(request: reqwest::RequestBuilder) -> Result<(), DeliveryError> {
+pub(crate) async fn send(request: reqwest::RequestBuilder) -> Result<Accepted, DeliveryError> {
     let response = request.send().await.map_err(|e| {
         if e.is_timeout() {
             DeliveryError::Timeout
@@ -118,7 +128,7 @@ pub(crate) async fn send(request: reqwest::RequestBuilder) -> Result<(), Deliver
     })?;
     let status = response.status();
     if status.is_success() {
-        return Ok(());
+        return Ok(Accepted::default());
     }
     let body = response.bytes().await.unwrap_or_default();
     Err(DeliveryError::Rejected {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::{BuildTrigger, CiTarget, DeliveryError, http_client, send};
+use super::{Accepted, BuildTrigger, CiTarget, DeliveryError, http_client, send};
 use crate::{BoxFuture, Secret};
 
 /// A JSON POST signed like GitHub signs its webhooks.
@@ -39,7 +39,7 @@ impl CiTarget for Webhook {
     fn deliver<'a>(
         &'a self,
         trigger: &'a BuildTrigger,
-    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
+    ) -> BoxFuture<'a, Result<Accepted, DeliveryError>> {
         Box::pin(async move {
             let body = trigger.webhook_json().to_string().into_bytes();
             let request = self

@@ -1,13 +1,17 @@
 //! The `command` CI target: a local program, run with the workspace runner in its
 //! own process group with forgewatch's secrets removed from its environment, gets
-//! the trigger's JSON on stdin; exit 0 means the build was accepted. It lives in the
+//! the trigger's JSON on stdin; exit 0 means the build was accepted. A program that
+//! ran the build itself may print its result as one JSON line on stdout (SPEC §14:
+//! the generic result, its delivery implied); a line that cannot be read is logged
+//! and the delivery stays accepted. It lives in the
 //! daemon because the adapters crate must not depend on the workspace runner.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use forgewatch_adapters::BoxFuture;
-use forgewatch_adapters::ci::{BuildTrigger, CiTarget, DeliveryError};
+use forgewatch_adapters::ci::{Accepted, BuildTrigger, CiTarget, DeliveryError};
+use forgewatch_adapters::results::generic::result_line;
 use forgewatch_workspace_runner::process::{self, Job, LogLine, Stream, Termination};
 use tokio_util::sync::CancellationToken;
 
@@ -25,7 +29,7 @@ impl CiTarget for CommandTarget {
     fn deliver<'a>(
         &'a self,
         trigger: &'a BuildTrigger,
-    ) -> BoxFuture<'a, Result<(), DeliveryError>> {
+    ) -> BoxFuture<'a, Result<Accepted, DeliveryError>> {
         Box::pin(async move {
             let job = Job {
                 argv: self.argv.clone(),
@@ -55,7 +59,22 @@ impl CiTarget for CommandTarget {
                 .map(|l| format!(": {}", l.text))
                 .unwrap_or_default();
             match outcome.termination {
-                Termination::Exited(0) => Ok(()),
+                Termination::Exited(0) => {
+                    let stdout = outcome
+                        .lines
+                        .iter()
+                        .filter(|l| l.stream == Stream::Stdout)
+                        .map(|l| l.text.as_str());
+                    let result = match result_line(stdout, &trigger.delivery_id) {
+                        Some(Ok(reported)) => Some(reported.result),
+                        Some(Err(e)) => {
+                            tracing::warn!("the command's result line is ignored: {e}");
+                            None
+                        }
+                        None => None,
+                    };
+                    Ok(Accepted { result })
+                }
                 Termination::TimedOut => Err(DeliveryError::Timeout),
                 Termination::Exited(code) => Err(DeliveryError::Refused(format!(
                     "exited with status {code}{last_stderr}"

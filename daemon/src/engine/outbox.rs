@@ -17,6 +17,7 @@ use crate::config::ReportConfig;
 use crate::engine::clients::Clients;
 use crate::engine::clock::Clock;
 use crate::engine::cycle::{Outcome, Status};
+use crate::engine::status::Metrics;
 use crate::engine::status_posts::StatusWake;
 use crate::plan::builds::PlannedBuild;
 use crate::plan::ids::BuildKey;
@@ -48,6 +49,15 @@ impl RetryPolicy {
     }
 }
 
+/// What an accepted delivery reports beyond itself: the commit statuses it sets
+/// (each workspace's `report`, and what wakes their posters), the result a CI
+/// target answered with (counted in the metrics).
+pub struct Reporting {
+    pub reports: BTreeMap<String, ReportConfig>,
+    pub wake: StatusWake,
+    pub metrics: Arc<Metrics>,
+}
+
 /// Whether recording `done` sets commit statuses.
 fn sets_statuses(done: &Option<Attempt>) -> bool {
     matches!(done, Some(Attempt::Accepted { statuses, .. }) if !statuses.is_empty())
@@ -71,8 +81,7 @@ pub struct Outbox {
     retry: RetryPolicy,
     progress: Arc<AtomicU64>,
     clock: Arc<dyn Clock>,
-    /// Each workspace's `report`, and what wakes the status posters.
-    statuses: (BTreeMap<String, ReportConfig>, StatusWake),
+    reporting: Arc<Reporting>,
 }
 
 impl Outbox {
@@ -82,7 +91,7 @@ impl Outbox {
         retry: RetryPolicy,
         progress: Arc<AtomicU64>,
         clock: Arc<dyn Clock>,
-        statuses: (BTreeMap<String, ReportConfig>, StatusWake),
+        reporting: Reporting,
     ) -> Outbox {
         Outbox {
             state,
@@ -90,7 +99,7 @@ impl Outbox {
             retry,
             progress,
             clock,
-            statuses,
+            reporting: Arc::new(reporting),
         }
     }
 
@@ -169,7 +178,7 @@ impl Outbox {
             let sets_statuses = sets_statuses(&done);
             let read = state.record_then_read(done.take(), Some(key)).await?;
             if sets_statuses {
-                self.statuses.1.wake();
+                self.reporting.wake.wake();
             }
             let Some(item) = read else {
                 continue;
@@ -199,20 +208,30 @@ impl Outbox {
                 None => Err(format!("CI target `{ci_name}` is not configured any more")),
             };
             done = Some(match result {
-                Ok(()) => {
+                Ok(accepted) => {
+                    if let Some(result) = &accepted.result {
+                        let latency = result.state.is_final().then_some(0.0);
+                        let metrics = &self.reporting.metrics.results;
+                        metrics.count(Some(ci_name), result.state.as_str(), latency);
+                    }
                     crate::crash::point("after-accept");
                     span.in_scope(|| tracing::info!(reason = %item.reason, "delivered"));
                     outcome.status = Status::Delivered;
                     let message = format!("{} (delivery {})", item.reason, item.delivery_id);
                     let workspace = item.key.workspace();
-                    let statuses = self.statuses.0.get(workspace).map_or_else(Vec::new, |r| {
-                        status_targets(r, workspace, &item.trigger.properties)
-                    });
+                    let statuses = self
+                        .reporting
+                        .reports
+                        .get(workspace)
+                        .map_or_else(Vec::new, |r| {
+                            status_targets(r, workspace, &item.trigger.properties)
+                        });
                     Attempt::Accepted {
                         item,
                         at_ms: now,
                         message,
                         statuses,
+                        result: accepted.result,
                     }
                 }
                 Err(error) => {
@@ -245,7 +264,7 @@ impl Outbox {
             let sets_statuses = sets_statuses(&done);
             state.record_then_read(done, None).await?;
             if sets_statuses {
-                self.statuses.1.wake();
+                self.reporting.wake.wake();
             }
         }
         Ok(outcomes)

@@ -133,7 +133,11 @@ impl Supervisor {
             retry,
             progress.clone(),
             clock.clone(),
-            (reports, status_wake.clone()),
+            crate::engine::outbox::Reporting {
+                reports,
+                wake: status_wake.clone(),
+                metrics: metrics.clone(),
+            },
         ));
         let status_poster = Arc::new(StatusPoster::new(
             &config,

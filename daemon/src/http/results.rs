@@ -11,10 +11,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use forgewatch_adapters::ci::buildbot::reports::parse_status_push;
 use forgewatch_adapters::http::one_line;
-use forgewatch_adapters::results::{
-    BuildResult, BuildState, ReportError, ReportedResult, ResultRef,
-};
-use serde::Deserialize;
+use forgewatch_adapters::results::generic::parse_generic;
+use forgewatch_adapters::results::{ReportError, ReportedResult};
 use serde_json::json;
 
 use crate::engine::view::ResultAuth;
@@ -33,24 +31,10 @@ pub async fn generic(State(api): State<ApiState>, headers: HeaderMap, body: Byte
     {
         return unauthenticated();
     }
-    let given: GenericResult = match serde_json::from_slice(&body) {
-        Ok(given) => given,
-        Err(e) => {
-            return error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!(
-                    "expected a result: {{\"delivery_id\" (or \"build_key\" and \"fingerprint\"), \"state\" ({}), \"url\", \"summary\", \"started_at\", \"finished_at\"}}: {}",
-                    states(),
-                    one_line(&e.to_string(), 200)
-                ),
-            );
-        }
-    };
-    let reported = match given.into_reported() {
-        Ok(reported) => reported,
-        Err(message) => return error(StatusCode::UNPROCESSABLE_ENTITY, message),
-    };
-    record(&api, "api", reported).await
+    match parse_generic(&body) {
+        Ok(reported) => record(&api, "api", reported).await,
+        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+    }
 }
 
 /// `POST /hooks/buildbot`: what Buildbot's `HttpStatusPush` posts at a build's
@@ -129,85 +113,5 @@ pub async fn record(
             .into_response()
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    }
-}
-
-fn states() -> String {
-    BuildState::ALL.map(BuildState::as_str).join(", ")
-}
-
-/// A time as RFC 3339 or unix seconds.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Time {
-    Seconds(i64),
-    Text(String),
-}
-
-impl Time {
-    fn seconds(self, name: &str) -> Result<i64, String> {
-        match self {
-            Time::Seconds(s) => Ok(s),
-            Time::Text(text) => humantime::parse_rfc3339_weak(&text)
-                .map(forgewatch_adapters::http::unix_seconds)
-                .map_err(|e| format!("`{name}` is neither unix seconds nor an RFC 3339 time: {e}")),
-        }
-    }
-}
-
-/// The generic result, as posted.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GenericResult {
-    delivery_id: Option<String>,
-    build_key: Option<String>,
-    fingerprint: Option<String>,
-    state: String,
-    url: Option<String>,
-    summary: Option<String>,
-    started_at: Option<Time>,
-    finished_at: Option<Time>,
-}
-
-impl GenericResult {
-    fn into_reported(self) -> Result<ReportedResult, String> {
-        let Some(state) = BuildState::parse(&self.state) else {
-            return Err(format!(
-                "`state` must be one of {}, not {:?}",
-                states(),
-                one_line(&self.state, 40)
-            ));
-        };
-        if self.delivery_id.is_none() && (self.build_key.is_none() || self.fingerprint.is_none()) {
-            return Err(
-                "a result names its delivery: `delivery_id`, or `build_key` and `fingerprint`"
-                    .to_owned(),
-            );
-        }
-        if let Some(url) = &self.url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            return Err("`url` must be an http:// or https:// URL".to_owned());
-        }
-        Ok(ReportedResult {
-            reference: ResultRef {
-                delivery_id: self.delivery_id,
-                build_key: self.build_key,
-                fingerprint: self.fingerprint,
-            },
-            result: BuildResult {
-                state,
-                url: self.url,
-                summary: self.summary,
-                started_at: self
-                    .started_at
-                    .map(|t| t.seconds("started_at"))
-                    .transpose()?,
-                finished_at: self
-                    .finished_at
-                    .map(|t| t.seconds("finished_at"))
-                    .transpose()?,
-            },
-        })
     }
 }

@@ -5,6 +5,7 @@
 //! one. After a crash the outbox is where the restarted daemon resumes.
 
 use forgewatch_adapters::ci::BuildTrigger;
+use forgewatch_adapters::results::BuildResult;
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +50,8 @@ pub enum Attempt {
         message: String,
         /// The commit statuses it sets (`pending`).
         statuses: Vec<StatusTarget>,
+        /// The build's result, when the CI target said it in its answer.
+        result: Option<BuildResult>,
     },
     /// The attempt at `item` failed at `at_ms` with `error`; the next one is due at
     /// `next_attempt`.

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use forgewatch_adapters::BoxFuture;
 use forgewatch_adapters::governor::{PauseRecord, PauseStore};
 use forgewatch_adapters::http::{CachedResponse, ValidatorStore};
+use forgewatch_adapters::results::{ReportedResult, ResultRef};
 use tokio::sync::oneshot;
 
 use super::discoveries::DiscoveryRecord;
@@ -215,7 +216,20 @@ impl Store {
                     at_ms,
                     message,
                     statuses,
-                }) => b.complete_delivery(&item, at_ms, &message, &statuses)?,
+                    result,
+                }) => {
+                    b.complete_delivery(&item, at_ms, &message, &statuses)?;
+                    if let Some(result) = result {
+                        let reported = ReportedResult {
+                            reference: ResultRef {
+                                delivery_id: Some(item.delivery_id.clone()),
+                                ..ResultRef::default()
+                            },
+                            result,
+                        };
+                        b.record_result("command", &reported, at_ms)?;
+                    }
+                }
                 Some(Attempt::Failed {
                     item,
                     attempts,

@@ -211,6 +211,7 @@ async fn a_senders_trip_records_its_previous_attempt_then_reads_the_next_item() 
         at_ms: 5_000,
         message: "delivered".into(),
         statuses: Vec::new(),
+        result: None,
     };
     let second = store
         .record_then_read(Some(accepted), Some(b.clone()))
