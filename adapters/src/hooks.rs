@@ -10,6 +10,7 @@
 use reqwest::header::HeaderMap;
 
 use crate::Secret;
+use crate::results::{ReportError, ReportedResult};
 
 /// Why a webhook is refused. The messages are the JSON errors the daemon answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -43,6 +44,9 @@ impl HookDeliveryId {
     }
 }
 
+/// Reads a CI result out of a hook's body.
+pub type ResultReader = fn(&[u8]) -> Result<ReportedResult, ReportError>;
+
 /// One forge's webhooks.
 pub trait WebhookReceiver: Send + Sync {
     /// The name the forge's hooks are posted under: `/hooks/{endpoint}`.
@@ -67,6 +71,12 @@ pub trait WebhookReceiver: Send + Sync {
 
     /// The path of the repository a (verified) payload is about, as written.
     fn repository_path(&self, payload: &serde_json::Value) -> Option<String>;
+
+    /// When the headers say the request carries a CI's result rather than a
+    /// repository change (GitLab's `Pipeline Hook`), what reads its (verified) body.
+    fn result_reader(&self, _headers: &HeaderMap) -> Option<ResultReader> {
+        None
+    }
 
     /// A request verified with `secret`, then read: the repository path it names
     /// (`None` when it names none). The body is parsed only once verified.

@@ -2,7 +2,7 @@
 //! them (SPEC §14), in forge- and CI-neutral types: [`BuildState`] (the six states
 //! a result or a status can have), [`BuildResult`] (what a CI said of one build)
 //! and [`ResultRef`] (which delivery it answers). Each CI's own format is read in
-//! its module (`ci::buildbot::reports`, `gitlab::pipelines`); each forge's status
+//! its module (`ci::buildbot::reports`, `ci::gitlab_pipeline::events`); each forge's status
 //! names are its client's.
 
 pub mod generic;

@@ -25,6 +25,7 @@ mod faults;
 mod http;
 mod routes;
 mod state;
+mod statuses;
 
 use state::with_draft;
 
@@ -108,6 +109,11 @@ pub struct PipelineTrigger {
     pub git_ref: String,
     /// From the `variables[KEY]=value` form fields, in the order sent.
     pub variables: Vec<(String, String)>,
+    /// The pipeline's id, and the head of its ref when it was created.
+    pub id: u64,
+    pub sha: Option<String>,
+    /// Fake clock seconds.
+    pub created: u64,
 }
 
 /// One request as the fake served it (the same shape as the fake GitHub's).
@@ -203,6 +209,8 @@ struct GlState {
     used: HashMap<Option<String>, u64>,
     requests: Vec<RequestRecord>,
     pipelines: Vec<PipelineTrigger>,
+    statuses: Vec<crate::fake_github::StatusPost>,
+    next_status_id: u64,
 }
 
 impl FakeGitLab {
@@ -231,6 +239,8 @@ impl FakeGitLab {
             used: HashMap::new(),
             requests: Vec::new(),
             pipelines: Vec::new(),
+            statuses: Vec::new(),
+            next_status_id: 7_000,
         };
         let inner = Arc::new(Inner {
             state: Mutex::new(state),

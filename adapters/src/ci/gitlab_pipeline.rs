@@ -3,6 +3,8 @@
 //! GitLab answers 201; a 400 (unknown ref, rejected by `workflow:rules`) or a 404
 //! (unknown project or token) is a failed delivery carrying GitLab's message.
 
+pub mod events;
+
 use std::time::Duration;
 
 use super::{Accepted, BuildTrigger, CiTarget, DeliveryError, http_client, send};

@@ -2,12 +2,13 @@
 //! `X-Gitlab-Token` (no signature), the project in `project.path_with_namespace`.
 //! A delivery is named by `Idempotency-Key` (GitLab 17.4 on: the same on every retry
 //! of one event), else by `X-Gitlab-Event-UUID` (one per event, shared by the hooks
-//! it fires).
+//! it fires). A `Pipeline Hook` carries a `gitlab_pipeline` target's result
+//! (`ci::gitlab_pipeline::events`).
 
 use reqwest::header::HeaderMap;
 
 use crate::Secret;
-use crate::hooks::{WebhookReceiver, same_bytes};
+use crate::hooks::{ResultReader, WebhookReceiver, same_bytes};
 
 /// GitLab's [`WebhookReceiver`], at `/hooks/gitlab`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -20,6 +21,13 @@ impl WebhookReceiver for GitLabHooks {
 
     fn delivery_headers(&self) -> &'static [&'static str] {
         &["idempotency-key", "x-gitlab-event-uuid"]
+    }
+
+    /// The events of pipelines (a `gitlab_pipeline` target's results).
+    fn result_reader(&self, headers: &HeaderMap) -> Option<ResultReader> {
+        let event = headers.get("x-gitlab-event")?;
+        (event.as_bytes() == b"Pipeline Hook")
+            .then_some(crate::ci::gitlab_pipeline::events::parse_pipeline_event as ResultReader)
     }
 
     fn verify(&self, headers: &HeaderMap, _body: &[u8], secret: &Secret) -> bool {

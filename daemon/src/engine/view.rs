@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::http::HeaderMap;
 use forgewatch_adapters::RepoId;
-use forgewatch_adapters::hooks::HookError;
+use forgewatch_adapters::hooks::{HookError, WebhookReceiver};
 use forgewatch_adapters::secret::Secret;
 
 use crate::engine::clients::Clients;
@@ -171,6 +171,24 @@ impl View {
                     .find(|(_, secret)| signed(secret))
             })
             .map(|(name, _)| name.as_str())
+    }
+
+    /// Whether a forge's hook that carries a CI result is signed, as `receiver`
+    /// signs, with a results secret or the webhook secret of a configured forge
+    /// posting there.
+    pub fn verifies_result_hook(
+        &self,
+        receiver: &dyn WebhookReceiver,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> bool {
+        let forge_secrets = self.hooks.iter().filter_map(|hook| {
+            let forge = self.clients.forge(&hook.name)?;
+            (forge.webhooks().endpoint() == receiver.endpoint()).then_some(&hook.secret)
+        });
+        let results_secrets = self.results_secrets.iter().map(|(_, secret)| secret);
+        let mut secrets = forge_secrets.chain(results_secrets);
+        secrets.any(|secret| receiver.verify(headers, body, secret))
     }
 
     /// A webhook posted to `/hooks/{endpoint}`: tried with the secret of every

@@ -407,6 +407,9 @@ async fn hook(
     receiver: &'static dyn WebhookReceiver,
 ) -> Response {
     let endpoint = receiver.endpoint();
+    if let Some(read) = receiver.result_reader(headers) {
+        return crate::http::results::from_hook(api, headers, body, receiver, read).await;
+    }
     let repo = match api.current().receive_hook(endpoint, headers, body) {
         Err(e @ HookError::Unsigned) => return error(StatusCode::UNAUTHORIZED, e.to_string()),
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),

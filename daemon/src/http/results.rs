@@ -1,7 +1,8 @@
 //! Results coming back (SPEC §14): `POST /api/v1/results`, the generic form (a
 //! result naming its delivery, signed like our webhook or with a CI target's
 //! results secret as bearer token), `POST /hooks/buildbot` (Buildbot's
-//! `HttpStatusPush`), and what every way in shares: the sender's
+//! `HttpStatusPush`), a forge's hook that carries one (GitLab's pipeline events on
+//! `/hooks/gitlab`), and what every way in shares: the sender's
 //! authentication (before anything is read) and the recording, answered with what
 //! it did. A result never changes a fingerprint; a repeated one changes nothing.
 
@@ -10,6 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use forgewatch_adapters::ci::buildbot::reports::parse_status_push;
+use forgewatch_adapters::hooks::{ResultReader, WebhookReceiver};
 use forgewatch_adapters::http::one_line;
 use forgewatch_adapters::results::generic::parse_generic;
 use forgewatch_adapters::results::{ReportError, ReportedResult};
@@ -49,8 +51,35 @@ pub async fn buildbot(State(api): State<ApiState>, headers: HeaderMap, body: Byt
     {
         return unauthenticated();
     }
-    match parse_status_push(&body) {
-        Ok(reported) => record(&api, "buildbot", reported).await,
+    reported(&api, "buildbot", parse_status_push(&body)).await
+}
+
+/// A forge's hook carrying a CI result on `/hooks/{endpoint}` (GitLab's
+/// `Pipeline Hook` of a pipeline a `gitlab_pipeline` target triggered), signed as
+/// that forge signs with a results secret or the forge's webhook secret, then
+/// read with `read`. A pipeline forgewatch did not trigger is answered 200 and
+/// ignored.
+pub async fn from_hook(
+    api: &ApiState,
+    headers: &HeaderMap,
+    body: &[u8],
+    receiver: &dyn WebhookReceiver,
+    read: ResultReader,
+) -> Response {
+    if !api.current().verifies_result_hook(receiver, headers, body) {
+        return unauthenticated();
+    }
+    reported(api, receiver.endpoint(), read(body)).await
+}
+
+/// Records what a CI's own report says, or answers why it cannot.
+async fn reported(
+    api: &ApiState,
+    source: &'static str,
+    parsed: Result<ReportedResult, ReportError>,
+) -> Response {
+    match parsed {
+        Ok(reported) => record(api, source, reported).await,
         Err(ReportError::NoReference) => axum::Json(json!({
             "recorded": false,
             "ignored": ReportError::NoReference.to_string(),

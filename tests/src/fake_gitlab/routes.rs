@@ -24,6 +24,7 @@ enum Route<'a> {
     MergeRequests,
     MergeRequest(&'a str),
     Trigger,
+    Status(&'a str),
 }
 
 impl GlState {
@@ -42,7 +43,7 @@ impl GlState {
             _ => return route_not_found(),
         };
         let expected = match route {
-            Route::Trigger => Method::POST,
+            Route::Trigger | Route::Status(_) => Method::POST,
             _ => Method::GET,
         };
         if req.method != expected {
@@ -84,6 +85,7 @@ impl GlState {
                 }
             }
             Route::Trigger => self.trigger(pid, addressed, req),
+            Route::Status(sha) => self.post_status(pid, sha, req),
         }
     }
 
@@ -386,6 +388,9 @@ impl GlState {
             token: token.to_owned(),
             git_ref: git_ref.to_owned(),
             variables: variables.collect(),
+            id,
+            sha: sha.clone(),
+            created: self.clock,
         };
         let now = iso_millis(self.clock);
         let body = json!({
@@ -415,6 +420,7 @@ fn classify<'a>(tail: &[&'a str]) -> Option<Route<'a>> {
         ["merge_requests"] => Some(Route::MergeRequests),
         ["merge_requests", iid] if !iid.is_empty() => Some(Route::MergeRequest(iid)),
         ["trigger", "pipeline"] => Some(Route::Trigger),
+        ["statuses", sha] if !sha.is_empty() => Some(Route::Status(sha)),
         _ => None,
     }
 }
