@@ -661,4 +661,56 @@ mod tests {
         assert_eq!(ids(BuildsQuery::default()), ["d19", "d18"]);
         assert_eq!(state.results_of("d0").unwrap(), []);
     }
+
+    #[test]
+    fn a_thousand_deliveries_are_filtered_exactly_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let mut expected = Vec::new();
+        for i in 0..1000_i64 {
+            let workspace = ["w", "v", "u"][(i % 3) as usize];
+            let key = format!("{workspace}/pr/github.com/acme/a/{}", i % 17);
+            let id = format!("d{i:04}");
+            deliver(&state, &key, &id, &format!("h{i}"), &["a"], 1_000 * i);
+            // Some builds get no result, some a failure then a retry's success.
+            let states: &[BuildState] = match (i * 7) % 5 {
+                0 => &[],
+                1 => &[BuildState::Running, BuildState::Failure],
+                2 => &[BuildState::Failure, BuildState::Success],
+                3 => &[BuildState::Error],
+                _ => &[BuildState::Failure],
+            };
+            for (n, outcome) in states.iter().enumerate() {
+                let url = format!("https://ci/{i}/{n}");
+                let at = 1_000 * i + 1 + n as i64;
+                state
+                    .record_result("api", &result(&id, *outcome, &url), at)
+                    .unwrap();
+            }
+            if workspace == "w" && states.last() == Some(&BuildState::Failure) {
+                expected.push(id);
+            }
+        }
+        expected.reverse();
+        let query = BuildsQuery {
+            workspace: Some("w".into()),
+            state: Some(BuildState::Failure),
+            limit: Some(BUILDS_LIMIT),
+            ..BuildsQuery::default()
+        };
+        let rows = state.builds(&query).unwrap();
+        let ids: Vec<&str> = rows.iter().map(|r| r.delivery_id.as_str()).collect();
+        assert_eq!(ids, expected);
+        assert!(rows.iter().all(|r| r.workspace == "w" && r.url.is_some()));
+        // The default limit is 100, newest first.
+        let first = state
+            .builds(&BuildsQuery {
+                workspace: Some("w".into()),
+                state: Some(BuildState::Failure),
+                ..BuildsQuery::default()
+            })
+            .unwrap();
+        assert_eq!(first.len(), 100);
+        assert_eq!(first[0].delivery_id, expected[0]);
+    }
 }
