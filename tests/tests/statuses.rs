@@ -22,13 +22,15 @@ const CONTEXT: &str = "forgewatch/app";
 /// statuses, CI target `bb` taking results with [`RESULTS_SECRET`]; `github_extra`
 /// goes into the GitHub forge's settings.
 fn configure(env: &Env, github_extra: &str) {
+    configure_with(env, github_extra, "acme/locked", "{ statuses: true }");
+}
+
+/// [`configure`] with `other` as the second repository and `report`.
+fn configure_with(env: &Env, github_extra: &str, other: &str, report: &str) {
     env.configure(&[Ws {
         name: "app",
         ci: "bb",
-        packages: &[
-            ("app", "acme/app", "main"),
-            ("locked", "acme/locked", "main"),
-        ],
+        packages: &[("app", "acme/app", "main"), ("other", other, "main")],
         pull_requests: true,
     }]);
     let dir = env.config_path().parent().unwrap().to_owned();
@@ -52,7 +54,7 @@ fn configure(env: &Env, github_extra: &str) {
         )
         .replacen(
             "    pull_requests:\n",
-            "    report: { statuses: true }\n    pull_requests:\n",
+            &format!("    report: {report}\n    pull_requests:\n"),
             1,
         );
     std::fs::write(env.config_path(), config).unwrap();
@@ -120,6 +122,20 @@ fn posted(env: &Env, repo: &str) -> Vec<(String, String, Option<String>)> {
         .map(|p| {
             assert_eq!(p.context, CONTEXT);
             (p.sha, p.state, p.target_url)
+        })
+        .collect()
+}
+
+/// The last status of each (repository, context) on the fake GitHub: state, link.
+fn last_statuses(env: &Env) -> std::collections::BTreeMap<(String, String), (String, String)> {
+    env.github
+        .statuses()
+        .into_iter()
+        .map(|p| {
+            (
+                (p.repo, p.context),
+                (p.state, p.target_url.unwrap_or_default()),
+            )
         })
         .collect()
 }
@@ -324,4 +340,68 @@ async fn a_refusing_repository_is_reported_once_and_the_write_budget_holds() {
     );
     daemon.kill().await.unwrap();
     daemon.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_dependencies_a_dependent_build_s_state_shows_on_its_dependency() {
+    let env = Env::new().await;
+    env.github.create_repo("acme/app", "main");
+    env.github.create_repo("acme/lib", "main");
+    let lib = env.github.open_pr("acme/lib", NewPr::new("main", "api"));
+    let mut dependent = NewPr::new("main", "use-api");
+    dependent.body = Some(format!("Depends on:\n- [ ] acme/lib#{lib}\n"));
+    let app = env.github.open_pr("acme/app", dependent);
+    configure_with(
+        &env,
+        "",
+        "acme/lib",
+        "{ statuses: true, dependencies: true }",
+    );
+    let daemon = env.command(&["run"]).spawn().unwrap();
+    let api = Api::new(&env).await;
+    let app_key = format!("app/pr/github.com/acme/app/{app}");
+    let lib_key = format!("app/pr/github.com/acme/lib/{lib}");
+    let (app_id, _) = eventually(DEADLINE, || async { delivered(&env, &app_key) })
+        .await
+        .expect("the dependent PR was never delivered");
+    let (lib_id, _) = eventually(DEADLINE, || async { delivered(&env, &lib_key) })
+        .await
+        .expect("the dependency was never delivered");
+    let with = format!("{CONTEXT} (with github.com/acme/app#{app})");
+    let key = |repo: &str, context: &str| (repo.to_owned(), context.to_owned());
+    let pending = ("pending".to_owned(), String::new());
+    eventually(DEADLINE, || async {
+        let last = last_statuses(&env);
+        (last.len() == 3
+            && last.get(&key("acme/app", CONTEXT)) == Some(&pending)
+            && last.get(&key("acme/lib", CONTEXT)) == Some(&pending)
+            && last.get(&key("acme/lib", &with)) == Some(&pending))
+        .then_some(())
+    })
+    .await
+    .unwrap_or_else(|| panic!("{:?}", env.github.statuses()));
+
+    // The dependent build fails, the dependency's own build passes: its author
+    // sees both.
+    api.result(&app_id, "failure", "http://ci/b/app").await;
+    api.result(&lib_id, "success", "http://ci/b/lib").await;
+    let failure = ("failure".to_owned(), "http://ci/b/app".to_owned());
+    let success = ("success".to_owned(), "http://ci/b/lib".to_owned());
+    eventually(DEADLINE, || async {
+        let last = last_statuses(&env);
+        (last.get(&key("acme/app", CONTEXT)) == Some(&failure)
+            && last.get(&key("acme/lib", &with)) == Some(&failure)
+            && last.get(&key("acme/lib", CONTEXT)) == Some(&success))
+        .then_some(())
+    })
+    .await
+    .unwrap_or_else(|| panic!("{:?}", env.github.statuses()));
+    let shas: std::collections::BTreeSet<(String, String)> = env
+        .github
+        .statuses()
+        .into_iter()
+        .map(|p| (p.repo, p.sha))
+        .collect();
+    assert_eq!(shas.len(), 2, "one head per PR: {shas:?}");
+    support::stop(daemon).await;
 }
