@@ -87,6 +87,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/workspaces/{name}", get(workspace))
         .route("/api/v1/workspaces/{name}/trigger", post(trigger))
         .route("/api/v1/events", get(events))
+        .route("/api/v1/events/stream", get(crate::http::stream::stream))
         .route("/api/v1/jobs/{id}", get(job))
         .route("/api/v1/jobs/{id}/log", get(job_log))
         .route("/api/v1/reload", post(reload))
@@ -238,6 +239,7 @@ async fn events(State(api): State<ApiState>, Query(p): Query<EventsParams>) -> R
         since,
         workspace: p.workspace,
         limit: p.limit,
+        after: None,
     };
     match api.current().store().events(&query).await {
         Ok(events) => axum::Json(events).into_response(),
