@@ -79,6 +79,8 @@ impl ApiState {
 pub fn router(state: ApiState) -> Router {
     let mut router = Router::new()
         .route("/", get(crate::http::page::page))
+        .route("/page.js", get(crate::http::page::live::script))
+        .route("/builds/{*key}", get(crate::http::page::builds::page))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
