@@ -233,7 +233,7 @@ fn history(key: &str, deliveries: &[DeliveryRow], now_ms: i64) -> Markup {
                             span.muted { (d.delivered_at) }
                         }
                         td {
-                            code title=(d.fingerprint) { (short(&d.fingerprint)) } br;
+                            code title=(d.fingerprint) { (short_fingerprint(&d.fingerprint)) } br;
                             span.muted { "delivery " (d.delivery_id) }
                             @if let Some(rev) = &d.revision { br; span.muted { "revision " code { (short(rev)) } } }
                         }
@@ -249,6 +249,14 @@ fn history(key: &str, deliveries: &[DeliveryRow], now_ms: i64) -> Markup {
         }
     };
     shell(key, None, false, body)
+}
+
+/// The start of a fingerprint's hash (the whole one is the title).
+fn short_fingerprint(fingerprint: &str) -> &str {
+    let hash = fingerprint
+        .split_once(':')
+        .map_or(fingerprint, |(_, hash)| hash);
+    hash.get(..12).unwrap_or(hash)
 }
 
 /// A delivery's results, oldest first.

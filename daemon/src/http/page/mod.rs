@@ -44,7 +44,7 @@ const STYLE: &str = concat!(
     "td,th{overflow-wrap:anywhere}form.filter{display:flex;flex-wrap:wrap;gap:.5em;align-items:center}",
     "form.filter input{min-width:12em}#live{font-size:12px;padding:.1em .5em;border-radius:1em;background:#eee;color:#555;vertical-align:middle}",
     "#live.live-open{background:#e3f5e3;color:#070}",
-    ".state{font-weight:600}.st-success{color:#070}.st-failure{color:#c00}.st-error{color:#b45309}",
+    ".state{font-weight:600;white-space:nowrap}ol.results{margin:0;padding-left:1.2em}.st-success{color:#070}.st-failure{color:#c00}.st-error{color:#b45309}",
     ".st-pending{color:#555}.st-running{color:#1d5fbf}.st-cancelled{color:#777}.st-none,.st-unbuilt{color:#999}",
     "svg.graph{display:block;max-width:100%;height:auto;margin:.3em 0}",
     ".graph .edge{stroke:#888;stroke-width:1.5}.graph text{font:12px system-ui,sans-serif;fill:#222}",
