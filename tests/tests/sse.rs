@@ -4,7 +4,8 @@
 //! without a resume point receives only what happens next; a client reconnecting
 //! with `Last-Event-ID` receives exactly the events it missed, then the next one.
 //! Every event is `id:` = the event's id, `event:` = its kind and `data:` = its
-//! JSON as `GET /api/v1/events` lists it. Open streams do not hold up the stop.
+//! JSON as `GET /api/v1/events` lists it. Open streams do not hold up the stop, and
+//! they take at most half of `http.max_connections` (503 beyond).
 
 #![allow(clippy::unwrap_used)] // helpers of the test below
 
@@ -235,4 +236,45 @@ async fn the_event_stream_follows_deliveries_and_results_and_resumes_after_the_l
     // The open streams (`live`, `back`) do not hold up the stop.
     support::stop(daemon).await;
     drop((live, back));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_streams_take_at_most_half_the_connections() {
+    let env = Env::new().await;
+    env.github.create_repo("acme/app", "main");
+    env.configure(&[Ws {
+        name: "app",
+        ci: "bb",
+        packages: &[("app", "acme/app", "main")],
+        pull_requests: false,
+    }]);
+    let config = std::fs::read_to_string(env.config_path())
+        .unwrap()
+        .replacen(
+            "  listen: 127.0.0.1:0\n",
+            "  listen: 127.0.0.1:0\n  max_connections: 4\n",
+            1,
+        );
+    std::fs::write(env.config_path(), config).unwrap();
+    let daemon = env.command(&["run"]).spawn().unwrap();
+    let base = format!("http://{}", env.listen_address().await);
+    let stream_url = format!("{base}/api/v1/events/stream");
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let open = [
+        Stream::connect(&http, &stream_url, None).await,
+        Stream::connect(&http, &stream_url, None).await,
+    ];
+    let refused = http.get(&stream_url).send().await.unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "10");
+    let refused: Value = serde_json::from_str(&refused.text().await.unwrap()).unwrap();
+    assert_eq!(
+        refused["error"],
+        "2 event streams are open already, the most there may be (half of http.max_connections)"
+    );
+    // The other half of the connections still serves.
+    let health = http.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    support::stop(daemon).await;
+    drop(open);
 }

@@ -12,12 +12,17 @@
 //! client holds one batch, however far behind it is. Comments keep an idle
 //! connection alive; the stream ends when the loop stops (the end of
 //! `forgewatch run`), so a graceful shutdown does not wait for it.
+//!
+//! Like every connection, a stream is bounded: it ends after [`STREAM_LIFE`] (an
+//! `EventSource` reconnects by itself with `Last-Event-ID`, missing nothing), and
+//! at most half of `http.max_connections` are open at once (503 beyond), so pages
+//! left open never take every connection from webhooks, the CLI and `/healthz`.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -34,6 +39,9 @@ pub const BATCH: i64 = 100;
 
 /// How often an idle stream sends a comment, so proxies and clients keep it open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// How long one stream lasts; the client reconnects after it.
+pub const STREAM_LIFE: Duration = Duration::from_secs(600);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,6 +74,19 @@ pub async fn stream(
     let store = api.current().store().clone();
     // Subscribed before the first read: an event recorded after it wakes the stream.
     let newest = store.subscribe_events();
+    if store.event_streams() > api.max_streams {
+        let mut refused = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{} event streams are open already, the most there may be (half of http.max_connections)",
+                api.max_streams
+            ),
+        );
+        refused
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+        return refused;
+    }
     let last = match resume {
         Some(id) => id,
         None => match store.call(|b| b.newest_event_id()).await {
@@ -81,6 +102,7 @@ pub async fn stream(
         workspace: p.workspace,
         batch: VecDeque::new(),
         requests: api.requests.clone(),
+        ends: tokio::time::Instant::now() + STREAM_LIFE,
     };
     let events = futures_util::stream::unfold(follow, Follow::next);
     Sse::new(events)
@@ -99,6 +121,8 @@ struct Follow {
     batch: VecDeque<Event>,
     /// Closed when the loop stops.
     requests: mpsc::Sender<Request>,
+    /// When the stream ends ([`STREAM_LIFE`]).
+    ends: tokio::time::Instant,
 }
 
 impl Follow {
@@ -113,6 +137,9 @@ impl Follow {
                     .event(event.kind.replace(['\r', '\n'], " "))
                     .json_data(&event);
                 return Some((sse, self));
+            }
+            if tokio::time::Instant::now() >= self.ends {
+                return None;
             }
             // Seen: a notification from here on is about what this read may miss.
             self.newest.borrow_and_update();
@@ -136,6 +163,7 @@ impl Follow {
             tokio::select! {
                 changed = self.newest.changed() => changed.ok()?,
                 () = self.requests.closed() => return None,
+                () = tokio::time::sleep_until(self.ends) => return None,
             }
         }
     }

@@ -120,6 +120,11 @@ impl Store {
         self.newest_event.subscribe()
     }
 
+    /// How many subscriptions to the events are held (each stream holds one).
+    pub fn event_streams(&self) -> usize {
+        self.newest_event.receiver_count()
+    }
+
     pub fn is_read_only(&self) -> bool {
         self.read_only
     }
