@@ -83,13 +83,7 @@ pub async fn run(
         clock.clone(),
     )
     .await?;
-    let api = ApiState::new(
-        subscribed,
-        requests.sender,
-        hosts,
-        limits.body_timeout,
-        clock,
-    );
+    let api = ApiState::new(subscribed, requests.sender, hosts, limits, clock);
     let server = tokio::spawn(serve(listener, router(api), limits, shutdown.clone()));
     tracing::info!(%address, interval = %humantime::format_duration(interval), "forgewatch running");
     lifecycle.ready();

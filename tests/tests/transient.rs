@@ -340,6 +340,7 @@ async fn a_hanging_discovery_is_killed_and_the_config_pr_goes_out_flagged() {
             since: None,
             workspace: Some("auto".into()),
             limit: Some(100),
+            after: None,
         })
         .unwrap();
     assert!(

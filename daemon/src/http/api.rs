@@ -25,6 +25,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::config::HttpLimits;
 use crate::engine::clock::Clock;
 use crate::engine::event::Request;
 use crate::engine::view::View;
@@ -41,26 +42,31 @@ pub struct ApiState {
     hosts: Arc<AllowedHosts>,
     /// How long a request's body may take to arrive (`http.body_timeout`).
     body_timeout: Duration,
+    /// Event streams open at once: half the connections (`http.max_connections`),
+    /// so that pages left open never hold every connection.
+    pub(crate) max_streams: usize,
     replays: Arc<Replays>,
     clock: Arc<dyn Clock>,
 }
 
 impl ApiState {
     /// The API of the engine publishing `view`, answering to `hosts`, taking
-    /// bodies that arrive within `body_timeout`; webhook redeliveries are
+    /// bodies that arrive within `limits.body_timeout` and streaming events to half
+    /// `limits.max_connections` clients at most; webhook redeliveries are
     /// remembered on `clock`.
     pub fn new(
         view: watch::Receiver<Arc<View>>,
         requests: mpsc::Sender<Request>,
         hosts: AllowedHosts,
-        body_timeout: Duration,
+        limits: HttpLimits,
         clock: Arc<dyn Clock>,
     ) -> ApiState {
         ApiState {
             view,
             requests,
             hosts: Arc::new(hosts),
-            body_timeout,
+            body_timeout: limits.body_timeout,
+            max_streams: (limits.max_connections / 2).max(1),
             replays: Arc::new(Replays::new(clock.clone())),
             clock,
         }
@@ -79,6 +85,8 @@ impl ApiState {
 pub fn router(state: ApiState) -> Router {
     let mut router = Router::new()
         .route("/", get(crate::http::page::page))
+        .route("/page.js", get(crate::http::page::live::script))
+        .route("/builds/{*key}", get(crate::http::page::builds::page))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -87,6 +95,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/workspaces/{name}", get(workspace))
         .route("/api/v1/workspaces/{name}/trigger", post(trigger))
         .route("/api/v1/events", get(events))
+        .route("/api/v1/events/stream", get(crate::http::stream::stream))
         .route("/api/v1/jobs/{id}", get(job))
         .route("/api/v1/jobs/{id}/log", get(job_log))
         .route("/api/v1/reload", post(reload))
@@ -239,6 +248,7 @@ async fn events(State(api): State<ApiState>, Query(p): Query<EventsParams>) -> R
         since,
         workspace: p.workspace,
         limit: p.limit,
+        after: None,
     };
     match api.current().store().events(&query).await {
         Ok(events) => axum::Json(events).into_response(),

@@ -4,7 +4,7 @@
 //! one client can hold. Around the router: [`errors`] (every error as JSON), [`host`]
 //! (the `Host` check), [`limits`] (URI and body sizes); [`replays`] remembers the
 //! webhook deliveries seen. [`results`]: results coming back from the CIs;
-//! [`builds`]: the build history. Handlers read snapshots and send requests to the loop;
+//! [`builds`]: the build history; [`stream`]: the events as Server-Sent Events. Handlers read snapshots and send requests to the loop;
 //! they never mutate the engine.
 
 pub mod api;
@@ -16,3 +16,4 @@ pub mod page;
 pub mod replays;
 pub mod results;
 pub mod server;
+pub mod stream;

@@ -116,6 +116,9 @@ pub trait Backend: Send + 'static {
         message: &str,
     );
     fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StateError>;
+    /// The id of the newest event (0 without any): the store tells streams of the
+    /// events when it grows.
+    fn newest_event_id(&self) -> Result<i64, StateError>;
 
     // Workspaces: package lists and update marks.
     fn package_list(&self, workspace: &str) -> Result<Option<Vec<StoredPackage>>, StateError>;
@@ -313,6 +316,10 @@ impl Backend for State {
 
     fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StateError> {
         State::events(self, query)
+    }
+
+    fn newest_event_id(&self) -> Result<i64, StateError> {
+        State::newest_event_id(self)
     }
 
     fn package_list(&self, workspace: &str) -> Result<Option<Vec<StoredPackage>>, StateError> {

@@ -1,5 +1,7 @@
-//! The event history served by `GET /api/v1/events`: triggers, deliveries, update
-//! jobs, reloads and errors, oldest first, at least the last [`EVENTS_KEPT`] kept.
+//! The event history served by `GET /api/v1/events` and streamed by
+//! `GET /api/v1/events/stream`: triggers, deliveries, update jobs, reloads and
+//! errors, oldest first, at least the last [`EVENTS_KEPT`] kept. Ids only grow
+//! (`AUTOINCREMENT`), so a reader resumes after the last id it saw.
 
 use rusqlite::{Connection, params};
 use serde::Serialize;
@@ -29,6 +31,8 @@ pub struct EventQuery {
     pub since: Option<i64>,
     pub workspace: Option<String>,
     pub limit: Option<i64>,
+    /// Only events with a greater id (a stream resuming after the last it sent).
+    pub after: Option<i64>,
 }
 
 pub(super) fn rfc3339(ms: i64) -> String {
@@ -83,7 +87,7 @@ impl State {
         let mut stmt = conn
             .prepare_cached(
                 "SELECT id, time, kind, workspace, build_key, message FROM events
-                 WHERE time > ?1 AND (?2 IS NULL OR workspace = ?2)
+                 WHERE time > ?1 AND (?2 IS NULL OR workspace = ?2) AND id > ?4
                  ORDER BY id LIMIT ?3",
             )
             .map_err(|e| self.err(e))?;
@@ -91,7 +95,8 @@ impl State {
             params![
                 query.since.unwrap_or(i64::MIN),
                 query.workspace,
-                query.limit.unwrap_or(EVENTS_KEPT).clamp(0, EVENTS_KEPT)
+                query.limit.unwrap_or(EVENTS_KEPT).clamp(0, EVENTS_KEPT),
+                query.after.unwrap_or(i64::MIN),
             ],
             |row| {
                 Ok(Event {
@@ -106,6 +111,14 @@ impl State {
         )
         .and_then(|rows| rows.collect())
         .map_err(|e| self.err(e))
+    }
+
+    /// The id of the newest event, 0 without any.
+    pub fn newest_event_id(&self) -> Result<i64, StateError> {
+        self.conn()
+            .prepare_cached("SELECT coalesce(max(id), 0) FROM events")
+            .and_then(|mut stmt| stmt.query_row([], |row| row.get(0)))
+            .map_err(|e| self.err(e))
     }
 }
 

@@ -11,6 +11,11 @@
 //! saves through [`PauseStore`] under its own lock: the change is applied to memory
 //! at once and its write queued, so saves reach the database in order without the
 //! caller waiting. Queued writes are done before [`Store::flush`] returns.
+//!
+//! The thread also tells streams of the event history when it grows
+//! ([`Store::subscribe_events`]): after each call, while someone listens, it reads
+//! the newest event id (one lookup of the table's last row) and publishes it when
+//! it changed, whichever call recorded the event.
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{self, AssertUnwindSafe};
@@ -21,7 +26,7 @@ use forgewatch_adapters::BoxFuture;
 use forgewatch_adapters::governor::{PauseRecord, PauseStore};
 use forgewatch_adapters::http::{CachedResponse, ValidatorStore};
 use forgewatch_adapters::results::{ReportedResult, ResultRef};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use super::discoveries::DiscoveryRecord;
 use super::events::{Event, EventQuery};
@@ -44,6 +49,8 @@ pub struct Store {
     read_only: bool,
     discoveries: Arc<Mutex<Discoveries>>,
     pauses: Arc<Mutex<BTreeMap<String, PauseRecord>>>,
+    /// The newest event id, published by the thread.
+    newest_event: Arc<watch::Sender<i64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -72,6 +79,8 @@ impl Store {
     {
         let (jobs, queue) = mpsc::channel::<Job>();
         let (opened_tx, opened) = oneshot::channel();
+        let newest_event = Arc::new(watch::Sender::new(0));
+        let published = newest_event.clone();
         std::thread::Builder::new()
             .name("forgewatch-store".to_owned())
             .spawn(move || {
@@ -81,12 +90,13 @@ impl Store {
                         backend.discoveries()?,
                         backend.pauses()?,
                     );
+                    published.send_replace(backend.newest_event_id()?);
                     Ok((backend, memory))
                 });
                 match opened {
                     Ok((backend, memory)) => {
                         if opened_tx.send(Ok(memory)).is_ok() {
-                            serve(&backend, &queue);
+                            serve(&backend, &queue, &published);
                         }
                     }
                     Err(e) => {
@@ -101,7 +111,19 @@ impl Store {
             read_only,
             discoveries: Arc::new(Mutex::new(discoveries)),
             pauses: Arc::new(Mutex::new(pauses)),
+            newest_event,
         })
+    }
+
+    /// The id of the newest event in the history, changed whenever an event is
+    /// recorded (by any call): what a stream of the events waits on.
+    pub fn subscribe_events(&self) -> watch::Receiver<i64> {
+        self.newest_event.subscribe()
+    }
+
+    /// How many subscriptions to the events are held (each stream holds one).
+    pub fn event_streams(&self) -> usize {
+        self.newest_event.receiver_count()
     }
 
     pub fn is_read_only(&self) -> bool {
@@ -461,12 +483,25 @@ impl HttpCache {
     }
 }
 
-/// The store's thread: every call in turn until the last handle is dropped.
-fn serve(backend: &dyn Backend, queue: &mpsc::Receiver<Job>) {
+/// The store's thread: every call in turn until the last handle is dropped; after
+/// each, while a stream listens, the newest event id is published if it grew.
+fn serve(backend: &dyn Backend, queue: &mpsc::Receiver<Job>, newest_event: &watch::Sender<i64>) {
     for job in queue {
         // A call answers its own panic to its caller; a queued write's is logged.
         if panic::catch_unwind(AssertUnwindSafe(|| job(backend))).is_err() {
             tracing::error!("a state store call panicked");
+        }
+        if newest_event.receiver_count() > 0 {
+            match backend.newest_event_id() {
+                Ok(id) => {
+                    newest_event.send_if_modified(|newest| {
+                        let grew = id > *newest;
+                        *newest = (*newest).max(id);
+                        grew
+                    });
+                }
+                Err(e) => tracing::debug!("cannot read the newest event id: {e}"),
+            }
         }
     }
 }

@@ -246,6 +246,21 @@ impl Env {
         std::fs::write(self.config_path(), yaml).expect("write config");
     }
 
+    /// Gives CI target `bb` the results secret `secret` (`results_secret_file`), so
+    /// results can be posted with it as bearer token ([`post_result`]).
+    pub fn set_results_secret(&self, secret: &str) {
+        let dir = self.dir.path();
+        std::fs::write(dir.join("results-secret"), secret).expect("write the results secret");
+        let config = std::fs::read_to_string(self.config_path())
+            .expect("read the configuration")
+            .replacen(
+                "    kind: buildbot\n",
+                "    kind: buildbot\n    results_secret_file: results-secret\n",
+                1,
+            );
+        std::fs::write(self.config_path(), config).expect("write the configuration");
+    }
+
     /// The address a `run` daemon listens on, once it has written it to
     /// `STATE_DIR/listen-address` (no event to wait on).
     pub async fn listen_address(&self) -> String {
@@ -476,4 +491,28 @@ impl Drop for Marker {
             );
         }
     }
+}
+
+/// Posts `result` to `POST {base}/api/v1/results` with `secret` as bearer token;
+/// the status and the JSON answer.
+pub async fn post_result(
+    http: &reqwest::Client,
+    base: &str,
+    secret: &str,
+    result: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let answer = http
+        .post(format!("{base}/api/v1/results"))
+        .bearer_auth(secret)
+        .header("content-type", "application/json")
+        .body(result.to_string())
+        .send()
+        .await
+        .expect("post a result");
+    let status = answer.status().as_u16();
+    let body = answer.text().await.expect("read the answer");
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)),
+    )
 }

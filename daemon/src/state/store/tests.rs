@@ -2,7 +2,8 @@
 //! blocks (a call that waits to be released, a write waiting for a lock another
 //! connection holds) leaves that thread to the other tasks; and what the store keeps
 //! in memory is what its database says; a sender's trip records its previous
-//! attempt before it reads the next item.
+//! attempt before it reads the next item; a recorded event is published to the
+//! streams listening.
 
 use std::time::Duration;
 
@@ -245,4 +246,27 @@ async fn a_senders_trip_records_its_previous_attempt_then_reads_the_next_item() 
         .collect();
     assert_eq!(left, vec![(b.clone(), 1, 9_000, Some("down".to_owned()))]);
     assert_eq!(store.delivered(&b).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_recorded_event_is_published_to_its_listeners_and_a_read_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    store.record_event(1, "delivered", Some("a"), None, "nobody listens");
+    let mut newest = store.subscribe_events();
+    // The first call after someone listens catches up with what was recorded.
+    store.flush().await;
+    assert!(newest.has_changed().unwrap());
+    assert_eq!(*newest.borrow_and_update(), 1);
+    // A read records nothing: no news.
+    assert_eq!(store.events(&EventQuery::default()).await.unwrap().len(), 1);
+    assert!(!newest.has_changed().unwrap());
+    // An event recorded by any call is.
+    store.record_event(2, "result", Some("a"), Some("a/mainline"), "success");
+    store.flush().await;
+    assert!(newest.has_changed().unwrap());
+    assert_eq!(*newest.borrow_and_update(), 2);
+    drop(store);
+    // The last handle gone, the stream's wait ends.
+    assert!(newest.changed().await.is_err());
 }
