@@ -217,6 +217,13 @@ async fn generic_results_are_authenticated_idempotent_flagged_and_kept_in_the_hi
     .await
     .expect("a result of a replaced delivery is flagged");
     assert_eq!(flagged["recorded"], json!(true));
+    let latest = api.json("/api/v1/builds?workspace=app&latest=true").await;
+    let latest: Vec<&Value> = latest.as_array().unwrap().iter().collect();
+    assert_eq!(latest.len(), 2, "{latest:?}");
+    assert_eq!(
+        latest[0]["delivery_id"],
+        json!(delivery_ids(&env, &pr_key)[1])
+    );
     let (_, unknown) = api
         .post_result(
             &bearer(RESULTS_SECRET),

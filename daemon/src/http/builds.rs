@@ -1,6 +1,7 @@
 //! The build history on the API (SPEC §14): `GET /api/v1/builds` (deliveries,
 //! newest first, each with its last result; filters `workspace`, `state`,
-//! `package`, `q`, `since`, `limit`), `GET /api/v1/builds/{key}` (every delivery of
+//! `package`, `q`, `since`, `limit`, and `latest=true` for each build's last
+//! delivery only), `GET /api/v1/builds/{key}` (every delivery of
 //! one build with all its results) and `GET /api/v1/builds/{key}/overrides` (the
 //! overrides of its last delivery, autoproj YAML or `?format=json`). A build key is
 //! one percent-encoded path segment, or written with its slashes.
@@ -27,6 +28,8 @@ pub struct BuildsParams {
     package: Option<String>,
     q: Option<String>,
     since: Option<String>,
+    /// Only each build's last delivery.
+    latest: Option<bool>,
     limit: Option<i64>,
 }
 
@@ -60,6 +63,7 @@ pub async fn list(State(api): State<ApiState>, Query(p): Query<BuildsParams>) ->
         text: p.q.filter(|q| !q.is_empty()),
         since,
         build_key: None,
+        latest: p.latest.unwrap_or(false),
         limit: p.limit,
     };
     match api.current().store().call(move |b| b.builds(&query)).await {

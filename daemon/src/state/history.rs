@@ -33,6 +33,8 @@ pub struct BuildsQuery {
     /// Unix milliseconds: only deliveries at or after it.
     pub since: Option<i64>,
     pub build_key: Option<String>,
+    /// Only each build's last delivery (its last outcome).
+    pub latest: bool,
     pub limit: Option<i64>,
 }
 
@@ -397,6 +399,9 @@ impl State {
                AND (?5 IS NULL OR instr(lower(build_key || ' ' || reason || ' ' ||
                     ifnull(summary, '') || ' ' || fingerprint || ' ' || delivery_id), lower(?5)) > 0)
                AND (?6 IS NULL OR build_key = ?6)
+               AND (NOT ?8 OR NOT EXISTS (SELECT 1 FROM deliveries AS n
+                    WHERE n.build_key = deliveries.build_key
+                      AND (n.delivered_at, n.rowid) > (deliveries.delivered_at, deliveries.rowid)))
              ORDER BY delivered_at DESC, rowid DESC LIMIT ?7"
         );
         let mut stmt = conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
@@ -408,7 +413,8 @@ impl State {
                 query.package,
                 query.text,
                 query.build_key,
-                query.limit.unwrap_or(100).clamp(0, BUILDS_LIMIT)
+                query.limit.unwrap_or(100).clamp(0, BUILDS_LIMIT),
+                query.latest
             ],
             row,
         )
@@ -657,6 +663,11 @@ mod tests {
             ..BuildsQuery::default()
         };
         assert_eq!(ids(text), ["d19", "d18", "d17", "d16", "d15"]);
+        let latest = BuildsQuery {
+            latest: true,
+            ..BuildsQuery::default()
+        };
+        assert_eq!(ids(latest), ["d19", "d18"]);
         assert_eq!(state.prune_history(30_000).unwrap(), 36);
         assert_eq!(ids(BuildsQuery::default()), ["d19", "d18"]);
         assert_eq!(state.results_of("d0").unwrap(), []);

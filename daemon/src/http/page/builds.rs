@@ -75,9 +75,10 @@ impl Filter {
 pub struct Latest(pub Vec<DeliveryRow>);
 
 impl Latest {
-    /// Reads the history's newest deliveries and keeps the first of each build.
+    /// Reads the last delivery of the [`BUILDS_LIMIT`] builds delivered last.
     pub async fn read(api: &ApiState) -> Result<Latest, StateError> {
         let query = BuildsQuery {
+            latest: true,
             limit: Some(BUILDS_LIMIT),
             ..BuildsQuery::default()
         };
@@ -86,12 +87,7 @@ impl Latest {
             .store()
             .call(move |b| b.builds(&query))
             .await?;
-        let mut seen = std::collections::HashSet::new();
-        Ok(Latest(
-            rows.into_iter()
-                .filter(|r| seen.insert(r.build_key.clone()))
-                .collect(),
-        ))
+        Ok(Latest(rows))
     }
 
     /// By build key.
