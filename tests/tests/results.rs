@@ -86,16 +86,7 @@ async fn generic_results_are_authenticated_idempotent_flagged_and_kept_in_the_hi
         packages: &[("app", "acme/app", "main")],
         pull_requests: true,
     }]);
-    let dir = env.config_path().parent().unwrap().to_owned();
-    std::fs::write(dir.join("results-secret"), RESULTS_SECRET).unwrap();
-    let config = std::fs::read_to_string(env.config_path())
-        .unwrap()
-        .replacen(
-            "    kind: buildbot\n",
-            "    kind: buildbot\n    results_secret_file: results-secret\n",
-            1,
-        );
-    std::fs::write(env.config_path(), config).unwrap();
+    env.give_bb_results_secret(RESULTS_SECRET);
 
     let daemon = env.command(&["run"]).spawn().unwrap();
     let api = Api {

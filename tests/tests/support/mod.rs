@@ -220,6 +220,21 @@ impl Env {
         std::fs::write(self.config_path(), yaml).expect("write config");
     }
 
+    /// Gives CI target `bb` of the written configuration the results secret
+    /// `secret` (`results_secret_file: results-secret`).
+    pub fn give_bb_results_secret(&self, secret: &str) {
+        let dir = self.config_path().parent().expect("a directory").to_owned();
+        std::fs::write(dir.join("results-secret"), secret).expect("write the secret");
+        let config = std::fs::read_to_string(self.config_path())
+            .expect("read the configuration")
+            .replacen(
+                "    kind: buildbot\n",
+                "    kind: buildbot\n    results_secret_file: results-secret\n",
+                1,
+            );
+        std::fs::write(self.config_path(), config).expect("write the configuration");
+    }
+
     /// Writes `config.yml` for these workspaces.
     pub fn configure(&self, workspaces: &[Ws<'_>]) {
         let mut yaml = self.config_header();
