@@ -4,7 +4,8 @@
 //! after it recovers, newest state last; a `kill -9` between a result and its
 //! status post loses nothing and repeats nothing; a repository refusing statuses
 //! (403) is reported once, without a storm; the write budget holds however many
-//! results come in.
+//! results come in; with `report.dependencies` a dependent build's state shows on
+//! its dependency; `once` posts what its deliveries made due, a dry run nothing.
 
 #![allow(clippy::unwrap_used)] // helpers of the tests below
 
@@ -408,4 +409,30 @@ async fn with_dependencies_a_dependent_build_s_state_shows_on_its_dependency() {
         .collect();
     assert_eq!(shas.len(), 2, "one head per PR: {shas:?}");
     support::stop(daemon).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_posts_the_statuses_its_deliveries_made_due_and_a_dry_run_none() {
+    let env = Env::new().await;
+    env.github.create_repo("acme/app", "main");
+    env.github.create_repo("acme/locked", "main");
+    let pr = env
+        .github
+        .open_pr("acme/app", NewPr::new("main", "feature"));
+    configure(&env, "");
+    let dry = env.finish(env.command(&["once", "--dry-run"])).await;
+    assert_eq!(dry.code, Some(0), "{dry:#?}");
+    assert_eq!(env.github.statuses(), []);
+    let run = env.once().await;
+    let key = format!("app/pr/github.com/acme/app/{pr}");
+    assert!(
+        run.keys_and_statuses()
+            .contains(&format!("{key} delivered")),
+        "{run:#?}"
+    );
+    let (_, sha) = delivered(&env, &key).unwrap();
+    assert_eq!(
+        posted(&env, "acme/app"),
+        [(sha, "pending".to_owned(), None)]
+    );
 }

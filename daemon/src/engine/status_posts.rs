@@ -30,6 +30,9 @@ use crate::state::statuses::{DueStatus, StatusAttempt};
 /// How long the statuses of a repository that refused one wait.
 pub const REFUSED_RETRY: Duration = Duration::from_secs(3600);
 
+/// The shortest wait before a failed post is tried again.
+const MIN_RETRY: Duration = Duration::from_millis(100);
+
 /// How many due statuses one read of the store brings.
 const BATCH: i64 = 50;
 
@@ -86,6 +89,10 @@ impl StatusPoster {
         let Some(forge) = self.forges.get(host) else {
             return Ok(None);
         };
+        if self.store.is_read_only() {
+            // A dry run posts nothing (and could record no attempt).
+            return Ok(None);
+        }
         let owned = host.to_owned();
         // Repositories refusing statuses, and since when: their statuses wait an
         // hour from the refusal, then one of them is tried.
@@ -206,7 +213,10 @@ impl StatusPoster {
             Err(e) => {
                 Metrics::add(&self.metrics.statuses_failed, 1);
                 let attempts = status.attempts.saturating_add(1);
-                let delay = self.retry.delay(attempts, seed(&status, now));
+                let delay = self
+                    .retry
+                    .delay(attempts, seed(&status, now))
+                    .max(MIN_RETRY);
                 tracing::warn!(attempts, retry_in = %humantime::format_duration(Duration::from_secs(delay.as_secs())), "commit status not set: {e}");
                 StatusAttempt::Failed {
                     next_at: later(now, delay),
