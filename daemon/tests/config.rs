@@ -102,7 +102,10 @@ fn unknown_key_lists_what_is_expected_without_inline_secret_keys() {
         (5, 5),
         "unknown field `tokn`, expected one of `kind`, `host`",
     );
-    assert!(msg.contains("`token_file`, `max_concurrency`"), "{msg}");
+    assert!(
+        msg.contains("`token_file`, `token_credential`, `max_concurrency`"),
+        "{msg}"
+    );
     assert!(
         !msg.contains("`token`,") && !msg.contains("`secret`"),
         "{msg}"
@@ -321,8 +324,8 @@ fn inline_secret_is_refused_without_echoing_it() {
     let f = Fixture::new(&format!("{FORGE}\n    token: ghp_v3ryS3cr3t"));
     let msg = f.refused(
         (6, 12),
-        "`token` must not be written inline: use `token_env` (an environment variable name) \
-         or `token_file` (a path)",
+        "`token` must not be written inline: use `token_env` (an environment variable name), \
+         `token_file` (a path) or `token_credential` (a systemd credential)",
     );
     assert!(!msg.contains("v3ryS3cr3t"));
     let all = load(&f.path).expect_err("refused").to_string();
@@ -467,7 +470,8 @@ fn fields_of_another_kind() {
     let msg = "`secret_file` does not apply to a `buildbot` target";
     refused(&text, (10, 18), msg);
     let text = BASE.replace("kind: buildbot", "kind: webhook");
-    let msg = "CI target `bb` of kind `webhook` needs `secret_env` or `secret_file`";
+    let msg =
+        "CI target `bb` of kind `webhook` needs `secret_env`, `secret_file` or `secret_credential`";
     refused(&text, (7, 3), msg);
 }
 
@@ -489,7 +493,7 @@ fn duplicate_package_names_and_both_token_sources() {
     refused(
         &text,
         (7, 17),
-        "give either `token_env` or `token_file`, not both",
+        "give one of `token_env`, `token_file` and `token_credential`, not more",
     );
 }
 

@@ -110,8 +110,9 @@ fn pipeline_keys_are_required_and_belong_to_their_kind() {
         PIPELINE.replace("    token_file: trigger-token\n", "")
     ));
     assert!(
-        e.message
-            .contains("needs `token_env` or `token_file` (a pipeline trigger token)"),
+        e.message.contains(
+            "needs `token_env`, `token_file` or `token_credential` (a pipeline trigger token)"
+        ),
         "{e}"
     );
 

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use forgewatch::config::schema::{SCHEMA, schema};
-use forgewatch::config::{Config, load_str, parse_duration};
+use forgewatch::config::{Config, load_with_env, parse_duration};
 use regex::Regex;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -61,6 +61,7 @@ const OBJECTS: &[(&str, &str, &[&str])] = &[
             "public_url",
             "admin_token_env",
             "admin_token_file",
+            "admin_token_credential",
             "header_timeout",
             "body_timeout",
             "max_connections",
@@ -75,6 +76,7 @@ const OBJECTS: &[(&str, &str, &[&str])] = &[
             "api_url",
             "token_env",
             "token_file",
+            "token_credential",
             "max_concurrency",
             "connect_timeout",
             "request_timeout",
@@ -85,6 +87,7 @@ const OBJECTS: &[(&str, &str, &[&str])] = &[
             "status_writes_per_hour",
             "webhook_secret_env",
             "webhook_secret_file",
+            "webhook_secret_credential",
         ],
     ),
     (
@@ -96,21 +99,29 @@ const OBJECTS: &[(&str, &str, &[&str])] = &[
             "basic_auth",
             "secret_env",
             "secret_file",
+            "secret_credential",
             "forge",
             "project",
             "ref",
             "token_env",
             "token_file",
+            "token_credential",
             "argv",
             "timeout",
             "results_secret_env",
             "results_secret_file",
+            "results_secret_credential",
         ],
     ),
     (
         "basic_auth",
         "/properties/ci/additionalProperties/properties/basic_auth",
-        &["user", "password_env", "password_file"],
+        &[
+            "user",
+            "password_env",
+            "password_file",
+            "password_credential",
+        ],
     ),
     (
         "workspace",
@@ -212,7 +223,13 @@ const INLINE_SECRETS: [&str; 5] = [
 const CI_KIND_KEYS: &[(&str, &[&str])] = &[
     (
         "buildbot",
-        &["url", "basic_auth", RESULTS_ENV, RESULTS_FILE],
+        &[
+            "url",
+            "basic_auth",
+            RESULTS_ENV,
+            RESULTS_FILE,
+            RESULTS_CREDENTIAL,
+        ],
     ),
     (
         "webhook",
@@ -220,8 +237,10 @@ const CI_KIND_KEYS: &[(&str, &[&str])] = &[
             "url",
             "secret_env",
             "secret_file",
+            "secret_credential",
             RESULTS_ENV,
             RESULTS_FILE,
+            RESULTS_CREDENTIAL,
         ],
     ),
     (
@@ -232,16 +251,28 @@ const CI_KIND_KEYS: &[(&str, &[&str])] = &[
             "ref",
             "token_env",
             "token_file",
+            "token_credential",
             RESULTS_ENV,
             RESULTS_FILE,
+            RESULTS_CREDENTIAL,
         ],
     ),
-    ("command", &["argv", "timeout", RESULTS_ENV, RESULTS_FILE]),
+    (
+        "command",
+        &[
+            "argv",
+            "timeout",
+            RESULTS_ENV,
+            RESULTS_FILE,
+            RESULTS_CREDENTIAL,
+        ],
+    ),
 ];
 
 /// The keys every kind of CI target has.
 const RESULTS_ENV: &str = "results_secret_env";
 const RESULTS_FILE: &str = "results_secret_file";
+const RESULTS_CREDENTIAL: &str = "results_secret_credential";
 
 // ---- cases: small files, one object filled in ---------------------------------
 
@@ -308,6 +339,7 @@ const CASES: &[Case] = &[
             ("public_url", "'https://ci.example.org/forgewatch/'"),
             ("admin_token_env", "PATH"),
             ("admin_token_file", "secret"),
+            ("admin_token_credential", "secret"),
             ("header_timeout", "5s"),
             ("body_timeout", "1m"),
             ("max_connections", "64"),
@@ -321,6 +353,7 @@ const CASES: &[Case] = &[
             ("api_url", "'https://api.github.com'"),
             ("token_env", "PATH"),
             ("token_file", "secret"),
+            ("token_credential", "secret"),
             ("max_concurrency", "4"),
             ("connect_timeout", "5s"),
             ("request_timeout", "1m30s"),
@@ -331,6 +364,7 @@ const CASES: &[Case] = &[
             ("status_writes_per_hour", "200"),
             ("webhook_secret_env", "PATH"),
             ("webhook_secret_file", "secret"),
+            ("webhook_secret_credential", "secret"),
         ],
     },
     Case {
@@ -349,6 +383,7 @@ const CASES: &[Case] = &[
         optional: &[
             ("basic_auth", "{user: u, password_file: secret}"),
             ("results_secret_file", "secret"),
+            ("results_secret_credential", "secret"),
         ],
     },
     Case {
@@ -368,6 +403,28 @@ const CASES: &[Case] = &[
             ("kind", "webhook"),
             ("url", "'https://ci.example.org/hook'"),
             ("secret_env", "PATH"),
+        ],
+        optional: &[],
+    },
+    Case {
+        object: "ci",
+        template: ci_template!(),
+        required: &[
+            ("kind", "webhook"),
+            ("url", "'https://ci.example.org/hook'"),
+            ("secret_credential", "secret"),
+        ],
+        optional: &[],
+    },
+    Case {
+        object: "ci",
+        template: ci_template!(),
+        required: &[
+            ("kind", "gitlab_pipeline"),
+            ("forge", "lab"),
+            ("project", "infra/ci"),
+            ("ref", "main"),
+            ("token_credential", "secret"),
         ],
         optional: &[],
     },
@@ -408,6 +465,12 @@ const CASES: &[Case] = &[
         object: "basic_auth",
         template: "{state_dir: s, ci: {c: {kind: buildbot, url: 'http://h/x', basic_auth: {HERE}}}}",
         required: &[("user", "u"), ("password_file", "secret")],
+        optional: &[],
+    },
+    Case {
+        object: "basic_auth",
+        template: "{state_dir: s, ci: {c: {kind: buildbot, url: 'http://h/x', basic_auth: {HERE}}}}",
+        required: &[("user", "u"), ("password_credential", "secret")],
         optional: &[],
     },
     Case {
@@ -594,7 +657,14 @@ impl Env {
 
     /// The loader's errors (`Ok` when it accepts the file).
     fn load(&self, text: &str) -> Result<Config, Vec<String>> {
-        load_str(text, &self.path()).map_err(|e| e.0.into_iter().map(|e| e.message).collect())
+        // Credentials are the files of the case's directory.
+        let dir = self.dir.path().display().to_string();
+        let env = |name: &str| match name {
+            "CREDENTIALS_DIRECTORY" => Some(dir.clone()),
+            _ => std::env::var(name).ok(),
+        };
+        load_with_env(text, &self.path(), &env)
+            .map_err(|e| e.0.into_iter().map(|e| e.message).collect())
     }
 
     /// The schema's errors for `text` (read as YAML).
@@ -1163,14 +1233,23 @@ fn keys_of_another_ci_kind_are_refused_by_both() {
 #[test]
 fn either_env_or_file_not_both() {
     let env = Env::new();
-    for (object, env_key, file_key) in [
-        ("forge", "token_env", "token_file"),
-        ("forge", "webhook_secret_env", "webhook_secret_file"),
-        ("http", "admin_token_env", "admin_token_file"),
+    for (object, base) in [
+        ("forge", "token"),
+        ("forge", "webhook_secret"),
+        ("http", "admin_token"),
     ] {
         let case = CASES.iter().find(|c| c.object == object).expect("a case");
-        let errors = env.refused_by_both(&case.with(&[(env_key, "PATH"), (file_key, "secret")]));
-        assert!(errors.iter().any(|e| e.contains("not both")), "{errors:#?}");
+        let (env_key, file_key) = (format!("{base}_env"), format!("{base}_file"));
+        let credential_key = format!("{base}_credential");
+        for pair in [
+            [(&env_key, "PATH"), (&file_key, "secret")],
+            [(&env_key, "PATH"), (&credential_key, "secret")],
+            [(&file_key, "secret"), (&credential_key, "secret")],
+        ] {
+            let pair = pair.map(|(k, v)| (k.as_str(), v));
+            let errors = env.refused_by_both(&case.with(&pair));
+            assert!(errors.iter().any(|e| e.contains("not more")), "{errors:#?}");
+        }
     }
     for kind in ["webhook", "gitlab_pipeline"] {
         let case = CASES
@@ -1380,24 +1459,30 @@ fn with_test_secrets(text: &str) -> String {
 
 /// The example with its commented-out keys enabled: a comment line that is a key
 /// (`# key: value`, `# - key: value`) loses its `# `; of `X_env` directly followed by
-/// `X_file` (the example shows both alternatives) only the file is kept.
+/// `X_file`, and of `X_file` directly followed by `X_credential` (the example shows
+/// the alternatives), only the file is kept.
 fn example_with_every_key() -> String {
     let commented = Regex::new(r"^(\s*)# ( *(- )?[a-z_][a-z0-9_]*:( |$))").expect("regex");
     let lines: Vec<String> = example_text()
         .lines()
         .map(|line| commented.replace(line, "$1$2").into_owned())
         .collect();
-    let key = Regex::new(r"^(\s*)([a-z_]+)_(env|file):").expect("regex");
+    let key = Regex::new(r"^(\s*)([a-z_]+)_(env|file|credential):").expect("regex");
+    let alternatives = |first: &str, second: &str| {
+        key.captures(first)
+            .zip(key.captures(second))
+            .is_some_and(|(a, b)| {
+                a[1] == b[1] && a[2] == b[2] && (&a[3], &b[3]) != ("env", "credential")
+            })
+    };
     let mut kept = Vec::new();
     for (i, line) in lines.iter().enumerate() {
-        if let (Some(this), Some(next)) = (
-            key.captures(line),
-            lines.get(i + 1).and_then(|n| key.captures(n)),
-        ) && &this[3] == "env"
-            && &next[3] == "file"
-            && this[1] == next[1]
-            && this[2] == next[2]
-        {
+        let env_then_file = lines
+            .get(i + 1)
+            .is_some_and(|next| alternatives(line, next) && line.contains("_env:"));
+        let credential_after_file =
+            i > 0 && line.contains("_credential:") && alternatives(&lines[i - 1], line);
+        if env_then_file || credential_after_file {
             continue;
         }
         kept.push(line.as_str());
@@ -1595,7 +1680,7 @@ const REFUSED: &[(&str, &str, &str)] = &[
     (
         "state_dir: s\nci: {hook: {kind: webhook, url: 'https://ci.example.org/x'}}",
         "/ci/hook: matches 0 of",
-        "needs `secret_env` or `secret_file`",
+        "needs `secret_env`, `secret_file` or `secret_credential`",
     ),
     (
         "state_dir: s\nci: {hook: {kind: webhook, url: 'https://ci.example.org/x', secret: k}}",

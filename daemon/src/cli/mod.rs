@@ -46,8 +46,14 @@ enum Command {
     },
     /// Validate the configuration and print a summary.
     Check {
+        /// The configuration file.
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Read the `*_credential` secrets from this directory rather than from
+        /// systemd's `$CREDENTIALS_DIRECTORY` (which exists only inside the unit):
+        /// e.g. the directory holding the files of the unit's `LoadCredential=` lines.
+        #[arg(long, value_name = "DIR")]
+        credentials_dir: Option<PathBuf>,
     },
     /// Run one full cycle in the foreground, then exit.
     Once {
@@ -169,13 +175,19 @@ async fn dispatch(command: Command, stderr: Stderr) -> ExitCode {
             return finish(crate::cli::remote::builds(url, &query, *json).await, stderr);
         }
         Command::Run { config }
-        | Command::Check { config }
+        | Command::Check { config, .. }
         | Command::Once { config, .. }
         | Command::Status { config, .. }
         | Command::Builds { config, .. }
         | Command::Trigger { config, .. } => config.clone(),
     };
-    let config = match load_config(&config_path, stderr) {
+    let credentials = match &command {
+        Command::Check {
+            credentials_dir, ..
+        } => credentials_dir.as_deref(),
+        _ => None,
+    };
+    let config = match load_config(&config_path, credentials, stderr) {
         Some(c) => c,
         None => return ExitCode::from(2),
     };
@@ -244,8 +256,8 @@ fn finish(result: anyhow::Result<()>, stderr: Stderr) -> ExitCode {
     }
 }
 
-fn load_config(path: &Path, stderr: Stderr) -> Option<Config> {
-    match config::load(path) {
+fn load_config(path: &Path, credentials: Option<&Path>, stderr: Stderr) -> Option<Config> {
+    match config::load_with_credentials(path, credentials) {
         Ok(c) => Some(c),
         Err(errors) => {
             stderr.error(&errors.to_string());

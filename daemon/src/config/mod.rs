@@ -19,7 +19,9 @@ use std::time::Duration;
 use forgewatch_adapters::{RepoId, Secret};
 
 pub use duration::parse_duration;
-pub use validate::{ConfigError, ConfigErrors, load, load_str, load_with_env};
+pub use validate::{
+    ConfigError, ConfigErrors, load, load_str, load_with_credentials, load_with_env,
+};
 
 /// The validated configuration.
 #[derive(Debug, Clone)]

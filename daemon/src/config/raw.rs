@@ -61,6 +61,8 @@ pub(super) struct RawForge {
     pub api_url: Option<Spanned<String>>,
     pub token_env: Option<Spanned<String>>,
     pub token_file: Option<Spanned<String>>,
+    /// The name of a systemd credential (`$CREDENTIALS_DIRECTORY/NAME`).
+    pub token_credential: Option<Spanned<String>>,
     pub max_concurrency: Option<Spanned<usize>>,
     pub connect_timeout: Option<Spanned<String>>,
     pub request_timeout: Option<Spanned<String>>,
@@ -72,6 +74,8 @@ pub(super) struct RawForge {
     pub status_writes_per_hour: Option<Spanned<u32>>,
     pub webhook_secret_env: Option<Spanned<String>>,
     pub webhook_secret_file: Option<Spanned<String>>,
+    /// The name of a systemd credential (`$CREDENTIALS_DIRECTORY/NAME`).
+    pub webhook_secret_credential: Option<Spanned<String>>,
     /// Refused (inline secret); the value is skipped, never stored.
     pub token: Option<Spanned<IgnoredAny>>,
     /// Refused (inline secret).
@@ -88,6 +92,8 @@ pub(super) struct RawHttp {
     pub public_url: Option<Spanned<String>>,
     pub admin_token_env: Option<Spanned<String>>,
     pub admin_token_file: Option<Spanned<String>>,
+    /// The name of a systemd credential (`$CREDENTIALS_DIRECTORY/NAME`).
+    pub admin_token_credential: Option<Spanned<String>>,
     /// Refused (inline secret).
     pub admin_token: Option<Spanned<IgnoredAny>>,
     pub header_timeout: Option<Spanned<String>>,
@@ -120,6 +126,8 @@ pub(super) struct RawCi {
     pub basic_auth: Option<Spanned<RawBasicAuth>>,
     pub secret_env: Option<Spanned<String>>,
     pub secret_file: Option<Spanned<String>>,
+    /// The name of a systemd credential (`$CREDENTIALS_DIRECTORY/NAME`).
+    pub secret_credential: Option<Spanned<String>>,
     /// `gitlab_pipeline`: the GitLab forge, project, ref and trigger token.
     pub forge: Option<Spanned<String>>,
     pub project: Option<Spanned<String>>,
@@ -127,12 +135,16 @@ pub(super) struct RawCi {
     pub git_ref: Option<Spanned<String>>,
     pub token_env: Option<Spanned<String>>,
     pub token_file: Option<Spanned<String>>,
+    /// The name of a systemd credential (`$CREDENTIALS_DIRECTORY/NAME`).
+    pub token_credential: Option<Spanned<String>>,
     /// `command`: the program and how long it may run.
     pub argv: Option<Spanned<Vec<String>>>,
     pub timeout: Option<Spanned<String>>,
     /// Any kind: the secret its results are authenticated with (SPEC §14).
     pub results_secret_env: Option<Spanned<String>>,
     pub results_secret_file: Option<Spanned<String>>,
+    /// The name of a systemd credential (`$CREDENTIALS_DIRECTORY/NAME`).
+    pub results_secret_credential: Option<Spanned<String>>,
     /// Refused (inline secret); the value is skipped, never stored.
     pub token: Option<Spanned<IgnoredAny>>,
     /// Refused (inline secret).
@@ -150,6 +162,8 @@ pub(super) struct RawBasicAuth {
     pub user: Option<Spanned<String>>,
     pub password_env: Option<Spanned<String>>,
     pub password_file: Option<Spanned<String>>,
+    /// The name of a systemd credential (`$CREDENTIALS_DIRECTORY/NAME`).
+    pub password_credential: Option<Spanned<String>>,
     /// Refused (inline secret); the value is skipped, never stored.
     pub token: Option<Spanned<IgnoredAny>>,
     /// Refused (inline secret).

@@ -83,6 +83,16 @@ impl std::error::Error for ConfigErrors {}
 
 /// Reads and validates the configuration file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    load_with_credentials(path, None)
+}
+
+/// [`load`], with systemd credentials (`*_credential` keys) read from
+/// `credentials_dir` rather than `$CREDENTIALS_DIRECTORY` (`forgewatch check
+/// --credentials-dir`, outside the unit).
+pub fn load_with_credentials(
+    path: &Path,
+    credentials_dir: Option<&Path>,
+) -> Result<Config, ConfigErrors> {
     let unreadable = |reason: String| {
         ConfigErrors(vec![ConfigError {
             file: path.to_path_buf(),
@@ -93,7 +103,12 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     };
     let bytes = read_capped(path, MAX_CONFIG_BYTES).map_err(|e| unreadable(e.to_string()))?;
     let text = String::from_utf8(bytes).map_err(|_| unreadable("it is not UTF-8".into()))?;
-    load_str(&text, path)
+    let dir = credentials_dir.map(|d| d.display().to_string());
+    let env = |name: &str| match (name, &dir) {
+        ("CREDENTIALS_DIRECTORY", Some(dir)) => Some(dir.clone()),
+        _ => std::env::var(name).ok(),
+    };
+    load_with_env(&text, path, &env)
 }
 
 /// Validates `text` as if read from `path`: `path` names the file in messages, and
@@ -163,7 +178,9 @@ fn inline_secret_message(key: &str, use_instead: &str) -> String {
 }
 
 fn env_or_file(prefix: &str) -> String {
-    format!("`{prefix}_env` (an environment variable name) or `{prefix}_file` (a path)")
+    format!(
+        "`{prefix}_env` (an environment variable name), `{prefix}_file` (a path) or `{prefix}_credential` (a systemd credential)"
+    )
 }
 
 /// Marker: the problem has been recorded in [`Checker::errors`].

@@ -35,8 +35,15 @@ impl Kind {
     fn keys(self) -> &'static [&'static str] {
         match self {
             Kind::Buildbot => &["url", "basic_auth"],
-            Kind::Webhook => &["url", "secret_env", "secret_file"],
-            Kind::GitLabPipeline => &["forge", "project", "ref", "token_env", "token_file"],
+            Kind::Webhook => &["url", "secret_env", "secret_file", "secret_credential"],
+            Kind::GitLabPipeline => &[
+                "forge",
+                "project",
+                "ref",
+                "token_env",
+                "token_file",
+                "token_credential",
+            ],
             Kind::Command => &["argv", "timeout"],
         }
     }
@@ -99,11 +106,13 @@ impl Checker<'_> {
             ("basic_auth", at(&raw.basic_auth)),
             ("secret_env", at(&raw.secret_env)),
             ("secret_file", at(&raw.secret_file)),
+            ("secret_credential", at(&raw.secret_credential)),
             ("forge", at(&raw.forge)),
             ("project", at(&raw.project)),
             ("ref", at(&raw.git_ref)),
             ("token_env", at(&raw.token_env)),
             ("token_file", at(&raw.token_file)),
+            ("token_credential", at(&raw.token_credential)),
             ("argv", at(&raw.argv)),
             ("timeout", at(&raw.timeout)),
         ];
@@ -133,14 +142,15 @@ impl Checker<'_> {
             Kind::Webhook => {
                 let url = self.ci_url(name, raw, &use_instead);
                 let (env, file) = (raw.secret_env.as_ref(), raw.secret_file.as_ref());
-                let secret = match self.secret("secret", env, file) {
+                let credential = raw.secret_credential.as_ref();
+                let secret = match self.secret("secret", env, file, credential) {
                     Ok(Some(secret)) => Ok(secret),
                     // An inline secret has been refused with a message saying what to write.
                     Ok(None) if inline.is_err() => Err(Reported),
                     Ok(None) => {
                         let msg = format!(
-                            "CI target {target} of kind `webhook` needs `secret_env` or \
-                             `secret_file` (the key its deliveries are signed with)"
+                            "CI target {target} of kind `webhook` needs `secret_env`, `secret_file` or \
+                             `secret_credential` (the key its deliveries are signed with)"
                         );
                         Err(self.error(name.referenced, msg))
                     }
@@ -185,6 +195,7 @@ impl Checker<'_> {
             "results_secret",
             raw.results_secret_env.as_ref(),
             raw.results_secret_file.as_ref(),
+            raw.results_secret_credential.as_ref(),
         )
     }
 
@@ -250,14 +261,19 @@ impl Checker<'_> {
             "ref",
             "the branch or tag the pipeline runs on",
         );
-        let token = match self.secret("token", raw.token_env.as_ref(), raw.token_file.as_ref()) {
+        let token = match self.secret(
+            "token",
+            raw.token_env.as_ref(),
+            raw.token_file.as_ref(),
+            raw.token_credential.as_ref(),
+        ) {
             Ok(Some(token)) => Ok(token),
             Ok(None) if inline.is_err() => Err(Reported),
             Ok(None) => Err(self.error(
                 name.referenced,
                 format!(
-                    "CI target {target} of kind `gitlab_pipeline` needs `token_env` or \
-                     `token_file` (a pipeline trigger token)"
+                    "CI target {target} of kind `gitlab_pipeline` needs `token_env`, `token_file` or \
+                     `token_credential` (a pipeline trigger token)"
                 ),
             )),
             Err(Reported) => Err(Reported),

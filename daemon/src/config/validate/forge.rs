@@ -88,7 +88,12 @@ impl Checker<'_> {
             },
             (None, Err(Reported)) => Err(Reported),
         };
-        let token = self.secret("token", raw.token_env.as_ref(), raw.token_file.as_ref());
+        let token = self.secret(
+            "token",
+            raw.token_env.as_ref(),
+            raw.token_file.as_ref(),
+            raw.token_credential.as_ref(),
+        );
         let max_concurrency = self.count(
             "max_concurrency",
             raw.max_concurrency.as_ref(),
@@ -122,6 +127,7 @@ impl Checker<'_> {
             "webhook_secret",
             raw.webhook_secret_env.as_ref(),
             raw.webhook_secret_file.as_ref(),
+            raw.webhook_secret_credential.as_ref(),
         );
         inline?;
         Ok(ForgeConfig {

@@ -101,63 +101,67 @@ impl Checker<'_> {
         Err(self.error(s.referenced, message))
     }
 
-    /// The secret named by `{what}_env` or `{what}_file`, if either is given.
+    /// The secret named by `{what}_env`, `{what}_file` or `{what}_credential`, if
+    /// one is given. A credential is the file `NAME` of systemd's credentials
+    /// directory (`$CREDENTIALS_DIRECTORY`, set for a unit with `LoadCredential=`).
     pub(super) fn secret(
         &mut self,
         what: &str,
         env: Option<&Spanned<String>>,
         file: Option<&Spanned<String>>,
+        credential: Option<&Spanned<String>>,
     ) -> Checked<Option<Secret>> {
-        let (value, at, source) = match (env, file) {
-            (None, None) => return Ok(None),
-            (Some(_), Some(file)) => {
-                let msg = format!("give either `{what}_env` or `{what}_file`, not both");
-                return Err(self.error(file.referenced, msg));
+        let given: Vec<&Spanned<String>> = [env, file, credential].into_iter().flatten().collect();
+        if let [_, second, ..] = given[..] {
+            let msg = format!(
+                "give one of `{what}_env`, `{what}_file` and `{what}_credential`, not more"
+            );
+            return Err(self.error(second.referenced, msg));
+        }
+        let (value, at, source) = if let Some(var) = env {
+            let name = &var.value;
+            if name.is_empty() || name.contains(['=', '\0']) {
+                let msg = format!("`{what}_env` must be the name of an environment variable");
+                return Err(self.error(var.referenced, msg));
             }
-            (Some(var), None) => {
-                let name = &var.value;
-                if name.is_empty() || name.contains(['=', '\0']) {
-                    let msg = format!("`{what}_env` must be the name of an environment variable");
-                    return Err(self.error(var.referenced, msg));
-                }
-                // A value that does not look like a variable name may be a pasted secret.
-                let conventional = name
-                    .chars()
-                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-                let source = if conventional {
-                    format!("environment variable {}", q(name))
-                } else {
-                    format!("the environment variable named by `{what}_env`")
-                };
-                let Some(value) = (self.env)(name) else {
-                    return Err(self.error(var.referenced, format!("{source} is not set")));
-                };
-                if !self.secret_env_vars.contains(name) {
-                    self.secret_env_vars.push(name.clone());
-                }
-                (value, var.referenced, source)
+            // A value that does not look like a variable name may be a pasted secret.
+            let conventional = name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            let source = if conventional {
+                format!("environment variable {}", q(name))
+            } else {
+                format!("the environment variable named by `{what}_env`")
+            };
+            let Some(value) = (self.env)(name) else {
+                return Err(self.error(var.referenced, format!("{source} is not set")));
+            };
+            if !self.secret_env_vars.contains(name) {
+                self.secret_env_vars.push(name.clone());
             }
-            (None, Some(file)) => {
-                let path = self.resolve(&file.value);
-                // A value without a slash may be a pasted secret rather than a path.
-                let source = if file.value.contains('/') {
-                    format!("{what} file {}", q(&path.display().to_string()))
-                } else {
-                    format!("the file named by `{what}_file`")
-                };
-                let bytes = match read_capped(&path, MAX_SECRET_BYTES) {
-                    Ok(bytes) => bytes,
-                    Err(e) => {
-                        let msg = format!("cannot read {source}: {e}");
-                        return Err(self.error(file.referenced, msg));
-                    }
-                };
-                let Ok(value) = String::from_utf8(bytes) else {
-                    let msg = format!("{source} is not valid UTF-8");
-                    return Err(self.error(file.referenced, msg));
-                };
-                (value, file.referenced, source)
-            }
+            (value, var.referenced, source)
+        } else if let Some(name) = credential {
+            let (path, source) = self.credential_path(what, name)?;
+            (
+                self.read_secret(&path, &source, name)?,
+                name.referenced,
+                source,
+            )
+        } else if let Some(file) = file {
+            let path = self.resolve(&file.value);
+            // A value without a slash may be a pasted secret rather than a path.
+            let source = if file.value.contains('/') {
+                format!("{what} file {}", q(&path.display().to_string()))
+            } else {
+                format!("the file named by `{what}_file`")
+            };
+            (
+                self.read_secret(&path, &source, file)?,
+                file.referenced,
+                source,
+            )
+        } else {
+            return Ok(None);
         };
         let value = value
             .strip_suffix("\r\n")
@@ -167,6 +171,52 @@ impl Checker<'_> {
             return Err(self.error(at, format!("{source} is empty")));
         }
         Ok(Some(Secret::new(value)))
+    }
+
+    /// The file of systemd credential `name` (`{what}_credential`), and how
+    /// messages name it.
+    fn credential_path(
+        &mut self,
+        what: &str,
+        name: &Spanned<String>,
+    ) -> Checked<(std::path::PathBuf, String)> {
+        let n = &name.value;
+        if n.is_empty() || n == "." || n == ".." || n.contains(['/', '\0']) {
+            let msg = format!(
+                "`{what}_credential` must be the name of a credential (`LoadCredential=NAME:…`), not a path"
+            );
+            return Err(self.error(name.referenced, msg));
+        }
+        let Some(dir) = (self.env)("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty()) else {
+            let msg = format!(
+                "`{what}_credential: {n}` needs systemd's credentials directory: run under a unit with `LoadCredential={n}:…` ($CREDENTIALS_DIRECTORY), or check with `forgewatch check --credentials-dir DIR`"
+            );
+            return Err(self.error(name.referenced, msg));
+        };
+        let path = std::path::Path::new(&dir).join(n);
+        let source = format!("credential {} ({})", q(n), q(&path.display().to_string()));
+        Ok((path, source))
+    }
+
+    /// The UTF-8 text of the secret file at `path` (`source` in messages, errors
+    /// located at `key`).
+    fn read_secret(
+        &mut self,
+        path: &std::path::Path,
+        source: &str,
+        key: &Spanned<String>,
+    ) -> Checked<String> {
+        let bytes = match read_capped(path, MAX_SECRET_BYTES) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                let msg = format!("cannot read {source}: {e}");
+                return Err(self.error(key.referenced, msg));
+            }
+        };
+        String::from_utf8(bytes).map_err(|_| {
+            let msg = format!("{source} is not valid UTF-8");
+            self.error(key.referenced, msg)
+        })
     }
 
     pub(super) fn basic_auth(&mut self, auth: &Spanned<RawBasicAuth>) -> Checked<BasicAuth> {
@@ -181,12 +231,13 @@ impl Checker<'_> {
             "password",
             raw.password_env.as_ref(),
             raw.password_file.as_ref(),
+            raw.password_credential.as_ref(),
         ) {
             Ok(Some(password)) => Ok(password),
             Ok(None) if inline.is_err() => Err(Reported),
             Ok(None) => Err(self.error(
                 auth.referenced,
-                "`basic_auth` needs `password_env` or `password_file`",
+                "`basic_auth` needs `password_env`, `password_file` or `password_credential`",
             )),
             Err(Reported) => Err(Reported),
         };
@@ -365,6 +416,7 @@ impl Checker<'_> {
             "admin_token",
             h.admin_token_env.as_ref(),
             h.admin_token_file.as_ref(),
+            h.admin_token_credential.as_ref(),
         );
         let defaults = HttpLimits::default();
         let header_timeout =
