@@ -106,6 +106,18 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Ask a running daemon to read its configuration again; exits 1 with the
+    /// reason when the new file is refused (the unit's `ExecReload=`).
+    Reload {
+        /// The configuration file (where the daemon listens, its admin token or
+        /// state directory).
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Without an admin token: the daemon to send SIGHUP to (the unit passes
+        /// `$MAINPID`); by default the pid in `state_dir/lock`.
+        #[arg(long)]
+        pid: Option<i32>,
+    },
     /// Print the JSON Schema of the configuration file.
     Schema,
 }
@@ -179,6 +191,7 @@ async fn dispatch(command: Command, stderr: Stderr) -> ExitCode {
         | Command::Once { config, .. }
         | Command::Status { config, .. }
         | Command::Builds { config, .. }
+        | Command::Reload { config, .. }
         | Command::Trigger { config, .. } => config.clone(),
     };
     let credentials = match &command {
@@ -189,6 +202,13 @@ async fn dispatch(command: Command, stderr: Stderr) -> ExitCode {
     };
     let config = match load_config(&config_path, credentials, stderr) {
         Some(c) => c,
+        // The daemon would refuse this file too, and keeps the one it runs: a
+        // reload that cannot happen is a failed job (exit 1), not a usage error.
+        None if matches!(command, Command::Reload { .. }) => {
+            stderr
+                .error("forgewatch: the configuration was not reloaded: the file above is refused");
+            return ExitCode::from(1);
+        }
         None => return ExitCode::from(2),
     };
     let result = match command {
@@ -215,6 +235,10 @@ async fn dispatch(command: Command, stderr: Stderr) -> ExitCode {
                 limit,
             };
             crate::cli::remote::builds(&url, &query, json).await
+        }
+        Command::Reload { pid, .. } => {
+            let url = crate::cli::remote::api_url(&config);
+            crate::cli::remote::reload(&url, &config, pid).await
         }
         Command::Check { .. } => print_summary(&config).await,
         Command::Once { dry_run, json, .. } => once(config, dry_run, json).await,

@@ -153,6 +153,82 @@ pub async fn status(url: &str, _config: Option<&Config>, json: bool) -> anyhow::
     Ok(())
 }
 
+/// `forgewatch reload` (the unit's `ExecReload=`): asks the running daemon to read
+/// its configuration again and returns its verdict, an error with the reason when
+/// the new file is refused, so `systemctl reload` fails visibly. With an admin
+/// token it asks `POST /api/v1/reload`; without one it sends SIGHUP to `pid` (or the
+/// pid in `state_dir/lock`) and waits for the `reloaded` or `reload_failed` event.
+pub async fn reload(url: &str, config: &Config, pid: Option<i32>) -> anyhow::Result<()> {
+    let base = url.trim_end_matches('/');
+    if let Some(token) = &config.http.admin_token {
+        let url = format!("{base}/api/v1/reload");
+        let response = client()?
+            .post(&url)
+            .bearer_auth(token.expose())
+            .send()
+            .await
+            .with_context(|| format!("is forgewatch running? {url}"))?;
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap_or_default();
+        let answer: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        if !status.is_success() {
+            anyhow::bail!(
+                "the configuration was not reloaded: {}",
+                answer["error"].as_str().unwrap_or(status.as_str())
+            );
+        }
+        println!("configuration reloaded");
+        return Ok(());
+    }
+    let pid: i32 = match pid {
+        Some(pid) => pid,
+        None => {
+            let lock = config.state_dir.join(crate::state::lock::PID_FILE);
+            std::fs::read_to_string(&lock)
+                .with_context(|| format!("is forgewatch running? cannot read {}", lock.display()))?
+                .trim()
+                .parse()
+                .with_context(|| format!("{} holds no pid", lock.display()))?
+        }
+    };
+    // A millisecond early: `since` keeps only later events, and the reload's may be
+    // recorded within the millisecond the signal is sent.
+    let before = std::time::SystemTime::now() - std::time::Duration::from_millis(1);
+    let since = humantime::format_rfc3339_millis(before).to_string();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .with_context(|| format!("cannot send SIGHUP to forgewatch (pid {pid})"))?;
+    let events = url::Url::parse_with_params(
+        &format!("{base}/api/v1/events"),
+        [("since", since.as_str())],
+    )
+    .with_context(|| format!("not a URL: {base}"))?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut wait = tokio::time::interval(std::time::Duration::from_millis(200));
+    loop {
+        wait.tick().await;
+        let listed = get_json(events.as_str()).await?;
+        for event in listed.as_array().into_iter().flatten() {
+            match event["kind"].as_str() {
+                Some("reloaded") => {
+                    println!("configuration reloaded");
+                    return Ok(());
+                }
+                Some("reload_failed") => anyhow::bail!(
+                    "the configuration was not reloaded: {}",
+                    event["message"].as_str().unwrap_or("")
+                ),
+                _ => {}
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("forgewatch (pid {pid}) did not report a reload within 60 s");
+        }
+    }
+}
+
 pub async fn trigger(
     url: &str,
     config: Option<&Config>,

@@ -18,7 +18,7 @@ use nix::fcntl::{Flock, FlockArg, OFlag};
 use super::files;
 
 /// The file in `state_dir` holding the pid of the lock's holder.
-const PID_FILE: &str = "lock";
+pub const PID_FILE: &str = "lock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
