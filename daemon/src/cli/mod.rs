@@ -1,126 +1,27 @@
-//! The command line (SPEC §6): `check`, `once`, `run`. Parses arguments, sets up
+//! The command line (SPEC §6), as `cli::args` defines it: sets up
 //! logging, and maps outcomes to exit codes: 0 success (also with failed deliveries,
 //! which are reported), 1 failure of the job itself, 2 usage or configuration error.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
+pub mod args;
 pub mod logging;
 pub mod notify;
 pub mod remote;
 
-use crate::cli::logging::{LogFormat, Stderr};
+use crate::cli::args::{Cli, Command};
+use crate::cli::logging::Stderr;
 use crate::cli::notify::Notifier;
 use crate::config::{self, Config};
 use crate::engine::cycle::{CycleReport, Mode};
 use crate::engine::packages::Packages;
 use crate::state::Store;
 use crate::state::lock::StateLock;
-
-const DEFAULT_CONFIG: &str = "/etc/forgewatch/config.yml";
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "forgewatch",
-    version,
-    about = "Watches forges for many build workspaces and triggers CI when a build changes"
-)]
-struct Cli {
-    /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
-    log_format: LogFormat,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Run the daemon: one cycle every poll_interval until SIGTERM or SIGINT.
-    Run {
-        #[arg(long, default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
-    },
-    /// Validate the configuration and print a summary.
-    Check {
-        /// The configuration file.
-        #[arg(long, default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
-        /// Read the `*_credential` secrets from this directory rather than from
-        /// systemd's `$CREDENTIALS_DIRECTORY` (which exists only inside the unit):
-        /// e.g. the directory holding the files of the unit's `LoadCredential=` lines.
-        #[arg(long, value_name = "DIR")]
-        credentials_dir: Option<PathBuf>,
-    },
-    /// Run one full cycle in the foreground, then exit.
-    Once {
-        #[arg(long, default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
-        /// Send nothing, record nothing: print what would be delivered.
-        #[arg(long)]
-        dry_run: bool,
-        /// Print a JSON array instead of tab-separated lines.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Show what a running daemon reports.
-    Status {
-        /// Where the daemon's API is found (`http.listen`).
-        #[arg(long, default_value = DEFAULT_CONFIG, conflicts_with = "url")]
-        config: PathBuf,
-        /// The daemon's API, e.g. `http://127.0.0.1:8471`.
-        #[arg(long)]
-        url: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Ask a running daemon to deliver a build now, under a new delivery id.
-    Trigger {
-        workspace: String,
-        /// A pull request, `HOST/PATH#N`; without it, the mainline.
-        #[arg(long)]
-        pr: Option<String>,
-        #[arg(long, default_value = DEFAULT_CONFIG, conflicts_with = "url")]
-        config: PathBuf,
-        #[arg(long)]
-        url: Option<String>,
-    },
-    /// List the builds a running daemon delivered, newest first, each with its
-    /// last result (the history, SPEC §14).
-    Builds {
-        #[arg(long)]
-        workspace: Option<String>,
-        /// Only builds whose last result is in this state (`failure`, `success`, …).
-        #[arg(long)]
-        state: Option<String>,
-        /// At most this many (default 100, at most 1000).
-        #[arg(long)]
-        limit: Option<u32>,
-        #[arg(long)]
-        json: bool,
-        #[arg(long, default_value = DEFAULT_CONFIG, conflicts_with = "url")]
-        config: PathBuf,
-        #[arg(long)]
-        url: Option<String>,
-    },
-    /// Ask a running daemon to read its configuration again; exits 1 with the
-    /// reason when the new file is refused (the unit's `ExecReload=`).
-    Reload {
-        /// The configuration file (where the daemon listens, its admin token or
-        /// state directory).
-        #[arg(long, default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
-        /// Without an admin token: the daemon to send SIGHUP to (the unit passes
-        /// `$MAINPID`); by default the pid in `state_dir/lock`.
-        #[arg(long)]
-        pid: Option<i32>,
-    },
-    /// Print the JSON Schema of the configuration file.
-    Schema,
-}
 
 /// The entry point of the `forgewatch` binary.
 pub fn main() -> ExitCode {
@@ -150,57 +51,67 @@ pub fn main() -> ExitCode {
 }
 
 async fn dispatch(command: Command, stderr: Stderr) -> ExitCode {
-    let config_path = match &command {
+    use crate::cli::remote::{self, BuildsQuery};
+    // The commands that talk to a running daemon: the configuration only says
+    // where it is (and its admin token), unless `--url` does.
+    let api = match &command {
         Command::Schema => {
             println!("{}", config::schema::schema());
             return ExitCode::SUCCESS;
         }
-        Command::Status {
-            url: Some(url),
-            json,
-            ..
-        } => {
-            return finish(crate::cli::remote::status(url, None, *json).await, stderr);
-        }
-        Command::Trigger {
-            url: Some(url),
-            workspace,
-            pr,
-            ..
-        } => {
-            let triggered = crate::cli::remote::trigger(url, None, workspace, pr.as_deref()).await;
-            return finish(triggered, stderr);
-        }
-        Command::Builds {
-            url: Some(url),
-            workspace,
-            state,
-            limit,
-            json,
-            ..
-        } => {
-            let query = crate::cli::remote::BuildsQuery {
-                workspace: workspace.clone(),
-                state: state.clone(),
-                limit: *limit,
-            };
-            return finish(crate::cli::remote::builds(url, &query, *json).await, stderr);
-        }
-        Command::Run { config }
-        | Command::Check { config, .. }
-        | Command::Once { config, .. }
-        | Command::Status { config, .. }
-        | Command::Builds { config, .. }
-        | Command::Reload { config, .. }
-        | Command::Trigger { config, .. } => config.clone(),
-    };
-    let credentials = match &command {
-        Command::Check {
-            credentials_dir, ..
-        } => credentials_dir.as_deref(),
+        Command::Status { api, .. }
+        | Command::Trigger { api, .. }
+        | Command::Builds { api, .. } => Some(api),
         _ => None,
     };
-    let config = match load_config(&config_path, credentials, stderr) {
+    if let Some(api) = api {
+        let config = match &api.url {
+            Some(_) => None,
+            None => match load_config(&api.config, None, stderr) {
+                Some(config) => Some(config),
+                None => return ExitCode::from(2),
+            },
+        };
+        let url = match (&api.url, &config) {
+            (Some(url), _) => url.clone(),
+            (None, Some(config)) => remote::api_url(config),
+            (None, None) => return ExitCode::from(2),
+        };
+        let config = config.as_ref();
+        let result = match &command {
+            Command::Status { json, .. } => remote::status(&url, config, *json).await,
+            Command::Trigger { workspace, pr, .. } => {
+                remote::trigger(&url, config, workspace, pr.as_deref()).await
+            }
+            Command::Builds {
+                workspace,
+                state,
+                limit,
+                json,
+                ..
+            } => {
+                let query = BuildsQuery {
+                    workspace: workspace.clone(),
+                    state: state.clone(),
+                    limit: *limit,
+                };
+                remote::builds(&url, &query, *json).await
+            }
+            _ => Ok(()),
+        };
+        return finish(result, stderr);
+    }
+    let (config_path, credentials) = match &command {
+        Command::Check {
+            config,
+            credentials_dir,
+        } => (&config.config, credentials_dir.as_deref()),
+        Command::Run { config } | Command::Once { config, .. } | Command::Reload { config, .. } => {
+            (&config.config, None)
+        }
+        _ => return ExitCode::from(2),
+    };
+    let config = match load_config(config_path, credentials, stderr) {
         Some(c) => c,
         // The daemon would refuse this file too, and keeps the one it runs: a
         // reload that cannot happen is a failed job (exit 1), not a usage error.
@@ -212,37 +123,14 @@ async fn dispatch(command: Command, stderr: Stderr) -> ExitCode {
         None => return ExitCode::from(2),
     };
     let result = match command {
-        Command::Schema => Ok(()),
-        Command::Status { json, .. } => {
-            let url = crate::cli::remote::api_url(&config);
-            crate::cli::remote::status(&url, Some(&config), json).await
-        }
-        Command::Trigger { workspace, pr, .. } => {
-            let url = crate::cli::remote::api_url(&config);
-            crate::cli::remote::trigger(&url, Some(&config), &workspace, pr.as_deref()).await
-        }
-        Command::Builds {
-            workspace,
-            state,
-            limit,
-            json,
-            ..
-        } => {
-            let url = crate::cli::remote::api_url(&config);
-            let query = crate::cli::remote::BuildsQuery {
-                workspace,
-                state,
-                limit,
-            };
-            crate::cli::remote::builds(&url, &query, json).await
-        }
         Command::Reload { pid, .. } => {
-            let url = crate::cli::remote::api_url(&config);
-            crate::cli::remote::reload(&url, &config, pid).await
+            let url = remote::api_url(&config);
+            remote::reload(&url, &config, pid).await
         }
         Command::Check { .. } => print_summary(&config).await,
         Command::Once { dry_run, json, .. } => once(config, dry_run, json).await,
         Command::Run { .. } => run(config).await,
+        _ => Ok(()),
     };
     finish(result, stderr)
 }
