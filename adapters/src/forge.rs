@@ -120,6 +120,8 @@ pub struct RequestStats {
     pub not_modified: u64,
     /// Any other status, or no response at all.
     pub failed: u64,
+    /// How long they took, from sent to answered.
+    pub durations: crate::http::RequestDurations,
 }
 
 /// The counts of two clients of one forge (before and after a reload).
@@ -130,6 +132,7 @@ impl std::ops::Add for RequestStats {
             fresh: self.fresh + other.fresh,
             not_modified: self.not_modified + other.not_modified,
             failed: self.failed + other.failed,
+            durations: self.durations + other.durations,
         }
     }
 }

@@ -156,12 +156,11 @@ fn status(state: BuildState, target_url: Option<&str>, description: &str) -> Com
     }
 }
 
-fn stats(fresh: u64, failed: u64) -> RequestStats {
-    RequestStats {
-        fresh,
-        not_modified: 0,
-        failed,
-    }
+/// The client's (fresh, failed) requests; none answered 304, and each has its duration.
+fn counted(stats: RequestStats) -> (u64, u64) {
+    assert_eq!(stats.not_modified, 0);
+    assert_eq!(stats.durations.count, stats.total());
+    (stats.fresh, stats.failed)
 }
 
 const GH_PATH: &str = "/repos/acme/repo/statuses/0123456789abcdef0123456789abcdef01234567";
@@ -206,7 +205,7 @@ async fn github_posts_statuses_with_its_state_names() {
         server.header(0, "content-type").as_deref(),
         Some("application/json")
     );
-    assert_eq!(client.stats(), stats(3, 0));
+    assert_eq!(counted(client.stats()), (3, 0));
 }
 
 #[tokio::test]
@@ -258,7 +257,7 @@ async fn github_refusals_are_no_permission_and_a_502_is_http() {
     );
     // Refusals do not pause the forge.
     assert_eq!(client.paused_until(), None);
-    assert_eq!(client.stats(), stats(0, 4));
+    assert_eq!(counted(client.stats()), (0, 4));
 }
 
 #[tokio::test]
@@ -331,7 +330,7 @@ async fn the_write_budget_refuses_posts_without_sending_them_and_reads_go_on() {
     );
     assert_eq!(client.default_branch(&gh_repo()).await.unwrap(), "main");
     assert_eq!(server.seen().len(), 3);
-    assert_eq!(client.stats(), stats(3, 0));
+    assert_eq!(counted(client.stats()), (3, 0));
     assert_eq!(client.paused_until(), None);
 }
 
@@ -390,5 +389,5 @@ async fn gitlab_posts_statuses_and_a_status_already_in_force_is_done() {
     }
     assert_eq!(server.header(0, "private-token").as_deref(), Some(TOKEN));
     // A 400 is counted failed, even the one that means done.
-    assert_eq!(client.stats(), stats(1, 4));
+    assert_eq!(counted(client.stats()), (1, 4));
 }

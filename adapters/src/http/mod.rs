@@ -20,9 +20,11 @@ use crate::{BoxFuture, Secret};
 
 mod headers;
 mod post;
+mod timing;
 
 use headers::{header_string, next_page_url};
 pub use headers::{next_link, parse_rate_limit};
+pub use timing::{REQUEST_SECONDS_BUCKETS, RequestDurations};
 
 /// Largest response body read from a forge; beyond it the answer is an error.
 const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
@@ -180,9 +182,11 @@ impl ConditionalClient {
         self.governor.keep_in(store, key);
     }
 
-    fn count(&self, f: impl FnOnce(&mut RequestStats)) {
+    /// Counts one request sent at `sent`, now answered (or failed).
+    fn count(&self, sent: tokio::time::Instant, f: impl FnOnce(&mut RequestStats)) {
         if let Ok(mut stats) = self.stats.lock() {
             f(&mut stats);
+            stats.durations.observe(sent.elapsed());
         }
     }
 
@@ -269,10 +273,11 @@ impl ConditionalClient {
                 request = request.header(header::IF_MODIFIED_SINCE, lm);
             }
         }
+        let sent = tokio::time::Instant::now();
         let response = match request.send().await {
             Ok(r) => r,
             Err(e) => {
-                self.count(|s| s.failed += 1);
+                self.count(sent, |s| s.failed += 1);
                 return Err(transport_error(url, e));
             }
         };
@@ -285,13 +290,13 @@ impl ConditionalClient {
 
         if status == 304 {
             let Some(mut cached) = cached else {
-                self.count(|s| s.failed += 1);
+                self.count(sent, |s| s.failed += 1);
                 return Err(ForgeError::Decode {
                     url: url.to_owned(),
                     message: "304 Not Modified to an unconditional request".to_owned(),
                 });
             };
-            self.count(|s| s.not_modified += 1);
+            self.count(sent, |s| s.not_modified += 1);
             tracing::debug!(status, "not modified");
             // A 304 may omit the ETag (keep ours) or carry a newer one (take it).
             let new_etag = header_string(&headers, header::ETAG);
@@ -318,12 +323,12 @@ impl ConditionalClient {
         let body = match read_body(url, response).await {
             Ok(b) => b,
             Err(e) => {
-                self.count(|s| s.failed += 1);
+                self.count(sent, |s| s.failed += 1);
                 return Err(e);
             }
         };
         if !(200..300).contains(&status) {
-            self.count(|s| s.failed += 1);
+            self.count(sent, |s| s.failed += 1);
             tracing::debug!(status, "request failed");
             let error = status_error(url, status, &headers, &body);
             if let ForgeError::RateLimited { retry_after, .. } = &error {
@@ -332,7 +337,7 @@ impl ConditionalClient {
             }
             return Err(error);
         }
-        self.count(|s| s.fresh += 1);
+        self.count(sent, |s| s.fresh += 1);
         tracing::debug!(status, bytes = body.len(), "fresh");
         let fresh = CachedResponse {
             etag: header_string(&headers, header::ETAG),

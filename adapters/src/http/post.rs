@@ -33,10 +33,11 @@ impl ConditionalClient {
             .request(reqwest::Method::POST, url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_string());
+        let sent = tokio::time::Instant::now();
         let response = match request.send().await {
             Ok(r) => r,
             Err(e) => {
-                self.count(|s| s.failed += 1);
+                self.count(sent, |s| s.failed += 1);
                 return Err(transport_error(url, e));
             }
         };
@@ -50,12 +51,12 @@ impl ConditionalClient {
         let answer = match read_body(url, response).await {
             Ok(b) => b,
             Err(e) => {
-                self.count(|s| s.failed += 1);
+                self.count(sent, |s| s.failed += 1);
                 return Err(e);
             }
         };
         if !ok {
-            self.count(|s| s.failed += 1);
+            self.count(sent, |s| s.failed += 1);
             tracing::debug!(status, "write failed");
             let error = status_error(url, status, &headers, &answer);
             if let ForgeError::RateLimited { retry_after, .. } = &error {
@@ -64,7 +65,7 @@ impl ConditionalClient {
             }
             return Err(refused_write(error));
         }
-        self.count(|s| s.fresh += 1);
+        self.count(sent, |s| s.fresh += 1);
         tracing::debug!(status, "written");
         Ok(answer)
     }

@@ -469,6 +469,7 @@ impl Supervisor {
                 attempts: 0,
                 next_attempt: 0,
                 last_error: None,
+                enqueued_at: 0,
             }));
         }
         // A build waiting this cycle (for a discovery) is still open.

@@ -19,8 +19,9 @@ pub enum Event {
         forge: String,
         /// The cycle that started the round.
         cycle: u64,
-        /// The forge's request counters when the round began.
-        before: RequestStats,
+        /// The forge's request counters when the round began (boxed: they carry
+        /// the request durations' buckets).
+        before: Box<RequestStats>,
         results: PollResults,
     },
     /// A CI target's due deliveries were attempted.

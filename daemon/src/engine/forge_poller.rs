@@ -175,7 +175,7 @@ async fn poll_rounds(
     let forges = BTreeMap::from([(name.clone(), forge.clone())]);
     while let Some(round) = rounds.recv().await {
         let span = tracing::info_span!("round", forge = %name, cycle = round.cycle);
-        let before = forge.stats();
+        let before = Box::new(forge.stats());
         let results = poll(&round.targets, &round.held, &forges, &shutdown, &progress)
             .instrument(span)
             .await;

@@ -52,5 +52,6 @@ pub mod senders;
 pub mod status;
 pub mod status_posts;
 pub mod supervisor;
+pub mod timings;
 pub mod updates;
 pub mod view;

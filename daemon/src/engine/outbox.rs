@@ -214,6 +214,8 @@ impl Outbox {
                         let metrics = &self.reporting.metrics.results;
                         metrics.count(Some(ci_name), result.state.as_str(), latency);
                     }
+                    let timings = &self.reporting.metrics.timings;
+                    timings.delivered(ci_name, item.enqueued_at, now);
                     crate::crash::point("after-accept");
                     span.in_scope(|| tracing::info!(reason = %item.reason, "delivered"));
                     outcome.status = Status::Delivered;
@@ -306,6 +308,7 @@ impl Outbox {
             attempts: 0,
             next_attempt: now,
             last_error: None,
+            enqueued_at: now,
         };
         self.state.enqueue_manual(&item, now).await?;
         self.state.record_event(

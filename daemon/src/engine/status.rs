@@ -52,6 +52,9 @@ pub struct ForgeStatus {
     pub requests_fresh: u64,
     pub requests_not_modified: u64,
     pub requests_failed: u64,
+    /// How long those requests took (`/metrics` only).
+    #[serde(skip)]
+    pub request_durations: forgewatch_adapters::http::RequestDurations,
     pub rate_limit: Option<u64>,
     pub rate_limit_remaining: Option<u64>,
     /// RFC 3339: the end of the rate-limit pause in force, if any.
@@ -188,7 +191,8 @@ pub fn rfc3339_ms(ms: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-/// Counters of `/metrics` (monotonic for the life of the process).
+/// Counters and histograms of `/metrics` (monotonic for the life of the process:
+/// a reload hands them to its new engine).
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub builds_triggered: AtomicU64,
@@ -202,6 +206,8 @@ pub struct Metrics {
     pub webhooks_accepted: AtomicU64,
     pub webhooks_refused: AtomicU64,
     pub results: crate::engine::result_metrics::ResultMetrics,
+    /// Cycle durations, delivery latencies.
+    pub timings: crate::engine::timings::Timings,
     pub statuses_posted: AtomicU64,
     /// Status posts the forge refused or failed (each attempt).
     pub statuses_failed: AtomicU64,
@@ -377,6 +383,7 @@ impl Status {
         summary.cycles += 1;
         summary.last_cycle_at = Some(humantime::format_rfc3339_seconds(started).to_string());
         summary.last_cycle_seconds = elapsed.as_secs_f64();
+        self.metrics.timings.cycle(elapsed);
         summary.cycle_seconds_total += summary.last_cycle_seconds;
         summary.forges = forges;
         summary.poll_errors = poll_errors.to_vec();
@@ -413,6 +420,7 @@ fn forge_statuses(clients: &Clients) -> BTreeMap<String, ForgeStatus> {
                 requests_fresh: stats.fresh,
                 requests_not_modified: stats.not_modified,
                 requests_failed: stats.failed,
+                request_durations: stats.durations,
                 rate_limit: rate.as_ref().and_then(|r| r.limit),
                 rate_limit_remaining: rate.as_ref().and_then(|r| r.remaining),
                 ..ForgeStatus::default()

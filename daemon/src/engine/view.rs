@@ -29,6 +29,7 @@ pub struct View {
     store: Store,
     status_wake: StatusWake,
     admin_token: Option<Secret>,
+    poll_interval: std::time::Duration,
     hooks: Vec<HookForge>,
     /// Each CI target's results secret (bearer, basic-auth password or HMAC key).
     results_secrets: Vec<(String, Secret)>,
@@ -73,6 +74,7 @@ impl View {
             store,
             status_wake,
             admin_token: config.http.admin_token.clone(),
+            poll_interval: config.poll_interval,
             hooks,
             results_secrets: config
                 .results_secrets
@@ -120,6 +122,18 @@ impl View {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Each forge, and whether its rate limit pauses it now.
+    pub fn forge_pauses(&self) -> Vec<(String, bool)> {
+        let forges = self.clients.forges().iter();
+        forges
+            .map(|(name, f)| (name.clone(), f.pause().is_some()))
+            .collect()
+    }
+
+    pub fn poll_interval(&self) -> std::time::Duration {
+        self.poll_interval
     }
 
     /// The store, for the history and job logs the API serves.

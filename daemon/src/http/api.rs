@@ -402,7 +402,8 @@ async fn reload(State(api): State<ApiState>, headers: HeaderMap) -> Response {
 
 async fn metrics(State(api): State<ApiState>) -> Response {
     let text = crate::http::page::prometheus(&api.current());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    let content_type = crate::http::page::metrics::CONTENT_TYPE;
+    ([(header::CONTENT_TYPE, content_type)], text).into_response()
 }
 
 /// A webhook posted to `/hooks/{endpoint}`: tried with the secret of every

@@ -31,6 +31,10 @@ pub struct Pending {
     /// Unix milliseconds.
     pub next_attempt: i64,
     pub last_error: Option<String>,
+    /// Unix milliseconds: when this fingerprint was enqueued (the start of the cycle
+    /// that saw the change, to the second, or the manual trigger); ignored by
+    /// [`State::enqueue`], which stamps its `now`.
+    pub enqueued_at: i64,
 }
 
 impl Pending {
@@ -225,7 +229,7 @@ impl State {
         let mut stmt = conn
             .prepare_cached(
                 "SELECT inputs, delivery_id, ci, reason, payload, attempts, next_attempt,
-                   last_error FROM outbox WHERE build_key = ?1",
+                   last_error, created_at FROM outbox WHERE build_key = ?1",
             )
             .map_err(|e| self.err(e))?;
         let row = stmt
@@ -239,12 +243,22 @@ impl State {
                     row.get::<_, u32>(5)?,
                     row.get::<_, i64>(6)?,
                     row.get::<_, Option<String>>(7)?,
+                    row.get::<_, i64>(8)?,
                 ))
             })
             .optional()
             .map_err(|e| self.err(e))?;
-        let Some((inputs, delivery_id, ci, reason, payload, attempts, next_attempt, last_error)) =
-            row
+        let Some((
+            inputs,
+            delivery_id,
+            ci,
+            reason,
+            payload,
+            attempts,
+            next_attempt,
+            last_error,
+            enqueued_at,
+        )) = row
         else {
             return Ok(None);
         };
@@ -266,6 +280,7 @@ impl State {
             attempts,
             next_attempt,
             last_error,
+            enqueued_at,
         }))
     }
 

@@ -44,6 +44,7 @@ pub(super) fn pending(key: &BuildKey, inputs: &BuildInputs, id: &str) -> outbox:
         attempts: 0,
         next_attempt: 0,
         last_error: None,
+        enqueued_at: 0,
     }
 }
 

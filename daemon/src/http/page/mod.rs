@@ -1,7 +1,8 @@
 //! The human-readable side of the HTTP API: the status page at `GET /` (server-
 //! rendered HTML, no front-end build, readable on a phone and a wide screen) and
-//! the Prometheus text of `GET /metrics` ([`metrics`]). The page is a `maud` template: every
-//! value is escaped, and a forge-supplied URL becomes a link only if it is http(s)
+//! the Prometheus text of `GET /metrics` ([`metrics`], [`process`]). The page is
+//! a `maud` template: every value is escaped, and a forge-supplied URL becomes a
+//! link only if it is http(s)
 //! ([`safe_link`]). It lists the builds with their last outcome ([`builds`], which
 //! also serves one build's history at `GET /builds/{key}`), each PR's dependency
 //! closure as a small SVG ([`graph`]), and follows the event stream with one
@@ -12,6 +13,7 @@ pub mod builds;
 pub mod graph;
 pub mod live;
 pub mod metrics;
+pub mod process;
 
 pub use metrics::prometheus;
 
