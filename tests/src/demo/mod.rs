@@ -139,6 +139,8 @@ pub async fn run(options: Options) -> anyhow::Result<Ending> {
     shutdown.cancel();
     daemon.await.context("the daemon failed")?;
     let delivered = world.ci.accepted().len();
+    let requests = world.github.requests();
+    let not_modified = requests.iter().filter(|r| r.status == 304).count();
     drop(world);
     let how = match ending {
         Ok(Ending::Interrupted) => "interrupted, stopped",
@@ -146,7 +148,10 @@ pub async fn run(options: Options) -> anyhow::Result<Ending> {
     };
     printer.line(
         "daemon",
-        &format!("{how}: {delivered} deliveries; temporary directory removed"),
+        &format!(
+            "{how}: {delivered} deliveries; {} requests to GitHub, {not_modified} of them answered 304 Not Modified; temporary directory removed",
+            requests.len()
+        ),
     );
     ending
 }
