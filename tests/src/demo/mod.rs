@@ -68,6 +68,9 @@ impl Lifecycle for Silent {
 /// Runs the demo, printing to stdout; an error if the daemon failed or a step's
 /// deliveries never came.
 pub async fn run(options: Options) -> anyhow::Result<Ending> {
+    // Caught from the start, so that even an early Ctrl-C removes the directory.
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot wait for SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot wait for SIGTERM")?;
     let printer = Printer::new();
     let start = tokio::time::Instant::now();
     let world = World::start().await?;
@@ -122,7 +125,6 @@ pub async fn run(options: Options) -> anyhow::Result<Ending> {
         tokio::time::sleep_until(start + options.duration).await;
         anyhow::Ok(())
     };
-    let mut terminate = signal(SignalKind::terminate()).context("cannot wait for SIGTERM")?;
     let ending = tokio::select! {
         ended = &mut daemon => {
             ended?;
@@ -133,7 +135,7 @@ pub async fn run(options: Options) -> anyhow::Result<Ending> {
             done.map(|()| Ending::Finished)
         }
         never = follow => match never {},
-        _ = tokio::signal::ctrl_c() => Ok(Ending::Interrupted),
+        _ = interrupt.recv() => Ok(Ending::Interrupted),
         _ = terminate.recv() => Ok(Ending::Interrupted),
     };
     shutdown.cancel();
