@@ -25,11 +25,11 @@ use crate::engine::view::View;
 /// The `Content-Type` of the exposition.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The version and the commit it was built from (`FORGEWATCH_COMMIT`, set by the
-/// build script when the source is a git checkout).
-const COMMIT: &str = match option_env!("FORGEWATCH_COMMIT") {
-    Some(commit) => commit,
-    None => "unknown",
+/// The commit it was built from (`FORGEWATCH_COMMIT`, set by `daemon/build.rs`:
+/// empty when the source is not a git checkout).
+const COMMIT: &str = match env!("FORGEWATCH_COMMIT").as_bytes() {
+    [] => "unknown",
+    _ => env!("FORGEWATCH_COMMIT"),
 };
 
 /// The exposition of `/metrics`.
