@@ -14,6 +14,7 @@ use crate::references::ReferenceSyntax;
 use crate::results::{BuildState, CommitStatus};
 use crate::{BoxFuture, RepoId, Secret};
 
+pub mod app;
 pub mod hooks;
 pub mod references;
 

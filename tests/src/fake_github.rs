@@ -5,7 +5,7 @@
 //! reproduces those behaviours (see `forge-apis.md` §1) so that end-to-end tests can
 //! drive the real daemon against it and assert on every request it made. `faults.rs` adds
 //! what a daemon must survive: budgets that run out, secondary limits, 429s, requests that
-//! hang, and 401s echoing secrets back.
+//! hang, and 401s echoing secrets back; `app.rs` the GitHub App endpoints and tokens.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -17,10 +17,12 @@ use axum::Router;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Semaphore, watch};
 
+mod app;
 mod faults;
 mod http;
 mod statuses;
 
+pub use app::{IssuedToken, OTHER_APP_PRIVATE_KEY, TEST_APP_PRIVATE_KEY, TEST_APP_PUBLIC_KEY};
 pub use statuses::StatusPost;
 
 pub(crate) use faults::{
@@ -190,6 +192,7 @@ struct GhState {
     /// See [`FakeGitHub::compute_mergeability_lazily`].
     lazy_mergeability: bool,
     statuses: statuses::Statuses,
+    apps: app::Apps,
 }
 
 impl FakeGitHub {
@@ -219,6 +222,7 @@ impl FakeGitHub {
             faults: faults::Faults::default(),
             lazy_mergeability: false,
             statuses: statuses::Statuses::default(),
+            apps: app::Apps::default(),
         };
         let inner = Arc::new(Inner {
             state: Mutex::new(state),

@@ -16,6 +16,10 @@ const WAIT: Duration = Duration::from_secs(10);
 #[path = "fakes/faults.rs"]
 mod faults;
 
+/// GitHub App JWTs and installation tokens through the adapters' client.
+#[path = "fakes/app.rs"]
+mod app;
+
 /// Commit statuses through the real GitHub client.
 #[path = "fakes/statuses.rs"]
 mod statuses;

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use url::form_urlencoded;
 
+use super::app::TokenCheck;
 use super::{FakeGitHub, GhState, Pr, Repo, RequestRecord, faults};
 use crate::format::{http_date, parse_http_date, pct_decode, rfc3339};
 
@@ -129,12 +130,22 @@ impl GhState {
                 _ => a.trim().to_owned(),
             }
         });
-        let authorized = match &self.required_token {
-            Some(required) => token.as_deref() == Some(required.as_str()),
-            None => true,
+        if let Some(reply) = self.app_endpoint(method, path, authorization) {
+            return reply;
+        }
+        let app_token = self.apps.check_token(token.as_deref());
+        let authorized = match (&app_token, &self.required_token) {
+            (TokenCheck::Live(_), _) | (TokenCheck::Other, None) => true,
+            (TokenCheck::Expired, _) => false,
+            (TokenCheck::Other, Some(required)) => token.as_deref() == Some(required.as_str()),
         };
-        // The budget spent: the token's when it is accepted, else the anonymous one.
-        let budget = if authorized { token.clone() } else { None };
+        // The budget spent: the installation's for its tokens, the token's when it is
+        // accepted, else the anonymous one.
+        let budget = match app_token {
+            TokenCheck::Live(installation) => Some(format!("installation {installation}")),
+            _ if authorized => token.clone(),
+            _ => None,
+        };
         self.refill_if_reset();
         if let Some(reply) = self.fault_reply(budget.as_deref()) {
             return reply;
