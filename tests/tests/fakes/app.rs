@@ -398,3 +398,69 @@ async fn the_key_and_the_tokens_are_never_formatted() {
     }
     assert_eq!(gh.requests().len(), sent, "a bad key sends nothing");
 }
+
+#[tokio::test]
+async fn the_fake_checks_the_jwt_window_and_algorithm_like_github() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    use serde_json::json;
+
+    let gh = fake().await;
+    let installation = gh.add_installation("acme");
+    let der = forgewatch_adapters::github::app::pem_der(TEST_APP_PRIVATE_KEY, "RSA PRIVATE KEY");
+    let key = EncodingKey::from_rsa_der(&der.expect("PKCS#1 PEM"));
+    let now = i64::try_from(unix_now()).expect("a 64-bit clock");
+    let post = |jwt: String| {
+        let url = format!(
+            "{}/app/installations/{installation}/access_tokens",
+            gh.api_url()
+        );
+        async move {
+            let resp = client()
+                .post(url)
+                .header("authorization", format!("Bearer {jwt}"))
+                .send()
+                .await
+                .expect("an answer");
+            (resp.status(), json(resp).await["message"].clone())
+        }
+    };
+    let rs256 = |iat: i64, exp: i64, iss: Value| {
+        let claims = json!({"iat": now + iat, "exp": now + exp, "iss": iss});
+        encode(&Header::new(Algorithm::RS256), &claims, &key).expect("signed")
+    };
+    let refused = |message: &str| (StatusCode::UNAUTHORIZED, json!(message));
+    let issued = |(status, message): (StatusCode, Value)| {
+        assert_eq!((status, message), (StatusCode::CREATED, Value::Null));
+    };
+
+    // Within the 60 s leeway, and `iss` as an integer: accepted.
+    issued(post(rs256(30, 500, json!(APP_ID))).await);
+    issued(post(rs256(-60, 540, json!(APP_ID.to_string()))).await);
+    assert_eq!(
+        post(rs256(120, 500, json!(APP_ID))).await,
+        refused(
+            "'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued"
+        )
+    );
+    assert_eq!(
+        post(rs256(-700, 60, json!(APP_ID))).await,
+        refused("'Expiration time' claim ('exp') is too far in the future"),
+        "valid for more than 10 minutes"
+    );
+    // HS256 with the public key as its secret (algorithm confusion) is no RS256 JWT.
+    let hs256 = encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"iat": now - 60, "exp": now + 540, "iss": APP_ID}),
+        &EncodingKey::from_secret(TEST_APP_PUBLIC_KEY.as_bytes()).expect("a secret"),
+    )
+    .expect("signed");
+    assert_eq!(
+        post(hs256).await,
+        refused("A JSON web token could not be decoded")
+    );
+    assert_eq!(
+        post("ghp_personal".to_owned()).await,
+        refused("A JSON web token could not be decoded")
+    );
+    assert_eq!(gh.issued_tokens().len(), 2);
+}
