@@ -37,8 +37,10 @@ const POLL: Duration = Duration::from_millis(50);
 /// daemon must never hang with a job, so after this the job is abandoned with a warning.
 const KILL_SETTLE: Duration = Duration::from_secs(5);
 
-/// How many scans a dropped job gets to SIGKILL what is left of it (it cannot wait).
-const DROP_SCANS: usize = 5;
+/// How many scans a dropped job gets to SIGKILL what is left of it (it cannot wait
+/// for the processes to go), and the pause between two scans.
+const DROP_SCANS: usize = 6;
+const DROP_PAUSE: Duration = Duration::from_millis(20);
 
 /// A job's processes and what is known of its leader. If it is dropped before the
 /// job's processes were found gone (the job's future was dropped), every process of
@@ -189,6 +191,7 @@ impl Drop for Group {
             signal_group(self.members.pgid(), Signal::SIGKILL);
         }
         let mut killed = HashSet::new();
+        let mut quiet = 0;
         for _ in 0..DROP_SCANS {
             let Some(members) = self.members.scan() else {
                 return;
@@ -200,9 +203,14 @@ impl Drop for Group {
                     let _ = kill(member.id.pid, Signal::SIGKILL);
                 }
             }
-            if !any {
+            // As when a job ends: gone only when two scans a moment apart find
+            // nothing new (a process in the middle of an exec has no readable
+            // environment, so one scan can miss an escapee).
+            quiet = if any { 0 } else { quiet + 1 };
+            if quiet == 2 {
                 return;
             }
+            std::thread::sleep(DROP_PAUSE);
         }
     }
 }
