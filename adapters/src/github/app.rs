@@ -18,7 +18,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 
 use crate::forge::ForgeError;
-use crate::http::{ClientOptions, error_chain, one_line};
+use crate::http::{ClientOptions, error_chain, one_line, read_body_at_most, transport_error};
 use crate::{RepoId, Secret};
 
 /// How far in the past `iat` is put (GitHub's advice against clock drift).
@@ -322,9 +322,9 @@ impl InstallationTokens {
             .header("X-GitHub-Api-Version", "2022-11-28")
             .send()
             .await
-            .map_err(|e| transport(url, e))?;
+            .map_err(|e| transport_error(url, e))?;
         let status = response.status().as_u16();
-        let body = read_body(url, response).await?;
+        let body = read_body_at_most(url, response, MAX_BODY_BYTES).await?;
         if (200..300).contains(&status) {
             return Ok(body);
         }
@@ -365,33 +365,6 @@ pub fn pem_der(pem: &str, label: &str) -> Option<Vec<u8>> {
 
 fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-fn transport(url: &str, e: reqwest::Error) -> ForgeError {
-    if e.is_timeout() {
-        ForgeError::Timeout {
-            url: url.to_owned(),
-        }
-    } else {
-        ForgeError::Transport {
-            url: url.to_owned(),
-            message: error_chain(&e.without_url()),
-        }
-    }
-}
-
-async fn read_body(url: &str, mut response: reqwest::Response) -> Result<Vec<u8>, ForgeError> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| transport(url, e))? {
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(ForgeError::Decode {
-                url: url.to_owned(),
-                message: format!("answer larger than {MAX_BODY_BYTES} bytes"),
-            });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(url: &str, body: &[u8]) -> Result<T, ForgeError> {

@@ -21,10 +21,13 @@ use crate::{BoxFuture, Secret};
 mod headers;
 mod post;
 mod timing;
+mod transport;
 
 use headers::{header_string, next_page_url};
 pub use headers::{next_link, parse_rate_limit};
 pub use timing::{REQUEST_SECONDS_BUCKETS, RequestDurations};
+use transport::{Answered, read_body};
+pub(crate) use transport::{read_body_at_most, transport_error};
 
 /// Largest response body read from a forge; beyond it the answer is an error.
 const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
@@ -273,17 +276,13 @@ impl ConditionalClient {
                 request = request.header(header::IF_MODIFIED_SINCE, lm);
             }
         }
-        let sent = tokio::time::Instant::now();
-        let response = match request.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                self.count(sent, |s| s.failed += 1);
-                return Err(transport_error(url, e));
-            }
-        };
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let rate = self.note_rate(&headers);
+        let Answered {
+            response,
+            status,
+            headers,
+            rate,
+            sent,
+        } = self.send(url, request).await?;
         if status == 304 || (200..300).contains(&status) {
             self.governor.observe_ok(ticket, rate.as_ref());
         }
@@ -451,19 +450,6 @@ fn same_origin_redirects() -> reqwest::redirect::Policy {
     })
 }
 
-fn transport_error(url: &str, e: reqwest::Error) -> ForgeError {
-    if e.is_timeout() {
-        ForgeError::Timeout {
-            url: url.to_owned(),
-        }
-    } else {
-        ForgeError::Transport {
-            url: url.to_owned(),
-            message: error_chain(&e.without_url()),
-        }
-    }
-}
-
 /// An error and its sources on one line (`a: b: c`).
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut message = e.to_string();
@@ -474,25 +460,6 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     message
-}
-
-async fn read_body(url: &str, mut response: reqwest::Response) -> Result<Vec<u8>, ForgeError> {
-    let mut body = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(ForgeError::Decode {
-                        url: url.to_owned(),
-                        message: format!("response body larger than {MAX_BODY_BYTES} bytes"),
-                    });
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(body),
-            Err(e) => return Err(transport_error(url, e)),
-        }
-    }
 }
 
 fn status_error(url: &str, status: u16, headers: &HeaderMap, body: &[u8]) -> ForgeError {

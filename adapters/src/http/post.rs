@@ -6,7 +6,7 @@
 use crate::forge::ForgeError;
 use crate::governor::Access;
 
-use super::{ConditionalClient, read_body, status_error, transport_error};
+use super::{Answered, ConditionalClient, read_body, status_error};
 
 impl ConditionalClient {
     /// POSTs `body` as JSON to `url`; the body of a 2xx answer. A refusal of the
@@ -33,17 +33,13 @@ impl ConditionalClient {
             .request(reqwest::Method::POST, url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_string());
-        let sent = tokio::time::Instant::now();
-        let response = match request.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                self.count(sent, |s| s.failed += 1);
-                return Err(transport_error(url, e));
-            }
-        };
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let rate = self.note_rate(&headers);
+        let Answered {
+            response,
+            status,
+            headers,
+            rate,
+            sent,
+        } = self.send(url, request).await?;
         let ok = (200..300).contains(&status);
         if ok {
             self.governor.observe_ok(ticket, rate.as_ref());
