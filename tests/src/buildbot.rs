@@ -169,31 +169,34 @@ fn bind_failed(master: &Path) -> bool {
     log.contains("CannotListenError") || log.contains("Address already in use")
 }
 
-/// Polls the REST API until the local worker is connected, for [`START_TIMEOUT`].
+/// Polls the REST API until the local worker is connected, for [`START_TIMEOUT`]
+/// (or until the master exits).
 async fn wait_ready(child: &mut Child, master: &Path, port: u16) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()?;
     let workers = format!("{}api/v2/workers", www_url(port));
-    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            bail!(
-                "buildbot exited ({status}) before it was ready:\n{}",
-                read_log(master)
-            );
+    let ready = crate::wait::eventually_every(Duration::from_millis(200), START_TIMEOUT, || {
+        let exited = child.try_wait();
+        let (http, workers) = (&http, &workers);
+        async move {
+            match exited {
+                Ok(Some(status)) => Some(Err(anyhow::anyhow!(
+                    "buildbot exited ({status}) before it was ready:\n{}",
+                    read_log(master)
+                ))),
+                Err(e) => Some(Err(e.into())),
+                Ok(None) => worker_connected(http, workers).await.then_some(Ok(())),
+            }
         }
-        if worker_connected(&http, &workers).await {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            bail!(
-                "buildbot was not ready within {START_TIMEOUT:?}:\n{}",
-                read_log(master)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
+    ready.unwrap_or_else(|| {
+        bail!(
+            "buildbot was not ready within {START_TIMEOUT:?}:\n{}",
+            read_log(master)
+        )
+    })
 }
 
 /// `$FORGEWATCH_BUILDBOT_VENV`, else `$HOME/.cache/forgewatch/buildbot-4.3`.

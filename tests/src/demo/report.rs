@@ -11,6 +11,10 @@ use tokio::sync::watch;
 
 use crate::fake_ci::{Delivery, FakeCi};
 
+/// How long the demo's pretend CI "builds" before it reports a result: a pause
+/// the viewer sees (the delivered line, then the result), not a wait for anything.
+const BUILD_TIME: Duration = Duration::from_secs(1);
+
 /// Prints `MM:SS  KIND       TEXT` lines, the time counted from the demo's start.
 #[derive(Clone, Copy)]
 pub struct Printer {
@@ -93,7 +97,7 @@ pub async fn follow(
             let (state, summary) = outcome(&key, &failing);
             let (http, api, secret) = (http.clone(), api.clone(), secret.clone());
             results.spawn(async move {
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::time::sleep(BUILD_TIME).await;
                 let body = json!({"delivery_id": id, "state": state, "summary": summary});
                 let answer = http
                     .post(format!("{api}/api/v1/results"))
