@@ -29,7 +29,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::engine::clock::Clock;
+use crate::engine::clock::{Clock, sleep_until};
 use crate::engine::cycle::{Mode, Status};
 use crate::engine::event::{Event, Request};
 use crate::engine::forge_poller::{ForgePollers, Round, Share};
@@ -586,14 +586,6 @@ fn unix_micros(clock: &dyn Clock) -> u64 {
         .now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
-
-/// Until `at`, or forever without one.
-pub(crate) async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 fn log_deliveries(outcomes: &[crate::engine::cycle::Outcome]) {

@@ -364,7 +364,7 @@ async fn post_when_due(
             () = shutdown.cancelled() => break,
             changed = wake.changed() => if changed.is_err() { break },
             changed = poster.changed() => if changed.is_err() { break },
-            () = crate::engine::event_loop::sleep_until(sleep) => {}
+            () = crate::engine::clock::sleep_until(sleep) => {}
         }
     }
 }
